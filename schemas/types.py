@@ -1,0 +1,73 @@
+"""Field types shared by the ERP models: strict-enough integers, money, dates and ids.
+
+JSON producers are written in many languages, so we accept what is unambiguous ("6" for an integer,
+11.9 or "11.9" for an amount) and refuse what silently changes meaning: booleans where numbers belong,
+NaN/Infinity, and numbers where the ERP wants a string (customer number "013" is not 13).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def _parse_date_or_datetime(value: Any) -> date | datetime:
+    """The tables type these fields `string (date-time)`, both spec examples send a plain date."""
+    if isinstance(value, datetime | date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a date (YYYY-MM-DD) or an ISO 8601 date-time string")
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
+
+
+def _date_to_wire(value: date | datetime) -> str:
+    return value.isoformat()
+
+
+def _id_to_str(value: Any) -> Any:
+    # An integer id is unambiguous as text (no leading zeros to lose); a float or bool is not.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+"""An integer; "6" is accepted, True and 6.5 are not."""
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_no_bool),
+    Field(allow_inf_nan=False),
+    # The ERP wants JSON numbers; Decimal keeps exact values in Python and in comparisons.
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+"""An exact decimal amount or quantity, sent as a JSON number."""
+
+DateOrDateTime = Annotated[
+    date | datetime,
+    PlainValidator(_parse_date_or_datetime),
+    PlainSerializer(_date_to_wire, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A date or date-time; sent back in the form it was given ("2026-02-18" stays a date)."""
+
+NonEmptyStr = Annotated[str, Field(min_length=1), BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v)]
+"""A string that must carry something once surrounding blanks are removed."""
+
+ExternalId = Annotated[str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=200)]
+"""The producer's own id for a document (e.g. a POS receipt id): text, integers accepted as text."""

@@ -1,0 +1,76 @@
+"""Per-document validation: raw JSON object in, either a model or a list of field-level errors out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.envelope import DocumentKind
+from schemas.softone import CustomerInvoice, Order, _DocumentHead
+
+MODELS: dict[DocumentKind, type[_DocumentHead]] = {
+    DocumentKind.CUSTOMER_INVOICE: CustomerInvoice,
+    DocumentKind.ORDER: Order,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One reason a document is invalid: where (wire field path) and why."""
+
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentError:
+    """All reasons one document is invalid."""
+
+    errors: tuple[FieldError, ...]
+
+    def summary(self) -> str:
+        return "; ".join(f"{e.field}: {e.reason}" if e.field else e.reason for e in self.errors)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """`('InvoiceRows', 0, 'Quantity')` -> `InvoiceRows[0].Quantity` (wire names, as the producer sent them)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part in {"date", "datetime"}:
+            continue  # validator-internal segments, not fields
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    msg = str(error["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if error["type"] == "missing":
+        msg = "is mandatory and missing"
+    elif error["type"] == "extra_forbidden":
+        msg = "is not a field of this document (misspelt?)"
+    return msg
+
+
+def validate_document(kind: DocumentKind, raw: Any) -> _DocumentHead | DocumentError:
+    """Validate one raw document of `kind`; never raises for bad input."""
+    if not isinstance(raw, dict):
+        return DocumentError((FieldError("", f"a document must be a JSON object, got {type(raw).__name__}"),))
+    try:
+        return MODELS[kind].model_validate(raw, by_alias=True)
+    except ValidationError as exc:
+        errors = tuple(
+            FieldError(_path(tuple(err["loc"])), _reason(err))
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        return DocumentError(errors)

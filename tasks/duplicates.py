@@ -1,0 +1,75 @@
+"""`erpsync.settle_duplicate`: documents whose ExternalId another job is sending right now.
+
+They wait (as `pending`) until the other document's fate is known: created → this one is a `duplicate`
+with that Key; not created (claim released) → this one is claimed and sent; unknown → this one is
+`unknown` too, since sending it could create the document twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from schemas import DocumentKind, validate_document
+from worker import runtime
+from worker.celery_app import app
+from worker.results import DUPLICATE, PENDING, UNKNOWN, Record
+
+log = logging.getLogger(__name__)
+
+#: Check every 5 s for up to 6 hours: long enough for the other job's retries to run their course.
+CHECK_EVERY_S = 5
+MAX_CHECKS = 6 * 3600 // CHECK_EVERY_S
+
+
+@app.task(name="erpsync.settle_duplicate", bind=True, max_retries=MAX_CHECKS)
+def settle_duplicate(self: Any, job_id: str, positions: list[int]) -> dict[str, Any]:
+    from tasks.jobs import dispatch, owner_of
+
+    store = runtime.store()
+    job = store.job(job_id)
+    if job is None:
+        return {"job_id": job_id, "error": "job not found"}
+    tenant, kind = job["tenant"], job["kind"]
+    documents = store.documents(job_id)
+    updates: list[tuple[str, int, Record]] = []
+    to_send: list[tuple[int, str, str]] = []
+    still_waiting: list[int] = []
+    for position in positions:
+        record = store.record(job_id, position)
+        if record is None or record.status != PENDING or record.batch_id:
+            continue
+        claim = store.claim(tenant, kind, record.external_id, owner_of(job_id, position))
+        if claim.state == "created":
+            updates.append(
+                (job_id, position, Record(record.external_id, DUPLICATE, key=claim.key, number=claim.number))
+            )
+        elif claim.state == "mine":
+            model = validate_document(DocumentKind(kind), json.loads(documents[position]))
+            encoded = json.dumps(model.to_wire(), ensure_ascii=False, separators=(",", ":"))  # type: ignore[union-attr]
+            to_send.append((position, record.external_id, encoded))
+        else:
+            other_job, _, other_pos = claim.owner.partition("#")
+            other = store.record(other_job, int(other_pos)) if other_pos.isdigit() else None
+            if other is None or other.status == UNKNOWN:
+                updates.append(
+                    (
+                        job_id,
+                        position,
+                        Record(
+                            record.external_id,
+                            UNKNOWN,
+                            error=f"an earlier submission of ExternalId {record.external_id!r} (job {other_job}) "
+                            "has an unknown outcome; resolve it before this document can be sent",
+                        ),
+                    )
+                )
+            else:
+                still_waiting.append(position)
+    store.set_records(updates)
+    if to_send:
+        dispatch(job_id, tenant, kind, to_send)
+    if still_waiting:
+        raise self.retry(args=[job_id, still_waiting], countdown=CHECK_EVERY_S)
+    return {"job_id": job_id, "settled": len(updates) + len(to_send)}

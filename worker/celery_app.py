@@ -1,0 +1,66 @@
+"""The Celery application, with its reliability settings chosen on purpose.
+
+- JSON only (`task_serializer`, `accept_content`): no pickle, so a crafted message cannot run code.
+- `task_acks_late`: a message is acknowledged after its task returns, so a crash mid-task redelivers it.
+- `task_reject_on_worker_lost`: a pool child killed by a signal or OOM also gets its message requeued
+  (acks_late alone would ack it).
+- `worker_prefetch_multiplier=1`: a worker holds one unacknowledged message per pool slot. Prefetched
+  messages older than the visibility timeout would be delivered twice; long batches should not wait
+  behind a busy slot while an idle worker starves.
+- `visibility_timeout` (ERPSYNC_VISIBILITY_TIMEOUT, 1 h): an unacked message is redelivered after this.
+  Retry countdowns are capped far below it (ERPSYNC_RETRY_BACKOFF_CAP, 300 s), because an ETA message
+  waits unacked inside a worker and would otherwise be redelivered while still waiting.
+- Redelivery is expected (Redis makes Celery at-least-once); exactly-once towards the ERP is the job of
+  our own state: the duplicate index and each batch's state recorded before and after its POST.
+- No result backend: outcomes go to our own results store (worker/results.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
+
+from worker import redaction
+from worker.settings import get_settings
+
+settings = get_settings()
+
+app = Celery("erpsync", include=["tasks.jobs", "tasks.batches", "tasks.duplicates"])
+app.conf.update(
+    broker_url=settings.broker_url(),
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={
+        "visibility_timeout": settings.visibility_timeout,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+    },
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    event_serializer="json",
+    task_ignore_result=True,
+    result_backend=None,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=settings.prefetch_multiplier,
+    task_default_queue=settings.queue,
+    task_default_exchange=settings.queue,
+    task_default_routing_key=settings.queue,
+    # Events for Flower; task_send_sent_event lets it show queued tasks too.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    worker_hijack_root_logger=True,
+    timezone="UTC",
+    enable_utc=True,
+)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    """Every handler Celery sets up gets the secrets filter."""
+    redaction.install(logger)
+    redaction.install()

@@ -1,0 +1,263 @@
+"""`erpsync` command line: submit jobs, follow them, read results, run the sandbox and the demo.
+
+Exit codes: 0 every document created (or already there: duplicate); 1 some document not created;
+2 usage or configuration error (Redis unreachable, unknown tenant, unreadable file); 3 timed out waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker.errors import ConfigurationError
+from worker.redaction import redact_url
+from worker.settings import get_settings
+
+EXIT_OK, EXIT_NOT_ALL_CREATED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+PROGRESS_THRESHOLD = 2000
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, no traceback."""
+
+
+def _store() -> Any:
+    from worker.redis_client import get_redis
+    from worker.results import ResultsStore
+
+    settings = get_settings()
+    return ResultsStore(get_redis(settings), settings)
+
+
+def _job_or_fail(job_id: str) -> dict[str, str]:
+    job = _store().job(job_id)
+    if job is None:
+        raise UserError(f"no job {job_id!r} in the results store (wrong id, or older than the retention)")
+    return job
+
+
+def results_payload(job_id: str) -> dict[str, Any]:
+    """The `results --json` contract."""
+    store = _store()
+    job = store.job(job_id)
+    if job is None:
+        raise UserError(f"no job {job_id!r} in the results store (wrong id, or older than the retention)")
+    return {
+        "job_id": job_id,
+        "status": job.get("status"),
+        "records": [
+            {
+                "external_id": r.external_id,
+                "status": r.status,
+                "key": r.key,
+                "number": r.number,
+                "error": r.error,
+                "errors": r.errors,
+            }
+            for r in store.records(job_id)
+        ],
+    }
+
+
+def _exit_code(job: dict[str, str]) -> int:
+    if job.get("status") == "succeeded":
+        return EXIT_OK
+    if job.get("status") in ("partial", "failed"):
+        return EXIT_NOT_ALL_CREATED
+    return EXIT_TIMEOUT
+
+
+def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
+    from worker.results import job_summary
+
+    summary = job_summary(job)
+    counts = summary["counts"]
+    out.print(
+        f"job [bold]{summary['job_id']}[/] [bold]{summary['status']}[/]: {summary['total']} documents "
+        f"({summary['kind']}, tenant {summary['tenant']}) — created {counts['created']}, duplicate "
+        f"{counts['duplicate']}, failed {counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
+    )
+    records = _store().records(summary["job_id"])
+    keyed = [r for r in records if r.key is not None][:show_keys]
+    if keyed:
+        table = Table("ExternalId", "status", "Key", "number", title=f"created Keys (first {len(keyed)})")
+        for r in keyed:
+            table.add_row(r.external_id, r.status, str(r.key), r.number or "")
+        out.print(table)
+    bad = [r for r in records if r.status in ("failed", "unknown")][:show_keys]
+    if bad:
+        table = Table("ExternalId", "status", "error", title=f"not created (first {len(bad)})")
+        for r in bad:
+            table.add_row(r.external_id, r.status, r.error or "")
+        out.print(table)
+
+
+# ----- commands
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from worker.producer import read_documents, submit, wait_for
+
+    settings = get_settings()
+    documents, header = read_documents(Path(args.file))
+    kind = args.kind or header.get("kind") or "customer_invoice"
+    tenant = args.tenant or header.get("tenant") or settings.default_tenant
+    show = len(documents) >= PROGRESS_THRESHOLD and not args.json
+    with Progress(
+        TextColumn("submitting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show,
+    ) as progress:
+        task = progress.add_task("docs", total=len(documents))
+        job_id = submit(
+            documents,
+            kind=kind,
+            tenant=tenant,
+            source=header.get("source") or Path(args.file).name,
+            job_id=header.get("job_id"),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    if not args.wait:
+        if args.json:
+            print(json.dumps({"job_id": job_id, "status": "queued", "documents": len(documents)}))
+        else:
+            out.print(f"submitted job [bold]{job_id}[/] ({len(documents)} documents, {kind}, tenant {tenant})")
+        return EXIT_OK
+    if not args.json:
+        err.print(f"submitted job {job_id} ({len(documents)} documents); waiting…")
+    job = wait_for(job_id, timeout=args.timeout, settings=settings)
+    if args.json:
+        print(json.dumps(results_payload(job_id), ensure_ascii=False))
+    else:
+        _print_summary(job)
+        if job.get("status") not in ("succeeded", "partial", "failed"):
+            err.print(f"still {job.get('status')} after {args.timeout:.0f}s; follow it with: erpsync status {job_id}")
+    return _exit_code(job)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from worker.results import job_summary
+
+    job = _job_or_fail(args.job_id)
+    summary = job_summary(job)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(job, show_keys=0)
+        for name in ("submitted_at", "started_at", "finished_at"):
+            if summary[name]:
+                out.print(f"  {name.replace('_', ' ')}: {summary[name]}")
+    return _exit_code(job) if job.get("status") in ("succeeded", "partial", "failed") else EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    payload = results_payload(args.job_id)
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False))
+    else:
+        table = Table(
+            "#", "ExternalId", "status", "Key", "number", "error", title=f"job {args.job_id}: {payload['status']}"
+        )
+        for i, r in enumerate(payload["records"]):
+            table.add_row(
+                str(i), r["external_id"], r["status"], str(r["key"] or ""), r["number"] or "", r["error"] or ""
+            )
+        out.print(table)
+    job = _job_or_fail(args.job_id)
+    return _exit_code(job) if job.get("status") in ("succeeded", "partial", "failed") else EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    # The only place production code touches the sandbox: to start it.
+    import sandbox
+
+    sandbox.serve(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        config_path=args.config,
+        token_ttl_seconds=args.token_ttl_seconds,
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return run_demo(Path(args.file), latency_ms=args.latency_ms, concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="erpsync", description="Sync business documents into ERP APIs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("submit", help="submit a JSON/JSONL file of documents as one job")
+    p.add_argument("file", help="JSON (a document, a list, or an envelope) or JSONL")
+    p.add_argument("--tenant", help="tenant name (default: ERPSYNC_DEFAULT_TENANT)")
+    p.add_argument("--kind", choices=["customer_invoice", "order"], help="document kind (default customer_invoice)")
+    p.add_argument("--wait", action="store_true", help="wait for the job to finish and print its summary")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default 600)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="a job's status and counts")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("results", help="every document's outcome in a job")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("sandbox", help="run the SoftOne GO sandbox server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument("--config", help="sandbox config JSON (companies, customers)")
+    p.add_argument("--token-ttl-seconds", type=int, default=None)
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, sandbox, worker)")
+    p.add_argument("--file", default="examples/pos-end-of-day.jsonl")
+    p.add_argument("--latency-ms", type=int, default=30)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UserError, ConfigurationError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+    except ValueError as exc:  # SubmitError and settings validation
+        err.print(f"[red]error:[/] {exc}")
+    except redis.ConnectionError as exc:
+        url = redact_url(get_settings().redis_url)
+        err.print(f"[red]error:[/] cannot reach Redis at {url} ({exc}); set ERPSYNC_REDIS_URL")
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

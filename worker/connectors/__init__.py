@@ -1,0 +1,1 @@
+"""Connectors: how documents reach one ERP API (authentication, request shape, reading answers)."""

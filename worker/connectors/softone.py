@@ -1,0 +1,191 @@
+"""SoftOne GO connector: token handling, array POSTs of invoices/orders, and the invoice Filter.
+
+Authentication (specs section 2.2): every call carries `companyApiKey`, `connectApiKey` and `token` in
+the query string. The token comes from `/Login/Token`; the specs do not document that call, so we call it
+with the two API keys in the query string (as every other call takes them) and read the token from a
+JSON answer: an object with `Token` (also `token`/`access_token`), or a bare JSON string. Tokens are
+cached in Redis, shared by all workers, until shortly before they expire; a 401 renews it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import redis
+from pydantic import ValidationError
+
+from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
+from worker.errors import AmbiguousError, AuthenticationFailed, BatchRejected, ConnectFailed, PermanentError
+from worker.http import classify_exception, classify_status
+from worker.redaction import redact_url, secrets_filter
+from worker.settings import Settings, TenantConfig
+
+log = logging.getLogger(__name__)
+
+
+class SoftOneConnector:
+    """Talks to one tenant's SoftOne GO company."""
+
+    def __init__(self, tenant: TenantConfig, settings: Settings, client: httpx.Client, cache: redis.Redis) -> None:
+        self.tenant = tenant
+        self.settings = settings
+        self.client = client
+        self.cache = cache
+        self.base_url = tenant.base_url.rstrip("/")
+        self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
+        secrets_filter().add_secret(tenant.company_api_key.get_secret_value())
+        secrets_filter().add_secret(tenant.connect_api_key.get_secret_value())
+
+    # ----- authentication
+    def _key_params(self) -> dict[str, str]:
+        return {
+            "companyApiKey": self.tenant.company_api_key.get_secret_value(),
+            "connectApiKey": self.tenant.connect_api_key.get_secret_value(),
+        }
+
+    def token(self) -> str:
+        """A valid token: the shared cached one, or a new one (one worker logs in, the others wait)."""
+        cached = self.cache.get(self._token_key)
+        if cached:
+            secrets_filter().add_secret(cached)
+            return cached
+        lock = self.cache.lock(f"{self._token_key}:lock", timeout=30, blocking_timeout=30)
+        with lock:
+            cached = self.cache.get(self._token_key)
+            if cached:
+                secrets_filter().add_secret(cached)
+                return cached
+            token, ttl = self._login()
+            self.cache.set(self._token_key, token, ex=ttl)
+            return token
+
+    def invalidate(self, token: str) -> None:
+        """Forget `token` unless another worker has already replaced it."""
+        self.cache.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            1,
+            self._token_key,
+            token,
+        )
+
+    def _login(self) -> tuple[str, int]:
+        url = self.base_url + self.settings.softone_token_path
+        try:
+            response = self.client.post(url, params=self._key_params())
+        except httpx.HTTPError as exc:
+            error = classify_exception(exc, url)
+            # A login creates nothing: one that may have happened is simply repeated later.
+            if isinstance(error, AmbiguousError):
+                error = ConnectFailed(str(error))
+            raise error from None
+        if response.status_code == 401:
+            raise AuthenticationFailed(f"{url} refused tenant {self.tenant.name!r}'s API keys (401)", status=401)
+        error = classify_status(response)
+        if error is not None:
+            raise error
+        token, expires_in = _read_token(response)
+        secrets_filter().add_secret(token)
+        ttl = self.settings.token_ttl_seconds
+        if expires_in:
+            ttl = max(10, min(ttl, int(expires_in) - 60))
+        log.info("softone login ok tenant=%s token_ttl=%ss", self.tenant.name, ttl)
+        return token, ttl
+
+    def _call(self, path: str, body: Any) -> httpx.Response:
+        """POST with auth; on 401 renew the token once. Errors come out as our types."""
+        url = self.base_url + path
+        content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        for attempt in (1, 2):
+            token = self.token()
+            params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
+            started = time.perf_counter()
+            try:
+                response = self.client.post(
+                    url, params=params, content=content, headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                raise classify_exception(exc, url) from None
+            log.info(
+                "softone POST %s status=%s bytes=%d ms=%.0f",
+                redact_url(response.request.url),
+                response.status_code,
+                len(content),
+                (time.perf_counter() - started) * 1000,
+            )
+            if response.status_code == 401:
+                self.invalidate(token)
+                if attempt == 1:
+                    continue
+                raise AuthenticationFailed(
+                    f"POST {redact_url(url)} answered 401 with a fresh token: tenant {self.tenant.name!r}'s "
+                    "credentials are refused",
+                    status=401,
+                )
+            error = classify_status(response)
+            if error is not None:
+                raise error
+            return response
+        raise AssertionError("unreachable")
+
+    # ----- documents
+    def path_for(self, kind: DocumentKind) -> str:
+        if kind is DocumentKind.CUSTOMER_INVOICE:
+            return self.settings.softone_invoice_path
+        return self.settings.softone_order_path
+
+    def post_documents(self, kind: DocumentKind, body: bytes | Sequence[dict[str, Any]]) -> OperationResult:
+        """POST an array of documents; returns the operation result of a fully successful call.
+
+        Raises BatchRejected for `Success: false` (documents before the rejected one are saved), and the
+        error types of worker/http.py for everything else.
+        """
+        response = self._call(self.path_for(kind), body)
+        result = _read_result(response)
+        if not result.success:
+            raise BatchRejected(
+                result.error_message or f"ERP answered Success: false (ErrorNumber {result.error_number})",
+                error_number=result.error_number,
+            )
+        return result
+
+    def filter_invoices(self, criteria: InvoiceFilter) -> list[FilteredInvoice]:
+        """Invoices matching `criteria` (Billing/CustomerInvoices/Filter)."""
+        response = self._call(self.settings.softone_filter_path, criteria.to_wire())
+        try:
+            data = response.json()
+            if not isinstance(data, list):
+                raise ValueError("not an array")
+            return [FilteredInvoice.model_validate(item) for item in data]
+        except (ValueError, ValidationError) as exc:
+            raise PermanentError(f"Filter answer is not an array of invoices: {str(exc)[:200]}") from None
+
+
+def _read_token(response: httpx.Response) -> tuple[str, float | None]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = response.text.strip().strip('"')
+    if isinstance(data, str) and data:
+        return data, None
+    if isinstance(data, dict):
+        for name in ("Token", "token", "access_token", "AccessToken"):
+            value = data.get(name)
+            if isinstance(value, str) and value:
+                expires = data.get("ExpiresIn") or data.get("expires_in")
+                return value, float(expires) if isinstance(expires, int | float) else None
+    raise PermanentError("the ERP's /Login/Token answer carries no token")
+
+
+def _read_result(response: httpx.Response) -> OperationResult:
+    try:
+        return OperationResult.model_validate(response.json())
+    except (ValueError, ValidationError):
+        # 2xx but not an operation result: the ERP did something we cannot read. Treat as unknown.
+        raise AmbiguousError(
+            f"answer {response.status_code} is not a SoftOne operation result: {response.text[:200]!r}"
+        ) from None

@@ -1,0 +1,81 @@
+"""The one exception hierarchy of the worker: what went wrong is a type, not a string.
+
+    ErpSyncError
+    ├── ConfigurationError          our own setup is wrong (unknown tenant, bad tenants file)
+    ├── TransientError              nothing was created; the same request may succeed later → retry
+    │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
+    │   ├── RateLimited             429, with the server's Retry-After
+    │   └── ServiceUnavailable      502, 503, 504
+    ├── AmbiguousError              the body was sent but no answer came: the ERP may have created
+    │                               the documents → never resend blindly, reconcile first
+    └── PermanentError              the same request will fail again → no retry
+        ├── RequestRejected         400, 403, 404, 422 and other 4xx
+        ├── AuthenticationFailed    401 even with a freshly issued token
+        └── BatchRejected           200 with `Success: false` (SoftOne saved the documents before the
+                                    rejected one: the batch is partly committed)
+
+Messages never carry credentials: URLs are redacted before they are put into an error.
+"""
+
+from __future__ import annotations
+
+
+class ErpSyncError(Exception):
+    """Base of every error the worker raises on purpose."""
+
+
+class ConfigurationError(ErpSyncError):
+    """Our configuration is missing or wrong; fix the settings, not the documents."""
+
+
+class TransientError(ErpSyncError):
+    """Nothing was created and retrying later may succeed."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class ConnectFailed(TransientError):
+    """The request never reached the ERP (refused, reset before sending, connect timeout)."""
+
+
+class RateLimited(TransientError):
+    """429 Too Many Requests."""
+
+
+class ServiceUnavailable(TransientError):
+    """502/503/504: a gateway or the ERP said it could not take the request."""
+
+
+class AmbiguousError(ErpSyncError):
+    """The request was sent and no usable answer came back: its effect is unknown."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PermanentError(ErpSyncError):
+    """The ERP refused the request; sending it again unchanged will fail again."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RequestRejected(PermanentError):
+    """A 4xx answer other than 401/429: nothing was created."""
+
+
+class AuthenticationFailed(PermanentError):
+    """401 with a token issued moments ago: the tenant's keys are wrong or revoked."""
+
+
+class BatchRejected(PermanentError):
+    """`Success: false` in the operation result: the documents before the rejected one are saved."""
+
+    def __init__(self, message: str, *, error_number: int = 0) -> None:
+        super().__init__(message, status=200)
+        self.error_number = error_number

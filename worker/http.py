@@ -1,0 +1,97 @@
+"""One pooled httpx client per process, with explicit timeouts, and the HTTP → error-type boundary.
+
+`classify()` is the single place where an HTTP answer or an httpx exception becomes one of our error
+types (see worker/errors.py); connectors call it and never interpret status codes themselves.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from functools import lru_cache
+
+import httpx
+
+from worker.errors import (
+    AmbiguousError,
+    ConnectFailed,
+    ErpSyncError,
+    PermanentError,
+    RateLimited,
+    RequestRejected,
+    ServiceUnavailable,
+)
+from worker.redaction import redact_url
+from worker.settings import Settings, get_settings
+
+
+def make_client(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    timeout = httpx.Timeout(
+        connect=settings.http_connect_timeout,
+        read=settings.http_read_timeout,
+        write=settings.http_write_timeout,
+        pool=settings.http_pool_timeout,
+    )
+    limits = httpx.Limits(
+        max_connections=settings.http_max_connections, max_keepalive_connections=settings.http_max_connections
+    )
+    return httpx.Client(timeout=timeout, limits=limits, transport=transport, headers={"User-Agent": "erpsync/0.1"})
+
+
+@lru_cache(maxsize=1)
+def get_client() -> httpx.Client:
+    """The process-wide client (thread-safe; created lazily so a forked pool child gets its own)."""
+    return make_client(get_settings())
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds or as an HTTP date -> seconds from now (never negative)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify_exception(exc: httpx.HTTPError, url: httpx.URL | str) -> ErpSyncError:
+    """Map a transport failure: did the request possibly reach the ERP?"""
+    where = redact_url(url)
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ConnectFailed(f"could not connect to {where} ({name})")
+    if isinstance(exc, httpx.WriteError | httpx.WriteTimeout):
+        # The body did not get through whole: the ERP cannot have parsed and saved it.
+        return ConnectFailed(f"sending to {where} failed before the body was complete ({name})")
+    if isinstance(exc, httpx.ReadTimeout | httpx.ReadError | httpx.RemoteProtocolError):
+        return AmbiguousError(f"request to {where} was sent but no complete answer came ({name})")
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.TransportError):
+        return AmbiguousError(f"request to {where} failed after it may have been sent ({name})")
+    return PermanentError(f"request to {where} could not be made ({name})")
+
+
+def classify_status(response: httpx.Response) -> ErpSyncError | None:
+    """None for 2xx; otherwise the error type for this status (401 is handled by the caller first)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    where = redact_url(response.request.url)
+    detail = response.text[:300].strip() if response.content else ""
+    message = f"{response.request.method} {where} answered {status}" + (f": {detail}" if detail else "")
+    if status == 429:
+        return RateLimited(message, retry_after=parse_retry_after(response.headers.get("Retry-After")), status=status)
+    if status in (502, 503, 504):
+        return ServiceUnavailable(
+            message, retry_after=parse_retry_after(response.headers.get("Retry-After")), status=status
+        )
+    if status >= 500:
+        # 500 (and other 5xx): the ERP failed while handling a request it had received; what it saved
+        # before failing is unknown.
+        return AmbiguousError(message, status=status)
+    return RequestRejected(message, status=status)

@@ -1,0 +1,177 @@
+"""The producer side in Python: read documents, store a job, enqueue it. `submit()` returns the job id.
+
+Producers in other languages can do the same with plain Redis commands (see README, "Producer contract").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import DocumentKind, JobEnvelope
+from schemas.envelope import derived_external_id
+from worker.errors import ConfigurationError
+from worker.redis_client import get_redis
+from worker.results import JOB_FINAL, ResultsStore
+from worker.settings import Settings, get_settings
+
+
+class SubmitError(ValueError):
+    """The job cannot be accepted as a whole (bad file, bad envelope, too many documents)."""
+
+
+def new_job_id() -> str:
+    """Sortable by time, unique without coordination: `20261120T231607-3f9c2a1b7d`."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
+
+
+def _external_id_of(doc: Any, job_id: str, position: int) -> str:
+    """The document's ExternalId as text, filled in (on the document too) when the producer left it out."""
+    if isinstance(doc, dict):
+        value = doc.get("ExternalId")
+        if value is None or value == "":
+            doc["ExternalId"] = derived_external_id(job_id, position)
+            return doc["ExternalId"]
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value).strip() or derived_external_id(job_id, position)
+    return derived_external_id(job_id, position)
+
+
+def submit(
+    documents: Iterable[Any],
+    *,
+    kind: DocumentKind | str = DocumentKind.CUSTOMER_INVOICE,
+    tenant: str | None = None,
+    source: str | None = None,
+    job_id: str | None = None,
+    settings: Settings | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> str:
+    """Store a job's documents in Redis and enqueue it; returns the job id.
+
+    Documents are raw JSON objects (dicts): each is validated on its own by the worker, so a bad one is
+    reported per document and never rejects the job. Raises SubmitError when the job as a whole is bad.
+    """
+    settings = settings or get_settings()
+    job_id = job_id or new_job_id()
+    docs = list(documents)
+    if len(docs) > settings.max_job_documents:
+        raise SubmitError(
+            f"{len(docs)} documents in one job; the limit is {settings.max_job_documents} "
+            "(ERPSYNC_MAX_JOB_DOCUMENTS): split the file"
+        )
+    try:
+        envelope = JobEnvelope(
+            # Documents are validated one by one in the worker; here only the job's own fields are checked.
+            job_id=job_id,
+            tenant=tenant or settings.default_tenant,
+            kind=kind,
+            documents=[{}],
+            source=source,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise SubmitError(f"invalid job: {_short(exc)}") from None
+    if not docs:
+        raise SubmitError("the job has no documents")
+    settings.tenant(envelope.tenant)  # unknown tenant: refuse now, not later in the worker
+
+    external_ids: list[str] = []
+    encoded: list[str] = []
+    for position, doc in enumerate(docs):
+        external_ids.append(_external_id_of(doc, job_id, position))
+        encoded.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+        if on_progress and (position + 1) % 500 == 0:
+            on_progress(500)
+    if on_progress:
+        on_progress(len(docs) % 500)
+
+    store = ResultsStore(get_redis(settings), settings)
+    meta = {
+        "job_id": job_id,
+        "tenant": envelope.tenant,
+        "target": envelope.target.value,
+        "kind": envelope.kind.value,
+        "source": source or "",
+        "submitted_at": envelope.submitted_at.isoformat(),
+    }
+    store.create_job(meta, encoded, external_ids)
+    enqueue_job(job_id, envelope.tenant, envelope.kind.value, len(docs))
+    return job_id
+
+
+def enqueue_job(job_id: str, tenant: str, kind: str, count: int) -> None:
+    from tasks.jobs import process_job
+
+    process_job.apply_async(
+        args=[job_id], kwargsrepr=repr({"tenant": tenant, "kind": kind, "target": "softone", "documents": count})
+    )
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+    return str(exc)
+
+
+# ----- reading files
+
+
+def read_documents(path: Path) -> tuple[list[Any], dict[str, Any]]:
+    """Documents from a JSON file (one document, a list, or an envelope) or a JSONL file.
+
+    Returns (documents, envelope fields found in the file: tenant, kind, job_id, source).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise SubmitError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SubmitError(f"{path} is not UTF-8 text") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return list(_jsonl(text, path)), {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # A file of one object per line is JSONL even without the extension.
+        if exc.msg == "Extra data":
+            return list(_jsonl(text, path)), {}
+        raise SubmitError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    if isinstance(data, list):
+        return data, {}
+    if isinstance(data, dict) and isinstance(data.get("documents"), list):
+        header = {k: data[k] for k in ("tenant", "kind", "job_id", "source", "target") if data.get(k) is not None}
+        return data["documents"], header
+    if isinstance(data, dict):
+        return [data], {}
+    raise SubmitError(f"{path} holds a JSON {type(data).__name__}: expected a document, a list or an envelope")
+
+
+def _jsonl(text: str, path: Path) -> Iterator[Any]:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SubmitError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
+
+
+def wait_for(job_id: str, *, timeout: float, settings: Settings | None = None, poll: float = 0.25) -> dict[str, str]:
+    """Block until the job is finished (or `timeout` seconds pass); returns the job hash."""
+    settings = settings or get_settings()
+    store = ResultsStore(get_redis(settings), settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        job = store.job(job_id)
+        if job is None:
+            raise ConfigurationError(f"job {job_id} is not in the results store")
+        if job.get("status") in JOB_FINAL or time.monotonic() >= deadline:
+            return job
+        time.sleep(poll)

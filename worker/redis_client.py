@@ -1,0 +1,27 @@
+"""One Redis client per process for our own keys (results, duplicate index, batches, tokens)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from worker.errors import ConfigurationError
+from worker.redaction import redact_url
+from worker.settings import Settings, get_settings
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=30, socket_connect_timeout=10, health_check_interval=30
+    )
+
+
+def get_redis(settings: Settings | None = None) -> redis.Redis:
+    """The pooled client for `settings.redis_url` (shared by all threads of this process)."""
+    url = (settings or get_settings()).redis_py_url()
+    try:
+        return _client(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"ERPSYNC_REDIS_URL {redact_url(url)!r} is not a Redis URL: {exc}") from None

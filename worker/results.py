@@ -1,0 +1,374 @@
+"""The results store in Redis: per job, per document, per batch, plus the duplicate index.
+
+State is kept per document from the start: a batch may carry documents of several jobs, and each
+document's outcome (status, Key, number, error) lands on its own job. Every status change goes through
+one Lua script so a job's counters and its final status can never disagree with its documents.
+
+Keys (prefix `erpsync` by default; all but the duplicate index expire after `result_ttl_seconds`):
+
+    {p}:job:{job_id}            hash   job fields and counters n_pending, n_created, ...
+    {p}:job:{job_id}:docs       list   the submitted documents (JSON), ExternalId filled in
+    {p}:job:{job_id}:records    hash   position -> record JSON (external_id, status, key, number, error, ...)
+    {p}:job:{job_id}:status     hash   position -> status (missing = pending)
+    {p}:jobs                    zset   job ids by submission time
+    {p}:batch:{batch_id}        hash   members, body, state (queued/sending/waiting/done), attempts, lease
+    {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
+    {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from worker.settings import Settings
+
+PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = "pending", "created", "failed", "duplicate", "unknown"
+DOC_STATUSES = (PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN)
+JOB_FINAL = ("succeeded", "partial", "failed")
+
+# KEYS: job hash, status hash, records hash.  ARGV: position, status, record JSON, now (ISO).
+# created/duplicate are final: a late or repeated message can never undo them.
+_SET_RECORD = """
+local old = redis.call('HGET', KEYS[2], ARGV[1]) or 'pending'
+if old == 'created' or old == 'duplicate' then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+if old == ARGV[2] then return 1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'n_' .. old, -1)
+redis.call('HINCRBY', KEYS[1], 'n_' .. ARGV[2], 1)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+local pending = tonumber(redis.call('HGET', KEYS[1], 'n_pending') or '0')
+if pending <= 0 then
+  local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+  local ok = tonumber(redis.call('HGET', KEYS[1], 'n_created') or '0')
+           + tonumber(redis.call('HGET', KEYS[1], 'n_duplicate') or '0')
+  local status = 'partial'
+  if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
+  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', ARGV[4])
+elseif redis.call('HGET', KEYS[1], 'status') == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
+return 1
+"""
+
+# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id.
+_ACQUIRE_BATCH = """
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {'missing', '0'} end
+if st == 'done' then return {'done', '0'} end
+local now = tonumber(ARGV[1])
+if st == 'sending' then
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+  if lease > now then return {'busy', tostring(lease - now)} end
+  return {'expired', '0'}
+end
+redis.call('HSET', KEYS[1], 'state', 'sending', 'lease_until', tostring(now + tonumber(ARGV[2])), 'sender', ARGV[3])
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return {'acquired', tostring(attempt)}
+"""
+
+# KEYS: dedup key. ARGV: expected claim value.
+_RELEASE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Record:
+    """The outcome of one document, as stored and as returned by `erpsync results`."""
+
+    external_id: str
+    status: str = PENDING
+    key: int | None = None
+    number: str | None = None
+    error: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    batch_id: str | None = None
+    updated_at: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "external_id": self.external_id,
+                "status": self.status,
+                "key": self.key,
+                "number": self.number,
+                "error": self.error,
+                "errors": self.errors,
+                "batch_id": self.batch_id,
+                "updated_at": self.updated_at or now_iso(),
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        data = json.loads(text)
+        return cls(**{k: data.get(k) for k in cls.__slots__ if k in data})  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """A batch about to be stored: its members (job id, position), body, and the members' records."""
+
+    batch_id: str
+    meta: dict[str, str]
+    members: list[tuple[str, int]]
+    body: str
+    records: list[tuple[str, int, Record]]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the duplicate index says about an ExternalId when we try to claim it."""
+
+    state: str  # "mine", "created", "claimed"
+    owner: str
+    key: int | None = None
+    number: str | None = None
+
+
+class ResultsStore:
+    """All reads and writes of job/document/batch state; one instance per process is enough."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.s = settings
+        self.p = settings.key_prefix
+        self._set_record = client.register_script(_SET_RECORD)
+        self._acquire = client.register_script(_ACQUIRE_BATCH)
+        self._release = client.register_script(_RELEASE_CLAIM)
+
+    # ----- keys
+    def job_key(self, job_id: str) -> str:
+        return f"{self.p}:job:{job_id}"
+
+    def batch_key(self, batch_id: str) -> str:
+        return f"{self.p}:batch:{batch_id}"
+
+    def dedup_key(self, tenant: str, kind: str, external_id: str) -> str:
+        return f"{self.p}:dedup:{tenant}:{kind}:{external_id}"
+
+    # ----- jobs
+    def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
+        """Store a job's documents and initial pending records in one transaction."""
+        job_id = meta["job_id"]
+        jk = self.job_key(job_id)
+        ttl = self.s.result_ttl_seconds
+        now = now_iso()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            jk,
+            mapping={
+                **meta,
+                "status": "queued",
+                "total": len(external_ids),
+                "n_pending": len(external_ids),
+                "n_created": 0,
+                "n_failed": 0,
+                "n_duplicate": 0,
+                "n_unknown": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        chunk: list[str] = []
+        for doc in documents:
+            chunk.append(doc)
+            if len(chunk) >= 1000:
+                pipe.rpush(f"{jk}:docs", *chunk)
+                chunk = []
+        if chunk:
+            pipe.rpush(f"{jk}:docs", *chunk)
+        records = {str(i): Record(external_id=x, updated_at=now).to_json() for i, x in enumerate(external_ids)}
+        items = list(records.items())
+        for start in range(0, len(items), 1000):
+            pipe.hset(f"{jk}:records", mapping=dict(items[start : start + 1000]))
+        for key in (jk, f"{jk}:docs", f"{jk}:records"):
+            pipe.expire(key, ttl)
+        pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
+        pipe.execute()
+
+    def job(self, job_id: str) -> dict[str, str] | None:
+        data = self.r.hgetall(self.job_key(job_id))
+        return data or None
+
+    def documents(self, job_id: str) -> list[str]:
+        return self.r.lrange(f"{self.job_key(job_id)}:docs", 0, -1)
+
+    def records(self, job_id: str) -> list[Record]:
+        raw = self.r.hgetall(f"{self.job_key(job_id)}:records")
+        return [Record.from_json(raw[k]) for k in sorted(raw, key=int)]
+
+    def record(self, job_id: str, position: int) -> Record | None:
+        raw = self.r.hget(f"{self.job_key(job_id)}:records", str(position))
+        return Record.from_json(raw) if raw else None
+
+    def statuses(self, job_id: str) -> dict[int, str]:
+        return {int(k): v for k, v in self.r.hgetall(f"{self.job_key(job_id)}:status").items()}
+
+    def mark_running(self, job_id: str) -> None:
+        # Only a queued job becomes running; a finished one keeps its status on redelivery.
+        self.r.eval(
+            "redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1]) "
+            "if redis.call('HGET', KEYS[1], 'status') == 'queued' then "
+            "redis.call('HSET', KEYS[1], 'status', 'running') end return 1",
+            1,
+            self.job_key(job_id),
+            now_iso(),
+        )
+
+    def set_records(self, updates: Sequence[tuple[str, int, Record]]) -> None:
+        """Apply (job_id, position, record) changes, each atomic with its job's counters, in one round trip."""
+        if updates:
+            pipe = self.r.pipeline(transaction=False)
+            self._queue_records(pipe, updates)
+            pipe.execute()
+
+    # ----- duplicate index
+    def claim(self, tenant: str, kind: str, external_id: str, owner: str) -> Claim:
+        """Claim an ExternalId for sending, or learn who has it (and its Key once created)."""
+        key = self.dedup_key(tenant, kind, external_id)
+        for _ in range(5):
+            if self.r.set(key, f"claimed|{owner}", nx=True, ex=self.s.dedup_ttl_seconds):
+                return Claim("mine", owner)
+            value = self.r.get(key)
+            if value is None:
+                continue  # released between our two calls; try again
+            return parse_claim(value, owner)
+        raise RuntimeError(f"duplicate index entry for {external_id!r} keeps changing")
+
+    def lookup(self, tenant: str, kind: str, external_id: str) -> Claim | None:
+        value = self.r.get(self.dedup_key(tenant, kind, external_id))
+        return parse_claim(value, "") if value else None
+
+    def release(self, tenant: str, kind: str, external_id: str, owner: str) -> None:
+        """Give up our claim (the document was not created) so a corrected re-submission can go."""
+        self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"])
+
+    # ----- batches
+    def _queue_records(self, pipe: Any, updates: Sequence[tuple[str, int, Record]]) -> None:
+        now = now_iso()
+        for job_id, position, record in updates:
+            record.updated_at = now
+            jk = self.job_key(job_id)
+            self._set_record(
+                keys=[jk, f"{jk}:status", f"{jk}:records"],
+                args=[str(position), record.status, record.to_json(), now],
+                client=pipe,
+            )
+            pipe.expire(f"{jk}:status", self.s.result_ttl_seconds)
+
+    def commit_batches(self, batches: Sequence[BatchPlan]) -> None:
+        """Store new batches and point their documents' records at them, all in one transaction.
+
+        Either a document is in exactly one stored batch or in none, even if the worker dies here: a
+        redelivered job then plans only the documents that have no batch yet.
+        """
+        if not batches:
+            return
+        now = now_iso()
+        pipe = self.r.pipeline(transaction=True)
+        for plan in batches:
+            bk = self.batch_key(plan.batch_id)
+            pipe.hset(
+                bk,
+                mapping={
+                    **plan.meta,
+                    "state": "queued",
+                    "members": json.dumps(plan.members),
+                    "body": plan.body,
+                    "attempts": 0,
+                    "size": len(plan.members),
+                    "created_at": now,
+                },
+            )
+            pipe.expire(bk, self.s.result_ttl_seconds)
+            self._queue_records(pipe, plan.records)
+        pipe.execute()
+
+    def complete_batch(
+        self,
+        batch_id: str,
+        outcome: str,
+        updates: Sequence[tuple[str, int, Record]],
+        created: Sequence[tuple[str, str, str, str, int, str | None]] = (),
+        released: Sequence[tuple[str, str, str, str]] = (),
+    ) -> None:
+        """Write a batch's document outcomes, duplicate index and `done` state in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        self._queue_records(pipe, updates)
+        for tenant, kind, external_id, owner, key, number in created:
+            pipe.set(
+                self.dedup_key(tenant, kind, external_id),
+                f"created|{owner}|{key}|{number or ''}",
+                ex=self.s.dedup_ttl_seconds,
+            )
+        for tenant, kind, external_id, owner in released:
+            self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"], client=pipe)
+        pipe.hset(self.batch_key(batch_id), mapping={"state": "done", "outcome": outcome, "updated_at": now_iso()})
+        pipe.execute()
+
+    def batch(self, batch_id: str) -> dict[str, str] | None:
+        data = self.r.hgetall(self.batch_key(batch_id))
+        return data or None
+
+    def acquire_batch(self, batch_id: str, sender: str) -> tuple[str, float]:
+        """Move a batch to `sending` under a lease. Returns (outcome, attempt number or seconds to wait)."""
+        state, value = self._acquire(
+            keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
+        )
+        return state, float(value)
+
+    def set_batch_state(self, batch_id: str, state: str, **fields: str) -> None:
+        self.r.hset(self.batch_key(batch_id), mapping={"state": state, "updated_at": now_iso(), **fields})
+
+    def log_attempt(self, batch_id: str, entry: dict[str, Any]) -> None:
+        lk = f"{self.batch_key(batch_id)}:log"
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(lk, json.dumps({"at": now_iso(), **entry}, ensure_ascii=False))
+        pipe.expire(lk, self.s.result_ttl_seconds)
+        pipe.execute()
+
+    def attempts(self, batch_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(f"{self.batch_key(batch_id)}:log", 0, -1)]
+
+
+def parse_claim(value: str, owner: str) -> Claim:
+    parts = value.split("|")
+    if parts[0] == "created" and len(parts) >= 4:
+        return Claim("created", parts[1], int(parts[2]), parts[3] or None)
+    claimed_by = parts[1] if len(parts) > 1 else ""
+    return Claim("mine" if claimed_by == owner else "claimed", claimed_by)
+
+
+def job_summary(job: dict[str, str]) -> dict[str, Any]:
+    """The job fields people and scripts read: status, counts, timestamps."""
+    counts = {s: int(job.get(f"n_{s}", 0)) for s in DOC_STATUSES}
+    return {
+        "job_id": job.get("job_id"),
+        "status": job.get("status"),
+        "tenant": job.get("tenant"),
+        "target": job.get("target"),
+        "kind": job.get("kind"),
+        "source": job.get("source") or None,
+        "total": int(job.get("total", 0)),
+        "counts": counts,
+        "submitted_at": job.get("submitted_at"),
+        "created_at": job.get("created_at"),
+        "started_at": job.get("started_at"),
+        "finished_at": job.get("finished_at"),
+        "updated_at": job.get("updated_at"),
+    }

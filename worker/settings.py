@@ -1,0 +1,159 @@
+"""Runtime settings from the environment (prefix `ERPSYNC_`), and per-tenant ERP credentials.
+
+Credentials come from here only: from `ERPSYNC_TENANTS_FILE` (JSON) or the built-in demo tenant, never
+from job messages, so a producer cannot point a job at another tenant's keys or at another host.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+#: Keys the sandbox accepts out of the box (see sandbox/config.py); not secrets of any real company.
+DEMO_COMPANY_API_KEY = "demo-company-key"
+DEMO_CONNECT_API_KEY = "demo-connect-key"
+
+
+class TenantConfig(BaseModel):
+    """One tenant's ERP endpoint and credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    target: str = "softone"
+    base_url: str
+    company_api_key: SecretStr
+    connect_api_key: SecretStr
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker and CLI; each is `ERPSYNC_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ERPSYNC_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "erpsync"
+    queue: str = "erpsync"
+
+    # Batching: SoftOne takes arrays; 50 documents keep one request's work (and what a rejected array puts
+    # in doubt) small while cutting requests 50-fold; 1 MB stays well below common proxy body limits.
+    batch_max_docs: int = Field(default=50, ge=1, le=1000)
+    batch_max_bytes: int = Field(default=1_000_000, ge=1024)
+    max_job_documents: int = Field(default=200_000, ge=1)
+
+    result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # The duplicate index must outlive results: a receipt re-sent next month must still be caught.
+    dedup_ttl_seconds: int = Field(default=400 * 24 * 3600, ge=60)
+
+    # Celery/Redis transport: a message not acked within this time is delivered again. Far above any
+    # backoff countdown (retry_backoff_cap) and any single POST (http_* timeouts).
+    visibility_timeout: int = Field(default=3600, ge=60)
+    prefetch_multiplier: int = Field(default=1, ge=1)
+
+    http_connect_timeout: float = 5.0
+    http_read_timeout: float = 60.0
+    http_write_timeout: float = 30.0
+    http_pool_timeout: float = 30.0
+    http_max_connections: int = 20
+
+    retry_max_attempts: int = Field(default=8, ge=1)
+    retry_backoff_base: float = Field(default=1.0, gt=0)
+    retry_backoff_cap: float = Field(default=300.0, gt=0)
+    # A sending lease older than this means the worker died with the request in flight.
+    send_lease_seconds: int = Field(default=300, ge=10)
+
+    # SoftOne tokens live 60 minutes; we stop using one 5 minutes before that.
+    token_ttl_seconds: int = Field(default=55 * 60, ge=10)
+
+    softone_base_url: str = "http://127.0.0.1:8765"
+    softone_invoice_path: str = "/Economy/Billing/CustomerInvoices"
+    softone_order_path: str = "/Economy/Billing/Orders"
+    softone_filter_path: str = "/Economy/Billing/CustomerInvoices/Filter"
+    softone_token_path: str = "/Login/Token"
+
+    tenants_file: Path | None = None
+    demo_tenant: bool = True
+    default_tenant: str = "demo"
+
+    log_level: str = "INFO"
+
+    def redis_py_url(self) -> str:
+        """URL for redis-py (`unix://` for a socket)."""
+        url = self.redis_url
+        if url.startswith("redis+socket://"):
+            return "unix://" + url[len("redis+socket://") :]
+        return url
+
+    def broker_url(self) -> str:
+        """URL for Celery/kombu (`redis+socket://` for a socket: `unix://` is not a kombu transport)."""
+        url = self.redis_url
+        if url.startswith("unix://"):
+            return "redis+socket://" + url[len("unix://") :]
+        return url
+
+    def tenants(self) -> dict[str, TenantConfig]:
+        return load_tenants(self)
+
+    def tenant(self, name: str) -> TenantConfig:
+        tenants = self.tenants()
+        if name not in tenants:
+            raise ConfigurationError(f"unknown tenant {name!r}: configure it in ERPSYNC_TENANTS_FILE")
+        return tenants[name]
+
+
+def _read_tenants_file(path: Path, default_base_url: str) -> dict[str, TenantConfig]:
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read tenants file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"tenants file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    entries = data.get("tenants") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigurationError(f'tenants file {path} must be {{"tenants": [ ... ]}}')
+    tenants: dict[str, TenantConfig] = {}
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            entry = {"base_url": default_base_url, **entry}
+        try:
+            tenant = TenantConfig.model_validate(entry)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+            raise ConfigurationError(f"tenants file {path}: entry {i} is invalid ({fields})") from None
+        tenants[tenant.name] = tenant
+    return tenants
+
+
+@lru_cache(maxsize=8)
+def _tenants_cached(path: Path | None, mtime: float, demo: bool, base_url: str) -> dict[str, TenantConfig]:
+    tenants: dict[str, TenantConfig] = {}
+    if demo:
+        tenants["demo"] = TenantConfig(
+            name="demo",
+            base_url=base_url,
+            company_api_key=SecretStr(DEMO_COMPANY_API_KEY),
+            connect_api_key=SecretStr(DEMO_CONNECT_API_KEY),
+        )
+    if path is not None:
+        tenants.update(_read_tenants_file(path, base_url))
+    return tenants
+
+
+def load_tenants(settings: Settings) -> dict[str, TenantConfig]:
+    """Tenants from the file (re-read when it changes) plus the demo tenant unless disabled."""
+    path = settings.tenants_file
+    mtime = path.stat().st_mtime if path is not None and path.exists() else 0.0
+    return _tenants_cached(path, mtime, settings.demo_tenant, settings.softone_base_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

