@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", help="run the SoftOne GO sandbox server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument("--latency-ms", type=int, default=None, help="delay per ERP request (default: config, else 0)")
     p.add_argument("--config", help="sandbox config JSON (companies, customers)")
     p.add_argument("--token-ttl-seconds", type=int, default=None)
     p.set_defaults(func=cmd_sandbox)

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine with only Python: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test unit integration lint format sandbox worker clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install          ## the POS end-of-day example end to end (embedded Redis unless ERPSYNC_REDIS_URL)
+	$(BIN)/erpsync demo
+
+test: install lint     ## the whole suite: unit and integration tests
+	$(BIN)/pytest -q -ra
+
+unit: install
+	$(BIN)/pytest -q -ra tests/unit
+
+integration: install
+	$(BIN)/pytest -q -ra tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+sandbox: install       ## the sandbox ERP on 127.0.0.1:8765
+	$(BIN)/erpsync sandbox
+
+worker: install        ## a worker against ERPSYNC_REDIS_URL
+	$(BIN)/celery -A worker worker --loglevel=INFO
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,168 @@
+"""The Starlette app: the SoftOne GO endpoints the project uses, plus the operator endpoints.
+
+ERP routes (all parameters in the query string, see sandbox.auth):
+
+* ``GET|POST /Login/Token?companyApiKey=&connectApiKey=`` -> ``{"Token", "ExpiresIn", "ValidTo"}``.
+  The specs only say "call /Login/Token"; the sandbox takes the two keys from the query string
+  like every other endpoint and accepts both methods.
+* ``POST /Economy/Billing/CustomerInvoices`` (invoice example's path; the overview's
+  ``/Economy/CustomerInvoices/Orders`` is an alias) -> creates customer invoices.
+* ``POST /Economy/Billing/Orders`` (overview; the example's ``/Economy/Billing/Order`` is an
+  alias) -> creates orders.
+* ``POST /Economy/Billing/CustomerInvoices/Filter`` (aliases ``/Economy/CustomerInvoices/Filter``
+  and the example's ``/Economy/Billing/CustomerInvoices/Search``) -> JSON array of invoices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox import control
+from sandbox.auth import authenticate, company_for_keys, query_params, unauthorized
+from sandbox.config import SandboxConfig
+from sandbox.middleware import SandboxMiddleware
+from sandbox.responses import info_message, invoice_view, operation_result
+from sandbox.rules import ERROR_INVALID_BODY, ERROR_VALIDATION, validate_document
+from sandbox.search import parse_criteria, select
+from sandbox.state import Kind, SandboxState, iso_utc
+
+
+def sandbox_state(request: Request) -> SandboxState:
+    state: SandboxState = request.app.state.sandbox
+    return state
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON (no trailing commas, NaN, Infinity, out-of-range numbers); ValueError if not."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError("request body is not UTF-8") from exc
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def bad_request(error_number: int, message: str) -> JSONResponse:
+    result = operation_result(success=False, error_number=error_number, error_message=message)
+    return JSONResponse(result, status_code=400)
+
+
+async def login(request: Request) -> Response:
+    state = sandbox_state(request)
+    company = company_for_keys(state, query_params(request))
+    if company is None:
+        return unauthorized()
+    token = state.issue_token(company)
+    return JSONResponse(
+        {
+            "Token": token.value,
+            "ExpiresIn": state.config.token_ttl_seconds,
+            "ValidTo": iso_utc(token.expires_at, "seconds"),
+        }
+    )
+
+
+async def _create_documents(request: Request, kind: Kind) -> Response:
+    state = sandbox_state(request)
+    company = authenticate(state, request)
+    if isinstance(company, Response):
+        return company
+    try:
+        docs = parse_json(await request.body())
+    except ValueError as exc:
+        return bad_request(ERROR_INVALID_BODY, f"Ogiltig JSON i anropet: {exc}")
+    if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
+        return bad_request(ERROR_INVALID_BODY, "Anropets innehåll måste vara en JSON-array av objekt.")
+    request_id = str(uuid.uuid4())
+    keys: list[int] = []
+    strings: list[str] = []
+    # No `await` from here on: the array is saved atomically relative to other requests.
+    for doc in docs:
+        error = validate_document(doc, state.config.customers)
+        if error is not None:
+            # Documents before this one stay saved, but their Keys are not returned, and the
+            # message does not say which document failed (as the real service).
+            return JSONResponse(operation_result(success=False, error_number=error.number, error_message=error.message))
+        entry = state.create(kind, company, doc, request_id)
+        keys.append(entry.key)
+        if kind == "order":
+            strings.append(entry.number)  # orders return their numbers (example: ["211"])
+    # Invoices return Strings [] as in the invoice example; their number is visible via Filter.
+    return JSONResponse(
+        operation_result(success=True, info=info_message(len(keys)), request_id=request_id, keys=keys, strings=strings)
+    )
+
+
+async def create_invoices(request: Request) -> Response:
+    return await _create_documents(request, "customer_invoice")
+
+
+async def create_orders(request: Request) -> Response:
+    return await _create_documents(request, "order")
+
+
+async def filter_invoices(request: Request) -> Response:
+    state = sandbox_state(request)
+    company = authenticate(state, request)
+    if isinstance(company, Response):
+        return company
+    try:
+        body = parse_json(await request.body())
+    except ValueError as exc:
+        return bad_request(ERROR_INVALID_BODY, f"Ogiltig JSON i anropet: {exc}")
+    if not isinstance(body, dict):
+        return bad_request(ERROR_INVALID_BODY, "Anropets innehåll måste vara ett JSON-objekt.")
+    try:
+        criteria = parse_criteria(body, query_params(request).get("maxnrrows"))
+    except ValueError as exc:
+        return bad_request(ERROR_VALIDATION, str(exc))
+    return JSONResponse([invoice_view(e) for e in select(state.ledger, company.company_id, criteria)])
+
+
+def erp_routes() -> list[Route]:
+    invoices = ["/Economy/Billing/CustomerInvoices", "/Economy/CustomerInvoices/Orders"]
+    orders = ["/Economy/Billing/Orders", "/Economy/Billing/Order"]
+    filters = [
+        "/Economy/Billing/CustomerInvoices/Filter",
+        "/Economy/CustomerInvoices/Filter",
+        "/Economy/Billing/CustomerInvoices/Search",
+    ]
+    routes = [Route("/Login/Token", login, methods=["GET", "POST"])]
+    for paths, endpoint in ((invoices, create_invoices), (orders, create_orders), (filters, filter_invoices)):
+        routes += [Route(p, endpoint, methods=["POST"]) for p in paths]
+    return routes
+
+
+def create_app(config: SandboxConfig | None = None, *, clock: Callable[[], float] | None = None) -> Starlette:
+    """A fresh sandbox app with its own in-memory state (``app.state.sandbox``).
+
+    ``clock`` (epoch seconds) replaces ``time.time`` for token expiry, for tests.
+    """
+    config = config or SandboxConfig()
+    state = SandboxState(config) if clock is None else SandboxState(config, clock)
+    app = Starlette(
+        routes=erp_routes() + control.routes(),
+        middleware=[Middleware(SandboxMiddleware, state=state)],
+    )
+    app.state.sandbox = state
+    return app

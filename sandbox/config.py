@@ -1,0 +1,151 @@
+"""Configuration of the sandbox ERP: tenants, API keys, known customers, timings, numbering.
+
+The default configuration has one demo tenant (``demo-company-key`` / ``demo-connect-key``,
+company 1592 "Demo AB") and knows every customer number that appears in the SoftOne GO
+specs plus the POS store / walk-in customers "1000".."1999" used by the demo data.
+A JSON file can replace it (``python -m sandbox --config FILE``), see :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEMO_COMPANY_API_KEY = "demo-company-key"
+DEMO_CONNECT_API_KEY = "demo-connect-key"
+
+# Every customer number that appears in the three SoftOne GO specs, with Swedish-looking names
+# (the OCR'd UI screenshots only show truncated names, these are completed plausibly).
+SPEC_CUSTOMERS: dict[str, str] = {
+    "3879": "Rasmus Bygg AB",
+    "013": "Berglund Transport AB",
+    "11357": "Per Persson",
+    "1006": "Kristina Holm AB",
+    "1149": "Jimmy Mattsson AB",
+    "4185": "Sebastiangren AB",
+    "5053": "Theresedotter AB",
+    "1384": "Louise Lindqvist AB",
+    "1389": "Robban Rör AB",
+    "1391": "Jonathan Ek AB",
+    "1169": "Isaberg Fastigheter AB",
+    "5154": "Alexey AB",
+    "5181": "Ehrengren VVS AB",
+    "2581": "Tildessa Bostäder AB",
+    "2206": "Juhadsh Service AB",
+    "10158": "Juliusberg Lunga AB",
+    "11": "Kund 11",
+    "1892": "Björnsdotter AB",
+    "1633": "Olivegren AB",
+    "3650": "Nellesson AB",
+    "5552": "Johannesqvist AB",
+    "5265": "Joakimar AB",
+    "5546": "Elkasson AB",
+    "5513": "Sofiesdotter AB",
+    "4416": "Stinaahl AB",
+    "5345": "Juliusdotter AB",
+    "5076": "Lund AB",
+    "4881": "Tobiasur AB",
+}
+
+
+def default_customers() -> dict[str, str]:
+    """Customers "1000".."1999" (POS stores / walk-in customers) plus every spec customer."""
+    customers = {str(nr): f"Butikskund {nr}" for nr in range(1000, 2000)}
+    customers.update(SPEC_CUSTOMERS)  # spec names win for the numbers in both sets
+    return customers
+
+
+@dataclass(frozen=True)
+class Company:
+    """One tenant: its companyApiKey, the connectApiKeys allowed to use it, its id and name."""
+
+    company_api_key: str
+    connect_api_keys: frozenset[str]
+    company_id: int
+    name: str
+
+
+def _demo_companies() -> dict[str, Company]:
+    demo = Company(DEMO_COMPANY_API_KEY, frozenset({DEMO_CONNECT_API_KEY}), 1592, "Demo AB")
+    return {demo.company_api_key: demo}
+
+
+@dataclass
+class SandboxConfig:
+    """Everything the sandbox needs to know at start-up (latency can change at run time)."""
+
+    companies: dict[str, Company] = field(default_factory=_demo_companies)  # by companyApiKey
+    customers: dict[str, str] = field(default_factory=default_customers)  # CustomerNr -> name
+    token_ttl_seconds: int = 3600  # 60 minutes
+    latency_ms: int = 0
+    latency_jitter_ms: int = 0
+    first_key: int = 21027274  # the Key of the invoice example; Keys are global, never reused
+    first_order_number: int = 211  # the order example answers Strings ["211"]
+    first_invoice_number: int = 17536  # follows the last invoice number in the specs' UI lists
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(f"invalid sandbox config: {message}")
+
+
+def _company_from_json(raw: Any, index: int) -> Company:
+    where = f"companies[{index}]"
+    _require(isinstance(raw, Mapping), f"{where} must be an object")
+    fields = ("company_api_key", "connect_api_keys", "company_id", "name")
+    key, connect, cid, name = (raw.get(k) for k in fields)
+    _require(isinstance(key, str) and key != "", f"{where}.company_api_key must be a non-empty string")
+    _require(
+        isinstance(connect, list) and bool(connect) and all(isinstance(c, str) and c for c in connect),
+        f"{where}.connect_api_keys must be a non-empty list of non-empty strings",
+    )
+    _require(isinstance(cid, int) and not isinstance(cid, bool), f"{where}.company_id must be an integer")
+    _require(isinstance(name, str), f"{where}.name must be a string")
+    return Company(key, frozenset(connect), cid, name)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
+    """Build a config from the JSON file's structure.
+
+    ``companies`` replaces the demo tenant, ``customers`` replaces the default customer list
+    (both optional). The optional scalar keys ``token_ttl_seconds``, ``latency_ms``,
+    ``latency_jitter_ms``, ``first_key``, ``first_order_number``, ``first_invoice_number``
+    override the defaults.
+    """
+    config = SandboxConfig()
+    if "companies" in data:
+        raw = data["companies"]
+        _require(isinstance(raw, list) and bool(raw), "companies must be a non-empty list")
+        companies = [_company_from_json(c, i) for i, c in enumerate(raw)]
+        config.companies = {c.company_api_key: c for c in companies}
+        _require(len(config.companies) == len(companies), "duplicate company_api_key")
+    if "customers" in data:
+        raw = data["customers"]
+        _require(
+            isinstance(raw, Mapping) and all(isinstance(v, str) for v in raw.values()),
+            'customers must be an object {"<CustomerNr>": "<name>"}',
+        )
+        config.customers = dict(raw)
+    for name in (
+        "token_ttl_seconds",
+        "latency_ms",
+        "latency_jitter_ms",
+        "first_key",
+        "first_order_number",
+        "first_invoice_number",
+    ):
+        if name in data:
+            value = data[name]
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"{name} >= 0")
+            setattr(config, name, value)
+    return config
+
+
+def load_config(path: str | Path) -> SandboxConfig:
+    """Read a JSON config file (see :func:`config_from_dict`)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    _require(isinstance(data, Mapping), "the file must hold a JSON object")
+    return config_from_dict(data)

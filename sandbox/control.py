@@ -1,0 +1,114 @@
+"""Operator / test endpoints under ``/_sandbox`` (no authentication; never part of the ERP API).
+
+* ``GET  /_sandbox/health``          -> ``{"ok": true}``
+* ``GET  /_sandbox/ledger``          -> ``{"count", "documents": [...]}``; filters ``kind``,
+  ``external_id``, ``company_id``; ``full=1`` adds each document's body as sent
+* ``GET  /_sandbox/stats``           -> request counts per "METHOD /path" and status, etc.
+* ``POST /_sandbox/reset``           -> clears ledger, stats, faults (Keys keep increasing,
+  tokens stay valid, latency unchanged)
+* ``GET|POST|DELETE /_sandbox/faults`` -> list / append (one rule or a list) / clear
+* ``GET|POST /_sandbox/latency``     -> ``{"ms", "jitter_ms"}`` (POST sets either or both)
+* ``POST /_sandbox/tokens/expire``   -> every issued token becomes invalid (test 401 renewal)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.rules import is_int
+from sandbox.state import SandboxState
+
+
+def _state(request: Request) -> SandboxState:
+    state: SandboxState = request.app.state.sandbox
+    return state
+
+
+def _error(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    return json.loads(body) if body.strip() else None
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+async def ledger(request: Request) -> Response:
+    params = request.query_params
+    entries = _state(request).ledger
+    if "kind" in params:
+        entries = [e for e in entries if e.kind == params["kind"]]
+    if "external_id" in params:
+        entries = [e for e in entries if e.external_id == params["external_id"]]
+    if "company_id" in params:
+        try:
+            company_id = int(params["company_id"])
+        except ValueError:
+            return _error("company_id must be an integer")
+        entries = [e for e in entries if e.company_id == company_id]
+    full = params.get("full", "").lower() in ("1", "true", "yes")
+    return JSONResponse({"count": len(entries), "documents": [e.summary(full) for e in entries]})
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(_state(request).stats.as_json())
+
+
+async def reset(request: Request) -> Response:
+    _state(request).reset()
+    return JSONResponse({"ok": True})
+
+
+async def faults(request: Request) -> Response:
+    store = _state(request).faults
+    if request.method == "POST":
+        try:
+            added = store.add(await _json_body(request))
+        except ValueError as exc:  # also json.JSONDecodeError
+            return _error(str(exc))
+        return JSONResponse({"added": len(added), "faults": store.as_json()})
+    if request.method == "DELETE":
+        store.clear()
+    return JSONResponse({"faults": store.as_json()})
+
+
+async def latency(request: Request) -> Response:
+    state = _state(request)
+    if request.method == "POST":
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return _error(str(exc))
+        if not isinstance(body, dict):
+            return _error('expected {"ms": N, "jitter_ms": N}')
+        for name in ("ms", "jitter_ms"):
+            if name in body and not (is_int(body[name]) and body[name] >= 0):
+                return _error(f"{name} must be an integer >= 0")
+        state.latency_ms = body.get("ms", state.latency_ms)
+        state.latency_jitter_ms = body.get("jitter_ms", state.latency_jitter_ms)
+    return JSONResponse({"ms": state.latency_ms, "jitter_ms": state.latency_jitter_ms})
+
+
+async def expire_tokens(request: Request) -> Response:
+    return JSONResponse({"expired": _state(request).expire_tokens()})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/_sandbox/health", health, methods=["GET"]),
+        Route("/_sandbox/ledger", ledger, methods=["GET"]),
+        Route("/_sandbox/stats", stats, methods=["GET"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/latency", latency, methods=["GET", "POST"]),
+        Route("/_sandbox/tokens/expire", expire_tokens, methods=["POST"]),
+    ]

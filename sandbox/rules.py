@@ -1,0 +1,198 @@
+"""Validation of one posted document (customer invoice or order), mirroring the spec tables.
+
+Both POST endpoints take the same invoice-shaped body (the order spec says so explicitly).
+Where the spec's tables and its examples disagree, the sandbox accepts what the examples send,
+because the real service plainly accepted those requests:
+
+* ``OriginType``: the table says "Always 6", the order example sends 6 and the invoice example
+  sends 2 -> any positive integer is accepted.
+* Row price: the table makes ``Amount`` ("Price for the row") mandatory, the order example
+  sends ``Amount`` but the invoice example sends ``UnitPrice`` and no ``Amount`` -> a product
+  row needs one of the two (``UnitPrice`` wins when both are present).
+* ``ProductNr``/``Quantity``/price are mandatory only on product rows (CustomerRowType 2);
+  a text row (3) is free text and needs ``Text`` instead.
+* ``InvoiceDate`` is "string (date-time)" in the table but both examples send a plain date
+  -> ``YYYY-MM-DD`` and ISO date-times are both accepted.
+* Unknown fields (e.g. ``BillingType`` in the invoice example, absent from the table) are
+  ignored, as a .NET JSON binder does.
+
+Error messages are human readable, in the service's Swedish style, and name the field
+(``InvoiceRows[0].Quantity saknas (obligatoriskt fält).``). They never say WHICH document of
+the posted array failed: the real service does not tell, the caller has to work it out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# ErrorNumber values of the operation result (the spec calls them implementation-specific).
+ERROR_INVALID_BODY = 1  # body is not JSON / not an array of objects (HTTP 400)
+ERROR_VALIDATION = 8  # a field is missing or has the wrong type/format (HTTP 200, Success false)
+ERROR_UNKNOWN_CUSTOMER = 10  # CustomerNr is not a customer of the company (HTTP 200, Success false)
+
+PRODUCT_ROW, TEXT_ROW = 2, 3
+EXPECTED_DATE = "förväntade ett datum (ÅÅÅÅ-MM-DD) eller datum och tid"
+
+HEADER_DATE_FIELDS = ("DueDate", "DeliveryDate", "VoucherDate", "OrderDate", "Created", "Modified")
+ROW_DATE_FIELDS = ("Created", "Modified")
+ROW_NUMBER_FIELDS = (
+    "Quantity",
+    "Amount",
+    "UnitPrice",
+    "Discount",
+    "VatRate",
+    "PurchasePrice",
+    "VatAmount",
+    "SumAmount",
+)
+HEADER_INT_FIELDS = ("BillingType", "OriginStatus", "RegistrationType", "OrderType")
+HEADER_STR_FIELDS = ("ExternalId", "Currency", "CustomerName", "OrderNr", "CustomerInvoiceNr")
+
+# YYYY-MM-DD, optionally followed by a time (.NET-style: up to 7 fraction digits, Z or offset).
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?)?")
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """Why a document was rejected: ErrorNumber + ErrorMessage of the operation result."""
+
+    number: int
+    message: str
+
+
+def parse_date(value: Any) -> datetime | None:
+    """A naive datetime for a ``YYYY-MM-DD`` or ISO date-time string, else None.
+
+    A UTC offset is dropped (the wall-clock value is kept): the service works with dates.
+    """
+    if not isinstance(value, str) or not _DATE_RE.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def is_number(value: Any) -> bool:
+    """A finite JSON number (booleans are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _missing(field: str) -> RuleError:
+    return RuleError(ERROR_VALIDATION, f"{field} saknas (obligatoriskt fält).")
+
+
+def _invalid(field: str, value: Any, expected: str) -> RuleError:
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return RuleError(ERROR_VALIDATION, f"{field} har ett ogiltigt värde ({shown}): {expected}.")
+
+
+def _check_optional(
+    obj: Mapping[str, Any],
+    prefix: str,
+    dates: tuple[str, ...],
+    numbers: tuple[str, ...] = (),
+    ints: tuple[str, ...] = (),
+    strings: tuple[str, ...] = (),
+) -> RuleError | None:
+    """Type checks for optional fields; ``null`` counts as absent."""
+    for name in dates:
+        if obj.get(name) is not None and parse_date(obj[name]) is None:
+            return _invalid(prefix + name, obj[name], EXPECTED_DATE)
+    for name in numbers:
+        if obj.get(name) is not None and not is_number(obj[name]):
+            return _invalid(prefix + name, obj[name], "förväntade ett tal")
+    for name in ints:
+        if obj.get(name) is not None and not is_int(obj[name]):
+            return _invalid(prefix + name, obj[name], "förväntade ett heltal")
+    for name in strings:
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            return _invalid(prefix + name, obj[name], "förväntade en sträng")
+    return None
+
+
+def _non_empty_str(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def validate_row(row: Any, index: int, seen_row_nrs: set[int]) -> RuleError | None:
+    """Check one InvoiceRows item; ``seen_row_nrs`` collects RowNr for the uniqueness check."""
+    p = f"InvoiceRows[{index}]."
+    if not isinstance(row, Mapping):
+        return _invalid(f"InvoiceRows[{index}]", row, "förväntade ett objekt")
+    row_type = row.get("CustomerRowType")
+    if row_type is None:
+        return _missing(p + "CustomerRowType")
+    if not is_int(row_type) or row_type not in (PRODUCT_ROW, TEXT_ROW):
+        return _invalid(p + "CustomerRowType", row_type, "tillåtna värden är 2 (ProductRow) och 3 (TextRow)")
+    row_nr = row.get("RowNr")
+    if row_nr is None:
+        return _missing(p + "RowNr")
+    if not is_int(row_nr):
+        return _invalid(p + "RowNr", row_nr, "förväntade ett heltal")
+    if row_nr in seen_row_nrs:
+        return RuleError(ERROR_VALIDATION, f"{p}RowNr {row_nr} förekommer flera gånger i samma dokument.")
+    seen_row_nrs.add(row_nr)
+    if row_type == PRODUCT_ROW:
+        if row.get("ProductNr") is None:
+            return _missing(p + "ProductNr")
+        if not _non_empty_str(row["ProductNr"]):
+            return _invalid(p + "ProductNr", row["ProductNr"], "förväntade en icke-tom sträng")
+        if row.get("Quantity") is None:
+            return _missing(p + "Quantity")
+        if row.get("UnitPrice") is None and row.get("Amount") is None:
+            return RuleError(ERROR_VALIDATION, f"{p}UnitPrice/{p}Amount saknas (pris är obligatoriskt).")
+    else:
+        if row.get("Text") is None:
+            return _missing(p + "Text")
+        if not _non_empty_str(row["Text"]):
+            return _invalid(p + "Text", row["Text"], "förväntade en icke-tom sträng")
+    return _check_optional(
+        row, p, ROW_DATE_FIELDS, ROW_NUMBER_FIELDS, strings=("Text", "ProductNr", "ExternalId", "Unit")
+    )
+
+
+def validate_document(doc: Mapping[str, Any], customers: Mapping[str, str]) -> RuleError | None:
+    """None if the document can be saved, else the first problem found."""
+    customer_nr = doc.get("CustomerNr")
+    if customer_nr is None:
+        return _missing("CustomerNr")
+    if not _non_empty_str(customer_nr):
+        return _invalid("CustomerNr", customer_nr, "förväntade en icke-tom sträng")
+    if doc.get("InvoiceDate") is None:
+        return _missing("InvoiceDate")
+    if parse_date(doc["InvoiceDate"]) is None:
+        return _invalid("InvoiceDate", doc["InvoiceDate"], EXPECTED_DATE)
+    origin_type = doc.get("OriginType")
+    if origin_type is None:
+        return _missing("OriginType")
+    if not is_int(origin_type) or origin_type <= 0:
+        return _invalid("OriginType", origin_type, "förväntade ett positivt heltal")
+    rows = doc.get("InvoiceRows")
+    if rows is None:
+        return _missing("InvoiceRows")
+    if not isinstance(rows, list) or not rows:
+        return _invalid("InvoiceRows", rows, "minst en fakturarad krävs")
+    seen: set[int] = set()
+    for i, row in enumerate(rows):
+        error = validate_row(row, i, seen)
+        if error:
+            return error
+    error = _check_optional(doc, "", HEADER_DATE_FIELDS, ints=HEADER_INT_FIELDS, strings=HEADER_STR_FIELDS)
+    if error:
+        return error
+    # Business rule, checked last like a lookup after model binding: the customer must exist.
+    if customer_nr not in customers:
+        return RuleError(ERROR_UNKNOWN_CUSTOMER, f"Kund med kundnummer '{customer_nr}' hittades inte.")
+    return None

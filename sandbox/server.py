@@ -1,0 +1,128 @@
+"""Run the sandbox over HTTP with uvicorn: :func:`serve` (foreground) and
+:func:`background_server` (a thread, for tests that need a real socket, e.g. drop faults).
+
+One process, asyncio, uvicorn's own access log disabled: the sandbox logs one line per
+request itself, with API keys and tokens masked (sandbox.middleware).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import LOGGING_CONFIG
+
+from sandbox.app import create_app
+from sandbox.config import SandboxConfig, load_config
+
+KEEP_ALIVE_SECONDS = 30  # clients keep pooled connections; don't close them under their feet
+BACKLOG = 4096  # bursts of concurrent workers must not be refused by the listen queue
+
+
+class _IntentionalDropFilter(logging.Filter):
+    """Silence uvicorn's error for an incomplete response: only drop faults cause it, and the
+    sandbox logs those itself ("-> drop")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
+def build_config(
+    config_path: str | Path | None = None,
+    latency_ms: int | None = None,
+    latency_jitter_ms: int | None = None,
+    token_ttl_seconds: int | None = None,
+) -> SandboxConfig:
+    """The config file (or the built-in demo tenant), with the given values overriding it."""
+    config = load_config(config_path) if config_path else SandboxConfig()
+    if latency_ms is not None:
+        config.latency_ms = latency_ms
+    if latency_jitter_ms is not None:
+        config.latency_jitter_ms = latency_jitter_ms
+    if token_ttl_seconds is not None:
+        config.token_ttl_seconds = token_ttl_seconds
+    return config
+
+
+def _log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus the ``sandbox`` logger on the same console handler."""
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["loggers"]["sandbox"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    return cfg
+
+
+def _uvicorn_config(app: Starlette, host: str, port: int, log_level: str, **kwargs: Any) -> uvicorn.Config:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        backlog=BACKLOG,
+        loop="asyncio",
+        lifespan="off",
+        **kwargs,
+    )
+    logging.getLogger("uvicorn.error").addFilter(_IntentionalDropFilter())
+    return config
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    latency_ms: int | None = None,
+    latency_jitter_ms: int | None = None,
+    config_path: str | Path | None = None,
+    token_ttl_seconds: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the sandbox until interrupted. ``None`` means "as in the config" (default 0 / 3600 s)."""
+    config = build_config(config_path, latency_ms, latency_jitter_ms, token_ttl_seconds)
+    app = create_app(config)
+    server = uvicorn.Server(_uvicorn_config(app, host, port, log_level, log_config=_log_config(log_level)))
+    logging.getLogger("sandbox").info(
+        "SoftOne GO sandbox on http://%s:%d (companies: %s; latency %d ms +%d; token ttl %d s)",
+        host,
+        port,
+        ", ".join(f"{c.company_id} {c.name}" for c in config.companies.values()),
+        config.latency_ms,
+        config.latency_jitter_ms,
+        config.token_ttl_seconds,
+    )
+    server.run()
+
+
+@contextmanager
+def background_server(app: Starlette | None = None, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` (default: a fresh demo sandbox) on a free port in a thread; yields the base URL.
+
+    Logging configuration is left alone (``log_config=None``), so pytest's caplog keeps working.
+    """
+    app = app or create_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(_uvicorn_config(app, host, port, "warning", log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("sandbox server did not start")
+            time.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,178 @@
+"""In-memory state of one sandbox process: tokens, the ledger of created documents, counters, stats.
+
+The sandbox runs as ONE asyncio process, so a method without ``await`` is atomic relative to
+other requests. :meth:`SandboxState.create` saves one document synchronously; the request
+handler saves an array with a plain loop (no ``await`` between documents), so two concurrent
+requests never interleave their documents.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+from typing import Any, Literal
+
+from sandbox.config import Company, SandboxConfig
+from sandbox.faults import FaultStore
+
+Kind = Literal["customer_invoice", "order"]
+
+
+def iso_utc(epoch_seconds: float, timespec: str = "milliseconds") -> str:
+    """``2026-02-18T10:43:00.123Z`` for an epoch time."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Token:
+    """An issued access token; ``value`` is a secret and must never be logged."""
+
+    value: str
+    company_api_key: str
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One created document, exactly as it was sent, plus what the sandbox assigned to it."""
+
+    key: int
+    kind: Kind
+    company_id: int
+    number: str  # order number or invoice number
+    customer_nr: str
+    customer_name: str
+    invoice_date: str
+    external_id: str | None
+    created_at: float
+    request_id: str  # the StringValue GUID of the request that created it
+    document: dict[str, Any]
+
+    def summary(self, full: bool = False) -> dict[str, Any]:
+        """The ``/_sandbox/ledger`` representation."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "kind": self.kind,
+            "external_id": self.external_id,
+            "customer_nr": self.customer_nr,
+            "number": self.number,
+            "company_id": self.company_id,
+            "invoice_date": self.invoice_date,
+            "created_at": iso_utc(self.created_at),
+            "request_id": self.request_id,
+        }
+        if full:
+            out["document"] = self.document
+        return out
+
+
+@dataclass
+class Stats:
+    """Request counters since start or the last reset."""
+
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)  # "POST /path" -> status -> n
+    documents_created: int = 0
+    tokens_issued: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def count(self, route: str, status: str) -> None:
+        per_status = self.requests.setdefault(route, {})
+        per_status[status] = per_status.get(status, 0) + 1
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "documents_created": self.documents_created,
+            "tokens_issued": self.tokens_issued,
+            "max_in_flight": self.max_in_flight,
+            "in_flight": self.in_flight,
+        }
+
+
+class SandboxState:
+    """All mutable state. ``clock`` returns epoch seconds (injectable for token-expiry tests)."""
+
+    def __init__(self, config: SandboxConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.latency_ms = config.latency_ms
+        self.latency_jitter_ms = config.latency_jitter_ms
+        self.tokens: dict[str, Token] = {}
+        self.ledger: list[LedgerEntry] = []
+        self.stats = Stats()
+        self.faults = FaultStore()
+        # Keys are global (all companies, both kinds) and survive reset: never reused.
+        self._keys = count(config.first_key)
+        # Numbers are per company and also survive reset, so a number is never seen twice.
+        self._order_numbers: dict[int, count[int]] = {}
+        self._invoice_numbers: dict[int, count[int]] = {}
+
+    # -- tokens ------------------------------------------------------------------------------
+    def issue_token(self, company: Company) -> Token:
+        now = self.clock()
+        ttl = self.config.token_ttl_seconds
+        token = Token(secrets.token_urlsafe(32), company.company_api_key, now, now + ttl)
+        self.tokens[token.value] = token
+        self.stats.tokens_issued += 1
+        return token
+
+    def token_valid(self, value: str, company: Company) -> bool:
+        """True if ``value`` was issued for ``company`` and has not expired."""
+        token = self.tokens.get(value)
+        if token is None:
+            return False
+        if self.clock() >= token.expires_at:
+            del self.tokens[value]
+            return False
+        return token.company_api_key == company.company_api_key
+
+    def expire_tokens(self) -> int:
+        """Forget every issued token (clients then get 401 and must log in again)."""
+        n = len(self.tokens)
+        self.tokens.clear()
+        return n
+
+    # -- documents ---------------------------------------------------------------------------
+    def create(self, kind: Kind, company: Company, document: dict[str, Any], request_id: str) -> LedgerEntry:
+        """Save one (already validated) document. Synchronous on purpose, see module docstring."""
+        counters = self._order_numbers if kind == "order" else self._invoice_numbers
+        first = self.config.first_order_number if kind == "order" else self.config.first_invoice_number
+        numbers = counters.setdefault(company.company_id, count(first))
+        customer_nr = document["CustomerNr"]
+        external_id = document.get("ExternalId")
+        entry = LedgerEntry(
+            key=next(self._keys),
+            kind=kind,
+            company_id=company.company_id,
+            number=str(next(numbers)),
+            customer_nr=customer_nr,
+            customer_name=self.config.customers.get(customer_nr, ""),
+            invoice_date=document["InvoiceDate"],
+            external_id=external_id if isinstance(external_id, str) else None,
+            created_at=self.clock(),
+            request_id=request_id,
+            document=document,
+        )
+        self.ledger.append(entry)
+        self.stats.documents_created += 1
+        return entry
+
+    def reset(self) -> None:
+        """Clear ledger, stats and faults. Keys/numbers keep increasing, tokens stay valid."""
+        self.ledger.clear()
+        in_flight = self.stats.in_flight
+        self.stats = Stats(in_flight=in_flight, max_in_flight=in_flight)
+        self.faults.clear()
