@@ -71,7 +71,7 @@ def test_mixed_jobs_each_valid_document_created_once_each_invalid_failed_with_fi
     tag = uid()
     invoices = [pos_invoice(f"{tag}-inv-{i}", customer=str(1001 + i % 12)) for i in range(25)]
     bad = invalid_invoices(tag)
-    mixed = invoices[:10] + [bad[0][0]] + invoices[10:20] + [bad[1][0], bad[2][0]] + invoices[20:]
+    mixed = [*invoices[:10], bad[0][0], *invoices[10:20], bad[1][0], bad[2][0], *invoices[20:]]
     orders = [order(f"{tag}-ord-{i}") for i in range(12)]
     bad_order = order(f"{tag}-ord-bad")
     bad_order["InvoiceRows"] = []
