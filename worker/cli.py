@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -248,7 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (UserError, ConfigurationError) as exc:
         err.print(f"[red]error:[/] {exc}")
-    except ValueError as exc:  # SubmitError and settings validation
+    except ValidationError as exc:  # settings from the environment
+        for e in exc.errors(include_url=False):
+            name = "ERPSYNC_" + "_".join(str(p) for p in e["loc"]).upper() if e["loc"] else "settings"
+            err.print(f"[red]error:[/] {name}: {e['msg']}")
+    except ValueError as exc:  # SubmitError
         err.print(f"[red]error:[/] {exc}")
     except redis.ConnectionError as exc:
         url = redact_url(get_settings().redis_url)

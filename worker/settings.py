@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigurationError
@@ -82,7 +82,21 @@ class Settings(BaseSettings):
     demo_tenant: bool = True
     default_tenant: str = "demo"
 
-    log_level: str = "INFO"
+    @model_validator(mode="after")
+    def _timings_fit_together(self) -> Settings:
+        post = self.http_connect_timeout + self.http_write_timeout + self.http_read_timeout
+        if self.send_lease_seconds <= post:
+            raise ValueError(
+                f"ERPSYNC_SEND_LEASE_SECONDS ({self.send_lease_seconds}) must exceed the longest POST "
+                f"(connect + write + read timeouts = {post:.0f}s), or a live request would be declared lost"
+            )
+        if self.retry_backoff_cap * 4 > self.visibility_timeout:
+            raise ValueError(
+                f"ERPSYNC_RETRY_BACKOFF_CAP ({self.retry_backoff_cap}) must stay far below "
+                f"ERPSYNC_VISIBILITY_TIMEOUT ({self.visibility_timeout}): at most a quarter of it, or a waiting "
+                "retry is delivered twice"
+            )
+        return self
 
     def redis_py_url(self) -> str:
         """URL for redis-py (`unix://` for a socket)."""
