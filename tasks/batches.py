@@ -13,12 +13,14 @@ so a crash at any point either leaves the request unsent or makes its outcome kn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from typing import Any
 
 import redis
+from celery.exceptions import Retry
 
 from schemas import DocumentKind
 from worker import runtime
@@ -41,18 +43,14 @@ RECONCILE_HINT = "the ERP may have created it: check before re-sending (reconcil
 
 
 class _Batch:
-    """A stored batch with its members' external ids loaded."""
+    """A stored batch: who is in it (job, position, ExternalId)."""
 
-    def __init__(self, store: ResultsStore, batch_id: str, data: dict[str, str]) -> None:
+    def __init__(self, batch_id: str, data: dict[str, str]) -> None:
         self.id = batch_id
-        self.data = data
         self.tenant = data["tenant"]
         self.kind = data["kind"]
         self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in json.loads(data["members"])]
-        self.external_ids = []
-        for job_id, position in self.members:
-            record = store.record(job_id, position)
-            self.external_ids.append(record.external_id if record else "")
+        self.external_ids: list[str] = json.loads(data["external_ids"])
 
     def records(self, status: str, *, error: str | None = None) -> list[tuple[str, int, Record]]:
         return [
@@ -108,7 +106,7 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
     if state == "busy":
         # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
         raise self.retry(countdown=min(value + 1.0, settings.retry_backoff_cap))
-    batch = _Batch(store, batch_id, data)
+    batch = _Batch(batch_id, data)
     if state == "expired":
         store.log_attempt(batch_id, {"outcome": "lease expired"})
         _finish(
@@ -120,11 +118,26 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         )
         return {"batch_id": batch_id, "outcome": "unknown"}
 
-    attempt = int(value)
+    try:
+        return _send(self, store, batch, data["body"], attempt=int(value))
+    except Retry:
+        raise
+    except Exception as exc:
+        # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come back
+        # after the lease: the batch is then found `expired` and its documents `unknown`, never resent.
+        log.exception("batch=%s internal error while sending; will be settled after the lease", batch_id)
+        with contextlib.suppress(Exception):  # Redis itself may be what failed
+            store.log_attempt(batch_id, {"attempt": int(value), "outcome": "internal error", "error": repr(exc)[:300]})
+        raise self.retry(countdown=settings.send_lease_seconds + 1) from None
+
+
+def _send(task: Any, store: ResultsStore, batch: _Batch, body: str, *, attempt: int) -> dict[str, Any]:
+    settings = get_settings()
+    batch_id = batch.id
     kind = DocumentKind(batch.kind)
     started = time.perf_counter()
     try:
-        result = runtime.connector(batch.tenant).post_documents(kind, data["body"].encode())
+        result = runtime.connector(batch.tenant).post_documents(kind, body.encode())
     except TransientError as exc:
         store.log_attempt(
             batch_id, {"attempt": attempt, "outcome": "transient", "status": exc.status, "error": str(exc)}
@@ -137,7 +150,7 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         )
         store.set_batch_state(batch_id, "waiting")
         log.info("batch=%s attempt=%d transient error, retry in %.1fs: %s", batch_id, attempt, delay, exc)
-        raise self.retry(countdown=delay) from None
+        raise task.retry(countdown=delay) from None
     except AmbiguousError as exc:
         store.log_attempt(
             batch_id, {"attempt": attempt, "outcome": "ambiguous", "status": exc.status, "error": str(exc)}

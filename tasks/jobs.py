@@ -40,7 +40,12 @@ def dispatch(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, st
         plans.append(
             BatchPlan(
                 batch_id=batch_id,
-                meta={"tenant": tenant, "kind": kind, "target": "softone"},
+                meta={
+                    "tenant": tenant,
+                    "kind": kind,
+                    "target": "softone",
+                    "external_ids": json.dumps([x for _, x, _ in members], ensure_ascii=False),
+                },
                 members=[(job_id, pos) for pos, _, _ in members],
                 body=array_body([doc for _, _, doc in members]),
                 records=[
@@ -92,6 +97,7 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
     waiting: list[int] = []
     resend: set[str] = set()
     first_position: dict[str, int] = {}
+    candidates: list[tuple[int, str, Any]] = []
     for position, raw in enumerate(documents):
         record = records[position]
         if record.status != PENDING:
@@ -131,9 +137,12 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
             )
             continue
         first_position[external_id] = position
-        claim = store.claim(tenant, kind_name, external_id, owner_of(job_id, position))
+        candidates.append((position, external_id, result))
+
+    claims = store.claim_many(tenant, kind_name, [(x, owner_of(job_id, pos)) for pos, x, _ in candidates])
+    for (position, external_id, model), claim in zip(candidates, claims, strict=True):
         if claim.state == "mine":
-            encoded = json.dumps(result.to_wire(), ensure_ascii=False, separators=(",", ":"))
+            encoded = json.dumps(model.to_wire(), ensure_ascii=False, separators=(",", ":"))
             valid.append((position, external_id, encoded))
         elif claim.state == "created":
             updates.append((job_id, position, Record(external_id, DUPLICATE, key=claim.key, number=claim.number)))

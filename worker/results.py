@@ -250,6 +250,30 @@ class ResultsStore:
             return parse_claim(value, owner)
         raise RuntimeError(f"duplicate index entry for {external_id!r} keeps changing")
 
+    def claim_many(self, tenant: str, kind: str, items: Sequence[tuple[str, str]]) -> list[Claim]:
+        """`claim()` for many (external_id, owner) pairs in two round trips."""
+        if not items:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for external_id, owner in items:
+            pipe.set(
+                self.dedup_key(tenant, kind, external_id), f"claimed|{owner}", nx=True, ex=self.s.dedup_ttl_seconds
+            )
+        won = pipe.execute()
+        lost = [i for i, ok in enumerate(won) if not ok]
+        for i in lost:
+            pipe.get(self.dedup_key(tenant, kind, items[i][0]))
+        values = dict(zip(lost, pipe.execute(), strict=True))
+        claims = []
+        for i, (external_id, owner) in enumerate(items):
+            if won[i]:
+                claims.append(Claim("mine", owner))
+            elif values[i] is None:  # released in between: claim it one by one
+                claims.append(self.claim(tenant, kind, external_id, owner))
+            else:
+                claims.append(parse_claim(values[i], owner))
+        return claims
+
     def lookup(self, tenant: str, kind: str, external_id: str) -> Claim | None:
         value = self.r.get(self.dedup_key(tenant, kind, external_id))
         return parse_claim(value, "") if value else None

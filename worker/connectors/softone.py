@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import redis
 from pydantic import ValidationError
+from redis.exceptions import LockError
 
 from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
 from worker.errors import AmbiguousError, AuthenticationFailed, BatchRejected, ConnectFailed, PermanentError
@@ -101,7 +102,10 @@ class SoftOneConnector:
         url = self.base_url + path
         content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         for attempt in (1, 2):
-            token = self.token()
+            try:
+                token = self.token()
+            except (redis.RedisError, LockError) as exc:
+                raise ConnectFailed(f"token cache unavailable ({type(exc).__name__}); nothing was sent") from None
             params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
             started = time.perf_counter()
             try:
