@@ -14,14 +14,23 @@
         └── BatchRejected           200 with `Success: false` (SoftOne saved the documents before the
                                     rejected one: the batch is partly committed)
 
-Messages never carry credentials: URLs are redacted before they are put into an error.
+Messages never carry credentials: every message is scrubbed of secret URL parameters and known secrets.
 """
 
 from __future__ import annotations
 
+from worker.redaction import secrets_filter
+
 
 class ErpSyncError(Exception):
-    """Base of every error the worker raises on purpose."""
+    """Base of every error the worker raises on purpose.
+
+    Its message is scrubbed when the error is made: an ERP's error page may quote the request URL with its
+    keys and token (ASP.NET's 404 does), and from here messages go to results, logs and dead letters.
+    """
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        super().__init__(secrets_filter().scrub(str(message)), *args)
 
 
 class ConfigurationError(ErpSyncError):

@@ -7,6 +7,7 @@ types (see worker/errors.py); connectors call it and never interpret status code
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from functools import lru_cache
 
@@ -21,11 +22,21 @@ from worker.errors import (
     RequestRejected,
     ServiceUnavailable,
 )
-from worker.redaction import redact_url
+from worker.redaction import redact_url, secrets_filter
 from worker.settings import Settings, get_settings
 
 
+def quieten_httpx_logging() -> None:
+    """httpx logs each request's full URL (keys and token included) at INFO: never let that through."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.WARNING))
+        if secrets_filter() not in logger.filters:
+            logger.addFilter(secrets_filter())
+
+
 def make_client(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    quieten_httpx_logging()
     timeout = httpx.Timeout(
         connect=settings.http_connect_timeout,
         read=settings.http_read_timeout,

@@ -34,14 +34,15 @@ def new_job_id() -> str:
 
 def _external_id_of(doc: Any, job_id: str, position: int) -> str:
     """The document's ExternalId as text, filled in (on the document too) when the producer left it out."""
-    if isinstance(doc, dict):
-        value = doc.get("ExternalId")
-        if value is None or value == "":
-            doc["ExternalId"] = derived_external_id(job_id, position)
-            return doc["ExternalId"]
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value).strip() or derived_external_id(job_id, position)
-    return derived_external_id(job_id, position)
+    if not isinstance(doc, dict):
+        return derived_external_id(job_id, position)
+    value = doc.get("ExternalId")
+    if isinstance(value, bool) or not isinstance(value, str | int | None):
+        return derived_external_id(job_id, position)  # validation reports the bad type
+    text = "" if value is None else str(value).strip()
+    # What the index, the results and the ERP see must be the same id: write it back.
+    doc["ExternalId"] = text or derived_external_id(job_id, position)
+    return doc["ExternalId"]
 
 
 def submit(
@@ -154,7 +155,9 @@ def read_documents(path: Path) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _jsonl(text: str, path: Path) -> Iterator[Any]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on newlines only: str.splitlines() also splits on U+2028/U+2029/U+0085, which JSON allows
+    # unescaped inside strings.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -10,7 +10,7 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:job:{job_id}:docs       list   the submitted documents (JSON), ExternalId filled in
     {p}:job:{job_id}:records    hash   position -> record JSON (external_id, status, key, number, error, ...)
     {p}:job:{job_id}:status     hash   position -> status (missing = pending)
-    {p}:jobs                    zset   job ids by submission time
+    {p}:jobs                    zset   job ids by submission time (trimmed to the retention)
     {p}:batch:{batch_id}        hash   members, body, state (queued/sending/waiting/done), attempts, lease
     {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
     {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
@@ -34,8 +34,10 @@ DOC_STATUSES = (PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN)
 JOB_FINAL = ("succeeded", "partial", "failed")
 
 # KEYS: job hash, status hash, records hash.  ARGV: position, status, record JSON, now (ISO).
-# created/duplicate are final: a late or repeated message can never undo them.
+# created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
+# brought back as a husk without TTL (-1). The job's status always follows its counters.
 _SET_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local old = redis.call('HGET', KEYS[2], ARGV[1]) or 'pending'
 if old == 'created' or old == 'duplicate' then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
@@ -52,8 +54,9 @@ if pending <= 0 then
   local status = 'partial'
   if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
   redis.call('HSET', KEYS[1], 'status', status, 'finished_at', ARGV[4])
-elseif redis.call('HGET', KEYS[1], 'status') == 'queued' then
+elseif redis.call('HGET', KEYS[1], 'status') ~= 'running' then
   redis.call('HSET', KEYS[1], 'status', 'running')
+  redis.call('HDEL', KEYS[1], 'finished_at')
 end
 return 1
 """
@@ -199,6 +202,7 @@ class ResultsStore:
         for key in (jk, f"{jk}:docs", f"{jk}:records"):
             pipe.expire(key, ttl)
         pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
+        pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - ttl)
         pipe.execute()
 
     def job(self, job_id: str) -> dict[str, str] | None:
@@ -343,6 +347,7 @@ class ResultsStore:
         for tenant, kind, external_id, owner in released:
             self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"], client=pipe)
         pipe.hset(self.batch_key(batch_id), mapping={"state": "done", "outcome": outcome, "updated_at": now_iso()})
+        pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
         pipe.execute()
 
     def batch(self, batch_id: str) -> dict[str, str] | None:
@@ -357,7 +362,10 @@ class ResultsStore:
         return state, float(value)
 
     def set_batch_state(self, batch_id: str, state: str, **fields: str) -> None:
-        self.r.hset(self.batch_key(batch_id), mapping={"state": state, "updated_at": now_iso(), **fields})
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.batch_key(batch_id), mapping={"state": state, "updated_at": now_iso(), **fields})
+        pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
+        pipe.execute()
 
     def log_attempt(self, batch_id: str, entry: dict[str, Any]) -> None:
         lk = f"{self.batch_key(batch_id)}:log"

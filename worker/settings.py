@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.envelope import TENANT_PATTERN
 from worker.errors import ConfigurationError
 
 #: Keys the sandbox accepts out of the box (see sandbox/config.py); not secrets of any real company.
@@ -26,7 +27,7 @@ class TenantConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(pattern=TENANT_PATTERN)
     target: str = "softone"
     base_url: str
     company_api_key: SecretStr
@@ -127,6 +128,8 @@ def _read_tenants_file(path: Path, default_base_url: str) -> dict[str, TenantCon
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigurationError(f"cannot read tenants file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"tenants file {path} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"tenants file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     entries = data.get("tenants") if isinstance(data, dict) else None

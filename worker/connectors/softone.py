@@ -22,7 +22,7 @@ from redis.exceptions import LockError
 
 from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
 from worker.errors import AmbiguousError, AuthenticationFailed, BatchRejected, ConnectFailed, PermanentError
-from worker.http import classify_exception, classify_status
+from worker.http import classify_exception, classify_status, quieten_httpx_logging
 from worker.redaction import redact_url, secrets_filter
 from worker.settings import Settings, TenantConfig
 
@@ -39,6 +39,7 @@ class SoftOneConnector:
         self.cache = cache
         self.base_url = tenant.base_url.rstrip("/")
         self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
+        quieten_httpx_logging()
         secrets_filter().add_secret(tenant.company_api_key.get_secret_value())
         secrets_filter().add_secret(tenant.connect_api_key.get_secret_value())
 
@@ -181,7 +182,10 @@ def _read_token(response: httpx.Response) -> tuple[str, float | None]:
             value = data.get(name)
             if isinstance(value, str) and value:
                 expires = data.get("ExpiresIn") or data.get("expires_in")
-                return value, float(expires) if isinstance(expires, int | float) else None
+                try:
+                    return value, float(expires) if expires is not None else None
+                except (TypeError, ValueError):
+                    return value, None
     raise PermanentError("the ERP's /Login/Token answer carries no token")
 
 
