@@ -82,15 +82,23 @@ async def login(request: Request) -> Response:
     )
 
 
-async def _create_documents(request: Request, kind: Kind) -> Response:
-    state = sandbox_state(request)
-    company = authenticate(state, request)
+async def _authenticated_json(request: Request) -> tuple[Any, Any] | Response:
+    """(company, parsed body) of an ERP call, or the 401/400 answer to give instead."""
+    company = authenticate(sandbox_state(request), request)
     if isinstance(company, Response):
         return company
     try:
-        docs = parse_json(await request.body())
+        return company, parse_json(await request.body())
     except ValueError as exc:
         return bad_request(ERROR_INVALID_BODY, f"Ogiltig JSON i anropet: {exc}")
+
+
+async def _create_documents(request: Request, kind: Kind) -> Response:
+    state = sandbox_state(request)
+    checked = await _authenticated_json(request)
+    if isinstance(checked, Response):
+        return checked
+    company, docs = checked
     if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
         return bad_request(ERROR_INVALID_BODY, "Anropets innehåll måste vara en JSON-array av objekt.")
     request_id = str(uuid.uuid4())
@@ -123,13 +131,10 @@ async def create_orders(request: Request) -> Response:
 
 async def filter_invoices(request: Request) -> Response:
     state = sandbox_state(request)
-    company = authenticate(state, request)
-    if isinstance(company, Response):
-        return company
-    try:
-        body = parse_json(await request.body())
-    except ValueError as exc:
-        return bad_request(ERROR_INVALID_BODY, f"Ogiltig JSON i anropet: {exc}")
+    checked = await _authenticated_json(request)
+    if isinstance(checked, Response):
+        return checked
+    company, body = checked
     if not isinstance(body, dict):
         return bad_request(ERROR_INVALID_BODY, "Anropets innehåll måste vara ett JSON-objekt.")
     try:
