@@ -1,6 +1,6 @@
 """`erpsync.send_batch`: POST one array body to the ERP and record every document's outcome.
 
-The batch's state in Redis is the truth about what happened to the request, whatever Celery redelivers:
+The batch's state in Redis is the truth about its request, whatever Celery redelivers:
 
     queued/waiting ──acquire──▶ sending (lease) ──answer──▶ done
                                    │
@@ -9,6 +9,13 @@ The batch's state in Redis is the truth about what happened to the request, what
 
 `sending` is written before the POST and `done` (with the Keys) in the same transaction as the results,
 so a crash at any point either leaves the request unsent or makes its outcome known to be uncertain.
+
+When the ERP's answer leaves the outcome open — no answer, a 500, or SoftOne rejecting an array part-way
+(it saves the documents before the rejected one and returns no Keys) — the batch goes to its `reconcile`
+phase: after a short delay the ERP is asked what it holds (worker/reconcile.py); found documents get the
+Key found, the rejected one fails with the ERP's message, documents certainly not saved go on in a new
+batch, and anything doubtful is `unknown` and kept as a dead letter. Orders cannot be looked up (no order
+Filter in the specs): their open outcomes are `unknown` dead letters at once.
 """
 
 from __future__ import annotations
@@ -33,50 +40,62 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.results import CREATED, FAILED, UNKNOWN, Record, ResultsStore
+from worker.reconcile import reconcile
+from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
 from worker.retry import backoff_seconds
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-RECONCILE_HINT = "the ERP may have created it: check before re-sending (reconciliation)"
+UNKNOWN_HINT = "the ERP may have created it: an operator must check before it is sent again"
 
 
 class _Batch:
-    """A stored batch: who is in it (job, position, ExternalId)."""
+    """A stored batch: who is in it (job, position, ExternalId) and its body."""
 
     def __init__(self, batch_id: str, data: dict[str, str]) -> None:
         self.id = batch_id
+        self.data = data
         self.tenant = data["tenant"]
         self.kind = data["kind"]
         self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in json.loads(data["members"])]
         self.external_ids: list[str] = json.loads(data["external_ids"])
+        self._docs: list[dict[str, Any]] | None = None
 
-    def records(self, status: str, *, error: str | None = None) -> list[tuple[str, int, Record]]:
-        return [
-            (job_id, pos, Record(x, status, error=error, batch_id=self.id))
-            for (job_id, pos), x in zip(self.members, self.external_ids, strict=True)
-        ]
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        if self._docs is None:
+            self._docs = json.loads(self.data["body"])
+        return self._docs
 
-    def claims(self) -> list[tuple[str, str, str, str]]:
-        return [
-            (self.tenant, self.kind, x, f"{j}#{p}") for (j, p), x in zip(self.members, self.external_ids, strict=True)
-        ]
+    def owner(self, i: int) -> str:
+        job_id, position = self.members[i]
+        return f"{job_id}#{position}"
 
+    def record(self, i: int, status: str, **fields: Any) -> tuple[str, int, Record]:
+        job_id, position = self.members[i]
+        fields.setdefault("batch_id", self.id)
+        return job_id, position, Record(self.external_ids[i], status, **fields)
 
-def _finish(store: ResultsStore, batch: _Batch, outcome: str, status: str, error: str | None) -> None:
-    """End a batch in which no document was created (failed: claims released) or whose fate is unknown."""
-    released = batch.claims() if status == FAILED else []
-    _write(lambda: store.complete_batch(batch.id, outcome, batch.records(status, error=error), released=released))
-    log.warning(
-        "batch=%s tenant=%s kind=%s documents=%d outcome=%s error=%s",
-        batch.id,
-        batch.tenant,
-        batch.kind,
-        len(batch.members),
-        outcome,
-        error,
-    )
+    def claim(self, i: int) -> tuple[str, str, str, str]:
+        return self.tenant, self.kind, self.external_ids[i], self.owner(i)
+
+    def dead_letter(self, i: int, status: str, reason: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+        job_id, position = self.members[i]
+        return {
+            "id": self.owner(i),
+            "job_id": job_id,
+            "position": position,
+            "external_id": self.external_ids[i],
+            "tenant": self.tenant,
+            "kind": self.kind,
+            "target": self.data.get("target", "softone"),
+            "status": status,
+            "reason": reason,
+            "batch_id": self.id,
+            "document": self.docs[i],
+            "attempts": attempts,
+        }
 
 
 def _write(operation: Any, attempts: int = 6) -> None:
@@ -91,13 +110,77 @@ def _write(operation: Any, attempts: int = 6) -> None:
             time.sleep(min(10.0, 0.5 * 2**attempt))
 
 
+def _end(
+    store: ResultsStore,
+    batch: _Batch,
+    outcome: str,
+    *,
+    created: dict[int, tuple[int, str | None]] | None = None,
+    failed: dict[int, str] | None = None,
+    unknown: dict[int, str] | None = None,
+    resend: list[int] | None = None,
+) -> None:
+    """Write a batch's end in one transaction: Keys, failures (claims released), unknowns, dead letters for
+    both, and a follow-up batch for documents certainly not saved."""
+    created, failed, unknown, resend = created or {}, failed or {}, unknown or {}, resend or []
+    attempts = store.attempts(batch.id) if failed or unknown else []
+    updates = [batch.record(i, CREATED, key=k, number=n) for i, (k, n) in created.items()]
+    updates += [batch.record(i, FAILED, error=e) for i, e in failed.items()]
+    updates += [batch.record(i, UNKNOWN, error=e) for i, e in unknown.items()]
+    dead = [batch.dead_letter(i, FAILED, e, attempts) for i, e in failed.items()]
+    dead += [batch.dead_letter(i, UNKNOWN, e, attempts) for i, e in unknown.items()]
+    follow_up = []
+    if resend:
+        child_id = f"{batch.id}.r{batch.data.get('attempts', '0')}"
+        follow_up.append(
+            BatchPlan(
+                batch_id=child_id,
+                meta={
+                    "tenant": batch.tenant,
+                    "kind": batch.kind,
+                    "target": batch.data.get("target", "softone"),
+                    "external_ids": json.dumps([batch.external_ids[i] for i in resend], ensure_ascii=False),
+                    "high_water": batch.data.get("high_water", "0"),
+                    "parent": batch.id,
+                },
+                members=[batch.members[i] for i in resend],
+                body=json.dumps([batch.docs[i] for i in resend], ensure_ascii=False, separators=(",", ":")),
+                records=[batch.record(i, PENDING, batch_id=child_id) for i in resend],
+            )
+        )
+    _write(
+        lambda: store.complete_batch(
+            batch.id,
+            outcome,
+            updates,
+            created=[(*batch.claim(i)[:3], batch.owner(i), k, n) for i, (k, n) in created.items()],
+            released=[batch.claim(i) for i in failed],
+            dead=dead,
+            follow_up=follow_up,
+        )
+    )
+    for plan in follow_up:
+        from tasks.jobs import enqueue_send
+
+        enqueue_send(plan.batch_id, batch.tenant, batch.kind, len(plan.members))
+    log.log(
+        logging.INFO if not (failed or unknown) else logging.WARNING,
+        "batch=%s tenant=%s kind=%s documents=%d outcome=%s created=%d failed=%d unknown=%d resent=%d",
+        batch.id, batch.tenant, batch.kind, len(batch.members), outcome, len(created), len(failed), len(unknown),
+        len(resend),
+    )  # fmt: skip
+
+
+def _all(batch: _Batch, message: str) -> dict[int, str]:
+    return dict.fromkeys(range(len(batch.members)), message)
+
+
 @app.task(name="erpsync.send_batch", bind=True, max_retries=None)
 def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
-    """Send one batch (idempotent: a done batch is not sent again, a batch in flight elsewhere waits)."""
+    """Send (or reconcile) one batch; idempotent: a done batch is not sent again, one in flight elsewhere waits."""
     settings = get_settings()
     store = runtime.store()
-    data = store.batch(batch_id)
-    if data is None:
+    if store.batch(batch_id) is None:
         log.error("batch=%s not found in the results store (expired?); nothing to do", batch_id)
         return {"batch_id": batch_id, "outcome": "missing"}
     state, value = store.acquire_batch(batch_id, runtime.sender_id())
@@ -106,20 +189,20 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
     if state == "busy":
         # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
         raise self.retry(countdown=min(value + 1.0, settings.retry_backoff_cap))
+    data = store.batch(batch_id) or {}
     batch = _Batch(batch_id, data)
     if state == "expired":
         store.log_attempt(batch_id, {"outcome": "lease expired"})
-        _finish(
-            store,
-            batch,
-            "unknown",
-            UNKNOWN,
-            f"the worker sending this batch stopped while the request was in flight; {RECONCILE_HINT}",
-        )
+        _end(store, batch, "unknown",
+             unknown=_all(batch, f"the worker sending this batch stopped while its request was in flight; "
+                                 f"{UNKNOWN_HINT}"))  # fmt: skip
         return {"batch_id": batch_id, "outcome": "unknown"}
 
+    attempt = int(value)
     try:
-        return _send(self, store, batch, data["body"], attempt=int(value))
+        if data.get("phase") == "reconcile":
+            return _reconcile(self, store, batch, attempt)
+        return _send(self, store, batch, attempt)
     except Retry:
         raise
     except Exception as exc:
@@ -127,90 +210,108 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         # after the lease: the batch is then found `expired` and its documents `unknown`, never resent.
         log.exception("batch=%s internal error while sending; will be settled after the lease", batch_id)
         with contextlib.suppress(Exception):  # Redis itself may be what failed
-            store.log_attempt(batch_id, {"attempt": int(value), "outcome": "internal error", "error": repr(exc)[:300]})
+            store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
         raise self.retry(countdown=settings.send_lease_seconds + 1) from None
 
 
-def _send(task: Any, store: ResultsStore, batch: _Batch, body: str, *, attempt: int) -> dict[str, Any]:
+def _retry_later(task: Any, store: ResultsStore, batch: _Batch, attempt: int, exc: TransientError, phase: str) -> Any:
     settings = get_settings()
-    batch_id = batch.id
+    delay = backoff_seconds(
+        attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap, retry_after=exc.retry_after
+    )
+    # `not_before` is when the ERP allowed us back (Retry-After); kept for audits.
+    store.set_batch_state(batch.id, "waiting", phase=phase, not_before=f"{time.time() + delay:.3f}")
+    log.info("batch=%s attempt=%d %s, retry in %.1fs: %s", batch.id, attempt, type(exc).__name__, delay, exc)
+    return task.retry(countdown=delay)
+
+
+def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
+    settings = get_settings()
     kind = DocumentKind(batch.kind)
     started = time.perf_counter()
     try:
-        result = runtime.connector(batch.tenant).post_documents(kind, body.encode())
+        result = runtime.connector(batch.tenant).post_documents(kind, batch.data["body"].encode())
     except TransientError as exc:
-        store.log_attempt(
-            batch_id, {"attempt": attempt, "outcome": "transient", "status": exc.status, "error": str(exc)}
-        )
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "transient", "status": exc.status,
+                                     "error": str(exc), "retry_after": exc.retry_after})  # fmt: skip
         if attempt >= settings.retry_max_attempts:
-            _finish(store, batch, "gave up", FAILED, f"gave up after {attempt} attempts; last error: {exc}")
-            return {"batch_id": batch_id, "outcome": "gave up"}
-        delay = backoff_seconds(
-            attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap, retry_after=exc.retry_after
-        )
-        store.set_batch_state(batch_id, "waiting")
-        log.info("batch=%s attempt=%d transient error, retry in %.1fs: %s", batch_id, attempt, delay, exc)
-        raise task.retry(countdown=delay) from None
-    except AmbiguousError as exc:
-        store.log_attempt(
-            batch_id, {"attempt": attempt, "outcome": "ambiguous", "status": exc.status, "error": str(exc)}
-        )
-        _finish(store, batch, "unknown", UNKNOWN, f"{exc}; {RECONCILE_HINT}")
-        return {"batch_id": batch_id, "outcome": "unknown"}
-    except BatchRejected as exc:
-        store.log_attempt(
-            batch_id, {"attempt": attempt, "outcome": "rejected", "error": str(exc), "error_number": exc.error_number}
-        )
-        if len(batch.members) == 1:
+            _end(store, batch, "gave up", failed=_all(batch, f"gave up after {attempt} attempts; last error: {exc}"))
+            return {"batch_id": batch.id, "outcome": "gave up"}
+        raise _retry_later(task, store, batch, attempt, exc, "send") from None
+    except (AmbiguousError, BatchRejected) as exc:
+        rejected = isinstance(exc, BatchRejected)
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "rejected" if rejected else "ambiguous",
+                                     "status": exc.status, "error": str(exc)})  # fmt: skip
+        if rejected and len(batch.members) == 1:
             # The only document was the rejected one: nothing was saved.
-            _finish(store, batch, "rejected", FAILED, f"rejected by the ERP: {exc}")
-        else:
-            # SoftOne saves an array in order up to the rejected document and does not say which one
-            # that was: some of these documents exist now. Neither "created" nor "failed" is true.
-            _finish(
-                store,
-                batch,
-                "rejected",
-                UNKNOWN,
-                f"the ERP rejected this batch of {len(batch.members)} at an unidentified document "
-                f"({exc}); documents before it were saved; {RECONCILE_HINT}",
-            )
-        return {"batch_id": batch_id, "outcome": "rejected"}
+            _end(store, batch, "rejected", failed={0: f"rejected by the ERP: {exc}"})
+            return {"batch_id": batch.id, "outcome": "rejected"}
+        if kind is not DocumentKind.CUSTOMER_INVOICE:
+            what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
+            reason = f"the ERP {what} ({exc}) and orders cannot be looked up; {UNKNOWN_HINT}"
+            _end(store, batch, "unknown", unknown=_all(batch, reason))
+            return {"batch_id": batch.id, "outcome": "unknown"}
+        store.set_batch_state(batch.id, "waiting", phase="reconcile", reconcile_reason="rejected" if rejected else
+                              "ambiguous", reconcile_error=str(exc))  # fmt: skip
+        raise task.retry(countdown=settings.reconcile_delay_seconds) from None
     except (PermanentError, ConfigurationError) as exc:
         status = exc.status if isinstance(exc, PermanentError) else None
-        store.log_attempt(batch_id, {"attempt": attempt, "outcome": "permanent", "status": status, "error": str(exc)})
-        _finish(store, batch, "failed", FAILED, str(exc))
-        return {"batch_id": batch_id, "outcome": "failed"}
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "permanent", "status": status, "error": str(exc)})
+        _end(store, batch, "failed", failed=_all(batch, str(exc)))
+        return {"batch_id": batch.id, "outcome": "failed"}
     except ErpSyncError as exc:  # pragma: no cover - every branch of the hierarchy is handled above
         raise AssertionError(f"unhandled error type {type(exc).__name__}") from exc
 
     elapsed_ms = (time.perf_counter() - started) * 1000
     keys, numbers = result.keys, result.strings
     if len(keys) != len(batch.members):
-        store.log_attempt(batch_id, {"attempt": attempt, "outcome": "key mismatch", "keys": keys})
-        _finish(
-            store,
-            batch,
-            "unknown",
-            UNKNOWN,
-            f"the ERP reported success with {len(keys)} Keys for {len(batch.members)} documents; {RECONCILE_HINT}",
-        )
-        return {"batch_id": batch_id, "outcome": "unknown"}
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "key mismatch", "keys": keys})
+        _end(store, batch, "unknown",
+             unknown=_all(batch, f"the ERP reported success with {len(keys)} Keys for {len(batch.members)} "
+                                 f"documents; {UNKNOWN_HINT}"))  # fmt: skip
+        return {"batch_id": batch.id, "outcome": "unknown"}
     if len(numbers) != len(keys):
         numbers = [None] * len(keys)  # invoices come back with Strings: [] (spec example)
-    updates, created = [], []
-    for (job_id, pos), external_id, key, number in zip(batch.members, batch.external_ids, keys, numbers, strict=True):
-        updates.append((job_id, pos, Record(external_id, CREATED, key=key, number=number, batch_id=batch_id)))
-        created.append((batch.tenant, batch.kind, external_id, f"{job_id}#{pos}", key, number))
-    store.log_attempt(batch_id, {"attempt": attempt, "outcome": "created", "keys": len(keys), "ms": round(elapsed_ms)})
-    _write(lambda: store.complete_batch(batch_id, "created", updates, created=created))
-    log.info(
-        "batch=%s tenant=%s kind=%s documents=%d outcome=created attempt=%d ms=%.0f",
-        batch_id,
-        batch.tenant,
-        batch.kind,
-        len(keys),
-        attempt,
-        elapsed_ms,
-    )
-    return {"batch_id": batch_id, "outcome": "created", "documents": len(keys)}
+    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(keys), "ms": round(elapsed_ms)})
+    _end(store, batch, "created", created={i: (k, n) for i, (k, n) in enumerate(zip(keys, numbers, strict=True))})
+    return {"batch_id": batch.id, "outcome": "created", "documents": len(keys)}
+
+
+def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
+    """Ask the ERP what it saved of this batch and settle every document (see module docstring)."""
+    settings = get_settings()
+    rejected = batch.data.get("reconcile_reason") == "rejected"
+    erp_error = batch.data.get("reconcile_error", "")
+    days = sorted(str(d.get("InvoiceDate", ""))[:10] for d in batch.docs)
+    try:
+        invoices = runtime.connector(batch.tenant).find_invoices(days[0], days[-1])
+    except TransientError as exc:
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "filter transient", "error": str(exc)})
+        if attempt >= settings.retry_max_attempts:
+            _end(store, batch, "unknown",
+                 unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"))  # fmt: skip
+            return {"batch_id": batch.id, "outcome": "unknown"}
+        raise _retry_later(task, store, batch, attempt, exc, "reconcile") from None
+    except ErpSyncError as exc:
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "filter failed", "error": str(exc)})
+        _end(
+            store, batch, "unknown", unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}")
+        )
+        return {"batch_id": batch.id, "outcome": "unknown"}
+
+    known = store.known_keys(batch.tenant, batch.kind, (inv.invoice_id for inv in invoices))
+    found = reconcile(batch.docs, invoices, known, int(batch.data.get("high_water", "0") or 0))
+    created = {i: (inv.invoice_id, None) for i, inv in found.matched.items()}
+    failed: dict[int, str] = {}
+    unknown = dict.fromkeys(
+        found.doubtful, f"an invoice with the same content exists in the ERP, but SoftOne's in-order saving says "
+        f"this document was not saved; {UNKNOWN_HINT}"
+    )  # fmt: skip
+    resend = found.not_saved(len(batch.members))
+    if rejected and found.boundary is not None:
+        failed[found.boundary] = f"rejected by the ERP: {erp_error}"
+        resend = [i for i in resend if i != found.boundary]
+    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "reconciled", "found": len(created),
+                                 "failed": len(failed), "unknown": len(unknown), "resend": len(resend)})  # fmt: skip
+    _end(store, batch, "reconciled", created=created, failed=failed, unknown=unknown, resend=resend)
+    return {"batch_id": batch.id, "outcome": "reconciled", "found": len(created), "resend": len(resend)}

@@ -33,6 +33,7 @@ def dispatch(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, st
     settings = get_settings()
     store = runtime.store()
     groups = plan_batches([len(doc.encode()) for _, _, doc in items], settings.batch_max_docs, settings.batch_max_bytes)
+    high_water = str(store.high_water(tenant, kind))  # reconciliation ignores older ERP Keys
     plans = []
     for group in groups:
         members = [items[i] for i in group]
@@ -45,6 +46,7 @@ def dispatch(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, st
                     "kind": kind,
                     "target": "softone",
                     "external_ids": json.dumps([x for _, x, _ in members], ensure_ascii=False),
+                    "high_water": high_water,
                 },
                 members=[(job_id, pos) for pos, _, _ in members],
                 body=array_body([doc for _, _, doc in members]),

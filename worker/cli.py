@@ -184,6 +184,50 @@ def cmd_results(args: argparse.Namespace) -> int:
     return _exit_code(job) if job.get("status") in ("succeeded", "partial", "failed") else EXIT_OK
 
 
+def cmd_dead(args: argparse.Namespace) -> int:
+    from worker import deadletters
+
+    store = _store()
+    if args.action == "list":
+        entries = [deadletters.summary(e) for e in store.dead_letters()]
+        if args.json:
+            print(json.dumps({"count": len(entries), "dead_letters": entries}, ensure_ascii=False))
+        else:
+            table = Table("id", "status", "tenant", "kind", "ExternalId", "replays", "reason",
+                          title=f"{len(entries)} dead letters")  # fmt: skip
+            for e in entries:
+                table.add_row(e["id"], e["status"], e["tenant"], e["kind"], e["external_id"], str(e["replays"]),
+                              (e["reason"] or "")[:120])  # fmt: skip
+            out.print(table)
+        return EXIT_OK
+    if args.action == "replay" and args.all:
+        targets = [e for e in store.dead_letters() if not e.get("replays")]
+    else:
+        if not args.id:
+            raise UserError(f"erpsync dead {args.action} needs a dead-letter id" + (" or --all" if args.action ==
+                            "replay" else ""))  # fmt: skip
+        entry = store.dead_letter(args.id)
+        if entry is None:
+            raise UserError(f"no dead letter {args.id!r} (see: erpsync dead list)")
+        targets = [entry]
+    if args.action == "show":
+        print(json.dumps(targets[0], ensure_ascii=False, indent=None if args.json else 2))
+    elif args.action == "drop":
+        store.drop_dead_letter(targets[0]["id"])
+        if not args.json:
+            out.print(f"dropped dead letter {targets[0]['id']}")
+    else:
+        jobs = [{"id": e["id"], "job_id": deadletters.replay(store, e)} for e in targets]
+        if args.json:
+            print(json.dumps({"replayed": jobs}))
+        else:
+            for j in jobs:
+                out.print(f"replayed {j['id']} as job {j['job_id']}")
+            if not jobs:
+                out.print("nothing to replay")
+    return EXIT_OK
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     # The only place production code touches the sandbox: to start it.
     import sandbox
@@ -226,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("dead", help="dead letters: list, show, replay, drop")
+    p.add_argument("action", choices=["list", "show", "replay", "drop"])
+    p.add_argument("id", nargs="?", help="dead-letter id (job_id#position)")
+    p.add_argument("--all", action="store_true", help="replay: every dead letter not replayed yet")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dead)
 
     p = sub.add_parser("sandbox", help="run the SoftOne GO sandbox server")
     p.add_argument("--host", default="127.0.0.1")

@@ -14,6 +14,9 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:batch:{batch_id}        hash   members, body, state (queued/sending/waiting/done), attempts, lease
     {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
     {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
+    {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
+    {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
+    {p}:dead:index              zset   dead-letter ids by time
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ end
 return 1
 """
 
-# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id.
+# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. The batch's `phase` (send or reconcile)
+# is left alone: the holder of the lease reads it after acquiring.
 _ACQUIRE_BATCH = """
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing', '0'} end
@@ -286,6 +290,48 @@ class ResultsStore:
         """Give up our claim (the document was not created) so a corrected re-submission can go."""
         self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"])
 
+    # ----- Keys we recorded (for reconciliation: an invoice with one of these Keys is not a candidate)
+    def known_keys_key(self, tenant: str, kind: str) -> str:
+        return f"{self.p}:erpkeys:{tenant}:{kind}"
+
+    def known_keys(self, tenant: str, kind: str, keys: Iterable[int]) -> set[int]:
+        keys = list(keys)
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.zscore(self.known_keys_key(tenant, kind), str(key))
+        return {key for key, score in zip(keys, pipe.execute(), strict=True) if score is not None}
+
+    def high_water(self, tenant: str, kind: str) -> int:
+        """The highest Key recorded for this tenant and kind (0 if none)."""
+        top = self.r.zrevrange(self.known_keys_key(tenant, kind), 0, 0, withscores=True)
+        return int(top[0][1]) if top else 0
+
+    # ----- dead letters
+    def _queue_dead_letter(self, pipe: Any, entry: dict[str, Any]) -> None:
+        entry = {"created_at": now_iso(), **entry}
+        pipe.hset(f"{self.p}:dead", entry["id"], json.dumps(entry, ensure_ascii=False))
+        pipe.zadd(f"{self.p}:dead:index", {entry["id"]: time.time()})
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        ids = self.r.zrange(f"{self.p}:dead:index", 0, -1)
+        if not ids:
+            return []
+        values = self.r.hmget(f"{self.p}:dead", ids)
+        return [json.loads(v) for v in values if v]
+
+    def dead_letter(self, dead_id: str) -> dict[str, Any] | None:
+        value = self.r.hget(f"{self.p}:dead", dead_id)
+        return json.loads(value) if value else None
+
+    def update_dead_letter(self, entry: dict[str, Any]) -> None:
+        self.r.hset(f"{self.p}:dead", entry["id"], json.dumps(entry, ensure_ascii=False))
+
+    def drop_dead_letter(self, dead_id: str) -> bool:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(f"{self.p}:dead", dead_id)
+        pipe.zrem(f"{self.p}:dead:index", dead_id)
+        return bool(pipe.execute()[0])
+
     # ----- batches
     def _queue_records(self, pipe: Any, updates: Sequence[tuple[str, int, Record]]) -> None:
         now = now_iso()
@@ -305,10 +351,13 @@ class ResultsStore:
         Either a document is in exactly one stored batch or in none, even if the worker dies here: a
         redelivered job then plans only the documents that have no batch yet.
         """
-        if not batches:
-            return
+        if batches:
+            pipe = self.r.pipeline(transaction=True)
+            self._queue_batches(pipe, batches)
+            pipe.execute()
+
+    def _queue_batches(self, pipe: Any, batches: Sequence[BatchPlan]) -> None:
         now = now_iso()
-        pipe = self.r.pipeline(transaction=True)
         for plan in batches:
             bk = self.batch_key(plan.batch_id)
             pipe.hset(
@@ -325,7 +374,6 @@ class ResultsStore:
             )
             pipe.expire(bk, self.s.result_ttl_seconds)
             self._queue_records(pipe, plan.records)
-        pipe.execute()
 
     def complete_batch(
         self,
@@ -334,8 +382,11 @@ class ResultsStore:
         updates: Sequence[tuple[str, int, Record]],
         created: Sequence[tuple[str, str, str, str, int, str | None]] = (),
         released: Sequence[tuple[str, str, str, str]] = (),
+        dead: Sequence[dict[str, Any]] = (),
+        follow_up: Sequence[BatchPlan] = (),
     ) -> None:
-        """Write a batch's document outcomes, duplicate index and `done` state in one transaction."""
+        """End a batch in one transaction: document outcomes, duplicate index and known Keys, released
+        claims, dead letters, the batches that carry on with its remaining documents, and `done`."""
         pipe = self.r.pipeline(transaction=True)
         self._queue_records(pipe, updates)
         for tenant, kind, external_id, owner, key, number in created:
@@ -344,6 +395,12 @@ class ResultsStore:
                 f"created|{owner}|{key}|{number or ''}",
                 ex=self.s.dedup_ttl_seconds,
             )
+            known = self.known_keys_key(tenant, kind)
+            pipe.zadd(known, {str(key): key})
+            pipe.expire(known, self.s.dedup_ttl_seconds)
+        for entry in dead:
+            self._queue_dead_letter(pipe, entry)
+        self._queue_batches(pipe, follow_up)
         for tenant, kind, external_id, owner in released:
             self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"], client=pipe)
         pipe.hset(self.batch_key(batch_id), mapping={"state": "done", "outcome": outcome, "updated_at": now_iso()})

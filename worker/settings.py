@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     retry_max_attempts: int = Field(default=8, ge=1)
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_cap: float = Field(default=300.0, gt=0)
+    # After an ambiguous failure, wait this long before asking the ERP what it saved (a request that timed
+    # out on our side may still be running on the ERP's).
+    reconcile_delay_seconds: float = Field(default=5.0, ge=0)
     # A sending lease older than this means the worker died with the request in flight.
     send_lease_seconds: int = Field(default=300, ge=10)
 

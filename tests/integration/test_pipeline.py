@@ -163,16 +163,26 @@ def test_document_rejected_by_the_erp(stack: LocalStack, sandbox: httpx.Client) 
     assert result["status"] == "failed"
     assert "99999" in result["records"][0]["error"] and result["records"][0]["status"] == "failed"
 
-    # In an array SoftOne saves the documents before the rejected one and returns no Keys: the worker must
-    # not call that batch created or failed.
-    docs = [pos_invoice(f"{tag}-{i}") for i in range(4)]
+
+def test_poison_inside_an_invoice_array_is_isolated_and_the_rest_created_once(
+    stack: LocalStack, sandbox: httpx.Client
+) -> None:
+    # SoftOne saves the documents before the rejected one and returns no Keys: the worker asks the Filter
+    # what exists, records those Keys, fails the rejected document and sends the rest again.
+    tag = uid()
+    docs = [pos_invoice(f"{tag}-{i}", customer=str(1200 + i)) for i in range(7)]
     docs[2]["CustomerNr"] = "99999"
-    job = submit(docs, tenant="demo")
-    result = wait_job(stack, job)
-    saved = {d["external_id"] for d in ledger_for(sandbox, {d["ExternalId"] for d in docs})}
-    assert saved == {f"{tag}-0", f"{tag}-1"}
-    assert [r["status"] for r in result["records"]] == ["unknown"] * 4
-    assert all("reconciliation" in r["error"] for r in result["records"])
+    docs[5]["CustomerNr"] = "99998"
+    result = wait_job(stack, submit(docs, tenant="demo"))
+    ledger = ledger_for(sandbox, {d["ExternalId"] for d in docs})
+    key_of = {d["external_id"]: d["key"] for d in ledger}
+    assert sorted(key_of) == sorted(d["ExternalId"] for i, d in enumerate(docs) if i not in (2, 5))
+    assert len(ledger) == 5  # each once
+    for i, record in enumerate(result["records"]):
+        if i in (2, 5):
+            assert record["status"] == "failed" and "hittades inte" in record["error"], record
+        else:
+            assert record["status"] == "created" and record["key"] == key_of[record["external_id"]], record
 
 
 def test_transient_503_is_retried_and_creates_once(stack: LocalStack, sandbox: httpx.Client) -> None:
@@ -194,15 +204,29 @@ def test_transient_503_is_retried_and_creates_once(stack: LocalStack, sandbox: h
     assert len(ledger) == 5 and len({d["external_id"] for d in ledger}) == 5
 
 
-def test_connection_dropped_after_commit_is_unknown_not_resent(stack: LocalStack, sandbox: httpx.Client) -> None:
+def test_invoices_dropped_after_commit_are_reconciled_not_resent(stack: LocalStack, sandbox: httpx.Client) -> None:
     tag = uid()
-    sandbox.post(
-        "/_sandbox/faults", json={"path": "/Economy/Billing/CustomerInvoices", "kind": "drop_after_commit", "times": 1}
-    )
-    docs = [pos_invoice(f"{tag}-{i}") for i in range(3)]
+    sandbox.post("/_sandbox/faults", json={"path": "/Economy/Billing/CustomerInvoices", "kind": "drop_after_commit",
+                                           "times": 1})  # fmt: skip
+    docs = [pos_invoice(f"{tag}-{i}", customer=str(1300 + i)) for i in range(3)]
     result = wait_job(stack, submit(docs, tenant="demo"))
+    ledger = ledger_for(sandbox, {d["ExternalId"] for d in docs})
+    assert len(ledger) == 3  # saved once, never re-sent
+    key_of = {d["external_id"]: d["key"] for d in ledger}
+    assert [(r["status"], r["key"]) for r in result["records"]] == [("created", key_of[d["ExternalId"]]) for d in docs]
+
+
+def test_orders_with_unknown_outcome_are_dead_letters_not_resent(stack: LocalStack, sandbox: httpx.Client) -> None:
+    tag = uid()
+    sandbox.post("/_sandbox/faults", json={"path": "/Economy/Billing/Orders", "kind": "drop_after_commit",
+                                           "times": 1})  # fmt: skip
+    docs = [order(f"{tag}-{i}") for i in range(3)]
+    result = wait_job(stack, submit(docs, kind="order", tenant="demo"))
     assert [r["status"] for r in result["records"]] == ["unknown"] * 3
-    assert len(ledger_for(sandbox, {d["ExternalId"] for d in docs})) == 3  # saved once, never re-sent
+    assert len(ledger_for(sandbox, {d["ExternalId"] for d in docs})) == 3
+    listed = json.loads(stack.erpsync("dead", "list", "--json").stdout)
+    mine = [d for d in listed["dead_letters"] if d["external_id"].startswith(tag)]
+    assert sorted(d["status"] for d in mine) == ["unknown"] * 3
 
 
 def test_expired_token_is_renewed_once(stack: LocalStack, sandbox: httpx.Client) -> None:

@@ -158,6 +158,23 @@ class SoftOneConnector:
             )
         return result
 
+    def find_invoices(self, date_from: str, date_to: str, page_size: int = 500) -> list[FilteredInvoice]:
+        """Every invoice dated within [date_from, date_to] (inclusive), page by page."""
+        found: list[FilteredInvoice] = []
+        for page in range(1, 10_000):
+            criteria = InvoiceFilter(
+                invoice_date_from=date_from,
+                invoice_date_to=date_to,
+                include_preliminary=True,  # invoices created through the API may still be preliminary
+                page_number=page,
+                page_nr_of_records=page_size,
+            )
+            batch = self.filter_invoices(criteria)
+            found.extend(batch)
+            if len(batch) < page_size:
+                return found
+        raise PermanentError(f"Filter kept returning full pages beyond {len(found)} invoices")
+
     def filter_invoices(self, criteria: InvoiceFilter) -> list[FilteredInvoice]:
         """Invoices matching `criteria` (Billing/CustomerInvoices/Filter)."""
         response = self._call(self.settings.softone_filter_path, criteria.to_wire())
