@@ -40,7 +40,7 @@ from worker.errors import (
     PermanentError,
     TransientError,
 )
-from worker.reconcile import reconcile
+from worker.reconcile import reconcile, settle
 from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
 from worker.retry import backoff_seconds
 from worker.settings import get_settings
@@ -301,16 +301,14 @@ def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> d
 
     known = store.known_keys(batch.tenant, batch.kind, (inv.invoice_id for inv in invoices))
     found = reconcile(batch.docs, invoices, known, int(batch.data.get("high_water", "0") or 0))
-    created = {i: (inv.invoice_id, None) for i, inv in found.matched.items()}
-    failed: dict[int, str] = {}
+    plan = settle(found, len(batch.members), rejected=rejected)
+    created = {i: (key, None) for i, key in plan.created.items()}
+    failed = {plan.rejected: f"rejected by the ERP: {erp_error}"} if plan.rejected is not None else {}
     unknown = dict.fromkeys(
-        found.doubtful, f"an invoice with the same content exists in the ERP, but SoftOne's in-order saving says "
+        plan.doubtful, f"an invoice with the same content exists in the ERP, but SoftOne's in-order saving says "
         f"this document was not saved; {UNKNOWN_HINT}"
     )  # fmt: skip
-    resend = found.not_saved(len(batch.members))
-    if rejected and found.boundary is not None:
-        failed[found.boundary] = f"rejected by the ERP: {erp_error}"
-        resend = [i for i in resend if i != found.boundary]
+    resend = plan.resend
     store.log_attempt(batch.id, {"attempt": attempt, "outcome": "reconciled", "found": len(created),
                                  "failed": len(failed), "unknown": len(unknown), "resend": len(resend)})  # fmt: skip
     _end(store, batch, "reconciled", created=created, failed=failed, unknown=unknown, resend=resend)

@@ -109,3 +109,24 @@ def reconcile(
             if any(inv.invoice_id > last_id for inv in candidates):
                 result.doubtful.append(position)
     return result
+
+
+@dataclass
+class Settlement:
+    """What to do with each document of a reconciled batch."""
+
+    created: dict[int, int]  # position -> Key found
+    rejected: int | None  # position of the document the ERP rejected
+    doubtful: list[int]  # positions to leave `unknown`
+    resend: list[int]  # positions certainly not saved: send again
+
+
+def settle(found: Reconciliation, size: int, *, rejected: bool) -> Settlement:
+    """Turn a reconciliation into decisions. In a rejected array the first unsaved document is the one the
+    ERP refused (it saves in order and stops there); after a lost answer nothing is known to be refused."""
+    resend = found.not_saved(size)
+    refused = found.boundary if rejected else None
+    if refused is not None:
+        resend = [i for i in resend if i != refused]
+    created = {i: inv.invoice_id for i, inv in found.matched.items()}
+    return Settlement(created=created, rejected=refused, doubtful=list(found.doubtful), resend=resend)
