@@ -299,3 +299,26 @@ def test_no_secret_in_task_messages_logs_or_results(stack: LocalStack, sandbox: 
         for secret in secrets:
             assert secret not in text, f"a secret appears in the {where}"
     assert "token=***" in stack.logs()  # the POST lines are logged, redacted
+
+
+def test_dead_letter_replay_twice_creates_once(stack: LocalStack, sandbox: httpx.Client) -> None:
+    tag = uid()
+    # A 500 that saved nothing: for an order nobody can tell, so it becomes an `unknown` dead letter.
+    sandbox.post("/_sandbox/faults", json={"path": "/Economy/Billing/Orders", "kind": "status", "status": 500})
+    job = submit([order(f"{tag}-o")], kind="order", tenant="demo")
+    assert wait_job(stack, job)["records"][0]["status"] == "unknown"
+    dead_id = f"{job}#0"
+    shown = json.loads(stack.erpsync("dead", "show", dead_id, "--json").stdout)
+    assert shown["status"] == "unknown" and shown["document"]["ExternalId"] == f"{tag}-o"
+    assert shown["attempts"] and shown["attempts"][0]["status"] == 500
+
+    # The operator checked the ERP and decides to send it again, twice by mistake.
+    first = json.loads(stack.erpsync("dead", "replay", dead_id, "--json").stdout)["replayed"][0]["job_id"]
+    second = json.loads(stack.erpsync("dead", "replay", dead_id, "--json").stdout)["replayed"][0]["job_id"]
+    a, b = wait_job(stack, first), wait_job(stack, second)
+    assert sorted([a["records"][0]["status"], b["records"][0]["status"]]) == ["created", "duplicate"]
+    assert a["records"][0]["key"] == b["records"][0]["key"]
+    assert len(ledger_for(sandbox, {f"{tag}-o"})) == 1
+
+    assert stack.erpsync("dead", "drop", dead_id).returncode == 0
+    assert stack.erpsync("dead", "show", dead_id).returncode == 2
