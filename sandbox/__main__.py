@@ -1,13 +1,15 @@
-"""``python -m sandbox [--host H] [--port P] [--latency-ms N] [--config FILE] ...``"""
+"""``python -m sandbox [--host H] [--port P] [--latency-ms N] [--config FILE] [--customers FILE]
+[--faults 429=0.05,503=0.05,... --seed N] ...``"""
 
 from __future__ import annotations
 
 import argparse
 
-from sandbox.server import serve
+from sandbox.random_faults import KINDS
+from sandbox.server import build_config, serve_config
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="SoftOne GO sandbox ERP server")
     add = parser.add_argument
     add("--host", default="127.0.0.1")
@@ -15,18 +17,44 @@ def main(argv: list[str] | None = None) -> None:
     add("--latency-ms", type=int, default=None, help="added to every ERP request (default 0)")
     add("--latency-jitter-ms", type=int, default=None, help="plus uniform 0..N ms (default 0)")
     add("--config", default=None, help="JSON file with companies/customers (default: demo tenant)")
-    add("--token-ttl-seconds", type=int, default=None, help="token lifetime (default 3600)")
-    add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    args = parser.parse_args(argv)
-    serve(
-        host=args.host,
-        port=args.port,
-        latency_ms=args.latency_ms,
-        latency_jitter_ms=args.latency_jitter_ms,
-        config_path=args.config,
-        token_ttl_seconds=args.token_ttl_seconds,
-        log_level=args.log_level,
+    add(
+        "--customers",
+        default=None,
+        help='JSON file {"<CustomerNr>": "<name>"} or [<CustomerNr>, ...] that REPLACES the customer register '
+        "(default: every all-digit number is a customer)",
     )
+    add("--token-ttl-seconds", type=int, default=None, help="token lifetime (default 3600)")
+    add(
+        "--faults",
+        default=None,
+        metavar="KIND=P,...",
+        help=f"random faults per ERP request, kinds: {', '.join(KINDS)} (probabilities 0..1, sum <= 1)",
+    )
+    add("--seed", type=int, default=None, help="seed of the random faults (default: chosen and logged)")
+    add("--retry-after", type=int, default=None, help="Retry-After seconds of a random 429 (default 1)")
+    add("--slow-ms", type=int, default=None, help="how long a random 'slow' holds the answer (default 3000)")
+    add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = build_config(
+            args.config,
+            args.latency_ms,
+            args.latency_jitter_ms,
+            args.token_ttl_seconds,
+            faults=args.faults,
+            seed=args.seed,
+            retry_after=args.retry_after,
+            slow_ms=args.slow_ms,
+            customers_path=args.customers,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))  # exits 2 with the message
+    serve_config(config, host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ ignored. Keys and tokens are secrets: nothing here logs them or echoes them in a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
+from starlette.types import Scope
 
 from sandbox.config import Company
 from sandbox.state import SandboxState
@@ -22,6 +24,14 @@ def query_params(request: Request) -> dict[str, str]:
     """Query parameters with lower-cased names (first value wins)."""
     out: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
+        out.setdefault(name.lower(), value)
+    return out
+
+
+def scope_query_params(scope: Scope) -> dict[str, str]:
+    """:func:`query_params` for an ASGI scope (middleware runs before a Request exists)."""
+    out: dict[str, str] = {}
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
         out.setdefault(name.lower(), value)
     return out
 

@@ -1,18 +1,23 @@
 """Configuration of the sandbox ERP: tenants, API keys, known customers, timings, numbering.
 
 The default configuration has one demo tenant (``demo-company-key`` / ``demo-connect-key``,
-company 1592 "Demo AB") and knows every customer number that appears in the SoftOne GO
-specs plus the POS store / walk-in customers "1000".."1999" used by the demo data.
-A JSON file can replace it (``python -m sandbox --config FILE``), see :func:`load_config`.
+company 1592 "Demo AB") and a customer register that knows EVERY all-digit customer number
+("013", "3879", "1001", "99999", ...): the numbers that appear in the SoftOne GO specs have
+their names from the specs, any other all-digit number gets a generated name ("Kund 99999").
+A customer number with any other character ("UNKNOWN-3", " 12", "") is unknown.
+A JSON file can replace it (``python -m sandbox --config FILE``), see :func:`load_config`;
+``--customers FILE`` replaces just the register, see :func:`load_customers`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sandbox.random_faults import FaultProfile
 
 DEMO_COMPANY_API_KEY = "demo-company-key"
 DEMO_CONNECT_API_KEY = "demo-connect-key"
@@ -51,11 +56,47 @@ SPEC_CUSTOMERS: dict[str, str] = {
 }
 
 
-def default_customers() -> dict[str, str]:
-    """Customers "1000".."1999" (POS stores / walk-in customers) plus every spec customer."""
-    customers = {str(nr): f"Butikskund {nr}" for nr in range(1000, 2000)}
-    customers.update(SPEC_CUSTOMERS)  # spec names win for the numbers in both sets
-    return customers
+def is_all_digits(customer_nr: object) -> bool:
+    """True for a non-empty string of ASCII digits ("013" and "13" are different customers)."""
+    return isinstance(customer_nr, str) and customer_nr.isascii() and customer_nr.isdigit()
+
+
+def generated_name(customer_nr: str) -> str:
+    return f"Kund {customer_nr}"
+
+
+class AllDigitCustomers(Mapping[str, str]):
+    """The default register: every all-digit customer number is a customer.
+
+    ``nr in register`` and ``register[nr]`` work for every all-digit string (spec names from
+    :data:`SPEC_CUSTOMERS`, else :func:`generated_name`); anything else is unknown (KeyError).
+    Iteration and ``len`` cover only the NAMED numbers (the register is infinite).
+    """
+
+    def __init__(self, names: Mapping[str, str] | None = None) -> None:
+        self.names = dict(SPEC_CUSTOMERS if names is None else names)
+
+    def __contains__(self, customer_nr: object) -> bool:
+        return is_all_digits(customer_nr)
+
+    def __getitem__(self, customer_nr: str) -> str:
+        if not is_all_digits(customer_nr):
+            raise KeyError(customer_nr)
+        return self.names.get(customer_nr) or generated_name(customer_nr)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"AllDigitCustomers({len(self.names)} named)"
+
+
+def default_customers() -> AllDigitCustomers:
+    """Every all-digit customer number; the spec customers keep their names from the specs."""
+    return AllDigitCustomers()
 
 
 @dataclass(frozen=True)
@@ -78,13 +119,15 @@ class SandboxConfig:
     """Everything the sandbox needs to know at start-up (latency can change at run time)."""
 
     companies: dict[str, Company] = field(default_factory=_demo_companies)  # by companyApiKey
-    customers: dict[str, str] = field(default_factory=default_customers)  # CustomerNr -> name
+    # CustomerNr -> name; ``in`` decides whether a customer exists (default: every all-digit number)
+    customers: Mapping[str, str] = field(default_factory=default_customers)
     token_ttl_seconds: int = 3600  # 60 minutes
     latency_ms: int = 0
     latency_jitter_ms: int = 0
     first_key: int = 21027274  # the Key of the invoice example; Keys are global, never reused
     first_order_number: int = 211  # the order example answers Strings ["211"]
     first_invoice_number: int = 17536  # follows the last invoice number in the specs' UI lists
+    faults: FaultProfile | None = None  # random faults armed at start-up and again by every reset
 
 
 def _require(cond: bool, message: str) -> None:
@@ -144,8 +187,49 @@ def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
     return config
 
 
+def _read_json(path: str | Path, what: str) -> Any:
+    """The parsed JSON file; ValueError (with the path) if it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
 def load_config(path: str | Path) -> SandboxConfig:
     """Read a JSON config file (see :func:`config_from_dict`)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = _read_json(path, "sandbox config file")
     _require(isinstance(data, Mapping), "the file must hold a JSON object")
     return config_from_dict(data)
+
+
+def customers_from_json(data: Any) -> dict[str, str]:
+    """The register of a ``--customers`` file: ``{"<CustomerNr>": "<name>", ...}`` or a list of
+    customer numbers (strings, or non-negative integers) whose names are generated."""
+
+    def fail(message: str) -> ValueError:
+        return ValueError(f"invalid customers file: {message}")
+
+    if isinstance(data, Mapping):
+        for nr, name in data.items():
+            if not nr:
+                raise fail("a customer number must not be empty")
+            if not isinstance(name, str):
+                raise fail(f"the name of customer {nr!r} must be a string")
+        return dict(data)
+    if isinstance(data, list):
+        customers: dict[str, str] = {}
+        for item in data:
+            if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+                item = str(item)
+            if not isinstance(item, str) or not item:
+                raise fail(f"customer numbers must be non-empty strings, got {item!r}")
+            customers[item] = SPEC_CUSTOMERS.get(item) or generated_name(item)
+        return customers
+    raise fail('expected an object {"<CustomerNr>": "<name>"} or a list of customer numbers')
+
+
+def load_customers(path: str | Path) -> dict[str, str]:
+    """Read a ``--customers`` file (see :func:`customers_from_json`): it REPLACES the register."""
+    return customers_from_json(_read_json(path, "customers file"))

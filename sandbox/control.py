@@ -4,9 +4,13 @@
 * ``GET  /_sandbox/ledger``          -> ``{"count", "documents": [...]}``; filters ``kind``,
   ``external_id``, ``company_id``; ``full=1`` adds each document's body as sent
 * ``GET  /_sandbox/stats``           -> request counts per "METHOD /path" and status, etc.
-* ``POST /_sandbox/reset``           -> clears ledger, stats, faults (Keys keep increasing,
-  tokens stay valid, latency unchanged)
-* ``GET|POST|DELETE /_sandbox/faults`` -> list / append (one rule or a list) / clear
+* ``POST /_sandbox/reset``           -> clears ledger, stats, fault rules, Retry-After records
+  and re-arms the start-up random faults with their seed (Keys keep increasing, tokens stay
+  valid, latency unchanged)
+* ``GET|POST|DELETE /_sandbox/faults`` -> ``{"faults": [rules], "random": profile or null}``.
+  POST decides by the body's shape: an object with ``"probabilities"`` replaces the random
+  fault profile (sandbox.random_faults, re-seeded); anything else is one rule or a list of
+  rules to append (sandbox.faults). DELETE clears both.
 * ``GET|POST /_sandbox/latency``     -> ``{"ms", "jitter_ms"}`` (POST sets either or both)
 * ``POST /_sandbox/tokens/expire``   -> every issued token becomes invalid (test 401 renewal)
 """
@@ -20,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.random_faults import FaultProfile
 from sandbox.rules import is_int
 from sandbox.state import SandboxState
 
@@ -68,17 +73,26 @@ async def reset(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+def _faults_json(state: SandboxState) -> dict[str, Any]:
+    return {"faults": state.faults.as_json(), "random": state.random_faults.as_json()}
+
+
 async def faults(request: Request) -> Response:
-    store = _state(request).faults
+    state = _state(request)
     if request.method == "POST":
         try:
-            added = store.add(await _json_body(request))
+            body = await _json_body(request)
+            if isinstance(body, dict) and "probabilities" in body:
+                state.random_faults.configure(FaultProfile.from_json(body))
+                return JSONResponse(_faults_json(state))
+            added = state.faults.add(body)
         except ValueError as exc:  # also json.JSONDecodeError
             return _error(str(exc))
-        return JSONResponse({"added": len(added), "faults": store.as_json()})
+        return JSONResponse({"added": len(added), **_faults_json(state)})
     if request.method == "DELETE":
-        store.clear()
-    return JSONResponse({"faults": store.as_json()})
+        state.faults.clear()
+        state.random_faults.clear()
+    return JSONResponse(_faults_json(state))
 
 
 async def latency(request: Request) -> Response:

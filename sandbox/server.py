@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from starlette.applications import Starlette
 from uvicorn.config import LOGGING_CONFIG
 
 from sandbox.app import create_app
-from sandbox.config import SandboxConfig, load_config
+from sandbox.config import SandboxConfig, load_config, load_customers
+from sandbox.random_faults import FaultProfile, parse_fault_spec
 
 KEEP_ALIVE_SECONDS = 30  # clients keep pooled connections; don't close them under their feet
 BACKLOG = 4096  # bursts of concurrent workers must not be refused by the listen queue
@@ -36,13 +37,46 @@ class _IntentionalDropFilter(logging.Filter):
         return record.getMessage() != "ASGI callable returned without completing response."
 
 
+def fault_profile(
+    faults: str | Mapping[str, float] | None,
+    seed: int | None = None,
+    retry_after: int | None = None,
+    slow_ms: int | None = None,
+) -> FaultProfile | None:
+    """The start-up random fault profile from ``--faults`` (``"429=0.05,slow=0.01"`` or a
+    ``{kind: probability}`` mapping) and its options; None without ``faults``.
+
+    ValueError (a message for the user) if anything is invalid, or if an option is given
+    without ``faults``."""
+    if faults is None:
+        options = (("--seed", seed), ("--retry-after", retry_after), ("--slow-ms", slow_ms))
+        given = [name for name, value in options if value is not None]
+        if given:
+            raise ValueError(f"random faults: {', '.join(given)} need --faults")
+        return None
+    probabilities = parse_fault_spec(faults) if isinstance(faults, str) else dict(faults)
+    return FaultProfile.from_json(
+        {"probabilities": probabilities, "seed": seed, "retry_after": retry_after, "slow_ms": slow_ms}
+    )
+
+
 def build_config(
     config_path: str | Path | None = None,
     latency_ms: int | None = None,
     latency_jitter_ms: int | None = None,
     token_ttl_seconds: int | None = None,
+    *,
+    faults: str | Mapping[str, float] | None = None,
+    seed: int | None = None,
+    retry_after: int | None = None,
+    slow_ms: int | None = None,
+    customers_path: str | Path | None = None,
 ) -> SandboxConfig:
-    """The config file (or the built-in demo tenant), with the given values overriding it."""
+    """The config file (or the built-in demo tenant), with the given values overriding it.
+
+    ``customers_path`` (``--customers FILE``) replaces the customer register, also one from the
+    config file; ``faults``/``seed``/``retry_after``/``slow_ms`` arm random faults (see
+    :func:`fault_profile`). ValueError with a readable message if a file or value is invalid."""
     config = load_config(config_path) if config_path else SandboxConfig()
     if latency_ms is not None:
         config.latency_ms = latency_ms
@@ -50,6 +84,11 @@ def build_config(
         config.latency_jitter_ms = latency_jitter_ms
     if token_ttl_seconds is not None:
         config.token_ttl_seconds = token_ttl_seconds
+    if customers_path is not None:
+        config.customers = load_customers(customers_path)
+    profile = fault_profile(faults, seed, retry_after, slow_ms)
+    if profile is not None:
+        config.faults = profile
     return config
 
 
@@ -85,19 +124,54 @@ def serve(
     config_path: str | Path | None = None,
     token_ttl_seconds: int | None = None,
     log_level: str = "info",
+    *,
+    faults: str | Mapping[str, float] | None = None,
+    seed: int | None = None,
+    retry_after: int | None = None,
+    slow_ms: int | None = None,
+    customers_path: str | Path | None = None,
 ) -> None:
-    """Serve the sandbox until interrupted. ``None`` means "as in the config" (default 0 / 3600 s)."""
-    config = build_config(config_path, latency_ms, latency_jitter_ms, token_ttl_seconds)
+    """Serve the sandbox until interrupted. ``None`` means "as in the config" (default 0 / 3600 s,
+    no random faults, every all-digit customer number known).
+
+    Raises ValueError, before anything is started, if a file or value is invalid."""
+    config = build_config(
+        config_path,
+        latency_ms,
+        latency_jitter_ms,
+        token_ttl_seconds,
+        faults=faults,
+        seed=seed,
+        retry_after=retry_after,
+        slow_ms=slow_ms,
+        customers_path=customers_path,
+    )
+    serve_config(config, host, port, log_level)
+
+
+def _describe_faults(profile: FaultProfile | None) -> str:
+    if profile is None:
+        return "random faults off"
+    probabilities = ",".join(f"{kind}={p:g}" for kind, p in profile.probabilities.items())
+    return (
+        f"random faults {probabilities or 'none'} seed {profile.seed} "
+        f"(retry-after {profile.retry_after} s, slow {profile.slow_ms} ms, paths {' '.join(profile.paths)})"
+    )
+
+
+def serve_config(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8765, log_level: str = "info") -> None:
+    """Serve a ready config until interrupted (see :func:`build_config`)."""
     app = create_app(config)
     server = uvicorn.Server(_uvicorn_config(app, host, port, log_level, log_config=_log_config(log_level)))
     logging.getLogger("sandbox").info(
-        "SoftOne GO sandbox on http://%s:%d (companies: %s; latency %d ms +%d; token ttl %d s)",
+        "SoftOne GO sandbox on http://%s:%d (companies: %s; latency %d ms +%d; token ttl %d s; %s)",
         host,
         port,
         ", ".join(f"{c.company_id} {c.name}" for c in config.companies.values()),
         config.latency_ms,
         config.latency_jitter_ms,
         config.token_ttl_seconds,
+        _describe_faults(app.state.sandbox.random_faults.profile),
     )
     server.run()
 

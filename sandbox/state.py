@@ -18,6 +18,10 @@ from typing import Any, Literal
 
 from sandbox.config import Company, SandboxConfig
 from sandbox.faults import FaultStore
+from sandbox.random_faults import KINDS as RANDOM_FAULT_KINDS
+from sandbox.random_faults import RandomFaults
+
+MAX_EARLY_RETRY_SAMPLES = 100
 
 Kind = Literal["customer_invoice", "order"]
 
@@ -80,10 +84,23 @@ class Stats:
     tokens_issued: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    # random faults injected, by kind (every kind listed, 0 if none)
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RANDOM_FAULT_KINDS, 0))
+    # requests that arrived before the Retry-After their company was given had passed
+    early_retries: int = 0
+    early_retry_samples: list[dict[str, Any]] = field(default_factory=list)  # the first ones, for diagnosis
 
     def count(self, route: str, status: str) -> None:
         per_status = self.requests.setdefault(route, {})
         per_status[status] = per_status.get(status, 0) + 1
+
+    def count_fault(self, kind: str) -> None:
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def count_early_retry(self, sample: dict[str, Any]) -> None:
+        self.early_retries += 1
+        if len(self.early_retry_samples) < MAX_EARLY_RETRY_SAMPLES:
+            self.early_retry_samples.append(sample)
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -99,6 +116,9 @@ class Stats:
             "tokens_issued": self.tokens_issued,
             "max_in_flight": self.max_in_flight,
             "in_flight": self.in_flight,
+            "faults": dict(self.faults),
+            "early_retries": self.early_retries,
+            "early_retry_samples": list(self.early_retry_samples),
         }
 
 
@@ -114,6 +134,11 @@ class SandboxState:
         self.ledger: list[LedgerEntry] = []
         self.stats = Stats()
         self.faults = FaultStore()
+        self.random_faults = RandomFaults(config.faults)
+        self._startup_faults = self.random_faults.profile  # with its seed chosen, re-armed by reset
+        # companyApiKey -> epoch time before which a 429's Retry-After told the company to wait
+        self.retry_not_before: dict[str, float] = {}
+        self.token_uses: dict[str, int] = {}
         # Keys are global (all companies, both kinds) and survive reset: never reused.
         self._keys = count(config.first_key)
         # Numbers are per company and also survive reset, so a number is never seen twice.
@@ -129,6 +154,10 @@ class SandboxState:
         self.stats.tokens_issued += 1
         return token
 
+    def token_used_before(self, value: str) -> bool:
+        """True once a request has been authenticated with this token."""
+        return self.token_uses.get(value, 0) > 0
+
     def token_valid(self, value: str, company: Company) -> bool:
         """True if ``value`` was issued for ``company`` and has not expired."""
         token = self.tokens.get(value)
@@ -137,13 +166,41 @@ class SandboxState:
         if self.clock() >= token.expires_at:
             del self.tokens[value]
             return False
-        return token.company_api_key == company.company_api_key
+        if token.company_api_key != company.company_api_key:
+            return False
+        self.token_uses[value] = self.token_uses.get(value, 0) + 1
+        return True
+
+    def expire_token(self, value: str) -> bool:
+        """Forget one token (the random ``token_expiry`` fault); True if it was known."""
+        return self.tokens.pop(value, None) is not None
 
     def expire_tokens(self) -> int:
         """Forget every issued token (clients then get 401 and must log in again)."""
         n = len(self.tokens)
         self.tokens.clear()
         return n
+
+    # -- Retry-After bookkeeping --------------------------------------------------------------
+    def told_to_wait(self, company: Company, seconds: float, request_digest: str) -> None:
+        """A 429 told this request (company + route + body digest) to wait ``seconds`` from now."""
+        until = self.clock() + seconds
+        key = f"{company.company_api_key}:{request_digest}"
+        self.retry_not_before[key] = max(self.retry_not_before.get(key, until), until)
+
+    def check_arrival(self, company: Company, arrived_at: float, route: str, request_digest: str) -> None:
+        """Count the request as an early retry if the same request was told to wait beyond ``arrived_at``."""
+        until = self.retry_not_before.get(f"{company.company_api_key}:{request_digest}")
+        if until is not None and arrived_at < until:
+            self.stats.count_early_retry(
+                {
+                    "company_id": company.company_id,
+                    "route": route,
+                    "arrived_at": iso_utc(arrived_at),
+                    "retry_after_until": iso_utc(until),
+                    "early_by_ms": round((until - arrived_at) * 1000, 1),
+                }
+            )
 
     # -- documents ---------------------------------------------------------------------------
     def create(self, kind: Kind, company: Company, document: dict[str, Any], request_id: str) -> LedgerEntry:
@@ -171,8 +228,12 @@ class SandboxState:
         return entry
 
     def reset(self) -> None:
-        """Clear ledger, stats and faults. Keys/numbers keep increasing, tokens stay valid."""
+        """Clear ledger, stats, fault rules and Retry-After records; re-arm the start-up random
+        faults (if any) with their seed, so a run after a reset sees the same faults again.
+        Keys/numbers keep increasing, tokens stay valid."""
         self.ledger.clear()
         in_flight = self.stats.in_flight
         self.stats = Stats(in_flight=in_flight, max_in_flight=in_flight)
         self.faults.clear()
+        self.random_faults.configure(self._startup_faults)
+        self.retry_not_before.clear()

@@ -232,12 +232,17 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     # The only place production code touches the sandbox: to start it.
     import sandbox
 
-    sandbox.serve(
+    sandbox.serve(  # ValueError (bad --faults, unreadable --customers, ...) -> "error: ..." and exit 2
         host=args.host,
         port=args.port,
         latency_ms=args.latency_ms,
         config_path=args.config,
         token_ttl_seconds=args.token_ttl_seconds,
+        faults=args.faults,
+        seed=args.seed,
+        retry_after=args.retry_after,
+        slow_ms=args.slow_ms,
+        customers_path=args.customers,
     )
     return EXIT_OK
 
@@ -283,7 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--latency-ms", type=int, default=None, help="delay per ERP request (default: config, else 0)")
     p.add_argument("--config", help="sandbox config JSON (companies, customers)")
+    p.add_argument(
+        "--customers",
+        help='JSON {"<CustomerNr>": "<name>"} or [<CustomerNr>, ...] replacing the customer register '
+        "(default: every all-digit number is a customer)",
+    )
     p.add_argument("--token-ttl-seconds", type=int, default=None)
+    p.add_argument(
+        "--faults",
+        metavar="KIND=P,...",
+        help="random faults per ERP request, e.g. 429=0.05,503=0.05,slow=0.05,drop_after_commit=0.05,"
+        "500_after_commit=0.05,token_expiry=0.01 (probabilities 0..1, sum <= 1)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed of the random faults (default: chosen and logged)")
+    p.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds of a random 429 (default 1)")
+    p.add_argument("--slow-ms", type=int, default=None, help="how long a random 'slow' holds the answer (default 3000)")
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, sandbox, worker)")

@@ -158,10 +158,10 @@ def test_cli_results_contract_and_exit_codes(stack: LocalStack, tmp_path: Path) 
 
 def test_document_rejected_by_the_erp(stack: LocalStack, sandbox: httpx.Client) -> None:
     tag = uid()
-    alone = submit([pos_invoice(f"{tag}-alone", customer="99999")], tenant="demo")
+    alone = submit([pos_invoice(f"{tag}-alone", customer="UNKNOWN-1")], tenant="demo")
     result = wait_job(stack, alone)
     assert result["status"] == "failed"
-    assert "99999" in result["records"][0]["error"] and result["records"][0]["status"] == "failed"
+    assert "UNKNOWN-1" in result["records"][0]["error"] and result["records"][0]["status"] == "failed"
 
 
 def test_poison_inside_an_invoice_array_is_isolated_and_the_rest_created_once(
@@ -171,8 +171,8 @@ def test_poison_inside_an_invoice_array_is_isolated_and_the_rest_created_once(
     # what exists, records those Keys, fails the rejected document and sends the rest again.
     tag = uid()
     docs = [pos_invoice(f"{tag}-{i}", customer=str(1200 + i)) for i in range(7)]
-    docs[2]["CustomerNr"] = "99999"
-    docs[5]["CustomerNr"] = "99998"
+    docs[2]["CustomerNr"] = "UNKNOWN-2"
+    docs[5]["CustomerNr"] = "UNKNOWN-5"
     result = wait_job(stack, submit(docs, tenant="demo"))
     ledger = ledger_for(sandbox, {d["ExternalId"] for d in docs})
     key_of = {d["external_id"]: d["key"] for d in ledger}

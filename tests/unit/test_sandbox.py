@@ -316,7 +316,7 @@ def test_failing_document_stops_the_array_and_earlier_ones_stay_saved(sb: Sandbo
     docs = [
         invoice(external_id="a"),
         invoice(external_id="b"),
-        invoice("99999", external_id="c"),
+        invoice("UNKNOWN-3", external_id="c"),
         invoice(external_id="d"),
     ]
     r = sb.post(INVOICES, docs)
@@ -324,7 +324,7 @@ def test_failing_document_stops_the_array_and_earlier_ones_stay_saved(sb: Sandbo
     body = r.json()
     assert list(body) == RESPONSE_FIELDS
     assert body["Success"] is False and body["ErrorNumber"] == 10
-    assert body["ErrorMessage"] == "Kund med kundnummer '99999' hittades inte."
+    assert body["ErrorMessage"] == "Kund med kundnummer 'UNKNOWN-3' hittades inte."
     assert body["Keys"] == [] and body["Strings"] == [] and body["ObjectsAffected"] == 0
     assert [d["external_id"] for d in sb.ledger()["documents"]] == ["a", "b"]
 
@@ -495,7 +495,7 @@ def test_stats_reset_keeps_keys_and_tokens(sb: Sandbox) -> None:
     sb.request("POST", "/_sandbox/faults", json={"path": "*", "kind": "status"})
     assert sb.request("POST", "/_sandbox/reset").json() == {"ok": True}
     assert sb.ledger()["count"] == 0
-    assert sb.request("GET", "/_sandbox/faults").json() == {"faults": []}
+    assert sb.request("GET", "/_sandbox/faults").json() == {"faults": [], "random": None}
     assert sb.request("GET", "/_sandbox/stats").json()["requests"] == {}
     again = sb.post(INVOICES, INVOICE_EXAMPLE, params=params).json()  # same token still valid
     assert again["Keys"] == [first + 1]
@@ -595,7 +595,7 @@ def test_delay_fault_still_saves(sb: Sandbox) -> None:
 def test_invalid_fault_rules_are_rejected(sb: Sandbox, rule: Any) -> None:
     r = sb.request("POST", "/_sandbox/faults", json=rule)
     assert r.status_code == 400 and r.json()["error"]
-    assert sb.request("GET", "/_sandbox/faults").json() == {"faults": []}
+    assert sb.request("GET", "/_sandbox/faults").json() == {"faults": [], "random": None}
 
 
 def test_faults_list_and_delete(sb: Sandbox) -> None:
@@ -604,7 +604,7 @@ def test_faults_list_and_delete(sb: Sandbox) -> None:
     assert listed == [
         {"path": INVOICES, "kind": "drop", "status": 503, "times": 1, "delay_ms": 0, "retry_after": None, "body": None}
     ]
-    assert sb.request("DELETE", "/_sandbox/faults").json() == {"faults": []}
+    assert sb.request("DELETE", "/_sandbox/faults").json() == {"faults": [], "random": None}
 
 
 # -- logging ----------------------------------------------------------------------------------

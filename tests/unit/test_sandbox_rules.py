@@ -106,9 +106,9 @@ def test_null_mandatory_field_counts_as_missing() -> None:
 
 
 def test_unknown_customer_is_a_business_error() -> None:
-    error = validate_document(doc(CustomerNr="99999"), CUSTOMERS)
+    error = validate_document(doc(CustomerNr="UNKNOWN-3"), CUSTOMERS)
     assert error is not None and error.number == ERROR_UNKNOWN_CUSTOMER
-    assert error.message == "Kund med kundnummer '99999' hittades inte."
+    assert error.message == "Kund med kundnummer 'UNKNOWN-3' hittades inte."
 
 
 def test_long_values_are_shortened_in_messages() -> None:
@@ -157,8 +157,9 @@ def test_default_config() -> None:
     assert company.connect_api_keys == {"demo-connect-key"}
     assert config.token_ttl_seconds == 3600 and config.latency_ms == 0
     assert set(SPEC_CUSTOMERS) <= set(config.customers)
-    assert {"1000", "1999", "013", "11", "10158"} <= set(config.customers) and "99999" not in config.customers
-    assert config.customers["4185"] == "Sebastiangren AB"
+    assert all(nr in config.customers for nr in ("1000", "1999", "013", "11", "10158", "99999", "0"))
+    assert not any(nr in config.customers for nr in ("UNKNOWN-3", "", " 12", "12a", "-1", "1.5", "١٢"))
+    assert config.customers["4185"] == "Sebastiangren AB" and config.customers["99999"] == "Kund 99999"
 
 
 def test_load_config_file(tmp_path: Path) -> None:
