@@ -7,10 +7,10 @@ a fault rule (sandbox.faults) or, if no rule claims them, by a random fault
 masked. Operator requests (``/_sandbox/...``) are only logged (at DEBUG).
 
 Retry-After bookkeeping: a random 429 records, for the request it answered (company, route and
-a digest of the body), the time before which that request must not come back; the same request
-ARRIVING earlier - before the simulated latency - counts in ``stats["early_retries"]``. Other
-requests of the company are not held to it: a Retry-After answers one request, and concurrent
-workers sending other batches are not retries of it.
+the client's ``Idempotency-Key`` header, or a digest of the body when there is none), the time
+before which that request must not come back; the same request ARRIVING earlier (before the
+simulated latency) counts in ``stats["early_retries"]``. Other requests of the company are not
+held to it: concurrent workers sending other batches are not retries of it.
 """
 
 from __future__ import annotations
@@ -112,6 +112,15 @@ async def _buffered(receive: Receive) -> tuple[Receive, bytes] | None:
     return replaying_receive, body
 
 
+def _retry_identity(scope: Scope, path: str, body: bytes) -> str:
+    """Which earlier request a request repeats: the client's `Idempotency-Key` header when it sends one
+    (identical Filter queries of different batches are not retries of each other), else route + body."""
+    for name, value in scope.get("headers", []):
+        if name == b"idempotency-key" and value:
+            return "key:" + hashlib.sha256(f"{path}\n".encode() + value).hexdigest()
+    return hashlib.sha256(f"{scope['method']} {path}\n".encode() + body).hexdigest()
+
+
 async def _discard(message: Message) -> None:
     """A ``send`` that throws the normal response away (after-commit faults replace it)."""
 
@@ -158,7 +167,7 @@ class SandboxMiddleware:
         params = scope_query_params(scope)
         company = self.state.config.companies.get(params.get("companyapikey", ""))
         faultable = path != LOGIN_PATH
-        request_digest = hashlib.sha256(f"{scope['method']} {path}\n".encode() + body).hexdigest()
+        request_digest = _retry_identity(scope, path, body)
         if faultable and company is not None:
             self.state.check_arrival(company, self.state.clock(), f"{scope['method']} {path}", request_digest)
         delay_ms = self.state.latency_ms + random.uniform(0, self.state.latency_jitter_ms)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ from worker.errors import (
     ErpSyncError,
     PermanentError,
     TransientError,
+    WaitingForRetryAfter,
 )
 from worker.reconcile import reconcile, settle
 from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
@@ -216,6 +218,10 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
 
 def _retry_later(task: Any, store: ResultsStore, batch: _Batch, attempt: int, exc: TransientError, phase: str) -> Any:
     settings = get_settings()
+    if isinstance(exc, WaitingForRetryAfter):  # nothing was sent: not an attempt
+        store.uncount_attempt(batch.id)
+        store.set_batch_state(batch.id, "waiting", phase=phase)
+        return task.retry(countdown=(exc.retry_after or 0) + random.uniform(0.05, 0.5))
     delay = backoff_seconds(
         attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap, retry_after=exc.retry_after
     )
@@ -230,8 +236,10 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
     kind = DocumentKind(batch.kind)
     started = time.perf_counter()
     try:
-        result = runtime.connector(batch.tenant).post_documents(kind, batch.data["body"].encode())
+        result = runtime.connector(batch.tenant).post_documents(kind, batch.data["body"].encode(), batch.id)
     except TransientError as exc:
+        if isinstance(exc, WaitingForRetryAfter):
+            raise _retry_later(task, store, batch, attempt, exc, "send") from None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "transient", "status": exc.status,
                                      "error": str(exc), "retry_after": exc.retry_after})  # fmt: skip
         if attempt >= settings.retry_max_attempts:
@@ -284,8 +292,14 @@ def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> d
     erp_error = batch.data.get("reconcile_error", "")
     days = sorted(str(d.get("InvoiceDate", ""))[:10] for d in batch.docs)
     try:
-        invoices = runtime.connector(batch.tenant).find_invoices(days[0], days[-1])
+        try:
+            invoices = runtime.connector(batch.tenant).find_invoices(days[0], days[-1], request_id=batch.id)
+        except AmbiguousError as exc:
+            # The Filter only reads: a lost answer to it is simply asked again.
+            raise TransientError(str(exc), status=exc.status) from None
     except TransientError as exc:
+        if isinstance(exc, WaitingForRetryAfter):
+            raise _retry_later(task, store, batch, attempt, exc, "reconcile") from None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "filter transient", "error": str(exc)})
         if attempt >= settings.retry_max_attempts:
             _end(store, batch, "unknown",

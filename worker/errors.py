@@ -5,6 +5,7 @@
     ├── TransientError              nothing was created; the same request may succeed later → retry
     │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
     │   ├── RateLimited             429, with the server's Retry-After
+    │   │   └── WaitingForRetryAfter    not sent: the tenant's pause after a 429 is still running
     │   └── ServiceUnavailable      502, 503, 504
     ├── AmbiguousError              the body was sent but no answer came: the ERP may have created
     │                               the documents → never resend blindly, reconcile first
@@ -52,6 +53,10 @@ class ConnectFailed(TransientError):
 
 class RateLimited(TransientError):
     """429 Too Many Requests."""
+
+
+class WaitingForRetryAfter(RateLimited):
+    """Not sent at all: an earlier 429 for this tenant asked for a pause that is still running."""
 
 
 class ServiceUnavailable(TransientError):

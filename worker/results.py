@@ -418,6 +418,10 @@ class ResultsStore:
         )
         return state, float(value)
 
+    def uncount_attempt(self, batch_id: str) -> None:
+        """The acquired turn sent nothing (we were pausing): it does not count against the attempts."""
+        self.r.hincrby(self.batch_key(batch_id), "attempts", -1)
+
     def set_batch_state(self, batch_id: str, state: str, **fields: str) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.batch_key(batch_id), mapping={"state": state, "updated_at": now_iso(), **fields})

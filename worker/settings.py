@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     softone_order_path: str = "/Economy/Billing/Orders"
     softone_filter_path: str = "/Economy/Billing/CustomerInvoices/Filter"
     softone_token_path: str = "/Login/Token"
+    softone_filter_page_size: int = Field(default=500, ge=1, le=10_000)
 
     tenants_file: Path | None = None
     demo_tenant: bool = True

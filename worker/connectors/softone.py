@@ -21,9 +21,19 @@ from pydantic import ValidationError
 from redis.exceptions import LockError
 
 from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
-from worker.errors import AmbiguousError, AuthenticationFailed, BatchRejected, ConnectFailed, PermanentError
+from worker.errors import (
+    AmbiguousError,
+    AuthenticationFailed,
+    BatchRejected,
+    ConnectFailed,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    WaitingForRetryAfter,
+)
 from worker.http import classify_exception, classify_status, quieten_httpx_logging
 from worker.redaction import redact_url, secrets_filter
+from worker.retry import backoff_seconds
 from worker.settings import Settings, TenantConfig
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,7 @@ class SoftOneConnector:
         self.cache = cache
         self.base_url = tenant.base_url.rstrip("/")
         self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
+        self._pause_key = f"{settings.key_prefix}:pause:{tenant.name}"
         quieten_httpx_logging()
         secrets_filter().add_secret(tenant.company_api_key.get_secret_value())
         secrets_filter().add_secret(tenant.connect_api_key.get_secret_value())
@@ -98,10 +109,11 @@ class SoftOneConnector:
         log.info("softone login ok tenant=%s token_ttl=%ss", self.tenant.name, ttl)
         return token, ttl
 
-    def _call(self, path: str, body: Any) -> httpx.Response:
+    def _call(self, path: str, body: Any, request_id: str | None = None) -> httpx.Response:
         """POST with auth; on 401 renew the token once. Errors come out as our types."""
         url = self.base_url + path
         content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        self._respect_retry_after(url)
         for attempt in (1, 2):
             try:
                 token = self.token()
@@ -110,9 +122,10 @@ class SoftOneConnector:
             params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
             started = time.perf_counter()
             try:
-                response = self.client.post(
-                    url, params=params, content=content, headers={"Content-Type": "application/json"}
-                )
+                # Idempotency-Key names the logical request, so retries can be told apart from identical
+                # requests of other batches (the sandbox's Retry-After audit uses it; SoftOne ignores it).
+                headers = {"Content-Type": "application/json"} | ({"Idempotency-Key": request_id} if request_id else {})
+                response = self.client.post(url, params=params, content=content, headers=headers)
             except httpx.HTTPError as exc:
                 raise classify_exception(exc, url) from None
             log.info(
@@ -132,10 +145,27 @@ class SoftOneConnector:
                     status=401,
                 )
             error = classify_status(response)
+            if isinstance(error, RateLimited) and error.retry_after:
+                # Retry-After speaks to the client, not to one request: every worker of this tenant waits.
+                self.cache.set(
+                    self._pause_key, f"{time.time() + error.retry_after:.3f}", px=int(error.retry_after * 1000) + 1
+                )
             if error is not None:
                 raise error
             return response
         raise AssertionError("unreachable")
+
+    def _respect_retry_after(self, url: str) -> None:
+        """Raise RateLimited (nothing sent) while the ERP's last Retry-After for this tenant runs."""
+        try:
+            until = self.cache.get(self._pause_key)
+        except redis.RedisError:
+            return
+        remaining = float(until) - time.time() if until else 0.0
+        if remaining > 0:
+            raise WaitingForRetryAfter(
+                f"waiting {remaining:.1f}s more as the ERP asked (Retry-After); nothing sent", retry_after=remaining
+            )
 
     # ----- documents
     def path_for(self, kind: DocumentKind) -> str:
@@ -143,13 +173,15 @@ class SoftOneConnector:
             return self.settings.softone_invoice_path
         return self.settings.softone_order_path
 
-    def post_documents(self, kind: DocumentKind, body: bytes | Sequence[dict[str, Any]]) -> OperationResult:
+    def post_documents(
+        self, kind: DocumentKind, body: bytes | Sequence[dict[str, Any]], request_id: str | None = None
+    ) -> OperationResult:
         """POST an array of documents; returns the operation result of a fully successful call.
 
         Raises BatchRejected for `Success: false` (documents before the rejected one are saved), and the
         error types of worker/http.py for everything else.
         """
-        response = self._call(self.path_for(kind), body)
+        response = self._call(self.path_for(kind), body, request_id)
         result = _read_result(response)
         if not result.success:
             raise BatchRejected(
@@ -158,8 +190,9 @@ class SoftOneConnector:
             )
         return result
 
-    def find_invoices(self, date_from: str, date_to: str, page_size: int = 500) -> list[FilteredInvoice]:
+    def find_invoices(self, date_from: str, date_to: str, request_id: str | None = None) -> list[FilteredInvoice]:
         """Every invoice dated within [date_from, date_to] (inclusive), page by page."""
+        page_size = self.settings.softone_filter_page_size
         found: list[FilteredInvoice] = []
         for page in range(1, 10_000):
             criteria = InvoiceFilter(
@@ -169,15 +202,28 @@ class SoftOneConnector:
                 page_number=page,
                 page_nr_of_records=page_size,
             )
-            batch = self.filter_invoices(criteria)
+            batch = self._filter_page(criteria, f"{request_id}:filter:{page}" if request_id else None)
             found.extend(batch)
             if len(batch) < page_size:
                 return found
         raise PermanentError(f"Filter kept returning full pages beyond {len(found)} invoices")
 
-    def filter_invoices(self, criteria: InvoiceFilter) -> list[FilteredInvoice]:
+    def _filter_page(self, criteria: InvoiceFilter, request_id: str | None, tries: int = 5) -> list[FilteredInvoice]:
+        """One Filter page, retried here on transient or lost answers: it only reads, and a reconciliation
+        that pages through a busy day should not start over because one page met a fault."""
+        for attempt in range(1, tries + 1):
+            try:
+                return self.filter_invoices(criteria, request_id)
+            except (TransientError, AmbiguousError) as exc:
+                if attempt == tries:
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+                time.sleep(backoff_seconds(attempt, base=0.25, cap=5.0, retry_after=retry_after))
+        raise AssertionError("unreachable")
+
+    def filter_invoices(self, criteria: InvoiceFilter, request_id: str | None = None) -> list[FilteredInvoice]:
         """Invoices matching `criteria` (Billing/CustomerInvoices/Filter)."""
-        response = self._call(self.settings.softone_filter_path, criteria.to_wire())
+        response = self._call(self.settings.softone_filter_path, criteria.to_wire(), request_id)
         try:
             data = response.json()
             if not isinstance(data, list):
