@@ -9,6 +9,7 @@ cached in Redis, shared by all workers, until shortly before they expire; a 401 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -114,9 +115,12 @@ class SoftOneConnector:
         url = self.base_url + path
         content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         self._respect_retry_after(url)
+        fresh: tuple[str, int] | None = None
         for attempt in (1, 2):
             try:
-                token = self.token()
+                # First the shared token; after a 401 one we log in for ourselves, so that the renewed
+                # token's first use is this very request (not another worker's, which could spend it).
+                token = self.token() if fresh is None else fresh[0]
             except (redis.RedisError, LockError) as exc:
                 raise ConnectFailed(f"token cache unavailable ({type(exc).__name__}); nothing was sent") from None
             params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
@@ -138,12 +142,16 @@ class SoftOneConnector:
             if response.status_code == 401:
                 self.invalidate(token)
                 if attempt == 1:
+                    fresh = self._login()
                     continue
                 raise AuthenticationFailed(
                     f"POST {redact_url(url)} answered 401 with a fresh token: tenant {self.tenant.name!r}'s "
                     "credentials are refused",
                     status=401,
                 )
+            if fresh is not None:
+                with contextlib.suppress(redis.RedisError):  # share it now that it works; never fail the POST
+                    self.cache.set(self._token_key, fresh[0], ex=fresh[1], nx=True)
             error = classify_status(response)
             if isinstance(error, RateLimited) and error.retry_after:
                 # Retry-After speaks to the client, not to one request: every worker of this tenant waits.
