@@ -25,7 +25,7 @@ MAX_CHECKS = 6 * 3600 // CHECK_EVERY_S
 
 @app.task(name="erpsync.settle_duplicate", bind=True, max_retries=MAX_CHECKS)
 def settle_duplicate(self: Any, job_id: str, positions: list[int]) -> dict[str, Any]:
-    from tasks.jobs import dispatch, owner_of
+    from tasks.jobs import owner_of, push
 
     store = runtime.store()
     job = store.job(job_id)
@@ -33,12 +33,13 @@ def settle_duplicate(self: Any, job_id: str, positions: list[int]) -> dict[str, 
         return {"job_id": job_id, "error": "job not found"}
     tenant, kind = job["tenant"], job["kind"]
     documents = store.documents(job_id)
+    assigned = runtime.buffer().assigned(job_id)
     updates: list[tuple[str, int, Record]] = []
     to_send: list[tuple[int, str, str]] = []
     still_waiting: list[int] = []
     for position in positions:
         record = store.record(job_id, position)
-        if record is None or record.status != PENDING or record.batch_id:
+        if record is None or record.status != PENDING or position in assigned:
             continue
         claim = store.claim(tenant, kind, record.external_id, owner_of(job_id, position))
         if claim.state == "created":
@@ -69,7 +70,7 @@ def settle_duplicate(self: Any, job_id: str, positions: list[int]) -> dict[str, 
                 still_waiting.append(position)
     store.set_records(updates)
     if to_send:
-        dispatch(job_id, tenant, kind, to_send)
+        push(job_id, tenant, kind, to_send)
     if still_waiting:
         raise self.retry(args=[job_id, still_waiting], countdown=CHECK_EVERY_S)
     return {"job_id": job_id, "settled": len(updates) + len(to_send)}

@@ -10,10 +10,9 @@ import redis
 
 from schemas import DocumentError, DocumentKind, validate_document
 from worker import runtime
-from worker.batching import array_body, plan_batches
 from worker.celery_app import app
 from worker.errors import ConfigurationError
-from worker.results import DUPLICATE, FAILED, PENDING, BatchPlan, Record
+from worker.results import DUPLICATE, FAILED, PENDING, Record
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -24,47 +23,37 @@ def owner_of(job_id: str, position: int) -> str:
     return f"{job_id}#{position}"
 
 
-def dispatch(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, str]]) -> list[str]:
-    """Group (position, external_id, encoded document) into batches, store them, enqueue their sends.
+def push(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, str]]) -> int:
+    """Put (position, ExternalId, encoded document) into the tenant's coalescing buffer, ask for a flush.
 
-    Batch ids derive from the job and the first member's position, so a job redelivered after a crash
-    never stores a second batch for the same documents (members and ids are committed in one transaction).
+    A position is pushed once whatever happens (the buffer remembers it), so a redelivered job never
+    queues a document twice. Returns how many were pushed now.
     """
+    from tasks.flush import request_flush
+
     settings = get_settings()
-    store = runtime.store()
-    groups = plan_batches([len(doc.encode()) for _, _, doc in items], settings.batch_max_docs, settings.batch_max_bytes)
-    high_water = str(store.high_water(tenant, kind))  # reconciliation ignores older ERP Keys
-    plans = []
-    for group in groups:
-        members = [items[i] for i in group]
-        batch_id = f"{job_id}.{members[0][0]}"
-        plans.append(
-            BatchPlan(
-                batch_id=batch_id,
-                meta={
-                    "tenant": tenant,
-                    "kind": kind,
-                    "target": "softone",
-                    "external_ids": json.dumps([x for _, x, _ in members], ensure_ascii=False),
-                    "high_water": high_water,
-                },
-                members=[(job_id, pos) for pos, _, _ in members],
-                body=array_body([doc for _, _, doc in members]),
-                records=[
-                    (job_id, pos, Record(external_id=x, status=PENDING, batch_id=batch_id)) for pos, x, _ in members
-                ],
-            )
-        )
-    store.commit_batches(plans)
-    for plan in plans:
-        enqueue_send(plan.batch_id, tenant, kind, len(plan.members))
-    return [p.batch_id for p in plans]
+    buffer = runtime.buffer()
+    pushed = 0
+    for start in range(0, len(items), 500):
+        chunk = [(job_id, pos, x, doc) for pos, x, doc in items[start : start + 500]]
+        n, waiting, size = buffer.push(tenant, kind, chunk)
+        pushed += n
+        if waiting >= settings.batch_max_docs or size >= settings.batch_max_bytes:
+            request_flush(tenant, kind, now=True)
+    request_flush(tenant, kind, now=False)  # what is left goes at the latest after batch_max_wait_ms
+    return pushed
 
 
 def enqueue_send(batch_id: str, tenant: str, kind: str, size: int) -> None:
     from tasks.batches import send_batch
 
     send_batch.apply_async(args=[batch_id], kwargsrepr=repr({"tenant": tenant, "kind": kind, "documents": size}))
+
+
+def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
+    process_job.apply_async(
+        args=[job_id], kwargsrepr=repr({"tenant": job.get("tenant"), "kind": job.get("kind"), "recovery": True})
+    )
 
 
 @app.task(
@@ -87,6 +76,7 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
     store.mark_running(job_id)
     records = store.records(job_id)
     documents = store.documents(job_id)
+    assigned = runtime.buffer().assigned(job_id)
 
     try:
         get_settings().tenant(tenant)
@@ -97,15 +87,13 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
     updates: list[tuple[str, int, Record]] = []
     valid: list[tuple[int, str, str]] = []
     waiting: list[int] = []
-    resend: set[str] = set()
     first_position: dict[str, int] = {}
     candidates: list[tuple[int, str, Any]] = []
     for position, raw in enumerate(documents):
         record = records[position]
         if record.status != PENDING:
             continue
-        if record.batch_id:  # planned before a crash/redelivery: make sure its send is queued
-            resend.add(record.batch_id)
+        if position in assigned:  # pushed before a crash/redelivery: the buffer or its batch has it
             continue
         if tenant_error:
             updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_error)))
@@ -152,25 +140,21 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
             waiting.append(position)
 
     store.set_records(updates)
-    batch_ids = dispatch(job_id, tenant, kind_name, valid) if valid else []
-    for batch_id in sorted(resend):
-        batch = store.batch(batch_id)
-        if batch and batch.get("state") != "done":
-            enqueue_send(batch_id, tenant, kind_name, int(batch.get("size", 0)))
+    pushed = push(job_id, tenant, kind_name, valid) if valid else 0
     if waiting:
         from tasks.duplicates import settle_duplicate
 
         settle_duplicate.apply_async(args=[job_id, waiting], countdown=2)
     failed = sum(1 for _, _, r in updates if r.status == FAILED)
     log.info(
-        "job=%s tenant=%s kind=%s documents=%d invalid=%d duplicates=%d batches=%d waiting=%d",
+        "job=%s tenant=%s kind=%s documents=%d invalid=%d duplicates=%d buffered=%d waiting=%d",
         job_id,
         tenant,
         kind_name,
         len(documents),
         failed,
         len(updates) - failed,
-        len(batch_ids),
+        pushed,
         len(waiting),
     )
-    return {"job_id": job_id, "batches": len(batch_ids), "failed": failed, "waiting": len(waiting)}
+    return {"job_id": job_id, "buffered": pushed, "failed": failed, "waiting": len(waiting)}

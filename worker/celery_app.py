@@ -21,14 +21,14 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 
 from worker import redaction
 from worker.settings import get_settings
 
 settings = get_settings()
 
-app = Celery("erpsync", include=["tasks.jobs", "tasks.batches", "tasks.duplicates"])
+app = Celery("erpsync", include=["tasks.jobs", "tasks.batches", "tasks.duplicates", "tasks.flush"])
 app.conf.update(
     broker_url=settings.broker_url(),
     broker_connection_retry_on_startup=True,
@@ -64,3 +64,14 @@ def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> Non
     """Every handler Celery sets up gets the secrets filter."""
     redaction.install(logger)
     redaction.install()
+
+
+@worker_ready.connect
+def _recover_on_start(**_: Any) -> None:
+    """Re-queue what a worker that died may have held (see tasks/recovery.py)."""
+    from tasks.recovery import recover
+
+    try:
+        recover()
+    except Exception:  # a worker that cannot recover still serves new work; the log says why
+        logging.getLogger(__name__).exception("recovery on start failed")

@@ -13,6 +13,8 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:jobs                    zset   job ids by submission time (trimmed to the retention)
     {p}:batch:{batch_id}        hash   members, body, state (queued/sending/waiting/done), attempts, lease
     {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
+    {p}:open_batches            set    batches not done yet (a restarted worker re-queues their sends)
+    {p}:open_jobs               set    jobs not finished yet (a restarted worker re-queues them)
     {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
     {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
@@ -36,7 +38,7 @@ PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = "pending", "created", "failed", "
 DOC_STATUSES = (PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN)
 JOB_FINAL = ("succeeded", "partial", "failed")
 
-# KEYS: job hash, status hash, records hash.  ARGV: position, status, record JSON, now (ISO).
+# KEYS: job hash, status hash, records hash, open-jobs set.  ARGV: position, status, record JSON, now, job id.
 # created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
 # brought back as a husk without TTL (-1). The job's status always follows its counters.
 _SET_RECORD = """
@@ -57,6 +59,7 @@ if pending <= 0 then
   local status = 'partial'
   if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
   redis.call('HSET', KEYS[1], 'status', status, 'finished_at', ARGV[4])
+  redis.call('SREM', KEYS[4], ARGV[5])
 elseif redis.call('HGET', KEYS[1], 'status') ~= 'running' then
   redis.call('HSET', KEYS[1], 'status', 'running')
   redis.call('HDEL', KEYS[1], 'finished_at')
@@ -206,6 +209,7 @@ class ResultsStore:
         for key in (jk, f"{jk}:docs", f"{jk}:records"):
             pipe.expire(key, ttl)
         pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
+        pipe.sadd(f"{self.p}:open_jobs", job_id)
         pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - ttl)
         pipe.execute()
 
@@ -339,8 +343,8 @@ class ResultsStore:
             record.updated_at = now
             jk = self.job_key(job_id)
             self._set_record(
-                keys=[jk, f"{jk}:status", f"{jk}:records"],
-                args=[str(position), record.status, record.to_json(), now],
+                keys=[jk, f"{jk}:status", f"{jk}:records", f"{self.p}:open_jobs"],
+                args=[str(position), record.status, record.to_json(), now, job_id],
                 client=pipe,
             )
             pipe.expire(f"{jk}:status", self.s.result_ttl_seconds)
@@ -373,6 +377,9 @@ class ResultsStore:
                 },
             )
             pipe.expire(bk, self.s.result_ttl_seconds)
+            pipe.sadd(f"{self.p}:open_batches", plan.batch_id)
+            for job_id, position in plan.members:
+                pipe.hset(f"{self.p}:job:{job_id}:assigned", str(position), plan.batch_id)
             self._queue_records(pipe, plan.records)
 
     def complete_batch(
@@ -405,6 +412,7 @@ class ResultsStore:
             self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"], client=pipe)
         pipe.hset(self.batch_key(batch_id), mapping={"state": "done", "outcome": outcome, "updated_at": now_iso()})
         pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
+        pipe.srem(f"{self.p}:open_batches", batch_id)
         pipe.execute()
 
     def batch(self, batch_id: str) -> dict[str, str] | None:

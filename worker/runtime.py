@@ -6,6 +6,7 @@ import os
 import socket
 from functools import lru_cache
 
+from worker.buffer import CoalescingBuffer
 from worker.connectors.softone import SoftOneConnector
 from worker.http import get_client
 from worker.redis_client import get_redis
@@ -17,6 +18,12 @@ from worker.settings import get_settings
 def store() -> ResultsStore:
     settings = get_settings()
     return ResultsStore(get_redis(settings), settings)
+
+
+@lru_cache(maxsize=1)
+def buffer() -> CoalescingBuffer:
+    settings = get_settings()
+    return CoalescingBuffer(get_redis(settings), settings)
 
 
 def connector(tenant: str) -> SoftOneConnector:

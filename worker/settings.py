@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # in doubt) small while cutting requests 50-fold; 1 MB stays well below common proxy body limits.
     batch_max_docs: int = Field(default=50, ge=1, le=1000)
     batch_max_bytes: int = Field(default=1_000_000, ge=1024)
+    # Coalescing: a partial batch waits at most this long for more documents (from any job).
+    batch_max_wait_ms: int = Field(default=500, ge=0)
     max_job_documents: int = Field(default=200_000, ge=1)
 
     result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)

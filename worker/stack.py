@@ -162,7 +162,10 @@ class LocalStack:
         except httpx.HTTPError:
             return False
 
-    def start_worker(self, name: str | None = None, concurrency: int | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str | None = None, concurrency: int | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A `celery worker` process (own session, so that `kill_worker` can take its pool down with it)."""
         name = name or f"w{len(self.workers) + 1}"
         queue = self.env.get("ERPSYNC_QUEUE", "erpsync")
         cmd = [
@@ -183,11 +186,19 @@ class LocalStack:
             "--without-mingle",
         ]
         log = open(self.workdir / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.workers.append(proc)
         logfile = self.workdir / f"worker-{name}.log"
         wait_until(lambda: b" ready." in logfile.read_bytes(), 60, f"worker {name}", proc)
         return proc
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL a worker and its pool children at once: a crash, not a shutdown."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
     def erpsync(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run the `erpsync` CLI against this stack."""

@@ -1,0 +1,67 @@
+"""`erpsync.flush_buffer`: turn a tenant's coalescing buffer into batches and queue their sends.
+
+Flushes are asked for when a buffer holds a full batch (at once) and after every push (delayed by
+`batch_max_wait_ms`, so that a lone document does not wait for company). Each kind of request is
+de-duplicated by a short-lived flag; the flush clears its flag as it starts, so documents pushed while it
+runs ask for another. Batch ids derive from the flush task's id, so a redelivered flush finds the batches
+it made before dying and queues their sends again instead of taking more documents under the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from worker import runtime
+from worker.celery_app import app
+from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _flag(tenant: str, kind: str, now: bool) -> str:
+    return f"{get_settings().key_prefix}:flushq:{tenant}:{kind}:{'now' if now else 'timer'}"
+
+
+def request_flush(tenant: str, kind: str, *, now: bool, delay: float | None = None) -> None:
+    """Queue a flush (now, or after `delay`, by default batch_max_wait_ms) unless one is already queued."""
+    settings = get_settings()
+    delay = 0.0 if now else (settings.batch_max_wait_ms / 1000 if delay is None else delay)
+    client = runtime.store().r
+    if client.set(_flag(tenant, kind, now), "1", nx=True, px=int(delay * 1000) + 5000):
+        flush_buffer.apply_async(
+            args=[tenant, kind], kwargs={"flag": "now" if now else "timer"}, countdown=delay or None
+        )
+
+
+@app.task(
+    name="erpsync.flush_buffer",
+    bind=True,
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=30,
+)
+def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> dict[str, Any]:
+    """Make every batch the buffer can give now; come back for a partial one when it is old enough."""
+    from tasks.jobs import enqueue_send
+
+    store, buffer = runtime.store(), runtime.buffer()
+    if flag:
+        store.r.delete(_flag(tenant, kind, flag == "now"))
+    high_water = store.high_water(tenant, kind)
+    made = 0
+    for n in range(100_000):
+        result = buffer.flush_one(tenant, kind, f"{self.request.id}.{n}", high_water)
+        if result.status in ("created", "exists"):
+            enqueue_send(result.batch_id, tenant, kind, result.size)
+            made += 1
+            continue
+        if result.status == "young":
+            request_flush(tenant, kind, now=False, delay=result.wait_s + 0.01)
+        break
+    if made:
+        log.info("flush tenant=%s kind=%s batches=%d waiting=%d", tenant, kind, made, buffer.waiting(tenant, kind))
+    return {"tenant": tenant, "kind": kind, "batches": made}

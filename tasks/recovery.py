@@ -1,0 +1,46 @@
+"""What a starting worker does first: queue again whatever a dead worker may have been holding.
+
+A worker killed outright (SIGKILL of the main process, a lost machine) keeps its unacknowledged messages
+out of sight until the broker's visibility timeout (an hour) has passed. Rather than wait, a starting
+worker re-queues a flush for every buffer, a send for every batch not done and a run of every unfinished
+job. Each of those is idempotent (buffer positions are pushed once, batches have a state and a lease), so
+the copies cost a few no-op tasks and nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker import runtime
+
+log = logging.getLogger(__name__)
+
+
+def recover() -> dict[str, int]:
+    from tasks.flush import flush_buffer
+    from tasks.jobs import enqueue_job_again, enqueue_send
+
+    store, buffer = runtime.store(), runtime.buffer()
+    p = store.p
+    buffers = [(t, k) for t, k in buffer.buffers() if buffer.waiting(t, k)]
+    for tenant, kind in buffers:
+        flush_buffer.apply_async(args=[tenant, kind])
+    batches = 0
+    for batch_id in store.r.smembers(f"{p}:open_batches"):
+        batch = store.batch(batch_id)
+        if batch is None or batch.get("state") == "done":
+            store.r.srem(f"{p}:open_batches", batch_id)
+            continue
+        enqueue_send(batch_id, batch["tenant"], batch["kind"], int(batch.get("size", 0)))
+        batches += 1
+    jobs = 0
+    for job_id in store.r.smembers(f"{p}:open_jobs"):
+        job = store.job(job_id)
+        if job is None or job.get("status") in ("succeeded", "partial", "failed"):
+            store.r.srem(f"{p}:open_jobs", job_id)
+            continue
+        enqueue_job_again(job_id, job)
+        jobs += 1
+    counts = {"buffers": len(buffers), "batches": batches, "jobs": jobs}
+    log.info("recovery on start: re-queued %s", counts)
+    return counts

@@ -1,0 +1,144 @@
+"""The coalescing buffer: documents of many jobs gathered per (tenant, kind) into array POSTs.
+
+Valid, claimed documents are pushed into a Redis list per tenant and kind; a flush takes up to
+`batch_max_docs` documents / `batch_max_bytes` bytes from its head and turns them into a stored batch, in
+one Lua script. A document is therefore always either in the buffer or in exactly one batch, whatever
+process dies when: nothing lives only in a worker's memory. A batch is flushed when it is full, or when
+its oldest document has waited `batch_max_wait_ms`.
+
+Keys (prefix p):
+    {p}:buffer:{tenant}:{kind}          list    items {t: pushed at, j: job, p: position, x: ExternalId, d: JSON}
+    {p}:buffer:{tenant}:{kind}:bytes    string  bytes of the documents in the list
+    {p}:buffers                         set     "tenant|kind" of every buffer that has been used
+    {p}:job:{job_id}:assigned           hash    position -> "buffer" or the batch id (a document is pushed once)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from worker.results import now_iso
+from worker.settings import Settings
+
+# KEYS: buffer list, its bytes counter, the buffers set.
+# ARGV: prefix, "tenant|kind", ttl, now, then (job, position, external id, document JSON) repeated.
+_PUSH = """
+local pushed = 0
+for i = 5, #ARGV, 4 do
+  local assigned = ARGV[1] .. ':job:' .. ARGV[i] .. ':assigned'
+  if redis.call('HSETNX', assigned, ARGV[i + 1], 'buffer') == 1 then
+    redis.call('EXPIRE', assigned, ARGV[3])
+    redis.call('RPUSH', KEYS[1], cjson.encode({t = tonumber(ARGV[4]), j = ARGV[i], p = tonumber(ARGV[i + 1]),
+                                                x = ARGV[i + 2], d = ARGV[i + 3]}))
+    redis.call('INCRBY', KEYS[2], #ARGV[i + 3] + 1)
+    pushed = pushed + 1
+  end
+end
+redis.call('SADD', KEYS[3], ARGV[2])
+return {pushed, redis.call('LLEN', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
+# KEYS: buffer list, its bytes counter, open-batches set.
+# ARGV: prefix, batch id, max docs, max bytes, max wait (s), now, ttl, tenant, kind, high water, now ISO.
+_FLUSH = """
+local bk = ARGV[1] .. ':batch:' .. ARGV[2]
+if redis.call('EXISTS', bk) == 1 then return {'exists', redis.call('HGET', bk, 'size') or '0', '0'} end
+local first = redis.call('LINDEX', KEYS[1], 0)
+if not first then return {'empty', '0', '0'} end
+local max_docs, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local len = redis.call('LLEN', KEYS[1])
+local bytes_waiting = tonumber(redis.call('GET', KEYS[2]) or '0') + len + 1
+if len < max_docs and bytes_waiting < max_bytes then
+  local age = tonumber(ARGV[6]) - cjson.decode(first).t
+  if age < tonumber(ARGV[5]) then return {'young', tostring(len), tostring(tonumber(ARGV[5]) - age)} end
+end
+local members, xids, docs = {}, {}, {}
+local bytes = 1
+while #docs < max_docs do
+  local raw = redis.call('LINDEX', KEYS[1], 0)
+  if not raw then break end
+  local item = cjson.decode(raw)
+  local size = #item.d + 1
+  if #docs > 0 and bytes + size > max_bytes then break end
+  redis.call('LPOP', KEYS[1])
+  redis.call('DECRBY', KEYS[2], #item.d + 1)
+  bytes = bytes + size
+  members[#members + 1] = {item.j, item.p}
+  xids[#xids + 1] = item.x
+  docs[#docs + 1] = item.d
+  redis.call('HSET', ARGV[1] .. ':job:' .. item.j .. ':assigned', tostring(item.p), ARGV[2])
+end
+redis.call('HSET', bk, 'state', 'queued', 'tenant', ARGV[8], 'kind', ARGV[9], 'target', 'softone',
+           'members', cjson.encode(members), 'external_ids', cjson.encode(xids),
+           'body', '[' .. table.concat(docs, ',') .. ']', 'attempts', '0', 'size', tostring(#docs),
+           'created_at', ARGV[11], 'high_water', ARGV[10])
+redis.call('EXPIRE', bk, ARGV[7])
+redis.call('SADD', KEYS[3], ARGV[2])
+return {'created', tostring(#docs), tostring(redis.call('LLEN', KEYS[1]))}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """What one flush attempt did: `created`/`exists` (a batch `batch_id` of `size`), `young`, `empty`."""
+
+    status: str
+    batch_id: str
+    size: int
+    wait_s: float = 0.0
+
+
+class CoalescingBuffer:
+    """Push documents, flush batches; one instance per process (stateless apart from the client)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.s = settings
+        self.p = settings.key_prefix
+        self._push = client.register_script(_PUSH)
+        self._flush = client.register_script(_FLUSH)
+
+    def key(self, tenant: str, kind: str) -> str:
+        return f"{self.p}:buffer:{tenant}:{kind}"
+
+    def push(self, tenant: str, kind: str, items: Sequence[tuple[str, int, str, str]]) -> tuple[int, int, int]:
+        """Push (job, position, ExternalId, document JSON) items not pushed before.
+
+        Returns (pushed now, documents waiting, bytes waiting). Safe to repeat: a position is pushed once.
+        """
+        if not items:
+            return 0, int(self.r.llen(self.key(tenant, kind))), 0
+        args: list[str | int | float] = [self.p, f"{tenant}|{kind}", self.s.result_ttl_seconds, time.time()]
+        for job_id, position, external_id, doc in items:
+            args += [job_id, position, external_id, doc]
+        pushed, waiting, size = self._push(
+            keys=[self.key(tenant, kind), f"{self.key(tenant, kind)}:bytes", f"{self.p}:buffers"], args=args
+        )
+        return int(pushed), int(waiting), int(size)
+
+    def flush_one(self, tenant: str, kind: str, batch_id: str, high_water: int) -> Flush:
+        """Make one batch from the buffer's head if it is full or old enough (idempotent per batch id)."""
+        status, size, extra = self._flush(
+            keys=[self.key(tenant, kind), f"{self.key(tenant, kind)}:bytes", f"{self.p}:open_batches"],
+            args=[
+                self.p, batch_id, self.s.batch_max_docs, self.s.batch_max_bytes, self.s.batch_max_wait_ms / 1000,
+                time.time(), self.s.result_ttl_seconds, tenant, kind, high_water, now_iso(),
+            ],
+        )  # fmt: skip
+        wait = float(extra) if status == "young" else 0.0
+        return Flush(str(status), batch_id, int(size), wait)
+
+    def buffers(self) -> list[tuple[str, str]]:
+        """Every (tenant, kind) buffer in use."""
+        return [tuple(b.split("|", 1)) for b in self.r.smembers(f"{self.p}:buffers")]  # type: ignore[misc]
+
+    def waiting(self, tenant: str, kind: str) -> int:
+        return int(self.r.llen(self.key(tenant, kind)))
+
+    def assigned(self, job_id: str) -> dict[int, str]:
+        """position -> "buffer" or batch id, for the documents of a job already pushed."""
+        return {int(k): v for k, v in self.r.hgetall(f"{self.p}:job:{job_id}:assigned").items()}
