@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint format sandbox worker clean
+.PHONY: install demo test unit integration lint format sandbox worker bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: install         ## scenarios A and B against naive and direct (several minutes); bench/results/
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench
+
+bench-quick: install   ## the same at 3 % size, about a minute
+	$(BIN)/python -m bench --quick
 
 sandbox: install       ## the sandbox ERP on 127.0.0.1:8765
 	$(BIN)/erpsync sandbox

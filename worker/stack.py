@@ -194,6 +194,21 @@ class LocalStack:
         wait_until(lambda: b" ready." in logfile.read_bytes(), 60, f"worker {name}", proc)
         return proc
 
+    def use_in_this_process(self) -> None:
+        """Make this process a producer for the stack: same settings, and the Celery app on its broker."""
+        from worker.celery_app import app
+        from worker.settings import get_settings
+
+        for name, value in self.env.items():
+            if name.startswith("ERPSYNC_"):
+                os.environ[name] = value
+        get_settings.cache_clear()
+        settings = get_settings()
+        app.conf.broker_url = settings.broker_url()
+        app.conf.task_default_queue = settings.queue
+        app.conf.task_default_exchange = settings.queue
+        app.conf.task_default_routing_key = settings.queue
+
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL a worker and its pool children at once: a crash, not a shutdown."""
         with contextlib.suppress(ProcessLookupError):

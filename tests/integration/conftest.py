@@ -89,7 +89,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         s.start_sandbox()
         s.start_worker()
-        _point_this_process_at(s)
+        s.use_in_this_process()
         yield s
     finally:
         s.stop()
@@ -97,22 +97,6 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for key in client.scan_iter(f"{prefix}*", count=1000):
             client.delete(key)
         client.delete(prefix)
-
-
-def _point_this_process_at(s: LocalStack) -> None:
-    """The test process is a producer too (Python API): same settings as the stack's processes."""
-    from worker.celery_app import app
-    from worker.settings import get_settings
-
-    for name, value in s.env.items():
-        if name.startswith("ERPSYNC_"):
-            os.environ[name] = value
-    get_settings.cache_clear()
-    settings = get_settings()
-    app.conf.broker_url = settings.broker_url()
-    app.conf.task_default_queue = settings.queue
-    app.conf.task_default_exchange = settings.queue
-    app.conf.task_default_routing_key = settings.queue
 
 
 @pytest.fixture

@@ -1,0 +1,350 @@
+"""`make bench`: erpsync against a naive worker and against the direct ceiling, in one run, on real processes.
+
+Scenarios (full size; `--quick` runs 3 % of them):
+  A  end of day: 20,000 invoices x 10 rows submitted as one job;
+  B  stream: 10,000 one-invoice jobs submitted by 8 concurrent producers.
+Systems:
+  erpsync  the product: process_job → coalescing buffer → array POSTs (send_batch);
+  naive    one Celery task and one POST per document (bench/naive.py), same pool and concurrency;
+  direct   the same array bodies POSTed from this process with the same concurrency, no queue: the ceiling.
+
+Each run starts its own Redis (embedded unless ERPSYNC_REDIS_URL), sandbox (30 ms per request by default)
+and worker processes. Results: bench/results/latest.json and .md (and a PNG chart when matplotlib is
+installed: `pip install -e .[bench]`). Numbers are reported as measured, and compared only as ratios within
+the same run: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from worker.stack import ROOT, LocalStack, wait_until
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def invoices(n: int, rows: int, tag: str) -> list[dict[str, Any]]:
+    """Realistic invoices with unique ExternalIds (all-digit customers: known to the sandbox)."""
+    out = []
+    for i in range(n):
+        out.append({
+            "ExternalId": f"{tag}-{i:06d}",
+            "CustomerNr": str(1000 + i % 1000),
+            "InvoiceDate": "2026-11-20",
+            "OriginType": 2,
+            "Currency": "SEK",
+            "InvoiceRows": [
+                {"CustomerRowType": 2, "RowNr": r + 1, "ProductNr": f"7310050{(i + r) % 100:03d}",
+                 "Text": "Kanelbulle", "Quantity": 1 + (i + r) % 3, "Unit": "st",
+                 "UnitPrice": round(10 + ((i * 7 + r) % 900) / 10, 2), "VatRate": 12}
+                for r in range(rows)
+            ],
+        })  # fmt: skip
+    return out
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
+    return {"p50": round(q[49], 3), "p95": round(q[94], 3), "p99": round(q[98], 3)}
+
+
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """VmHWM (peak resident set) of a process and its children, in MB."""
+    out: dict[str, float] = {}
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            name = Path(f"/proc/{p}/comm").read_text().strip()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                out[f"{name}[{p}]"] = round(int(line.split()[1]) / 1024, 1)
+        pids.extend(int(c) for c in children)
+    return out
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        workdir = Path(tempfile.mkdtemp(prefix="erpsync-bench-"))
+        prefix = f"erpsync-bench-{uuid.uuid4().hex[:6]}"
+        self.stack = LocalStack(
+            workdir=workdir, redis_url=os.environ.get("ERPSYNC_REDIS_URL") or None, latency_ms=args.latency_ms,
+            concurrency=args.concurrency,
+            extra_env={"ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix, "NAIVE_QUEUE": f"{prefix}-naive"},
+        )  # fmt: skip
+        self.sandbox: httpx.Client | None = None
+        self.results: list[dict[str, Any]] = []
+
+    # ----- helpers
+    def _requests(self) -> int:
+        assert self.sandbox is not None
+        stats = self.sandbox.get("/_sandbox/stats").json()["requests"]
+        return sum(sum(c.values()) for route, c in stats.items() if not route.endswith("/Login/Token"))
+
+    def _worker(self, app: str) -> subprocess.Popen[bytes]:
+        if app == "worker":
+            return self.stack.start_worker(name="bench")
+        queue = self.stack.env["NAIVE_QUEUE"]
+        log = open(self.stack.workdir / "worker-naive.log", "ab")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "celery", "-A", "bench.naive", "worker", "--loglevel=WARNING", "-Q", queue,
+               "-c", str(self.args.concurrency), "--pool", self.args.pool, "-n", "naive@%h", "--without-gossip",
+               "--without-mingle"]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.stack.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        time.sleep(3)
+        return proc
+
+    def record(self, scenario: str, system: str, docs: int, rows: int, elapsed: float, requests: int,
+               latencies: list[float], rss: dict[str, float]) -> None:  # fmt: skip
+        row = {
+            "scenario": scenario, "system": system, "documents": docs, "rows": rows, "seconds": round(elapsed, 3),
+            "documents_per_s": round(docs / elapsed, 1), "rows_per_s": round(rows / elapsed, 1),
+            "http_requests": requests, "latency_s": percentiles(latencies), "peak_rss_mb": rss,
+        }  # fmt: skip
+        self.results.append(row)
+        print(f"  {scenario} {system:8s} {docs} docs in {elapsed:.1f}s = {row['documents_per_s']:.0f} docs/s, "
+              f"{requests} requests, p95 {row['latency_s']['p95']:.2f}s", flush=True)  # fmt: skip
+
+    # ----- systems
+    def run_erpsync(self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int) -> None:
+        from worker.producer import submit
+        from worker.redis_client import get_redis
+        from worker.results import ResultsStore
+        from worker.settings import get_settings
+
+        settings = get_settings()
+        store = ResultsStore(get_redis(settings), settings)
+        before = self._requests()
+        started = time.time()
+        ids: list[str] = []
+        lock = threading.Lock()
+
+        def produce(share: list[list[dict[str, Any]]]) -> None:
+            for docs in share:
+                job_id = submit(docs, kind="customer_invoice", tenant="demo", source=f"bench-{scenario}")
+                with lock:
+                    ids.append(job_id)
+
+        shares = [jobs[i::producers] for i in range(producers)]
+        with ThreadPoolExecutor(producers) as pool:
+            list(pool.map(produce, shares))
+        open_jobs = f"{settings.key_prefix}:open_jobs"
+        wait_until(lambda: store.r.scard(open_jobs) == 0, 3600, "erpsync jobs")
+        latencies, last = [], started
+        for job_id in ids:
+            job = store.job(job_id) or {}
+            submitted = datetime.fromisoformat(job["submitted_at"]).timestamp()
+            for record in store.records(job_id):
+                done = datetime.fromisoformat((record.updated_at or "").replace("Z", "+00:00")).timestamp()
+                latencies.append(done - submitted)
+                last = max(last, done)
+        docs = sum(len(j) for j in jobs)
+        rows = sum(len(d["InvoiceRows"]) for j in jobs for d in j)
+        rss = {**peak_rss_mb(os.getpid()), **peak_rss_mb(self.stack.workers[-1].pid)}
+        self.record(scenario, "erpsync", docs, rows, last - started, self._requests() - before, latencies, rss)
+
+    def run_naive(self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, proc: Any) -> None:
+        from bench.naive import send_one
+
+        client = redis.Redis.from_url(self.stack.env["ERPSYNC_REDIS_URL"].replace("redis+socket://", "unix://"))
+        done_key = f"bench:naive:{uuid.uuid4().hex}"
+        docs = [d for j in jobs for d in j]
+        before = self._requests()
+        started = time.time()
+
+        def produce(share: list[dict[str, Any]]) -> None:
+            for d in share:
+                send_one.apply_async(args=[d, done_key, time.time()])
+
+        with ThreadPoolExecutor(producers) as pool:
+            list(pool.map(produce, [docs[i::producers] for i in range(producers)]))
+        wait_until(lambda: client.llen(done_key) >= len(docs), 1800, "naive tasks", proc)
+        elapsed = time.time() - started
+        latencies = [float(x) for x in client.lrange(done_key, 0, -1)]
+        client.delete(done_key)
+        rows = sum(len(d["InvoiceRows"]) for d in docs)
+        self.record(scenario, "naive", len(docs), rows, elapsed, self._requests() - before, latencies,
+                    peak_rss_mb(proc.pid))  # fmt: skip
+
+    def run_direct(self, scenario: str, jobs: list[list[dict[str, Any]]]) -> None:
+        docs = [d for j in jobs for d in j]
+        size = int(self.stack.env.get("ERPSYNC_BATCH_MAX_DOCS", "50"))
+        bodies = [json.dumps(docs[i : i + size], ensure_ascii=False).encode() for i in range(0, len(docs), size)]
+        client = httpx.Client(base_url=self.stack.sandbox_url, timeout=60,
+                              limits=httpx.Limits(max_connections=self.args.concurrency))  # fmt: skip
+        keys = {"companyApiKey": "demo-company-key", "connectApiKey": "demo-connect-key"}
+        token = client.post("/Login/Token", params=keys).json()["Token"]
+        before = self._requests()
+        latencies: list[float] = []
+        started = time.time()
+
+        def post(body: bytes) -> None:
+            r = client.post("/Economy/Billing/CustomerInvoices", params={**keys, "token": token}, content=body,
+                            headers={"Content-Type": "application/json"})  # fmt: skip
+            r.raise_for_status()
+            done = time.time() - started
+            latencies.extend([done] * len(r.json()["Keys"]))
+
+        with ThreadPoolExecutor(self.args.concurrency) as pool:
+            list(pool.map(post, bodies))
+        elapsed = time.time() - started
+        rows = sum(len(d["InvoiceRows"]) for d in docs)
+        self.record(scenario, "direct", len(docs), rows, elapsed, self._requests() - before, latencies,
+                    peak_rss_mb(os.getpid()))  # fmt: skip
+
+    # ----- the run
+    def run(self) -> dict[str, Any]:
+        a_docs, b_docs = self.args.a_docs, self.args.b_docs
+        scenarios: dict[str, tuple[list[list[dict[str, Any]]], int]] = {
+            "A": ([invoices(a_docs, 10, f"A{uuid.uuid4().hex[:6]}")], 1),
+            "B": ([[d] for d in invoices(b_docs, 1, f"B{uuid.uuid4().hex[:6]}")], 8),
+        }
+        self.stack.start_redis()
+        self.stack.start_sandbox()
+        self.stack.use_in_this_process()
+        os.environ["NAIVE_QUEUE"] = self.stack.env["NAIVE_QUEUE"]  # bench.naive reads it when imported
+        self.sandbox = httpx.Client(base_url=self.stack.sandbox_url, timeout=60)
+        try:
+            systems: list[tuple[str, Callable[[], Any]]] = [("erpsync", lambda: self._worker("worker"))]
+            if not self.args.skip_naive:
+                systems.append(("naive", lambda: self._worker("bench.naive")))
+            systems.append(("direct", lambda: None))
+            for system, start in systems:
+                proc = start()
+                for name, (jobs, producers) in scenarios.items():
+                    fresh = [[{**d, "ExternalId": f"{system}-{d['ExternalId']}"} for d in j] for j in jobs]
+                    if system == "erpsync":
+                        self.run_erpsync(name, fresh, producers)
+                    elif system == "naive":
+                        self.run_naive(name, fresh, producers, proc)
+                    else:
+                        self.run_direct(name, fresh)
+                if proc is not None:
+                    self.stack.kill_worker(proc)  # its figures are taken; free the CPU for the next system
+        finally:
+            self.stack.stop()
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        by = {(r["scenario"], r["system"]): r for r in self.results}
+        ratios: dict[str, Any] = {}
+        for scenario in ("A", "B"):
+            ours = by.get((scenario, "erpsync"))
+            if not ours:
+                continue
+            entry: dict[str, Any] = {"requests_per_document": round(ours["http_requests"] / ours["documents"], 4),
+                                     "p95_latency_s": ours["latency_s"]["p95"]}  # fmt: skip
+            for base in ("naive", "direct"):
+                if (scenario, base) in by:
+                    entry[f"vs_{base}"] = round(ours["documents_per_s"] / by[(scenario, base)]["documents_per_s"], 2)
+            ratios[scenario] = entry
+        return {
+            "when": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "settings": {
+                "latency_ms": self.args.latency_ms,
+                "pool": self.args.pool,
+                "concurrency": self.args.concurrency,
+                "quick": self.args.quick,
+            },
+            "results": self.results,
+            "ratios": ratios,
+        }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = [
+        f"Run {report['when']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
+        f"sandbox latency {s['latency_ms']} ms, worker pool {s['pool']} x {s['concurrency']}"
+        f"{' (quick mode)' if s['quick'] else ''}.",
+        "",
+        "| scenario | system | documents | docs/s | rows/s | HTTP requests | p50 s | p95 s | p99 s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        rss = max(r["peak_rss_mb"].values()) if r["peak_rss_mb"] else 0
+        lat = r["latency_s"]
+        lines.append(f"| {r['scenario']} | {r['system']} | {r['documents']} | {r['documents_per_s']:.0f} | "
+                     f"{r['rows_per_s']:.0f} | {r['http_requests']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | "
+                     f"{rss} |")  # fmt: skip
+    lines.append("")
+    for scenario, ratio in report["ratios"].items():
+        parts = [f"{k.replace('_', ' ')} {v}" for k, v in ratio.items()]
+        lines.append(f"- Scenario {scenario}: " + ", ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    systems = ["erpsync", "naive", "direct"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.25
+    for i, system in enumerate(systems):
+        values = [next((r["documents_per_s"] for r in report["results"] if r["scenario"] == sc and
+                        r["system"] == system), 0) for sc in ("A", "B")]  # fmt: skip
+        ax.bar([x + i * width for x in range(2)], values, width, label=system)
+    ax.set_xticks([x + width for x in range(2)], ["A: end of day (1 job)", "B: stream (1-doc jobs)"])
+    ax.set_ylabel("documents / s (submit → all Keys written)")
+    ax.set_title("erpsync throughput vs naive and direct")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 % of the full sizes (about a minute with start-up)")
+    parser.add_argument("--latency-ms", type=int, default=30)
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--scale", type=float, default=None, help="multiply the scenario sizes (overrides --quick)")
+    args = parser.parse_args(argv)
+    # `timeout`/Ctrl-C must still stop every process this run started (the finally blocks do).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    scale = args.scale if args.scale is not None else (0.03 if args.quick else 1.0)
+    args.a_docs, args.b_docs = max(10, int(20_000 * scale)), max(10, int(10_000 * scale))
+    print(f"bench: A {args.a_docs} invoices x 10 rows, B {args.b_docs} one-invoice jobs; latency {args.latency_ms} ms")
+    report = Bench(args).run()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(report, indent=2))
+    (args.out / "latest.md").write_text(markdown(report))
+    drew = chart(report, args.out / "latest.png")
+    print(markdown(report))
+    print(f"written: {args.out}/latest.json, latest.md" + (", latest.png" if drew else " (no matplotlib: no chart)"))
+    return 0

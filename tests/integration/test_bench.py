@@ -1,0 +1,30 @@
+"""The benchmark's quick path runs end to end and reports (how fast is not a test's business)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "ERPSYNC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "0.005", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "latest.json").read_text())
+    systems = {(r["scenario"], r["system"]) for r in report["results"]}
+    assert systems == {(s, x) for s in "AB" for x in ("erpsync", "naive", "direct")}
+    for row in report["results"]:
+        assert row["documents"] > 0 and row["documents_per_s"] > 0 and row["http_requests"] > 0
+        assert set(row["latency_s"]) == {"p50", "p95", "p99"} and row["peak_rss_mb"]
+    assert set(report["ratios"]["A"]) >= {"vs_naive", "vs_direct", "requests_per_document"}
+    assert "| A | erpsync |" in (tmp_path / "latest.md").read_text()
