@@ -64,9 +64,14 @@ def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
     retry_backoff_max=60,
     max_retries=20,
 )
-def process_job(self: Any, job_id: str) -> dict[str, Any]:
-    """Turn a stored job into batches; safe to run again for the same job (redelivery)."""
+def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) -> dict[str, Any]:
+    """Validate, claim and buffer a job's documents [start, end); safe to run again (redelivery).
+
+    A job larger than ERPSYNC_INTAKE_CHUNK_DOCS is split into chunk tasks, so that a POS end of day is
+    validated by every worker process at once instead of by one.
+    """
     store = runtime.store()
+    settings = get_settings()
     job = store.job(job_id)
     if job is None:
         log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
@@ -74,8 +79,18 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
     tenant, kind_name = job["tenant"], job["kind"]
     kind = DocumentKind(kind_name)
     store.mark_running(job_id)
-    records = store.records(job_id)
-    documents = store.documents(job_id)
+    total = int(job.get("total", 0))
+    chunk = settings.intake_chunk_docs
+    if end is None and total > chunk:
+        for first in range(0, total, chunk):
+            bounds = {"start": first, "end": min(total, first + chunk)}
+            process_job.apply_async(
+                args=[job_id], kwargs=bounds, kwargsrepr=repr({"tenant": tenant, "kind": kind_name, **bounds})
+            )
+        return {"job_id": job_id, "chunks": -(-total // chunk)}
+    end = total if end is None else end
+    records = store.records_at(job_id, range(start, end))
+    documents = store.documents(job_id, start, end)
     assigned = runtime.buffer().assigned(job_id)
 
     try:
@@ -89,8 +104,8 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
     waiting: list[int] = []
     first_position: dict[str, int] = {}
     candidates: list[tuple[int, str, Any]] = []
-    for position, raw in enumerate(documents):
-        record = records[position]
+    for position, raw in enumerate(documents, start=start):
+        record = records[position - start]
         if record.status != PENDING:
             continue
         if position in assigned:  # pushed before a crash/redelivery: the buffer or its batch has it
@@ -136,6 +151,12 @@ def process_job(self: Any, job_id: str) -> dict[str, Any]:
             valid.append((position, external_id, encoded))
         elif claim.state == "created":
             updates.append((job_id, position, Record(external_id, DUPLICATE, key=claim.key, number=claim.number)))
+        elif claim.owner.startswith(f"{job_id}#"):  # the same ExternalId in another chunk of this job
+            other = claim.owner.partition("#")[2]
+            error = (
+                f"ExternalId {external_id!r} is also used by document {other} of this job; each document needs its own"
+            )
+            updates.append((job_id, position, Record(external_id, FAILED, error=error)))
         else:
             waiting.append(position)
 

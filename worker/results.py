@@ -217,12 +217,20 @@ class ResultsStore:
         data = self.r.hgetall(self.job_key(job_id))
         return data or None
 
-    def documents(self, job_id: str) -> list[str]:
-        return self.r.lrange(f"{self.job_key(job_id)}:docs", 0, -1)
+    def documents(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
+        """The submitted documents at positions [start, end)."""
+        return self.r.lrange(f"{self.job_key(job_id)}:docs", start, -1 if end is None else end - 1)
 
     def records(self, job_id: str) -> list[Record]:
         raw = self.r.hgetall(f"{self.job_key(job_id)}:records")
         return [Record.from_json(raw[k]) for k in sorted(raw, key=int)]
+
+    def records_at(self, job_id: str, positions: Iterable[int]) -> list[Record]:
+        """Records at the given positions (in that order)."""
+        fields = [str(p) for p in positions]
+        if not fields:
+            return []
+        return [Record.from_json(v) for v in self.r.hmget(f"{self.job_key(job_id)}:records", fields)]
 
     def record(self, job_id: str, position: int) -> Record | None:
         raw = self.r.hget(f"{self.job_key(job_id)}:records", str(position))

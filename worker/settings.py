@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Coalescing: a partial batch waits at most this long for more documents (from any job).
     batch_max_wait_ms: int = Field(default=500, ge=0)
     max_job_documents: int = Field(default=200_000, ge=1)
+    # Jobs larger than this are validated in chunks by several tasks at once.
+    intake_chunk_docs: int = Field(default=1000, ge=10)
 
     result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     # The duplicate index must outlive results: a receipt re-sent next month must still be caught.

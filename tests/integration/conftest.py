@@ -82,6 +82,8 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "ERPSYNC_RETRY_BACKOFF_CAP": "2",
         "ERPSYNC_BATCH_MAX_DOCS": "10",
         "ERPSYNC_RECONCILE_DELAY_SECONDS": "0.3",
+        # small, so that most jobs of the suite are validated in several chunk tasks
+        "ERPSYNC_INTAKE_CHUNK_DOCS": "10",
         # short, so that the chaos test's slow answers (1.5 s) are read timeouts: ambiguous outcomes
         "ERPSYNC_HTTP_READ_TIMEOUT": "1",
     }

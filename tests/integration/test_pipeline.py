@@ -322,3 +322,14 @@ def test_dead_letter_replay_twice_creates_once(stack: LocalStack, sandbox: httpx
 
     assert stack.erpsync("dead", "drop", dead_id).returncode == 0
     assert stack.erpsync("dead", "show", dead_id).returncode == 2
+
+
+def test_same_external_id_twice_in_one_chunked_job_fails_the_second(stack: LocalStack, sandbox: httpx.Client) -> None:
+    tag = uid()
+    docs = [pos_invoice(f"{tag}-{i}", customer=str(4000 + i)) for i in range(15)]
+    docs[12]["ExternalId"] = docs[0]["ExternalId"]  # chunk size is 10 here: another chunk
+    result = wait_job(stack, submit(docs, tenant="demo"))
+    statuses = [r["status"] for r in result["records"]]
+    assert statuses[12] == "failed" and "also used by document 0" in result["records"][12]["error"]
+    assert statuses[:12] + statuses[13:] == ["created"] * 14
+    assert len(ledger_for(sandbox, {d["ExternalId"] for d in docs})) == 14
