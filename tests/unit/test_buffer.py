@@ -1,0 +1,67 @@
+"""The coalescing buffer's flush: order kept, count and byte limits respected, nothing lost or repeated.
+
+These are the batching rules; they live in the flush Lua script (worker/buffer.py), tested here on fakeredis.
+"""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worker.buffer import CoalescingBuffer
+from worker.settings import Settings
+
+
+def doc_of(size: int) -> str:
+    """A JSON document of exactly `size` bytes (a string literal)."""
+    return '"' + "x" * (size - 2) + '"'
+
+
+def flush_all(sizes: list[int], max_docs: int, max_bytes: int) -> tuple[list[list[int]], list[str]]:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    config = Settings(key_prefix="t", batch_max_docs=max_docs, batch_max_bytes=max_bytes, batch_max_wait_ms=0)
+    buffer = CoalescingBuffer(client, config)
+    buffer.push("acme", "customer_invoice", [("job", i, f"x{i}", doc_of(s)) for i, s in enumerate(sizes)])
+    groups, bodies = [], []
+    for n in range(len(sizes) + 1):
+        result = buffer.flush_one("acme", "customer_invoice", f"b{n}", high_water=0)
+        if result.status != "created":
+            assert result.status == "empty"
+            break
+        batch = client.hgetall(f"t:batch:b{n}")
+        groups.append([p for _, p in json.loads(batch["members"])])
+        bodies.append(batch["body"])
+    return groups, bodies
+
+
+def test_splits_on_document_count() -> None:
+    assert flush_all([10] * 5, max_docs=2, max_bytes=10_000)[0] == [[0, 1], [2, 3], [4]]
+
+
+def test_splits_on_bytes_counting_brackets_and_commas() -> None:
+    # [a,b] with a=b=511 bytes is 1025 bytes
+    assert flush_all([511, 511], max_docs=50, max_bytes=1025)[0] == [[0, 1]]
+    assert flush_all([511, 511], max_docs=50, max_bytes=1024)[0] == [[0], [1]]
+
+
+def test_oversized_document_goes_alone() -> None:
+    assert flush_all([5, 2000, 5], max_docs=50, max_bytes=1024)[0] == [[0], [1], [2]]
+
+
+def test_body_is_the_json_array_of_the_documents() -> None:
+    _, bodies = flush_all([4, 6], max_docs=50, max_bytes=10_000)
+    assert json.loads(bodies[0]) == ["xx", "xxxx"]
+
+
+@given(st.lists(st.integers(2, 500), max_size=120), st.integers(1, 60), st.integers(1024, 5000))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_flush_properties(sizes: list[int], max_docs: int, max_bytes: int) -> None:
+    groups, bodies = flush_all(sizes, max_docs, max_bytes)
+    assert [i for g in groups for i in g] == list(range(len(sizes)))  # every document once, in order
+    for group, body in zip(groups, bodies, strict=True):
+        assert 1 <= len(group) <= max_docs
+        assert len(body) == sum(sizes[i] for i in group) + len(group) + 1
+        assert len(body) <= max_bytes or len(group) == 1
