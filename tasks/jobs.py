@@ -50,6 +50,16 @@ def enqueue_send(batch_id: str, tenant: str, kind: str, size: int) -> None:
     send_batch.apply_async(args=[batch_id], kwargsrepr=repr({"tenant": tenant, "kind": kind, "documents": size}))
 
 
+def _repeated(external_id: str, other: int) -> Record:
+    """The record of a document whose ExternalId another document of the same job already uses."""
+    return Record(
+        external_id,
+        FAILED,
+        error=f"ExternalId {external_id!r} is also used by document {other} of this job; each document needs "
+        "its own ExternalId",
+    )
+
+
 def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
     process_job.apply_async(
         args=[job_id], kwargsrepr=repr({"tenant": job.get("tenant"), "kind": job.get("kind"), "recovery": True})
@@ -127,19 +137,7 @@ def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) 
             continue
         external_id = record.external_id
         if external_id in first_position:
-            other = first_position[external_id]
-            updates.append(
-                (
-                    job_id,
-                    position,
-                    Record(
-                        external_id,
-                        FAILED,
-                        error=f"ExternalId {external_id!r} is also used by document {other} of "
-                        "this job; each document needs its own ExternalId",
-                    ),
-                )
-            )
+            updates.append((job_id, position, _repeated(external_id, first_position[external_id])))
             continue
         first_position[external_id] = position
         candidates.append((position, external_id, result))
@@ -152,11 +150,7 @@ def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) 
         elif claim.state == "created":
             updates.append((job_id, position, Record(external_id, DUPLICATE, key=claim.key, number=claim.number)))
         elif claim.owner.startswith(f"{job_id}#"):  # the same ExternalId in another chunk of this job
-            other = claim.owner.partition("#")[2]
-            error = (
-                f"ExternalId {external_id!r} is also used by document {other} of this job; each document needs its own"
-            )
-            updates.append((job_id, position, Record(external_id, FAILED, error=error)))
+            updates.append((job_id, position, _repeated(external_id, int(claim.owner.partition("#")[2]))))
         else:
             waiting.append(position)
 

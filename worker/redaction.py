@@ -79,13 +79,13 @@ def secrets_filter() -> SecretsFilter:
 
 
 def install(logger: logging.Logger | None = None) -> None:
-    """Attach the filter to every handler of `logger` (root by default) and quieten httpx's URL logging."""
+    """Attach the filter to every handler of `logger` (root by default).
+
+    httpx's own request log (full URLs) is silenced where clients are made: worker.http.quieten_httpx_logging.
+    """
     target = logger or logging.getLogger()
     for handler in target.handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
     if _FILTER not in target.filters:
         target.addFilter(_FILTER)
-    # httpx logs every request URL (with the token) at INFO; we log our own, redacted, line instead.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
