@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +21,7 @@ from sandbox.__main__ import main as sandbox_main
 from sandbox.config import Company, customers_from_json, load_customers
 from sandbox.random_faults import KINDS, RandomFaults, parse_fault_spec
 from sandbox.server import build_config
+from tests.unit.sandbox_process import sandbox_process
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = {"companyApiKey": "demo-company-key", "connectApiKey": "demo-connect-key"}
@@ -610,46 +607,18 @@ def test_python_dash_m_sandbox_exits_with_a_message(
     assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_python_dash_m_sandbox_starts_with_faults_seed_and_customers(tmp_path: Path) -> None:
     customers = tmp_path / "customers.json"
     customers.write_text(json.dumps({"42": "Fyrtiotvå AB"}))
-    port = _free_port()
-    argv = ["--port", str(port), "--faults", "503=1", "--seed", "7", "--customers", str(customers)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", *argv],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"{base}/_sandbox/health").json() == {"ok": True}:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "sandbox did not start"
-            time.sleep(0.1)
-        with httpx.Client(base_url=base, timeout=5) as client:
-            random = client.get("/_sandbox/faults").json()["random"]
-            assert random["probabilities"] == {"503": 1.0} and random["seed"] == 7
-            params = {**KEYS, "token": client.post("/Login/Token", params=KEYS).json()["Token"]}
-            assert client.post(INVOICES, params=params, json=[doc("a", "42")]).status_code == 503
-            client.delete("/_sandbox/faults")
-            assert client.post(INVOICES, params=params, json=[doc("a", "42")]).json()["Success"] is True
-            assert client.post(INVOICES, params=params, json=[doc("b", "3879")]).json()["ErrorNumber"] == 10
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
-    assert "random faults 503=1 seed 7" in output
+    with (
+        sandbox_process("--faults", "503=1", "--seed", "7", "--customers", str(customers)) as sb,
+        httpx.Client(base_url=sb.base, timeout=5) as client,
+    ):
+        random = client.get("/_sandbox/faults").json()["random"]
+        assert random["probabilities"] == {"503": 1.0} and random["seed"] == 7
+        params = {**KEYS, "token": client.post("/Login/Token", params=KEYS).json()["Token"]}
+        assert client.post(INVOICES, params=params, json=[doc("a", "42")]).status_code == 503
+        client.delete("/_sandbox/faults")
+        assert client.post(INVOICES, params=params, json=[doc("a", "42")]).json()["Success"] is True
+        assert client.post(INVOICES, params=params, json=[doc("b", "3879")]).json()["ErrorNumber"] == 10
+    assert "random faults 503=1 seed 7" in sb.output

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +11,7 @@ import httpx
 import pytest
 
 from sandbox import background_server
+from tests.unit.sandbox_process import sandbox_process
 
 REPO = Path(__file__).resolve().parents[2]
 INVOICES = "/Economy/Billing/CustomerInvoices"
@@ -85,45 +82,17 @@ def test_status_fault_over_http(base_url: str) -> None:
         assert _ledger_count(client) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_python_dash_m_sandbox_smoke() -> None:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port), "--latency-ms", "5", "--token-ttl-seconds", "120"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"{base}/_sandbox/health").json() == {"ok": True}:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "sandbox did not start"
-            time.sleep(0.1)
-        with httpx.Client(base_url=base, timeout=5) as client:
-            login = client.get("/Login/Token", params=KEYS).json()
-            assert login["ExpiresIn"] == 120
-            token = login["Token"]
-            body = client.post(INVOICES, params={**KEYS, "token": token}, json=DOCS).json()
-            assert body["Success"] is True
-            assert client.get("/_sandbox/ledger").json()["documents"][0]["key"] == body["Keys"][0]
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
-    assert f"POST {INVOICES}?companyApiKey=***&connectApiKey=***&token=*** -> 200" in output
+    with (
+        sandbox_process("--latency-ms", "5", "--token-ttl-seconds", "120") as sb,
+        httpx.Client(base_url=sb.base, timeout=5) as client,
+    ):
+        login = client.get("/Login/Token", params=KEYS).json()
+        assert login["ExpiresIn"] == 120
+        token = login["Token"]
+        body = client.post(INVOICES, params={**KEYS, "token": token}, json=DOCS).json()
+        assert body["Success"] is True
+        assert client.get("/_sandbox/ledger").json()["documents"][0]["key"] == body["Keys"][0]
+    assert f"POST {INVOICES}?companyApiKey=***&connectApiKey=***&token=*** -> 200" in sb.output
     for secret in (*KEYS.values(), token):
-        assert secret not in output
+        assert secret not in sb.output
