@@ -1,14 +1,16 @@
-"""`erpsync.process_job`: validate a job's documents, claim their ExternalIds, batch and enqueue them."""
+"""Intake: validate jobs' documents, claim their ExternalIds, push them into the coalescing buffer."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import redis
 
 from schemas import DocumentError, DocumentKind, validate_document
+from schemas.validation import FieldError
 from worker import runtime
 from worker.celery_app import app
 from worker.errors import ConfigurationError
@@ -23,8 +25,8 @@ def owner_of(job_id: str, position: int) -> str:
     return f"{job_id}#{position}"
 
 
-def push(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, str]]) -> int:
-    """Put (position, ExternalId, encoded document) into the tenant's coalescing buffer, ask for a flush.
+def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
+    """Put (job, position, ExternalId, encoded document) into the tenant's buffer, ask for a flush.
 
     A position is pushed once whatever happens (the buffer remembers it), so a redelivered job never
     queues a document twice. Returns how many were pushed now.
@@ -35,8 +37,7 @@ def push(job_id: str, tenant: str, kind: str, items: list[tuple[int, str, str]])
     buffer = runtime.buffer()
     pushed = 0
     for start in range(0, len(items), 500):
-        chunk = [(job_id, pos, x, doc) for pos, x, doc in items[start : start + 500]]
-        n, waiting, size = buffer.push(tenant, kind, chunk)
+        n, waiting, size = buffer.push(tenant, kind, items[start : start + 500])
         pushed += n
         if waiting >= settings.batch_max_docs or size >= settings.batch_max_bytes:
             request_flush(tenant, kind, now=True)
@@ -66,6 +67,52 @@ def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
     )
 
 
+def request_intake(documents: int) -> None:
+    """Make sure an intake task will drain the queue: at once for a big chunk (so the chunks of one file
+    are spread over every worker process), else unless one is already queued (many small jobs, one task).
+    """
+    settings = get_settings()
+    flag = f"{settings.key_prefix}:intakeq"
+    if documents >= settings.intake_chunk_docs // 2 or runtime.store().r.set(flag, "1", nx=True, px=30_000):
+        drain_intake.apply_async(kwargsrepr=repr({"documents": documents}))
+
+
+@app.task(
+    name="erpsync.drain_intake",
+    bind=True,
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=20,
+)
+def drain_intake(self: Any) -> dict[str, Any]:
+    """Take queued job ranges (about intake_chunk_docs documents at a time) and process them together.
+
+    Runs for at most a couple of seconds, then hands over to a fresh task, so one backlog cannot hold a
+    worker process for long. Items it held when it died are found again under its task id (redelivery).
+    """
+    settings = get_settings()
+    intake = runtime.intake()
+    intake.r.delete(f"{settings.key_prefix}:intakeq")  # what arrives from now on asks for another task
+    deadline = time.monotonic() + 2.0
+    items = documents = 0
+    while True:
+        taken = intake.take(self.request.id)
+        if not taken:
+            break
+        if intake.waiting():
+            request_intake(0)  # more are waiting: let an idle worker process join in
+        process_items([(i.job_id, i.start, i.end) for i in taken])
+        intake.done(self.request.id)
+        items += len(taken)
+        documents += sum(i.size for i in taken)
+        if time.monotonic() > deadline:
+            if intake.waiting():
+                request_intake(0)
+            break
+    return {"items": items, "documents": documents}
+
+
 @app.task(
     name="erpsync.process_job",
     bind=True,
@@ -75,101 +122,120 @@ def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
     max_retries=20,
 )
 def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) -> dict[str, Any]:
-    """Validate, claim and buffer a job's documents [start, end); safe to run again (redelivery).
+    """Validate, claim and buffer a job's documents [start, end); safe to run again (redelivery, recovery).
 
-    A job larger than ERPSYNC_INTAKE_CHUNK_DOCS is split into chunk tasks, so that a POS end of day is
-    validated by every worker process at once instead of by one.
+    A whole job larger than ERPSYNC_INTAKE_CHUNK_DOCS is split into chunk tasks, so that it is validated
+    by every worker process at once instead of by one. (Producers queue work through the intake queue;
+    this task is how recovery and operators run a job again.)
     """
-    store = runtime.store()
     settings = get_settings()
-    job = store.job(job_id)
+    job = runtime.store().job(job_id)
     if job is None:
         log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
         return {"job_id": job_id, "error": "job not found"}
-    tenant, kind_name = job["tenant"], job["kind"]
-    kind = DocumentKind(kind_name)
-    store.mark_running(job_id)
     total = int(job.get("total", 0))
     chunk = settings.intake_chunk_docs
     if end is None and total > chunk:
         for first in range(0, total, chunk):
             bounds = {"start": first, "end": min(total, first + chunk)}
             process_job.apply_async(
-                args=[job_id], kwargs=bounds, kwargsrepr=repr({"tenant": tenant, "kind": kind_name, **bounds})
+                args=[job_id], kwargs=bounds, kwargsrepr=repr({"tenant": job["tenant"], "kind": job["kind"], **bounds})
             )
         return {"job_id": job_id, "chunks": -(-total // chunk)}
-    end = total if end is None else end
-    records = store.records_at(job_id, range(start, end))
-    documents = store.documents(job_id, start, end)
-    assigned = runtime.buffer().assigned(job_id)
+    return process_items([(job_id, start, total if end is None else end)])
 
-    try:
-        get_settings().tenant(tenant)
-        tenant_error = None
-    except ConfigurationError as exc:
-        tenant_error = str(exc)
+
+def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """Validate, claim and buffer the documents of (job_id, start, end) ranges, of any jobs, together.
+
+    Per document: skipped if it already has an outcome or sits in the buffer/a batch (a redelivery);
+    failed with field paths if invalid, or if its ExternalId repeats one of the same job; `duplicate` with
+    the Key if the index says it was created; else claimed and pushed into its tenant's coalescing buffer.
+    A few round trips for all of them, whatever the number of jobs.
+    """
+    store = runtime.store()
+    states = store.intake_state(items)
 
     updates: list[tuple[str, int, Record]] = []
-    valid: list[tuple[int, str, str]] = []
-    waiting: list[int] = []
-    first_position: dict[str, int] = {}
-    candidates: list[tuple[int, str, Any]] = []
-    for position, raw in enumerate(documents, start=start):
-        record = records[position - start]
-        if record.status != PENDING:
+    candidates: list[tuple[str, int, str, str, str, Any]] = []  # job, position, tenant, kind, ExternalId, model
+    first_position: dict[tuple[str, str], int] = {}
+    tenant_errors: dict[str, str | None] = {}
+    seen = 0
+    for (job_id, start, _), state in zip(items, states, strict=True):
+        if not state.job:
+            log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
             continue
-        if position in assigned:  # pushed before a crash/redelivery: the buffer or its batch has it
-            continue
-        if tenant_error:
-            updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_error)))
-            continue
-        result = validate_document(kind, json.loads(raw))
-        if isinstance(result, DocumentError):
-            updates.append(
-                (
-                    job_id,
-                    position,
-                    Record(
-                        record.external_id, FAILED, error=result.summary(), errors=[e.as_dict() for e in result.errors]
-                    ),
+        tenant, kind_name = state.job["tenant"], state.job["kind"]
+        kind = DocumentKind(kind_name)
+        if tenant not in tenant_errors:
+            tenant_errors[tenant] = _tenant_error(tenant)
+        for position, (raw, record) in enumerate(zip(state.documents, state.records, strict=False), start=start):
+            if record is None or record.status != PENDING or position in state.assigned:
+                continue  # has its outcome, or was pushed before a crash/redelivery: the buffer or a batch has it
+            seen += 1
+            if tenant_errors[tenant]:
+                updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_errors[tenant])))
+                continue
+            result = _validate(kind, raw)
+            if isinstance(result, DocumentError):
+                errors = [e.as_dict() for e in result.errors]
+                updates.append(
+                    (job_id, position, Record(record.external_id, FAILED, error=result.summary(), errors=errors))
                 )
-            )
-            continue
-        external_id = record.external_id
-        if external_id in first_position:
-            updates.append((job_id, position, _repeated(external_id, first_position[external_id])))
-            continue
-        first_position[external_id] = position
-        candidates.append((position, external_id, result))
+                continue
+            external_id = record.external_id
+            if (job_id, external_id) in first_position:
+                updates.append((job_id, position, _repeated(external_id, first_position[job_id, external_id])))
+                continue
+            first_position[job_id, external_id] = position
+            candidates.append((job_id, position, tenant, kind_name, external_id, result))
 
-    claims = store.claim_many(tenant, kind_name, [(x, owner_of(job_id, pos)) for pos, x, _ in candidates])
-    for (position, external_id, model), claim in zip(candidates, claims, strict=True):
+    claims = store.claim_all([(t, k, x, owner_of(j, pos)) for j, pos, t, k, x, _ in candidates])
+    to_push: dict[tuple[str, str], list[tuple[str, int, str, str]]] = {}
+    waiting: dict[str, list[int]] = {}
+    for (job_id, position, tenant, kind_name, external_id, model), claim in zip(candidates, claims, strict=True):
         if claim.state == "mine":
             encoded = json.dumps(model.to_wire(), ensure_ascii=False, separators=(",", ":"))
-            valid.append((position, external_id, encoded))
+            to_push.setdefault((tenant, kind_name), []).append((job_id, position, external_id, encoded))
         elif claim.state == "created":
             updates.append((job_id, position, Record(external_id, DUPLICATE, key=claim.key, number=claim.number)))
         elif claim.owner.startswith(f"{job_id}#"):  # the same ExternalId in another chunk of this job
             updates.append((job_id, position, _repeated(external_id, int(claim.owner.partition("#")[2]))))
         else:
-            waiting.append(position)
+            waiting.setdefault(job_id, []).append(position)
 
     store.set_records(updates)
-    pushed = push(job_id, tenant, kind_name, valid) if valid else 0
+    pushed = sum(push(tenant, kind_name, group) for (tenant, kind_name), group in to_push.items())
     if waiting:
         from tasks.duplicates import settle_duplicate
 
-        settle_duplicate.apply_async(args=[job_id, waiting], countdown=2)
+        for job_id, positions in waiting.items():
+            settle_duplicate.apply_async(args=[job_id, positions], countdown=2)
     failed = sum(1 for _, _, r in updates if r.status == FAILED)
+    n_waiting = sum(len(v) for v in waiting.values())
     log.info(
-        "job=%s tenant=%s kind=%s documents=%d invalid=%d duplicates=%d buffered=%d waiting=%d",
-        job_id,
-        tenant,
-        kind_name,
-        len(documents),
+        "intake jobs=%d documents=%d invalid=%d duplicates=%d buffered=%d waiting=%d",
+        len({j for j, _, _ in items}),
+        seen,
         failed,
         len(updates) - failed,
         pushed,
-        len(waiting),
+        n_waiting,
     )
-    return {"job_id": job_id, "buffered": pushed, "failed": failed, "waiting": len(waiting)}
+    return {"jobs": len(items), "buffered": pushed, "failed": failed, "waiting": n_waiting}
+
+
+def _tenant_error(tenant: str) -> str | None:
+    try:
+        get_settings().tenant(tenant)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
+def _validate(kind: DocumentKind, raw: str) -> Any:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:  # a producer outside Python stored a broken document
+        return DocumentError((FieldError("", f"not valid JSON ({exc.msg})"),))
+    return validate_document(kind, data)

@@ -2,8 +2,8 @@
 
 A worker killed outright (SIGKILL of the main process, a lost machine) keeps its unacknowledged messages
 out of sight until the broker's visibility timeout (an hour) has passed. Rather than wait, a starting
-worker re-queues a flush for every buffer, a send for every batch not done and a run of every unfinished
-job. Each of those is idempotent (buffer positions are pushed once, batches have a state and a lease), so
+worker re-queues a flush for every buffer, a send for every batch not done, a run of every unfinished
+job and a drain of the intake queue. Each of those is idempotent (buffer positions are pushed once, batches have a state and a lease), so
 the copies cost a few no-op tasks and nothing is done twice.
 """
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def recover() -> dict[str, int]:
     from tasks.flush import flush_buffer
-    from tasks.jobs import enqueue_job_again, enqueue_send
+    from tasks.jobs import drain_intake, enqueue_job_again, enqueue_send
 
     store, buffer = runtime.store(), runtime.buffer()
     p = store.p
@@ -41,6 +41,9 @@ def recover() -> dict[str, int]:
             continue
         enqueue_job_again(job_id, job)
         jobs += 1
-    counts = {"buffers": len(buffers), "batches": batches, "jobs": jobs}
+    intake = runtime.intake().waiting()
+    if intake:  # items whose producer died before asking for a drain, or whose drain was lost with a broker
+        drain_intake.apply_async()
+    counts = {"buffers": len(buffers), "batches": batches, "jobs": jobs, "intake_items": intake}
     log.info("recovery on start: re-queued %s", counts)
     return counts

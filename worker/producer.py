@@ -1,10 +1,11 @@
-"""The producer side in Python: read documents, store a job, enqueue it. `submit()` returns the job id.
+"""The producer side in Python: read documents, store a job, queue it for intake. `submit()` returns the id.
 
-Producers in other languages can do the same with plain Redis commands (see README, "Producer contract").
+Every job goes through here (the CLI, the benchmark, dead-letter replay), so the Redis layout has one writer.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from schemas import DocumentKind, JobEnvelope
 from schemas.envelope import derived_external_id
 from worker.errors import ConfigurationError
+from worker.intake import IntakeQueue, Item
 from worker.redis_client import get_redis
 from worker.results import JOB_FINAL, ResultsStore
 from worker.settings import Settings, get_settings
@@ -55,19 +57,19 @@ def submit(
     settings: Settings | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> str:
-    """Store a job's documents in Redis and enqueue it; returns the job id.
+    """Store a job's documents in Redis and queue them for intake; returns the job id.
 
-    Documents are raw JSON objects (dicts): each is validated on its own by the worker, so a bad one is
-    reported per document and never rejects the job. Raises SubmitError when the job as a whole is bad.
+    Documents are raw JSON objects (dicts), read from `documents` as it yields them and stored a chunk
+    (ERPSYNC_INTAKE_CHUNK_DOCS) at a time: memory stays flat whatever the size of the source, and the
+    workers start on the first chunk while the rest is still being read. Each document is validated on
+    its own by the worker, so a bad one is reported per document and never rejects the job.
+
+    Raises SubmitError when the job as a whole is bad (unknown tenant, no documents, too many). If the
+    source fails part-way (an unreadable file), the job keeps the documents stored so far, is closed, and
+    the SubmitError says so.
     """
     settings = settings or get_settings()
     job_id = job_id or new_job_id()
-    docs = list(documents)
-    if len(docs) > settings.max_job_documents:
-        raise SubmitError(
-            f"{len(docs)} documents in one job; the limit is {settings.max_job_documents} "
-            "(ERPSYNC_MAX_JOB_DOCUMENTS): split the file"
-        )
     try:
         envelope = JobEnvelope(
             # Documents are validated one by one in the worker; here only the job's own fields are checked.
@@ -79,40 +81,57 @@ def submit(
         )
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
-    if not docs:
-        raise SubmitError("the job has no documents")
     settings.tenant(envelope.tenant)  # unknown tenant: refuse now, not later in the worker
+    chunks = _chunks(documents, settings.intake_chunk_docs)
+    first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
+    if not first:
+        raise SubmitError("the job has no documents")
 
-    external_ids: list[str] = []
-    encoded: list[str] = []
-    for position, doc in enumerate(docs):
-        external_ids.append(_external_id_of(doc, job_id, position))
-        encoded.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
-        if on_progress and (position + 1) % 500 == 0:
-            on_progress(500)
-    if on_progress:
-        on_progress(len(docs) % 500)
+    from tasks.jobs import request_intake
 
-    store = ResultsStore(get_redis(settings), settings)
-    meta = {
-        "job_id": job_id,
-        "tenant": envelope.tenant,
-        "target": envelope.target.value,
-        "kind": envelope.kind.value,
-        "source": source or "",
-        "submitted_at": envelope.submitted_at.isoformat(),
-    }
-    store.create_job(meta, encoded, external_ids)
-    enqueue_job(job_id, envelope.tenant, envelope.kind.value, len(docs))
+    client = get_redis(settings)
+    store, intake = ResultsStore(client, settings), IntakeQueue(client, settings)
+    store.open_job(
+        {
+            "job_id": job_id,
+            "tenant": envelope.tenant,
+            "target": envelope.target.value,
+            "kind": envelope.kind.value,
+            "source": source or "",
+            "submitted_at": envelope.submitted_at.isoformat(),
+        }
+    )
+    stored = 0
+    try:
+        for chunk in itertools.chain([first], chunks):
+            if stored + len(chunk) > settings.max_job_documents:
+                raise SubmitError(
+                    f"more than {settings.max_job_documents} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): "
+                    "split the file"
+                )
+            external_ids = [_external_id_of(doc, job_id, stored + i) for i, doc in enumerate(chunk)]
+            encoded = [json.dumps(doc, ensure_ascii=False, separators=(",", ":")) for doc in chunk]
+            pipe = client.pipeline(transaction=True)
+            store.append_documents(job_id, stored, encoded, external_ids, pipe=pipe)
+            intake.push([Item(job_id, stored, stored + len(chunk))], pipe=pipe)
+            pipe.execute()
+            request_intake(len(chunk))
+            stored += len(chunk)
+            if on_progress:
+                on_progress(len(chunk))
+    except BaseException as exc:
+        store.close_job(job_id)  # what was stored is processed and reported; the job can finish
+        if isinstance(exc, SubmitError | OSError):
+            raise SubmitError(f"{exc}; job {job_id} was closed with the {stored} documents stored before") from None
+        raise
+    store.close_job(job_id)
     return job_id
 
 
-def enqueue_job(job_id: str, tenant: str, kind: str, count: int) -> None:
-    from tasks.jobs import process_job
-
-    process_job.apply_async(
-        args=[job_id], kwargsrepr=repr({"tenant": tenant, "kind": kind, "target": "softone", "documents": count})
-    )
+def _chunks(documents: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(documents)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _short(exc: Exception) -> str:

@@ -38,10 +38,30 @@ PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = "pending", "created", "failed", "
 DOC_STATUSES = (PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN)
 JOB_FINAL = ("succeeded", "partial", "failed")
 
+# Sets a job's final status from its counters once nothing is pending (KEYS[1] job hash, KEYS[4] open jobs,
+# ARGV[4] now, ARGV[5] job id); shared by the scripts below.
+_FINISH_IF_DONE = """
+local function finish_if_done()
+  local pending = tonumber(redis.call('HGET', KEYS[1], 'n_pending') or '0')
+  if pending > 0 then return false end
+  local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+  local ok = tonumber(redis.call('HGET', KEYS[1], 'n_created') or '0')
+           + tonumber(redis.call('HGET', KEYS[1], 'n_duplicate') or '0')
+  local status = 'partial'
+  if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
+  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', ARGV[4])
+  redis.call('SREM', KEYS[4], ARGV[5])
+  return true
+end
+"""
+
 # KEYS: job hash, status hash, records hash, open-jobs set.  ARGV: position, status, record JSON, now, job id.
 # created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
-# brought back as a husk without TTL (-1). The job's status always follows its counters.
-_SET_RECORD = """
+# brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
+# producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
+_SET_RECORD = (
+    _FINISH_IF_DONE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local old = redis.call('HGET', KEYS[2], ARGV[1]) or 'pending'
 if old == 'created' or old == 'duplicate' then return 0 end
@@ -51,21 +71,33 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'n_' .. old, -1)
 redis.call('HINCRBY', KEYS[1], 'n_' .. ARGV[2], 1)
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
-local pending = tonumber(redis.call('HGET', KEYS[1], 'n_pending') or '0')
-if pending <= 0 then
-  local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
-  local ok = tonumber(redis.call('HGET', KEYS[1], 'n_created') or '0')
-           + tonumber(redis.call('HGET', KEYS[1], 'n_duplicate') or '0')
-  local status = 'partial'
-  if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
-  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', ARGV[4])
-  redis.call('SREM', KEYS[4], ARGV[5])
-elseif redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+if redis.call('HGET', KEYS[1], 'status') == 'receiving' then return 1 end
+if not finish_if_done() and redis.call('HGET', KEYS[1], 'status') ~= 'running' then
   redis.call('HSET', KEYS[1], 'status', 'running')
   redis.call('HDEL', KEYS[1], 'finished_at')
 end
 return 1
 """
+)
+
+# KEYS and ARGV as _SET_RECORD's (only the job hash, open jobs, now and job id are used).
+# The producer has stored every document: the job leaves `receiving`, and is finished at once if every
+# document already has its outcome (a small job may be processed before this runs).
+_CLOSE_JOB = (
+    _FINISH_IF_DONE
+    + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'receiving' then return 0 end
+redis.call('HSET', KEYS[1], 'received_at', ARGV[4])
+if not finish_if_done() then
+  if redis.call('HEXISTS', KEYS[1], 'started_at') == 1 then
+    redis.call('HSET', KEYS[1], 'status', 'running')
+  else
+    redis.call('HSET', KEYS[1], 'status', 'queued')
+  end
+end
+return 1
+"""
+)
 
 # KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. The batch's `phase` (send or reconcile)
 # is left alone: the holder of the lease reads it after acquiring.
@@ -141,6 +173,16 @@ class BatchPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class IntakeState:
+    """A job's hash, and for a range of its positions: the records, the documents and which are pushed."""
+
+    job: dict[str, str]
+    records: list[Record | None]
+    documents: list[str]
+    assigned: set[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """What the duplicate index says about an ExternalId when we try to claim it."""
 
@@ -160,6 +202,7 @@ class ResultsStore:
         self._set_record = client.register_script(_SET_RECORD)
         self._acquire = client.register_script(_ACQUIRE_BATCH)
         self._release = client.register_script(_RELEASE_CLAIM)
+        self._close_job = client.register_script(_CLOSE_JOB)
 
     # ----- keys
     def job_key(self, job_id: str) -> str:
@@ -173,19 +216,31 @@ class ResultsStore:
 
     # ----- jobs
     def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
-        """Store a job's documents and initial pending records in one transaction."""
+        """Store a whole job at once (tests, small producers): `open_job`, one `append_documents`, `close_job`."""
+        docs = list(documents)
+        self.open_job(meta)
+        for start in range(0, len(docs), 1000):
+            self.append_documents(meta["job_id"], start, docs[start : start + 1000], external_ids[start : start + 1000])
+        self.close_job(meta["job_id"])
+
+    def open_job(self, meta: dict[str, str]) -> None:
+        """Create a job in status `receiving`: its documents are streamed in by `append_documents`.
+
+        A receiving job can be worked on (each appended chunk is queued for intake at once) but cannot
+        finish: `close_job` ends the receiving. A producer that dies in between leaves a job that says
+        `receiving` with the documents it had stored, each with its own outcome; nothing is lost silently.
+        """
         job_id = meta["job_id"]
         jk = self.job_key(job_id)
-        ttl = self.s.result_ttl_seconds
         now = now_iso()
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(
             jk,
             mapping={
                 **meta,
-                "status": "queued",
-                "total": len(external_ids),
-                "n_pending": len(external_ids),
+                "status": "receiving",
+                "total": 0,
+                "n_pending": 0,
                 "n_created": 0,
                 "n_failed": 0,
                 "n_duplicate": 0,
@@ -194,24 +249,44 @@ class ResultsStore:
                 "updated_at": now,
             },
         )
-        chunk: list[str] = []
-        for doc in documents:
-            chunk.append(doc)
-            if len(chunk) >= 1000:
-                pipe.rpush(f"{jk}:docs", *chunk)
-                chunk = []
-        if chunk:
-            pipe.rpush(f"{jk}:docs", *chunk)
-        records = {str(i): Record(external_id=x, updated_at=now).to_json() for i, x in enumerate(external_ids)}
-        items = list(records.items())
-        for start in range(0, len(items), 1000):
-            pipe.hset(f"{jk}:records", mapping=dict(items[start : start + 1000]))
-        for key in (jk, f"{jk}:docs", f"{jk}:records"):
-            pipe.expire(key, ttl)
+        pipe.expire(jk, self.s.result_ttl_seconds)
         pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
         pipe.sadd(f"{self.p}:open_jobs", job_id)
-        pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - ttl)
+        pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - self.s.result_ttl_seconds)
         pipe.execute()
+
+    def append_documents(
+        self, job_id: str, start: int, documents: Sequence[str], external_ids: Sequence[str], pipe: Any = None
+    ) -> None:
+        """Store documents at positions [start, start + n) with pending records, and count them in.
+
+        Positions are given, not implied, so a repeated call (a retried producer) cannot shift them; it
+        is the caller's job to append each range once. Queued on `pipe` when given, else sent at once.
+        """
+        jk = self.job_key(job_id)
+        own = pipe is None
+        pipe = self.r.pipeline(transaction=True) if own else pipe
+        now = now_iso()
+        pipe.rpush(f"{jk}:docs", *documents)
+        pipe.hset(
+            f"{jk}:records",
+            mapping={
+                str(start + i): Record(external_id=x, updated_at=now).to_json() for i, x in enumerate(external_ids)
+            },
+        )
+        pipe.hincrby(jk, "total", len(documents))
+        pipe.hincrby(jk, "n_pending", len(documents))
+        for key in (f"{jk}:docs", f"{jk}:records"):
+            pipe.expire(key, self.s.result_ttl_seconds)
+        if own:
+            pipe.execute()
+
+    def close_job(self, job_id: str) -> None:
+        """Every document is stored: the job is `queued`/`running`, or finished if all have outcomes."""
+        jk = self.job_key(job_id)
+        self._close_job(
+            keys=[jk, f"{jk}:status", f"{jk}:records", f"{self.p}:open_jobs"], args=["", "", "", now_iso(), job_id]
+        )
 
     def job(self, job_id: str) -> dict[str, str] | None:
         data = self.r.hgetall(self.job_key(job_id))
@@ -239,9 +314,10 @@ class ResultsStore:
     def statuses(self, job_id: str) -> dict[int, str]:
         return {int(k): v for k, v in self.r.hgetall(f"{self.job_key(job_id)}:status").items()}
 
-    def mark_running(self, job_id: str) -> None:
-        # Only a queued job becomes running; a finished one keeps its status on redelivery.
-        self.r.eval(
+    def mark_running(self, job_id: str, pipe: Any = None) -> None:
+        """A queued job becomes running (a finished one keeps its status on redelivery); queued on `pipe`."""
+        (pipe or self.r).eval(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
             "redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1]) "
             "if redis.call('HGET', KEYS[1], 'status') == 'queued' then "
             "redis.call('HSET', KEYS[1], 'status', 'running') end return 1",
@@ -249,6 +325,28 @@ class ResultsStore:
             self.job_key(job_id),
             now_iso(),
         )
+
+    def intake_state(self, items: Sequence[tuple[str, int, int]]) -> list[IntakeState]:
+        """Everything intake needs about (job_id, start, end) ranges, in one round trip, each job marked
+        running on the way. A job that expired (or never was) comes back with an empty `job`."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id, start, end in items:
+            jk = self.job_key(job_id)
+            self.mark_running(job_id, pipe)
+            pipe.hgetall(jk)
+            pipe.hmget(f"{jk}:records", [str(p) for p in range(start, end)])
+            pipe.lrange(f"{jk}:docs", start, end - 1)
+            pipe.hgetall(f"{jk}:assigned")  # the coalescing buffer's: position -> "buffer" or batch id
+        out = pipe.execute()
+        states = []
+        for i in range(0, len(out), 5):
+            job, records, docs, assigned = out[i + 1 : i + 5]
+            states.append(
+                IntakeState(
+                    job, [Record.from_json(r) if r else None for r in records], docs, {int(k) for k in assigned}
+                )
+            )
+        return states
 
     def set_records(self, updates: Sequence[tuple[str, int, Record]]) -> None:
         """Apply (job_id, position, record) changes, each atomic with its job's counters, in one round trip."""
@@ -271,21 +369,25 @@ class ResultsStore:
         raise RuntimeError(f"duplicate index entry for {external_id!r} keeps changing")
 
     def claim_many(self, tenant: str, kind: str, items: Sequence[tuple[str, str]]) -> list[Claim]:
-        """`claim()` for many (external_id, owner) pairs in two round trips."""
+        """`claim()` for many (external_id, owner) pairs of one tenant and kind."""
+        return self.claim_all([(tenant, kind, x, owner) for x, owner in items])
+
+    def claim_all(self, items: Sequence[tuple[str, str, str, str]]) -> list[Claim]:
+        """`claim()` for many (tenant, kind, external_id, owner) in two round trips."""
         if not items:
             return []
         pipe = self.r.pipeline(transaction=False)
-        for external_id, owner in items:
+        for tenant, kind, external_id, owner in items:
             pipe.set(
                 self.dedup_key(tenant, kind, external_id), f"claimed|{owner}", nx=True, ex=self.s.dedup_ttl_seconds
             )
         won = pipe.execute()
         lost = [i for i, ok in enumerate(won) if not ok]
         for i in lost:
-            pipe.get(self.dedup_key(tenant, kind, items[i][0]))
-        values = dict(zip(lost, pipe.execute(), strict=True))
+            pipe.get(self.dedup_key(*items[i][:3]))
+        values = dict(zip(lost, pipe.execute(), strict=True)) if lost else {}
         claims = []
-        for i, (external_id, owner) in enumerate(items):
+        for i, (tenant, kind, external_id, owner) in enumerate(items):
             if won[i]:
                 claims.append(Claim("mine", owner))
             elif values[i] is None:  # released in between: claim it one by one

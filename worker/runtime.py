@@ -9,6 +9,7 @@ from functools import lru_cache
 from worker.buffer import CoalescingBuffer
 from worker.connectors.softone import SoftOneConnector
 from worker.http import get_client
+from worker.intake import IntakeQueue
 from worker.redis_client import get_redis
 from worker.results import ResultsStore
 from worker.settings import get_settings
@@ -35,3 +36,9 @@ def connector(tenant: str) -> SoftOneConnector:
 def sender_id() -> str:
     """Who holds a batch's sending lease: host and pid (diagnostics only)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@lru_cache(maxsize=1)
+def intake() -> IntakeQueue:
+    settings = get_settings()
+    return IntakeQueue(get_redis(settings), settings)
