@@ -40,6 +40,7 @@ import redis
 from worker.stack import ROOT, LocalStack, wait_until
 
 RESULTS = ROOT / "bench" / "results"
+CPU_PARTS = ["producers/direct (this process)", "worker", "sandbox", "redis"]
 
 
 def invoices(n: int, rows: int, tag: str) -> list[dict[str, Any]]:
@@ -88,6 +89,23 @@ def peak_rss_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int | None, children: bool = True) -> float:
+    """User + system CPU seconds used so far by a process and (unless told not) its live children."""
+    if pid is None:
+        return 0.0
+    total, pids, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split() if children else []
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+        pids.extend(int(c) for c in kids)
+    return total
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -100,6 +118,21 @@ class Bench:
         )  # fmt: skip
         self.sandbox: httpx.Client | None = None
         self.results: list[dict[str, Any]] = []
+        self.worker_pid: int | None = None
+        self._cpu_before: dict[str, float] = {}
+
+    def _cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each part of the run: where a scenario's time went, on 2 shared cores."""
+        redis_proc = self.stack.embedded.proc if self.stack.embedded else None
+        return {
+            "producers/direct (this process)": cpu_seconds(os.getpid(), children=False),
+            "worker": cpu_seconds(self.worker_pid),
+            "sandbox": cpu_seconds(self.stack.sandbox.pid if self.stack.sandbox else None),
+            "redis": cpu_seconds(redis_proc.pid if redis_proc else None),
+        }
+
+    def _start_clock(self) -> None:
+        self._cpu_before = self._cpu()
 
     # ----- helpers
     def _requests(self) -> int:
@@ -122,10 +155,11 @@ class Bench:
 
     def record(self, scenario: str, system: str, docs: int, rows: int, elapsed: float, requests: int,
                latencies: list[float], rss: dict[str, float]) -> None:  # fmt: skip
+        cpu = {k: round(v - self._cpu_before.get(k, 0.0), 2) for k, v in self._cpu().items()}
         row = {
             "scenario": scenario, "system": system, "documents": docs, "rows": rows, "seconds": round(elapsed, 3),
             "documents_per_s": round(docs / elapsed, 1), "rows_per_s": round(rows / elapsed, 1),
-            "http_requests": requests, "latency_s": percentiles(latencies), "peak_rss_mb": rss,
+            "http_requests": requests, "latency_s": percentiles(latencies), "peak_rss_mb": rss, "cpu_s": cpu,
         }  # fmt: skip
         self.results.append(row)
         print(f"  {scenario} {system:8s} {docs} docs in {elapsed:.1f}s = {row['documents_per_s']:.0f} docs/s, "
@@ -141,6 +175,7 @@ class Bench:
         settings = get_settings()
         store = ResultsStore(get_redis(settings), settings)
         before = self._requests()
+        self._start_clock()
         started = time.time()
         ids: list[str] = []
         lock = threading.Lock()
@@ -176,6 +211,7 @@ class Bench:
         done_key = f"bench:naive:{uuid.uuid4().hex}"
         docs = [d for j in jobs for d in j]
         before = self._requests()
+        self._start_clock()
         started = time.time()
 
         def produce(share: list[dict[str, Any]]) -> None:
@@ -202,6 +238,7 @@ class Bench:
         token = client.post("/Login/Token", params=keys).json()["Token"]
         before = self._requests()
         latencies: list[float] = []
+        self._start_clock()
         started = time.time()
 
         def post(body: bytes) -> None:
@@ -237,6 +274,7 @@ class Bench:
             systems.append(("direct", lambda: None))
             for system, start in systems:
                 proc = start()
+                self.worker_pid = proc.pid if proc is not None else None
                 for name, (jobs, producers) in scenarios.items():
                     fresh = [[{**d, "ExternalId": f"{system}-{d['ExternalId']}"} for d in j] for j in jobs]
                     if system == "erpsync":
@@ -294,6 +332,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['scenario']} | {r['system']} | {r['documents']} | {r['documents_per_s']:.0f} | "
                      f"{r['rows_per_s']:.0f} | {r['http_requests']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | "
                      f"{rss} |")  # fmt: skip
+    lines += [
+        "",
+        "CPU seconds per part of the run (user + system; where the time went):",
+        "",
+        "| scenario | system | " + " | ".join(CPU_PARTS) + " |",
+        "|---|---|" + "---|" * len(CPU_PARTS),
+    ]
+    for r in report["results"]:
+        cpu = r.get("cpu_s", {})
+        lines.append(
+            f"| {r['scenario']} | {r['system']} | " + " | ".join(str(cpu.get(k, "")) for k in CPU_PARTS) + " |"
+        )
     lines.append("")
     for scenario, ratio in report["ratios"].items():
         parts = [f"{k.replace('_', ' ')} {v}" for k, v in ratio.items()]

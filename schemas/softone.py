@@ -175,6 +175,10 @@ class _DocumentHead(BaseModel):
         """The JSON object this document is sent as (PascalCase, no empty fields)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def to_wire_json(self) -> str:
+        """`to_wire()` as compact JSON text, encoded by pydantic directly (the intake hot path)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
 
 class CustomerInvoice(_DocumentHead):
     """A document for `POST Billing/CustomerInvoices`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +70,32 @@ def validate_document(kind: DocumentKind, raw: Any) -> _DocumentHead | DocumentE
     try:
         return MODELS[kind].model_validate(raw, by_alias=True)
     except ValidationError as exc:
-        errors = tuple(
+        return _document_error(exc)
+
+
+def validate_document_json(kind: DocumentKind, text: str | bytes) -> _DocumentHead | DocumentError:
+    """`validate_document` of a document as JSON text: the same models, rules and messages.
+
+    pydantic parses the JSON itself (in Rust), which is about a third cheaper than json.loads followed
+    by validation of the Python objects: this is the intake hot path. Input that is not a JSON object
+    at all goes the Python way, for the same messages.
+    """
+    try:
+        return MODELS[kind].model_validate_json(text, by_alias=True)
+    except ValidationError as exc:
+        if any(not err["loc"] for err in exc.errors(include_url=False, include_input=False)):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as bad:
+                return DocumentError((FieldError("", f"not valid JSON ({bad.msg})"),))
+            return validate_document(kind, raw)
+        return _document_error(exc)
+
+
+def _document_error(exc: ValidationError) -> DocumentError:
+    return DocumentError(
+        tuple(
             FieldError(_path(tuple(err["loc"])), _reason(err))
             for err in exc.errors(include_url=False, include_input=False)
         )
-        return DocumentError(errors)
+    )

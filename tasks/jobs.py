@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
 import redis
 
-from schemas import DocumentError, DocumentKind, validate_document
-from schemas.validation import FieldError
+from schemas import DocumentError, DocumentKind
+from schemas.validation import validate_document_json
 from worker import runtime
 from worker.celery_app import app
 from worker.errors import ConfigurationError
@@ -176,7 +175,7 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
             if tenant_errors[tenant]:
                 updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_errors[tenant])))
                 continue
-            result = _validate(kind, raw)
+            result = validate_document_json(kind, raw)
             if isinstance(result, DocumentError):
                 errors = [e.as_dict() for e in result.errors]
                 updates.append(
@@ -195,7 +194,7 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
     waiting: dict[str, list[int]] = {}
     for (job_id, position, tenant, kind_name, external_id, model), claim in zip(candidates, claims, strict=True):
         if claim.state == "mine":
-            encoded = json.dumps(model.to_wire(), ensure_ascii=False, separators=(",", ":"))
+            encoded = model.to_wire_json()
             to_push.setdefault((tenant, kind_name), []).append((job_id, position, external_id, encoded))
         elif claim.state == "created":
             updates.append((job_id, position, Record(external_id, DUPLICATE, key=claim.key, number=claim.number)))
@@ -231,11 +230,3 @@ def _tenant_error(tenant: str) -> str | None:
     except ConfigurationError as exc:
         return str(exc)
     return None
-
-
-def _validate(kind: DocumentKind, raw: str) -> Any:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:  # a producer outside Python stored a broken document
-        return DocumentError((FieldError("", f"not valid JSON ({exc.msg})"),))
-    return validate_document(kind, data)

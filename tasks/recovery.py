@@ -3,8 +3,8 @@
 A worker killed outright (SIGKILL of the main process, a lost machine) keeps its unacknowledged messages
 out of sight until the broker's visibility timeout (an hour) has passed. Rather than wait, a starting
 worker re-queues a flush for every buffer, a send for every batch not done, a run of every unfinished
-job and a drain of the intake queue. Each of those is idempotent (buffer positions are pushed once, batches have a state and a lease), so
-the copies cost a few no-op tasks and nothing is done twice.
+job and a drain of the intake queue. Each of those is idempotent (buffer positions are pushed once,
+batches have a state and a lease), so the copies cost a few no-op tasks and nothing is done twice.
 """
 
 from __future__ import annotations

@@ -38,66 +38,89 @@ PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = "pending", "created", "failed", "
 DOC_STATUSES = (PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN)
 JOB_FINAL = ("succeeded", "partial", "failed")
 
-# Sets a job's final status from its counters once nothing is pending (KEYS[1] job hash, KEYS[4] open jobs,
-# ARGV[4] now, ARGV[5] job id); shared by the scripts below.
-_FINISH_IF_DONE = """
-local function finish_if_done()
-  local pending = tonumber(redis.call('HGET', KEYS[1], 'n_pending') or '0')
+# Lua functions shared by the scripts below. A job's keys derive from the prefix and job id (the same as
+# ResultsStore.job_key), so one script call can update documents of many jobs.
+_JOB_FUNCTIONS = """
+local function finish_if_done(jk, open_jobs, now, job_id)
+  local pending = tonumber(redis.call('HGET', jk, 'n_pending') or '0')
   if pending > 0 then return false end
-  local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
-  local ok = tonumber(redis.call('HGET', KEYS[1], 'n_created') or '0')
-           + tonumber(redis.call('HGET', KEYS[1], 'n_duplicate') or '0')
+  local total = tonumber(redis.call('HGET', jk, 'total') or '0')
+  local ok = tonumber(redis.call('HGET', jk, 'n_created') or '0')
+           + tonumber(redis.call('HGET', jk, 'n_duplicate') or '0')
   local status = 'partial'
   if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
-  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', ARGV[4])
-  redis.call('SREM', KEYS[4], ARGV[5])
+  redis.call('HSET', jk, 'status', status, 'finished_at', now)
+  redis.call('SREM', open_jobs, job_id)
   return true
+end
+
+-- created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
+-- brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
+-- producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
+local function set_record(prefix, job_id, pos, status, record, now, ttl)
+  local jk = prefix .. ':job:' .. job_id
+  if redis.call('EXISTS', jk) == 0 then return -1 end
+  local old = redis.call('HGET', jk .. ':status', pos) or 'pending'
+  if old == 'created' or old == 'duplicate' then return 0 end
+  redis.call('HSET', jk .. ':records', pos, record)
+  if old == status then return 1 end
+  redis.call('HSET', jk .. ':status', pos, status)
+  redis.call('EXPIRE', jk .. ':status', ttl)
+  redis.call('HINCRBY', jk, 'n_' .. old, -1)
+  redis.call('HINCRBY', jk, 'n_' .. status, 1)
+  redis.call('HSET', jk, 'updated_at', now)
+  local current = redis.call('HGET', jk, 'status')
+  if current == 'receiving' then return 1 end
+  if not finish_if_done(jk, prefix .. ':open_jobs', now, job_id) and current ~= 'running' then
+    redis.call('HSET', jk, 'status', 'running')
+    redis.call('HDEL', jk, 'finished_at')
+  end
+  return 1
 end
 """
 
-# KEYS: job hash, status hash, records hash, open-jobs set.  ARGV: position, status, record JSON, now, job id.
-# created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
-# brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
-# producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
-_SET_RECORD = (
-    _FINISH_IF_DONE
+# ARGV: prefix, now, ttl, then (job id, position, status, record JSON) repeated. Returns each one's result:
+# 1 set, 0 refused (already final), -1 job gone.
+_SET_RECORDS = (
+    _JOB_FUNCTIONS
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local old = redis.call('HGET', KEYS[2], ARGV[1]) or 'pending'
-if old == 'created' or old == 'duplicate' then return 0 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-if old == ARGV[2] then return 1 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'n_' .. old, -1)
-redis.call('HINCRBY', KEYS[1], 'n_' .. ARGV[2], 1)
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
-if redis.call('HGET', KEYS[1], 'status') == 'receiving' then return 1 end
-if not finish_if_done() and redis.call('HGET', KEYS[1], 'status') ~= 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'running')
-  redis.call('HDEL', KEYS[1], 'finished_at')
+local out = {}
+for i = 4, #ARGV, 4 do
+  out[#out + 1] = set_record(ARGV[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[2], ARGV[3])
 end
-return 1
+return out
 """
 )
 
-# KEYS and ARGV as _SET_RECORD's (only the job hash, open jobs, now and job id are used).
-# The producer has stored every document: the job leaves `receiving`, and is finished at once if every
-# document already has its outcome (a small job may be processed before this runs).
+# ARGV: prefix, now, job id. The producer has stored every document: the job leaves `receiving`, and is
+# finished at once if every document already has its outcome (a small job may be processed before this).
 _CLOSE_JOB = (
-    _FINISH_IF_DONE
+    _JOB_FUNCTIONS
     + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'receiving' then return 0 end
-redis.call('HSET', KEYS[1], 'received_at', ARGV[4])
-if not finish_if_done() then
-  if redis.call('HEXISTS', KEYS[1], 'started_at') == 1 then
-    redis.call('HSET', KEYS[1], 'status', 'running')
+local jk = ARGV[1] .. ':job:' .. ARGV[3]
+if redis.call('HGET', jk, 'status') ~= 'receiving' then return 0 end
+redis.call('HSET', jk, 'received_at', ARGV[2])
+if not finish_if_done(jk, ARGV[1] .. ':open_jobs', ARGV[2], ARGV[3]) then
+  if redis.call('HEXISTS', jk, 'started_at') == 1 then
+    redis.call('HSET', jk, 'status', 'running')
   else
-    redis.call('HSET', KEYS[1], 'status', 'queued')
+    redis.call('HSET', jk, 'status', 'queued')
   end
 end
 return 1
 """
 )
+
+# ARGV: dedup ttl, then (dedup key, value, known-Keys zset, Key) repeated: the duplicate index learns each
+# created document's Key, and the Key joins the tenant's known Keys (reconciliation's exclusions).
+_MARK_CREATED = """
+for i = 2, #ARGV, 4 do
+  redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ARGV[1])
+  redis.call('ZADD', ARGV[i + 2], ARGV[i + 3], ARGV[i + 3])
+  redis.call('EXPIRE', ARGV[i + 2], ARGV[1])
+end
+return 1
+"""
 
 # KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. The batch's `phase` (send or reconcile)
 # is left alone: the holder of the lease reads it after acquiring.
@@ -199,7 +222,8 @@ class ResultsStore:
         self.r = client
         self.s = settings
         self.p = settings.key_prefix
-        self._set_record = client.register_script(_SET_RECORD)
+        self._set_records = client.register_script(_SET_RECORDS)
+        self._mark_created = client.register_script(_MARK_CREATED)
         self._acquire = client.register_script(_ACQUIRE_BATCH)
         self._release = client.register_script(_RELEASE_CLAIM)
         self._close_job = client.register_script(_CLOSE_JOB)
@@ -283,10 +307,7 @@ class ResultsStore:
 
     def close_job(self, job_id: str) -> None:
         """Every document is stored: the job is `queued`/`running`, or finished if all have outcomes."""
-        jk = self.job_key(job_id)
-        self._close_job(
-            keys=[jk, f"{jk}:status", f"{jk}:records", f"{self.p}:open_jobs"], args=["", "", "", now_iso(), job_id]
-        )
+        self._close_job(args=[self.p, now_iso(), job_id])
 
     def job(self, job_id: str) -> dict[str, str] | None:
         data = self.r.hgetall(self.job_key(job_id))
@@ -448,16 +469,14 @@ class ResultsStore:
 
     # ----- batches
     def _queue_records(self, pipe: Any, updates: Sequence[tuple[str, int, Record]]) -> None:
+        # One script call per few hundred documents: far cheaper to send than a command or two each.
         now = now_iso()
-        for job_id, position, record in updates:
-            record.updated_at = now
-            jk = self.job_key(job_id)
-            self._set_record(
-                keys=[jk, f"{jk}:status", f"{jk}:records", f"{self.p}:open_jobs"],
-                args=[str(position), record.status, record.to_json(), now, job_id],
-                client=pipe,
-            )
-            pipe.expire(f"{jk}:status", self.s.result_ttl_seconds)
+        for start in range(0, len(updates), 500):
+            args: list[Any] = [self.p, now, self.s.result_ttl_seconds]
+            for job_id, position, record in updates[start : start + 500]:
+                record.updated_at = now
+                args += [job_id, position, record.status, record.to_json()]
+            self._set_records(args=args, client=pipe)
 
     def commit_batches(self, batches: Sequence[BatchPlan]) -> None:
         """Store new batches and point their documents' records at them, all in one transaction.
@@ -506,15 +525,12 @@ class ResultsStore:
         claims, dead letters, the batches that carry on with its remaining documents, and `done`."""
         pipe = self.r.pipeline(transaction=True)
         self._queue_records(pipe, updates)
-        for tenant, kind, external_id, owner, key, number in created:
-            pipe.set(
-                self.dedup_key(tenant, kind, external_id),
-                f"created|{owner}|{key}|{number or ''}",
-                ex=self.s.dedup_ttl_seconds,
-            )
-            known = self.known_keys_key(tenant, kind)
-            pipe.zadd(known, {str(key): key})
-            pipe.expire(known, self.s.dedup_ttl_seconds)
+        for start in range(0, len(created), 500):
+            args: list[Any] = [self.s.dedup_ttl_seconds]
+            for tenant, kind, external_id, owner, key, number in created[start : start + 500]:
+                value = f"created|{owner}|{key}|{number or ''}"
+                args += [self.dedup_key(tenant, kind, external_id), value, self.known_keys_key(tenant, kind), key]
+            self._mark_created(args=args, client=pipe)
         for entry in dead:
             self._queue_dead_letter(pipe, entry)
         self._queue_batches(pipe, follow_up)

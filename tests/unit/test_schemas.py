@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from schemas import CustomerInvoice, DocumentError, DocumentKind, OperationResult, Order, RowType, validate_document
 from schemas.softone import InvoiceFilter
+from schemas.validation import validate_document_json
 
 INVOICE, ORDER = DocumentKind.CUSTOMER_INVOICE, DocumentKind.ORDER
 
@@ -207,3 +208,64 @@ def test_valid_documents_round_trip(rows: list[dict[str, Any]], customer: str, d
     assert isinstance(model, Order)
     again = validate_document(ORDER, json.loads(json.dumps(model.to_wire())))
     assert isinstance(again, Order) and again == model
+
+
+# ----- the intake hot path: validation straight from JSON text must agree with validation of Python objects
+
+
+def _same_verdict(kind: DocumentKind, doc: Any) -> None:
+    text = json.dumps(doc, ensure_ascii=False)
+    by_objects, by_text = validate_document(kind, json.loads(text)), validate_document_json(kind, text)
+    if isinstance(by_objects, DocumentError):
+        assert isinstance(by_text, DocumentError)
+        assert {e.field for e in by_text.errors} == {e.field for e in by_objects.errors}
+    else:
+        assert by_text == by_objects
+        assert json.loads(by_text.to_wire_json()) == by_objects.to_wire()
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["CustomerNr", "InvoiceDate", "OriginType", "InvoiceRows", "Note", "X"]),
+        json_values,
+        max_size=6,
+    )
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_validation_from_json_text_agrees_on_arbitrary_json(doc: dict[str, Any]) -> None:
+    _same_verdict(INVOICE, doc)
+
+
+@given(
+    st.lists(row_strategy, min_size=1, max_size=5, unique_by=lambda r: r["RowNr"]),
+    st.text(min_size=1, max_size=10).filter(str.strip),
+    st.dates(),
+)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_validation_from_json_text_agrees_on_valid_documents(
+    rows: list[dict[str, Any]], customer: str, day: Any
+) -> None:
+    doc = {
+        "CustomerNr": customer.strip(),
+        "InvoiceDate": day.isoformat(),
+        "OriginType": 2,
+        "InvoiceRows": [{**r, "Quantity": str(r["Quantity"]), "UnitPrice": float(r["UnitPrice"])} for r in rows],
+    }
+    _same_verdict(INVOICE, doc)
+
+
+@pytest.mark.parametrize("text", ["[]", "7", '"x"', "{", "", '{"CustomerNr": true}'])
+def test_validation_from_json_text_of_non_objects_and_broken_json(text: str) -> None:
+    result = validate_document_json(INVOICE, text)
+    assert isinstance(result, DocumentError) and result.summary()
+    if text in ("[]", "7", '"x"'):
+        assert result.summary() == validate_document(INVOICE, json.loads(text)).summary()  # type: ignore[union-attr]
+    if text in ("{", ""):
+        assert result.summary().startswith("not valid JSON")
+
+
+def test_pos_example_file_agrees_line_by_line() -> None:
+    from pathlib import Path
+
+    for line in (Path(__file__).parents[2] / "examples" / "pos-end-of-day.jsonl").read_text().splitlines()[:100]:
+        _same_verdict(INVOICE, json.loads(line))
