@@ -113,12 +113,12 @@ class Bench:
         prefix = f"erpsync-bench-{uuid.uuid4().hex[:6]}"
         self.stack = LocalStack(
             workdir=workdir, redis_url=os.environ.get("ERPSYNC_REDIS_URL") or None, latency_ms=args.latency_ms,
-            concurrency=args.concurrency,
+            concurrency=args.concurrency, pool=args.pool,
             extra_env={"ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix, "NAIVE_QUEUE": f"{prefix}-naive"},
         )  # fmt: skip
         self.sandbox: httpx.Client | None = None
         self.results: list[dict[str, Any]] = []
-        self.worker_pid: int | None = None
+        self.worker_pids: list[int] = []
         self._cpu_before: dict[str, float] = {}
 
     def _cpu(self) -> dict[str, float]:
@@ -126,7 +126,7 @@ class Bench:
         redis_proc = self.stack.embedded.proc if self.stack.embedded else None
         return {
             "producers/direct (this process)": cpu_seconds(os.getpid(), children=False),
-            "worker": cpu_seconds(self.worker_pid),
+            "worker": sum(cpu_seconds(pid) for pid in self.worker_pids),
             "sandbox": cpu_seconds(self.stack.sandbox.pid if self.stack.sandbox else None),
             "redis": cpu_seconds(redis_proc.pid if redis_proc else None),
         }
@@ -140,13 +140,25 @@ class Bench:
         stats = self.sandbox.get("/_sandbox/stats").json()["requests"]
         return sum(sum(c.values()) for route, c in stats.items() if not route.endswith("/Login/Token"))
 
-    def _worker(self, app: str) -> subprocess.Popen[bytes]:
+    def _workers(self, app: str) -> list[subprocess.Popen[bytes]]:
+        if app == "worker" and self.args.pool == "split":
+            # Intake (CPU-bound validation) in one process per core; sends (I/O-bound POSTs) in threads.
+            return [
+                self.stack.start_worker(
+                    name="intake", concurrency=os.cpu_count() or 2, pool="prefork", queues="intake"
+                ),
+                self.stack.start_worker(name="send", concurrency=self.args.concurrency, pool="threads", queues="send"),
+            ]
         if app == "worker":
-            return self.stack.start_worker(name="bench")
+            return [self.stack.start_worker(name="bench")]
+        return [self._naive_worker()]
+
+    def _naive_worker(self) -> subprocess.Popen[bytes]:
         queue = self.stack.env["NAIVE_QUEUE"]
         log = open(self.stack.workdir / "worker-naive.log", "ab")  # noqa: SIM115
         cmd = [sys.executable, "-m", "celery", "-A", "bench.naive", "worker", "--loglevel=WARNING", "-Q", queue,
-               "-c", str(self.args.concurrency), "--pool", self.args.pool, "-n", "naive@%h", "--without-gossip",
+               "-c", str(self.args.concurrency), "--pool", "threads" if self.args.pool == "threads" else "prefork",
+               "-n", "naive@%h", "--without-gossip",
                "--without-mingle"]  # fmt: skip
         proc = subprocess.Popen(cmd, cwd=ROOT, env=self.stack.env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
@@ -201,7 +213,9 @@ class Bench:
                 last = max(last, done)
         docs = sum(len(j) for j in jobs)
         rows = sum(len(d["InvoiceRows"]) for j in jobs for d in j)
-        rss = {**peak_rss_mb(os.getpid()), **peak_rss_mb(self.stack.workers[-1].pid)}
+        rss = peak_rss_mb(os.getpid())
+        for pid in self.worker_pids:
+            rss.update(peak_rss_mb(pid))
         self.record(scenario, "erpsync", docs, rows, last - started, self._requests() - before, latencies, rss)
 
     def run_naive(self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, proc: Any) -> None:
@@ -268,22 +282,24 @@ class Bench:
         os.environ["NAIVE_QUEUE"] = self.stack.env["NAIVE_QUEUE"]  # bench.naive reads it when imported
         self.sandbox = httpx.Client(base_url=self.stack.sandbox_url, timeout=60)
         try:
-            systems: list[tuple[str, Callable[[], Any]]] = [("erpsync", lambda: self._worker("worker"))]
+            systems: list[tuple[str, Callable[[], list[subprocess.Popen[bytes]]]]] = [
+                ("erpsync", lambda: self._workers("worker"))
+            ]
             if not self.args.skip_naive:
-                systems.append(("naive", lambda: self._worker("bench.naive")))
-            systems.append(("direct", lambda: None))
+                systems.append(("naive", lambda: self._workers("bench.naive")))
+            systems.append(("direct", lambda: []))
             for system, start in systems:
-                proc = start()
-                self.worker_pid = proc.pid if proc is not None else None
+                procs = start()
+                self.worker_pids = [p.pid for p in procs]
                 for name, (jobs, producers) in scenarios.items():
                     fresh = [[{**d, "ExternalId": f"{system}-{d['ExternalId']}"} for d in j] for j in jobs]
                     if system == "erpsync":
                         self.run_erpsync(name, fresh, producers)
                     elif system == "naive":
-                        self.run_naive(name, fresh, producers, proc)
+                        self.run_naive(name, fresh, producers, procs[0])
                     else:
                         self.run_direct(name, fresh)
-                if proc is not None:
+                for proc in procs:
                     self.stack.kill_worker(proc)  # its figures are taken; free the CPU for the next system
         finally:
             self.stack.stop()
@@ -379,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 % of the full sizes (about a minute with start-up)")
     parser.add_argument("--latency-ms", type=int, default=30)
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
+    parser.add_argument(
+        "--pool",
+        default="prefork",
+        choices=["prefork", "threads", "split"],
+        help="split: intake in prefork (a process per core), sends in threads (--concurrency)",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)

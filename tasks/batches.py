@@ -201,6 +201,14 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         return {"batch_id": batch_id, "outcome": "unknown"}
 
     attempt = int(value)
+    limit = _tenant_cap(batch.tenant)
+    holder = f"{batch_id}:{attempt}"
+    limiter = runtime.inflight()
+    if not limiter.acquire(batch.tenant, holder, limit, settings.send_lease_seconds, settings.tenant_slot_wait_seconds):
+        # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
+        store.uncount_attempt(batch_id)
+        store.set_batch_state(batch_id, "waiting", phase=data.get("phase") or "send")
+        raise self.retry(countdown=random.uniform(0.2, 1.0))
     try:
         if data.get("phase") == "reconcile":
             return _reconcile(self, store, batch, attempt)
@@ -214,6 +222,18 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         with contextlib.suppress(Exception):  # Redis itself may be what failed
             store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
         raise self.retry(countdown=settings.send_lease_seconds + 1) from None
+    finally:
+        with contextlib.suppress(redis.RedisError):  # if Redis is down, the slot's lease ends it
+            limiter.release(batch.tenant, holder)
+
+
+def _tenant_cap(tenant: str) -> int:
+    settings = get_settings()
+    try:
+        own = settings.tenant(tenant).max_in_flight
+    except ConfigurationError:
+        own = None  # the send itself reports the unknown tenant
+    return settings.tenant_max_in_flight if own is None else own
 
 
 def _retry_later(task: Any, store: ResultsStore, batch: _Batch, attempt: int, exc: TransientError, phase: str) -> Any:

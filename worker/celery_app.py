@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
+from kombu import Exchange, Queue
 
 from worker import redaction
 from worker.settings import get_settings
@@ -49,6 +50,12 @@ app.conf.update(
     task_default_queue=settings.queue,
     task_default_exchange=settings.queue,
     task_default_routing_key=settings.queue,
+    # A worker started without -Q serves both queues; `-Q <queue>` / `-Q <queue>.send` split them (Procfile).
+    task_queues=[
+        Queue(settings.queue, Exchange(settings.queue), routing_key=settings.queue),
+        Queue(settings.send_queue_name, Exchange(settings.send_queue_name), routing_key=settings.send_queue_name),
+    ],
+    task_routes={"erpsync.send_batch": {"queue": settings.send_queue_name}},
     # Events for Flower; task_send_sent_event lets it show queued tasks too.
     worker_send_task_events=True,
     task_send_sent_event=True,

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from worker.errors import ConfigurationError
@@ -24,7 +24,7 @@ from worker.redaction import redact_url
 from worker.settings import get_settings
 
 EXIT_OK, EXIT_NOT_ALL_CREATED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
-PROGRESS_THRESHOLD = 2000
+PROGRESS_THRESHOLD_BYTES = 1 << 20  # a bar for files of a megabyte or more
 
 out = Console()
 err = Console(stderr=True)
@@ -109,39 +109,53 @@ def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from worker.producer import read_documents, submit, wait_for
+    from worker.ingest import open_source
+    from worker.producer import submit, wait_for
 
     settings = get_settings()
-    documents, header = read_documents(Path(args.file))
+    source = open_source(Path(args.file), args.format)
+    header = source.header
     kind = args.kind or header.get("kind") or "customer_invoice"
     tenant = args.tenant or header.get("tenant") or settings.default_tenant
-    show = len(documents) >= PROGRESS_THRESHOLD and not args.json
+    show = source.size >= PROGRESS_THRESHOLD_BYTES and not args.json
     with Progress(
-        TextColumn("submitting"),
+        TextColumn("submitting {task.fields[rows]:,} rows → {task.fields[docs]:,} documents"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=not show,
     ) as progress:
-        task = progress.add_task("docs", total=len(documents))
+        task = progress.add_task("read", total=max(source.size, 1), rows=0, docs=0)
+
+        def advance(_: int) -> None:
+            progress.update(task, completed=source.bytes_read, rows=source.rows_read, docs=source.documents_read)
+
         job_id = submit(
-            documents,
+            source.documents(),
             kind=kind,
             tenant=tenant,
             source=header.get("source") or Path(args.file).name,
             job_id=header.get("job_id"),
-            on_progress=lambda n: progress.advance(task, n),
+            on_progress=advance,
+        )
+    count = source.documents_read
+    if source.split_receipts:
+        examples = ", ".join(source.split_receipt_ids[:3])
+        err.print(
+            f"warning: {source.split_receipts} receipt(s) have rows apart from each other in the file (e.g. "
+            f"{examples}); each later part is a document of its own and fails as a repeated ExternalId. "
+            "Sort the export by receipt id."
         )
     if not args.wait:
         if args.json:
-            print(json.dumps({"job_id": job_id, "status": "queued", "documents": len(documents)}))
+            print(json.dumps({"job_id": job_id, "status": "queued", "documents": count, "rows": source.rows_read}))
         else:
-            out.print(f"submitted job [bold]{job_id}[/] ({len(documents)} documents, {kind}, tenant {tenant})")
+            out.print(f"submitted job [bold]{job_id}[/] ({count} documents, {kind}, tenant {tenant})")
         return EXIT_OK
     if not args.json:
-        err.print(f"submitted job {job_id} ({len(documents)} documents); waiting…")
+        err.print(f"submitted job {job_id} ({count} documents); waiting…")
     job = wait_for(job_id, timeout=args.timeout, settings=settings)
     if args.json:
         print(json.dumps(results_payload(job_id), ensure_ascii=False))
@@ -257,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="erpsync", description="Sync business documents into ERP APIs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("submit", help="submit a JSON/JSONL file of documents as one job")
-    p.add_argument("file", help="JSON (a document, a list, or an envelope) or JSONL")
+    p = sub.add_parser("submit", help="submit a JSON, JSONL or POS CSV file of documents as one job (streamed)")
+    p.add_argument("file", help="JSON (a document, a list, or an envelope), JSONL, or a POS end-of-day CSV")
+    p.add_argument("--format", choices=["json", "jsonl", "csv"], help="file format (default: by the file's suffix)")
     p.add_argument("--tenant", help="tenant name (default: ERPSYNC_DEFAULT_TENANT)")
     p.add_argument("--kind", choices=["customer_invoice", "order"], help="document kind (default customer_invoice)")
     p.add_argument("--wait", action="store_true", help="wait for the job to finish and print its summary")

@@ -144,45 +144,12 @@ def _short(exc: Exception) -> str:
 
 
 def read_documents(path: Path) -> tuple[list[Any], dict[str, Any]]:
-    """Documents from a JSON file (one document, a list, or an envelope) or a JSONL file.
+    """All documents of a JSON/JSONL/CSV file in a list, and the envelope fields found in it (tenant, kind,
+    job_id, source). For small files; `erpsync submit` streams instead (worker/ingest.py)."""
+    from worker.ingest import open_source
 
-    Returns (documents, envelope fields found in the file: tenant, kind, job_id, source).
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise SubmitError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SubmitError(f"{path} is not UTF-8 text") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return list(_jsonl(text, path)), {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # A file of one object per line is JSONL even without the extension.
-        if exc.msg == "Extra data":
-            return list(_jsonl(text, path)), {}
-        raise SubmitError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    if isinstance(data, list):
-        return data, {}
-    if isinstance(data, dict) and isinstance(data.get("documents"), list):
-        header = {k: data[k] for k in ("tenant", "kind", "job_id", "source", "target") if data.get(k) is not None}
-        return data["documents"], header
-    if isinstance(data, dict):
-        return [data], {}
-    raise SubmitError(f"{path} holds a JSON {type(data).__name__}: expected a document, a list or an envelope")
-
-
-def _jsonl(text: str, path: Path) -> Iterator[Any]:
-    # Split on newlines only: str.splitlines() also splits on U+2028/U+2029/U+0085, which JSON allows
-    # unescaped inside strings.
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SubmitError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
+    source = open_source(path)
+    return list(source.documents()), source.header
 
 
 def wait_for(job_id: str, *, timeout: float, settings: Settings | None = None, poll: float = 0.25) -> dict[str, str]:

@@ -9,6 +9,7 @@ from functools import lru_cache
 from worker.buffer import CoalescingBuffer
 from worker.connectors.softone import SoftOneConnector
 from worker.http import get_client
+from worker.inflight import InflightLimiter
 from worker.intake import IntakeQueue
 from worker.redis_client import get_redis
 from worker.results import ResultsStore
@@ -42,3 +43,9 @@ def sender_id() -> str:
 def intake() -> IntakeQueue:
     settings = get_settings()
     return IntakeQueue(get_redis(settings), settings)
+
+
+@lru_cache(maxsize=1)
+def inflight() -> InflightLimiter:
+    settings = get_settings()
+    return InflightLimiter(get_redis(settings), settings.key_prefix)

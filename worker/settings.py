@@ -32,6 +32,8 @@ class TenantConfig(BaseModel):
     base_url: str
     company_api_key: SecretStr
     connect_api_key: SecretStr
+    # Requests this tenant may have in flight at once, across every worker; None: ERPSYNC_TENANT_MAX_IN_FLIGHT.
+    max_in_flight: int | None = Field(default=None, ge=0)
 
 
 class Settings(BaseSettings):
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "erpsync"
     queue: str = "erpsync"
+    # Sends (one POST each, I/O-bound) have a queue of their own, so a deployment can serve them from a
+    # threads pool while intake (CPU-bound validation) runs in a prefork pool; "" means "<queue>.send".
+    send_queue: str = ""
 
     # Batching: SoftOne takes arrays; 50 documents keep one request's work (and what a rejected array puts
     # in doubt) small while cutting requests 50-fold; 1 MB stays well below common proxy body limits.
@@ -76,6 +81,11 @@ class Settings(BaseSettings):
     reconcile_delay_seconds: float = Field(default=5.0, ge=0)
     # A sending lease older than this means the worker died with the request in flight.
     send_lease_seconds: int = Field(default=300, ge=10)
+    # At most this many requests in flight per tenant, over all workers (0: no cap). An ERP account is
+    # one customer's: many sender threads must not look like an attack to it. A send that finds the cap
+    # full waits up to tenant_slot_wait_seconds, then comes back later (not counted as an attempt).
+    tenant_max_in_flight: int = Field(default=8, ge=0)
+    tenant_slot_wait_seconds: float = Field(default=2.0, ge=0)
 
     # SoftOne tokens live 60 minutes; we stop using one 5 minutes before that.
     token_ttl_seconds: int = Field(default=55 * 60, ge=10)
@@ -113,6 +123,10 @@ class Settings(BaseSettings):
         if url.startswith("redis+socket://"):
             return "unix://" + url[len("redis+socket://") :]
         return url
+
+    @property
+    def send_queue_name(self) -> str:
+        return self.send_queue or f"{self.queue}.send"
 
     def broker_url(self) -> str:
         """URL for Celery/kombu (`redis+socket://` for a socket: `unix://` is not a kombu transport)."""

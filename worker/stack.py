@@ -123,6 +123,7 @@ class LocalStack:
     redis_url: str | None = None
     latency_ms: int = 0
     concurrency: int = 4
+    pool: str = "prefork"  # celery worker --pool: prefork or threads (see README, "Concurrency")
     sandbox_config: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     embedded: EmbeddedRedis | None = None
@@ -163,11 +164,21 @@ class LocalStack:
             return False
 
     def start_worker(
-        self, name: str | None = None, concurrency: int | None = None, env: Mapping[str, str] | None = None
+        self,
+        name: str | None = None,
+        concurrency: int | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        pool: str | None = None,
+        queues: str = "both",
     ) -> subprocess.Popen[bytes]:
-        """A `celery worker` process (own session, so that `kill_worker` can take its pool down with it)."""
+        """A `celery worker` process (own session, so that `kill_worker` can take its pool down with it).
+
+        `queues`: "both", "intake" (jobs, flushes) or "send" (POSTs)."""
         name = name or f"w{len(self.workers) + 1}"
-        queue = self.env.get("ERPSYNC_QUEUE", "erpsync")
+        base = self.env.get("ERPSYNC_QUEUE", "erpsync")
+        send = self.env.get("ERPSYNC_SEND_QUEUE") or f"{base}.send"
+        queue = {"both": f"{base},{send}", "intake": base, "send": send}[queues]
         cmd = [
             sys.executable,
             "-m",
@@ -180,6 +191,8 @@ class LocalStack:
             queue,
             "-c",
             str(concurrency or self.concurrency),
+            "--pool",
+            pool or self.pool,
             "-n",
             f"{name}@%h",
             "--without-gossip",

@@ -292,7 +292,8 @@ def test_no_secret_in_task_messages_logs_or_results(stack: LocalStack, sandbox: 
             stored.extend(client.hvals(key))
         elif kind == "list":
             stored.extend(client.lrange(key, 0, -1))
-    stored.extend(client.lrange(settings.queue, 0, -1))  # messages still queued, if any
+    for queue in (settings.queue, settings.send_queue_name):
+        stored.extend(client.lrange(queue, 0, -1))  # messages still queued, if any
 
     haystacks = {"task messages": "\n".join(published), "logs": stack.logs(), "results store": "\n".join(stored)}
     for where, text in haystacks.items():
@@ -338,3 +339,44 @@ def test_same_external_id_twice_in_one_chunked_job_fails_one(stack: LocalStack, 
     others = [r["status"] for i, r in enumerate(records) if i not in (0, 12)]
     assert others == ["created"] * 13
     assert len(ledger_for(sandbox, {d["ExternalId"] for d in docs})) == 14
+
+
+def test_pos_csv_export_is_streamed_grouped_per_receipt_and_a_bad_cell_fails_only_its_receipt(
+    stack: LocalStack, sandbox: httpx.Client, tmp_path: Path
+) -> None:
+    import csv
+    import subprocess
+    import sys
+
+    day = f"2031-{1 + int(uid()[:2], 16) % 12:02d}-{1 + int(uid()[:2], 16) % 28:02d}"  # fresh receipt ids
+    path = tmp_path / "eod.csv"
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "make_pos_day.py"), "--format", "csv", "--invoices", "40", "--date", day,
+         "--seed", str(int(uid()[:6], 16)), "--out", str(path)],
+        check=True,
+    )  # fmt: skip
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    receipts = list(dict.fromkeys(r["receipt_id"] for r in rows))
+    bad_receipt = receipts[2]
+    first_of_bad = next(i for i, r in enumerate(rows) if r["receipt_id"] == bad_receipt)
+    rows[first_of_bad]["quantity"] = "tre"  # a cashier's typo: only this receipt may fail
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    done = stack.erpsync("submit", str(path), "--wait", "--json", "--timeout", "120")
+    assert done.returncode == 1, done.stderr  # not all created
+    result = json.loads(done.stdout)
+    by_id = {r["external_id"]: r for r in result["records"]}
+    assert list(by_id) == receipts  # one invoice per receipt, in file order
+    assert by_id[bad_receipt]["status"] == "failed"
+    assert by_id[bad_receipt]["errors"][0]["field"] == "InvoiceRows[0].Quantity"
+    assert all(r["status"] == "created" for x, r in by_id.items() if x != bad_receipt)
+
+    ledger = {d["external_id"]: d for d in sandbox.get("/_sandbox/ledger", params={"full": "1"}).json()["documents"]}
+    mine = [x for x in receipts if x in ledger]
+    assert sorted(mine) == sorted(x for x in receipts if x != bad_receipt)
+    for x in mine:
+        assert ledger[x]["key"] == by_id[x]["key"]
+        assert len(ledger[x]["document"]["InvoiceRows"]) == sum(1 for r in rows if r["receipt_id"] == x)
