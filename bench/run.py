@@ -119,6 +119,7 @@ class Bench:
         self.sandbox: httpx.Client | None = None
         self.results: list[dict[str, Any]] = []
         self.worker_pids: list[int] = []
+        self.ingest: dict[str, Any] | None = None
         self._cpu_before: dict[str, float] = {}
 
     def _cpu(self) -> dict[str, float]:
@@ -269,6 +270,48 @@ class Bench:
         self.record(scenario, "direct", len(docs), rows, elapsed, self._requests() - before, latencies,
                     peak_rss_mb(os.getpid()))  # fmt: skip
 
+    def run_ingest(self, rows: int) -> None:
+        """`erpsync submit` of a POS CSV of `rows` rows as its own process: its peak RSS and the workers'."""
+        path = self.stack.workdir / "pos-day.csv"
+        day = f"2030-{1 + int(uuid.uuid4().hex[:2], 16) % 12:02d}-15"  # fresh receipt ids for this run
+        subprocess.run([sys.executable, str(ROOT / "examples" / "make_pos_day.py"), "--format", "csv", "--rows",
+                        str(rows), "--date", day, "--out", str(path)], check=True)  # fmt: skip
+        before = self._requests()
+        self._start_clock()
+        started = time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "submit", str(path), "--json"], cwd=ROOT,
+                                env=self.stack.env, stdout=subprocess.PIPE)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        submitted = time.time() - started
+        out = proc.stdout.read() if proc.stdout else b""
+        if status != 0:
+            raise RuntimeError(f"erpsync submit of {path} failed: {out!r}")
+        job_id = json.loads(out)["job_id"]
+        from worker.redis_client import get_redis
+        from worker.results import JOB_FINAL, ResultsStore
+        from worker.settings import get_settings
+
+        store = ResultsStore(get_redis(get_settings()), get_settings())
+        wait_until(lambda: (store.job(job_id) or {}).get("status") in JOB_FINAL, 3600, "the CSV job")
+        job = store.job(job_id) or {}
+        elapsed = time.time() - started
+        workers: dict[str, float] = {}
+        for pid in self.worker_pids:
+            workers.update(peak_rss_mb(pid))
+        self.ingest = {
+            "rows": rows, "file_mb": round(path.stat().st_size / 1e6, 1), "documents": int(job.get("total", 0)),
+            "created": int(job.get("n_created", 0)), "submit_seconds": round(submitted, 1),
+            "seconds": round(elapsed, 1), "documents_per_s": round(int(job.get("total", 0)) / elapsed, 1),
+            "submitter_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "largest_worker_process_peak_rss_mb": max(workers.values(), default=0.0),
+            "worker_processes_peak_rss_mb": workers, "http_requests": self._requests() - before,
+            "cpu_s": {k: round(v - self._cpu_before.get(k, 0.0), 2) for k, v in self._cpu().items()},
+        }  # fmt: skip
+        print(f"  ingest {rows} CSV rows -> {self.ingest['documents']} invoices in {elapsed:.1f}s; submitter peak RSS "
+              f"{self.ingest['submitter_peak_rss_mb']} MB, largest worker process "
+              f"{self.ingest['largest_worker_process_peak_rss_mb']} MB", flush=True)  # fmt: skip
+        path.unlink()
+
     # ----- the run
     def run(self) -> dict[str, Any]:
         a_docs, b_docs = self.args.a_docs, self.args.b_docs
@@ -291,6 +334,8 @@ class Bench:
             for system, start in systems:
                 procs = start()
                 self.worker_pids = [p.pid for p in procs]
+                if system == "erpsync" and self.args.ingest_rows:
+                    self.run_ingest(self.args.ingest_rows)
                 for name, (jobs, producers) in scenarios.items():
                     fresh = [[{**d, "ExternalId": f"{system}-{d['ExternalId']}"} for d in j] for j in jobs]
                     if system == "erpsync":
@@ -329,6 +374,7 @@ class Bench:
             },
             "results": self.results,
             "ratios": ratios,
+            "ingest": self.ingest,
         }
 
 
@@ -364,6 +410,14 @@ def markdown(report: dict[str, Any]) -> str:
     for scenario, ratio in report["ratios"].items():
         parts = [f"{k.replace('_', ' ')} {v}" for k, v in ratio.items()]
         lines.append(f"- Scenario {scenario}: " + ", ".join(parts))
+    ingest = report.get("ingest")
+    if ingest:
+        lines.append(
+            f"- Streaming submit: {ingest['rows']:,} CSV rows ({ingest['file_mb']} MB) → {ingest['documents']:,} "
+            f"invoices, {ingest['created']:,} created in {ingest['seconds']} s (submit done after "
+            f"{ingest['submit_seconds']} s); peak RSS of `erpsync submit` {ingest['submitter_peak_rss_mb']} MB, "
+            f"of the largest worker process {ingest['largest_worker_process_peak_rss_mb']} MB"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -397,12 +451,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=30)
     parser.add_argument(
         "--pool",
-        default="prefork",
+        default="split",
         choices=["prefork", "threads", "split"],
         help="split: intake in prefork (a process per core), sends in threads (--concurrency)",
     )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--ingest-rows",
+        type=int,
+        default=None,
+        help="rows of the POS CSV submitted as its own process (default 1,000,000; quick 20,000; 0: skip)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--scale", type=float, default=None, help="multiply the scenario sizes (overrides --quick)")
     args = parser.parse_args(argv)
@@ -410,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 1.0)
     args.a_docs, args.b_docs = max(10, int(20_000 * scale)), max(10, int(10_000 * scale))
+    if args.ingest_rows is None:
+        args.ingest_rows = 1_000_000 if scale >= 1 else max(1000, int(1_000_000 * scale * 0.67))
     print(f"bench: A {args.a_docs} invoices x 10 rows, B {args.b_docs} one-invoice jobs; latency {args.latency_ms} ms")
     report = Bench(args).run()
     args.out.mkdir(parents=True, exist_ok=True)

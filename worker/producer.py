@@ -82,9 +82,9 @@ def submit(
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
     settings.tenant(envelope.tenant)  # unknown tenant: refuse now, not later in the worker
-    chunks = _chunks(documents, settings.intake_chunk_docs)
+    chunks = _encoded_chunks(documents, job_id, settings.intake_chunk_docs)
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
-    if not first:
+    if first is None:
         raise SubmitError("the job has no documents")
 
     from tasks.jobs import request_intake
@@ -103,22 +103,20 @@ def submit(
     )
     stored = 0
     try:
-        for chunk in itertools.chain([first], chunks):
-            if stored + len(chunk) > settings.max_job_documents:
+        for external_ids, encoded in itertools.chain([first], chunks):
+            if stored + len(encoded) > settings.max_job_documents:
                 raise SubmitError(
                     f"more than {settings.max_job_documents} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): "
                     "split the file"
                 )
-            external_ids = [_external_id_of(doc, job_id, stored + i) for i, doc in enumerate(chunk)]
-            encoded = [json.dumps(doc, ensure_ascii=False, separators=(",", ":")) for doc in chunk]
             pipe = client.pipeline(transaction=True)
             store.append_documents(job_id, stored, encoded, external_ids, pipe=pipe)
-            intake.push([Item(job_id, stored, stored + len(chunk))], pipe=pipe)
+            intake.push([Item(job_id, stored, stored + len(encoded))], pipe=pipe)
             pipe.execute()
-            request_intake(len(chunk))
-            stored += len(chunk)
+            request_intake(len(encoded))
+            stored += len(encoded)
             if on_progress:
-                on_progress(len(chunk))
+                on_progress(len(encoded))
     except BaseException as exc:
         store.close_job(job_id)  # what was stored is processed and reported; the job can finish
         if isinstance(exc, SubmitError | OSError):
@@ -128,10 +126,19 @@ def submit(
     return job_id
 
 
-def _chunks(documents: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(documents)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+def _encoded_chunks(documents: Iterable[Any], job_id: str, size: int) -> Iterator[tuple[list[str], list[str]]]:
+    """(ExternalIds, JSON texts) of `size` documents at a time; each document is encoded as soon as it is
+    read, so no more than one document is held as Python objects (flat memory for any file)."""
+    external_ids: list[str] = []
+    encoded: list[str] = []
+    for position, doc in enumerate(documents):
+        external_ids.append(_external_id_of(doc, job_id, position))
+        encoded.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+        if len(encoded) == size:
+            yield external_ids, encoded
+            external_ids, encoded = [], []
+    if encoded:
+        yield external_ids, encoded
 
 
 def _short(exc: Exception) -> str:

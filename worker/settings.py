@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(default=1_000_000, ge=1024)
     # Coalescing: a partial batch waits at most this long for more documents (from any job).
     batch_max_wait_ms: int = Field(default=500, ge=0)
-    max_job_documents: int = Field(default=200_000, ge=1)
+    max_job_documents: int = Field(default=1_000_000, ge=1)
     # Jobs larger than this are validated in chunks by several tasks at once.
     intake_chunk_docs: int = Field(default=1000, ge=10)
 

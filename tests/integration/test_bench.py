@@ -27,4 +27,9 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
         assert row["documents"] > 0 and row["documents_per_s"] > 0 and row["http_requests"] > 0
         assert set(row["latency_s"]) == {"p50", "p95", "p99"} and row["peak_rss_mb"]
     assert set(report["ratios"]["A"]) >= {"vs_naive", "vs_direct", "requests_per_document"}
-    assert "| A | erpsync |" in (tmp_path / "latest.md").read_text()
+    assert all(row["cpu_s"]["worker"] > 0 for row in report["results"] if row["system"] != "direct")
+    ingest = report["ingest"]  # the streaming CSV submit, by its own process
+    assert ingest["documents"] > 0 and ingest["created"] == ingest["documents"]
+    assert ingest["submitter_peak_rss_mb"] > 0 and ingest["largest_worker_process_peak_rss_mb"] > 0
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "| A | erpsync |" in markdown and "Streaming submit:" in markdown
