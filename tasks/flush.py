@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
-
 from worker import runtime
-from worker.celery_app import app
+from worker.celery_app import REDIS_OUTAGE_RETRY, app
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -39,10 +37,7 @@ def request_flush(tenant: str, kind: str, *, now: bool, delay: float | None = No
 @app.task(
     name="erpsync.flush_buffer",
     bind=True,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=30,
+    **REDIS_OUTAGE_RETRY,
 )
 def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> dict[str, Any]:
     """Make every batch the buffer can give now; come back for a partial one when it is old enough."""

@@ -6,12 +6,10 @@ import logging
 import time
 from typing import Any
 
-import redis
-
 from schemas import DocumentError, DocumentKind
 from schemas.validation import validate_document_json
 from worker import runtime
-from worker.celery_app import app
+from worker.celery_app import REDIS_OUTAGE_RETRY, app
 from worker.errors import ConfigurationError
 from worker.results import DUPLICATE, FAILED, PENDING, Record
 from worker.settings import get_settings
@@ -79,10 +77,7 @@ def request_intake(documents: int) -> None:
 @app.task(
     name="erpsync.drain_intake",
     bind=True,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=20,
+    **REDIS_OUTAGE_RETRY,
 )
 def drain_intake(self: Any) -> dict[str, Any]:
     """Take queued job ranges (about intake_chunk_docs documents at a time) and process them together.
@@ -115,10 +110,7 @@ def drain_intake(self: Any) -> dict[str, Any]:
 @app.task(
     name="erpsync.process_job",
     bind=True,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=20,
+    **REDIS_OUTAGE_RETRY,
 )
 def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) -> dict[str, Any]:
     """Validate, claim and buffer a job's documents [start, end); safe to run again (redelivery, recovery).

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions as redis_errors
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 from kombu import Exchange, Queue
@@ -63,6 +64,16 @@ app.conf.update(
     timezone="UTC",
     enable_utc=True,
 )
+
+
+# Tasks that only talk to Redis (intake, flushes) ride out a Redis restart: Celery retries them with
+# backoff (at most a minute apart, 20 times) instead of failing the work.
+REDIS_OUTAGE_RETRY: dict[str, Any] = {
+    "autoretry_for": (redis_errors.ConnectionError, redis_errors.TimeoutError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 20,
+}
 
 
 @after_setup_logger.connect
