@@ -1,4 +1,4 @@
-"""The benchmark's quick path runs end to end and reports (how fast is not a test's business)."""
+"""`make bench-quick` (python -m bench --quick) runs end to end and reports (how fast is not a test's business)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "ERPSYNC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--scale", "0.005", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
