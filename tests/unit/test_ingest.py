@@ -47,6 +47,17 @@ def read(path: Path, fmt: str | None = None) -> tuple[list[Any], Source]:
     return list(source.documents()), source
 
 
+def count_with_peak_memory(source: Source) -> tuple[int, int]:
+    """How many documents the source yields, and the peak of traced Python memory while reading them."""
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in source.documents())
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return count, peak
+
+
 def valid(doc: Any) -> Any:
     result = validate_document(DocumentKind.CUSTOMER_INVOICE, doc)
     assert not isinstance(result, DocumentError), result.summary()
@@ -197,12 +208,7 @@ def test_jsonl_memory_stays_flat(tmp_path: Path) -> None:
         for n in range(6000):
             out.write(json.dumps({**doc, "ExternalId": f"R-{n}"}) + "\n")
     source = open_source(path)
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in source.documents())
-        _current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, peak = count_with_peak_memory(source)
     assert count == 6000
     assert source.size > 5_000_000
     assert peak < 1_000_000, f"peak {peak} bytes while streaming a {source.size}-byte file"
@@ -837,12 +843,7 @@ def test_csv_memory_holds_one_receipt_plus_the_receipt_ids(tmp_path: Path, gener
     with path.open("w", encoding="utf-8", newline="") as out:
         generator.write_csv(generator.limit_rows(generator.iter_receipts("2026-11-20", 3), 40_000), out)
     source = open_source(path)
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in source.documents())
-        _current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, peak = count_with_peak_memory(source)
     assert source.rows_read == 40_000 and count > 8000
     # What remains is the set of receipt ids seen (~100 bytes each), for counting split receipts.
     assert peak < 150 * count, f"peak {peak} bytes for {count} receipts in a {source.size}-byte file"

@@ -177,13 +177,12 @@ row_strategy = st.fixed_dictionaries(
 )
 
 
-@given(
-    st.dictionaries(
-        st.sampled_from(["CustomerNr", "InvoiceDate", "OriginType", "InvoiceRows", "Note", "X"]),
-        json_values,
-        max_size=6,
-    )
+arbitrary_documents = st.dictionaries(
+    st.sampled_from(["CustomerNr", "InvoiceDate", "OriginType", "InvoiceRows", "Note", "X"]), json_values, max_size=6
 )
+
+
+@given(arbitrary_documents)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_validation_never_raises_on_arbitrary_json(doc: dict[str, Any]) -> None:
     result = validate_document(INVOICE, doc)
@@ -224,13 +223,7 @@ def _same_verdict(kind: DocumentKind, doc: Any) -> None:
         assert json.loads(by_text.to_wire_json()) == by_objects.to_wire()
 
 
-@given(
-    st.dictionaries(
-        st.sampled_from(["CustomerNr", "InvoiceDate", "OriginType", "InvoiceRows", "Note", "X"]),
-        json_values,
-        max_size=6,
-    )
-)
+@given(arbitrary_documents)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_validation_from_json_text_agrees_on_arbitrary_json(doc: dict[str, Any]) -> None:
     _same_verdict(INVOICE, doc)
