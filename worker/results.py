@@ -321,13 +321,6 @@ class ResultsStore:
         raw = self.r.hgetall(f"{self.job_key(job_id)}:records")
         return [Record.from_json(raw[k]) for k in sorted(raw, key=int)]
 
-    def records_at(self, job_id: str, positions: Iterable[int]) -> list[Record]:
-        """Records at the given positions (in that order)."""
-        fields = [str(p) for p in positions]
-        if not fields:
-            return []
-        return [Record.from_json(v) for v in self.r.hmget(f"{self.job_key(job_id)}:records", fields)]
-
     def record(self, job_id: str, position: int) -> Record | None:
         raw = self.r.hget(f"{self.job_key(job_id)}:records", str(position))
         return Record.from_json(raw) if raw else None
@@ -388,10 +381,6 @@ class ResultsStore:
                 continue  # released between our two calls; try again
             return parse_claim(value, owner)
         raise RuntimeError(f"duplicate index entry for {external_id!r} keeps changing")
-
-    def claim_many(self, tenant: str, kind: str, items: Sequence[tuple[str, str]]) -> list[Claim]:
-        """`claim()` for many (external_id, owner) pairs of one tenant and kind."""
-        return self.claim_all([(tenant, kind, x, owner) for x, owner in items])
 
     def claim_all(self, items: Sequence[tuple[str, str, str, str]]) -> list[Claim]:
         """`claim()` for many (tenant, kind, external_id, owner) in two round trips."""

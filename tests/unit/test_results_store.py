@@ -438,15 +438,12 @@ def test_claim_gives_up_when_the_entry_keeps_changing(store: ResultsStore, monke
         store.claim("acme", "customer_invoice", "R-1", "j1#0")
 
 
-def test_claim_many_agrees_with_claim(store: ResultsStore) -> None:
+def test_claim_all_agrees_with_claim(store: ResultsStore) -> None:
     store.claim("acme", "customer_invoice", "R-other", "j0#0")
     store.complete_batch("b0", "created", [], created=[("acme", "customer_invoice", "R-done", "j0#1", 9, "N9")])
     store.claim("acme", "customer_invoice", "R-again", "j1#2")
-    claims = store.claim_many(
-        "acme",
-        "customer_invoice",
-        [("R-new", "j1#0"), ("R-other", "j1#1"), ("R-again", "j1#2"), ("R-done", "j1#3")],
-    )
+    pairs = [("R-new", "j1#0"), ("R-other", "j1#1"), ("R-again", "j1#2"), ("R-done", "j1#3")]
+    claims = store.claim_all([("acme", "customer_invoice", x, owner) for x, owner in pairs])
     assert claims == [
         Claim("mine", "j1#0"),
         Claim("claimed", "j0#0"),
@@ -455,7 +452,7 @@ def test_claim_many_agrees_with_claim(store: ResultsStore) -> None:
     ]
     assert store.lookup("acme", "customer_invoice", "R-new") == Claim("claimed", "j1#0")
     assert 0 < store.r.ttl("t:dedup:acme:customer_invoice:R-new") <= DEDUP_TTL
-    assert store.claim_many("acme", "customer_invoice", []) == []
+    assert store.claim_all([]) == []
 
 
 @pytest.mark.parametrize(
