@@ -4,7 +4,7 @@ Scenarios (full size; `--quick` runs 3 % of them):
   A  end of day: 20,000 invoices x 10 rows submitted as one job;
   B  stream: 10,000 one-invoice jobs submitted by 8 concurrent producers.
 Systems:
-  erpsync  the product: process_job → coalescing buffer → array POSTs (send_batch);
+  erpsync  the product: intake queue (drain_intake) → coalescing buffer → array POSTs (send_batch);
   naive    one Celery task and one POST per document (bench/naive.py), same pool and concurrency;
   direct   the same array bodies POSTed from this process with the same concurrency, no queue: the ceiling.
 

@@ -11,6 +11,7 @@ from schemas.validation import validate_document_json
 from worker import runtime
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
 from worker.errors import ConfigurationError
+from worker.intake import Item
 from worker.results import DUPLICATE, FAILED, PENDING, Record
 from worker.settings import get_settings
 
@@ -59,9 +60,12 @@ def _repeated(external_id: str, other: int) -> Record:
 
 
 def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
-    process_job.apply_async(
-        args=[job_id], kwargsrepr=repr({"tenant": job.get("tenant"), "kind": job.get("kind"), "recovery": True})
-    )
+    """Queue a whole job for intake again (recovery, an operator): a chunk per item, like the producer."""
+    total, chunk = int(job.get("total", 0)), get_settings().intake_chunk_docs
+    items = [Item(job_id, first, min(total, first + chunk)) for first in range(0, total, chunk)]
+    runtime.intake().push(items)
+    for item in items:
+        request_intake(item.size)
 
 
 def request_intake(documents: int) -> None:
@@ -101,9 +105,7 @@ def drain_intake(self: Any) -> dict[str, Any]:
         items += len(taken)
         documents += sum(i.size for i in taken)
         if time.monotonic() > deadline:
-            if intake.waiting():
-                request_intake(0)
-            break
+            break  # what is still waiting was asked for above (or by its producer, after our flag went)
     return {"items": items, "documents": documents}
 
 
@@ -115,25 +117,18 @@ def drain_intake(self: Any) -> dict[str, Any]:
 def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) -> dict[str, Any]:
     """Validate, claim and buffer a job's documents [start, end); safe to run again (redelivery, recovery).
 
-    A whole job larger than ERPSYNC_INTAKE_CHUNK_DOCS is split into chunk tasks, so that it is validated
-    by every worker process at once instead of by one. (Producers queue work through the intake queue;
-    this task is how recovery and operators run a job again.)
+    Without `end`, the whole job is queued for intake a chunk per item (`enqueue_job_again`), so that it
+    is validated by every worker process at once. Producers and recovery use the intake queue directly;
+    this task is how an operator (or a message from before the intake queue) runs a job again.
     """
-    settings = get_settings()
+    if end is not None:
+        return process_items([(job_id, start, end)])
     job = runtime.store().job(job_id)
     if job is None:
         log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
         return {"job_id": job_id, "error": "job not found"}
-    total = int(job.get("total", 0))
-    chunk = settings.intake_chunk_docs
-    if end is None and total > chunk:
-        for first in range(0, total, chunk):
-            bounds = {"start": first, "end": min(total, first + chunk)}
-            process_job.apply_async(
-                args=[job_id], kwargs=bounds, kwargsrepr=repr({"tenant": job["tenant"], "kind": job["kind"], **bounds})
-            )
-        return {"job_id": job_id, "chunks": -(-total // chunk)}
-    return process_items([(job_id, start, total if end is None else end)])
+    enqueue_job_again(job_id, job)
+    return {"job_id": job_id, "queued": int(job.get("total", 0))}
 
 
 def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
