@@ -201,30 +201,25 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         return {"batch_id": batch_id, "outcome": "unknown"}
 
     attempt = int(value)
-    limit = _tenant_cap(batch.tenant)
-    holder = f"{batch_id}:{attempt}"
-    limiter = runtime.inflight()
-    if not limiter.acquire(batch.tenant, holder, limit, settings.send_lease_seconds, settings.tenant_slot_wait_seconds):
-        # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
-        store.uncount_attempt(batch_id)
-        store.set_batch_state(batch_id, "waiting", phase=data.get("phase") or "send")
-        raise self.retry(countdown=random.uniform(0.2, 1.0))
-    try:
-        if data.get("phase") == "reconcile":
-            return _reconcile(self, store, batch, attempt)
-        return _send(self, store, batch, attempt)
-    except Retry:
-        raise
-    except Exception as exc:
-        # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come back
-        # after the lease: the batch is then found `expired` and its documents `unknown`, never resent.
-        log.exception("batch=%s internal error while sending; will be settled after the lease", batch_id)
-        with contextlib.suppress(Exception):  # Redis itself may be what failed
-            store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
-        raise self.retry(countdown=settings.send_lease_seconds + 1) from None
-    finally:
-        with contextlib.suppress(redis.RedisError):  # if Redis is down, the slot's lease ends it
-            limiter.release(batch.tenant, holder)
+    limit, wait = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds
+    with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, settings.send_lease_seconds, wait) as ok:
+        if not ok:
+            # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
+            raise _not_sent(self, store, batch, data.get("phase") or "send", countdown=random.uniform(0.2, 1.0))
+        try:
+            if data.get("phase") == "reconcile":
+                return _reconcile(self, store, batch, attempt)
+            return _send(self, store, batch, attempt)
+        except Retry:
+            raise
+        except Exception as exc:
+            # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come
+            # back after the lease: the batch is then found `expired` and its documents `unknown`, never resent.
+            log.exception("batch=%s internal error while sending; will be settled after the lease", batch_id)
+            with contextlib.suppress(Exception):  # Redis itself may be what failed
+                store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error",
+                                             "error": repr(exc)[:300]})  # fmt: skip
+            raise self.retry(countdown=settings.send_lease_seconds + 1) from None
 
 
 def _tenant_cap(tenant: str) -> int:
@@ -236,12 +231,17 @@ def _tenant_cap(tenant: str) -> int:
     return settings.tenant_max_in_flight if own is None else own
 
 
+def _not_sent(task: Any, store: ResultsStore, batch: _Batch, phase: str, countdown: float) -> Any:
+    """This turn sent nothing (a tenant pause, the in-flight cap): give the attempt back, come again."""
+    store.uncount_attempt(batch.id)
+    store.set_batch_state(batch.id, "waiting", phase=phase)
+    return task.retry(countdown=countdown)
+
+
 def _retry_later(task: Any, store: ResultsStore, batch: _Batch, attempt: int, exc: TransientError, phase: str) -> Any:
     settings = get_settings()
     if isinstance(exc, WaitingForRetryAfter):  # nothing was sent: not an attempt
-        store.uncount_attempt(batch.id)
-        store.set_batch_state(batch.id, "waiting", phase=phase)
-        return task.retry(countdown=(exc.retry_after or 0) + random.uniform(0.05, 0.5))
+        return _not_sent(task, store, batch, phase, countdown=(exc.retry_after or 0) + random.uniform(0.05, 0.5))
     delay = backoff_seconds(
         attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap, retry_after=exc.retry_after
     )
