@@ -457,7 +457,7 @@ def chart(report: dict[str, Any], path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 % of the full sizes (about a minute with start-up)")
+    parser.add_argument("--quick", action="store_true", help="3 %% of the full sizes (about a minute with start-up)")
     parser.add_argument("--latency-ms", type=int, default=30)
     parser.add_argument(
         "--pool",
