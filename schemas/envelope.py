@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Tenant names become part of Redis keys and log lines: keep them to a safe alphabet.
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -22,13 +22,41 @@ class Target(StrEnum):
     """Which ERP API a job is for."""
 
     SOFTONE = "softone"
+    FORTNOX = "fortnox"
+    INVOICE_SERVICE = "invoiceservice"
 
 
 class DocumentKind(StrEnum):
-    """What the documents of a job are; decides the endpoint and the schema."""
+    """What the documents of a job are: with the target, decides the endpoint and the schema."""
 
     CUSTOMER_INVOICE = "customer_invoice"
     ORDER = "order"
+    OFFER = "offer"
+    ARTICLE = "article"
+
+
+#: The kinds each target takes (schemas/targets.py has their models).
+SUPPORTED_KINDS: dict[Target, tuple[DocumentKind, ...]] = {
+    Target.SOFTONE: (DocumentKind.CUSTOMER_INVOICE, DocumentKind.ORDER),
+    Target.FORTNOX: (DocumentKind.CUSTOMER_INVOICE, DocumentKind.ORDER, DocumentKind.OFFER, DocumentKind.ARTICLE),
+    Target.INVOICE_SERVICE: (DocumentKind.CUSTOMER_INVOICE,),
+}
+
+
+def check_supported(target: Target | str, kind: DocumentKind | str) -> tuple[Target, DocumentKind]:
+    """(target, kind) as enums; ValueError naming what the target does take, if it does not take `kind`."""
+    try:
+        target = Target(target)
+    except ValueError:
+        raise ValueError(f"unknown target {target!r}: one of {', '.join(t.value for t in Target)}") from None
+    try:
+        kind = DocumentKind(kind)
+    except ValueError:
+        kind = None  # type: ignore[assignment]
+    if kind not in SUPPORTED_KINDS[target]:
+        takes = ", ".join(k.value for k in SUPPORTED_KINDS[target])
+        raise ValueError(f"target {target.value} does not take {kind or 'that kind'!s}: it takes {takes}")
+    return target, kind
 
 
 class JobEnvelope(BaseModel):
@@ -43,6 +71,11 @@ class JobEnvelope(BaseModel):
     documents: list[dict[str, Any]] = Field(min_length=1)
     source: str | None = Field(default=None, max_length=200)
     submitted_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _target_takes_kind(self) -> JobEnvelope:
+        check_supported(self.target, self.kind)
+        return self
 
 
 def derived_external_id(job_id: str, position: int) -> str:

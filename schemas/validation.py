@@ -7,15 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from schemas.envelope import DocumentKind
-from schemas.softone import CustomerInvoice, Order, _DocumentHead
-
-MODELS: dict[DocumentKind, type[_DocumentHead]] = {
-    DocumentKind.CUSTOMER_INVOICE: CustomerInvoice,
-    DocumentKind.ORDER: Order,
-}
+from schemas.envelope import DocumentKind, Target
+from schemas.targets import document_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +58,19 @@ def _reason(error: Mapping[str, Any]) -> str:
     return msg
 
 
-def validate_document(kind: DocumentKind, raw: Any) -> _DocumentHead | DocumentError:
-    """Validate one raw document of `kind`; never raises for bad input."""
+def validate_document(kind: DocumentKind, raw: Any, target: Target = Target.SOFTONE) -> BaseModel | DocumentError:
+    """Validate one raw document of `kind` for `target`; never raises for bad input."""
     if not isinstance(raw, dict):
         return DocumentError((FieldError("", f"a document must be a JSON object, got {type(raw).__name__}"),))
     try:
-        return MODELS[kind].model_validate(raw, by_alias=True)
+        return document_type(target, kind).model.model_validate(raw, by_alias=True)
     except ValidationError as exc:
         return _document_error(exc)
 
 
-def validate_document_json(kind: DocumentKind, text: str | bytes) -> _DocumentHead | DocumentError:
+def validate_document_json(
+    kind: DocumentKind, text: str | bytes, target: Target = Target.SOFTONE
+) -> BaseModel | DocumentError:
     """`validate_document` of a document as JSON text: the same models, rules and messages.
 
     pydantic parses the JSON itself (in Rust), which is about a third cheaper than json.loads followed
@@ -81,14 +78,14 @@ def validate_document_json(kind: DocumentKind, text: str | bytes) -> _DocumentHe
     at all goes the Python way, for the same messages.
     """
     try:
-        return MODELS[kind].model_validate_json(text, by_alias=True)
+        return document_type(target, kind).model.model_validate_json(text, by_alias=True)
     except ValidationError as exc:
         if any(not err["loc"] for err in exc.errors(include_url=False, include_input=False)):
             try:
                 raw = json.loads(text)
             except json.JSONDecodeError as bad:
                 return DocumentError((FieldError("", f"not valid JSON ({bad.msg})"),))
-            return validate_document(kind, raw)
+            return validate_document(kind, raw, target)
         return _document_error(exc)
 
 

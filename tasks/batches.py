@@ -33,6 +33,7 @@ from celery.exceptions import Retry
 from schemas import DocumentKind
 from worker import runtime
 from worker.celery_app import app
+from worker.connectors import LookupRequest
 from worker.errors import (
     AmbiguousError,
     BatchRejected,
@@ -42,7 +43,6 @@ from worker.errors import (
     TransientError,
     WaitingForRetryAfter,
 )
-from worker.reconcile import reconcile, settle
 from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
 from worker.retry import backoff_seconds
 from worker.settings import get_settings
@@ -256,7 +256,8 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
     kind = DocumentKind(batch.kind)
     started = time.perf_counter()
     try:
-        result = runtime.connector(batch.tenant).post_documents(kind, batch.data["body"].encode(), batch.id)
+        connector = runtime.connector(batch.tenant)
+        created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
     except TransientError as exc:
         if isinstance(exc, WaitingForRetryAfter):
             raise _retry_later(task, store, batch, attempt, exc, "send") from None
@@ -274,9 +275,9 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
             # The only document was the rejected one: nothing was saved.
             _end(store, batch, "rejected", failed={0: f"rejected by the ERP: {exc}"})
             return {"batch_id": batch.id, "outcome": "rejected"}
-        if kind is not DocumentKind.CUSTOMER_INVOICE:
+        if not connector.can_look_up(kind):
             what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
-            reason = f"the ERP {what} ({exc}) and orders cannot be looked up; {UNKNOWN_HINT}"
+            reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
             _end(store, batch, "unknown", unknown=_all(batch, reason))
             return {"batch_id": batch.id, "outcome": "unknown"}
         store.set_batch_state(batch.id, "waiting", phase="reconcile", reconcile_reason="rejected" if rejected else
@@ -291,18 +292,16 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
         raise AssertionError(f"unhandled error type {type(exc).__name__}") from exc
 
     elapsed_ms = (time.perf_counter() - started) * 1000
-    keys, numbers = result.keys, result.strings
-    if len(keys) != len(batch.members):
-        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "key mismatch", "keys": keys})
+    if len(created) != len(batch.members):
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "key mismatch", "keys": [c.key for c in created]})
         _end(store, batch, "unknown",
-             unknown=_all(batch, f"the ERP reported success with {len(keys)} Keys for {len(batch.members)} "
+             unknown=_all(batch, f"the ERP reported success with {len(created)} Keys for {len(batch.members)} "
                                  f"documents; {UNKNOWN_HINT}"))  # fmt: skip
         return {"batch_id": batch.id, "outcome": "unknown"}
-    if len(numbers) != len(keys):
-        numbers = [None] * len(keys)  # invoices come back with Strings: [] (spec example)
-    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(keys), "ms": round(elapsed_ms)})
-    _end(store, batch, "created", created={i: (k, n) for i, (k, n) in enumerate(zip(keys, numbers, strict=True))})
-    return {"batch_id": batch.id, "outcome": "created", "documents": len(keys)}
+    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(created),
+                                 "ms": round(elapsed_ms)})  # fmt: skip
+    _end(store, batch, "created", created={i: (c.key, c.number) for i, c in enumerate(created)})
+    return {"batch_id": batch.id, "outcome": "created", "documents": len(created)}
 
 
 def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
@@ -310,38 +309,45 @@ def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> d
     settings = get_settings()
     rejected = batch.data.get("reconcile_reason") == "rejected"
     erp_error = batch.data.get("reconcile_error", "")
-    days = sorted(str(d.get("InvoiceDate", ""))[:10] for d in batch.docs)
+    request = LookupRequest(
+        kind=DocumentKind(batch.kind),
+        docs=batch.docs,
+        external_ids=batch.external_ids,
+        rejected=rejected,
+        high_water=int(batch.data.get("high_water", "0") or 0),
+        known_keys=lambda keys: store.known_keys(batch.tenant, batch.kind, keys),
+        request_id=batch.id,
+    )
     try:
         try:
-            invoices = runtime.connector(batch.tenant).find_invoices(days[0], days[-1], request_id=batch.id)
+            plan = runtime.connector(batch.tenant).look_up(request)
         except AmbiguousError as exc:
-            # The Filter only reads: a lost answer to it is simply asked again.
+            # A look-up only reads: a lost answer to it is simply asked again.
             raise TransientError(str(exc), status=exc.status) from None
     except TransientError as exc:
         if isinstance(exc, WaitingForRetryAfter):
             raise _retry_later(task, store, batch, attempt, exc, "reconcile") from None
-        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "filter transient", "error": str(exc)})
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup transient", "error": str(exc)})
         if attempt >= settings.retry_max_attempts:
             _end(store, batch, "unknown",
                  unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"))  # fmt: skip
             return {"batch_id": batch.id, "outcome": "unknown"}
         raise _retry_later(task, store, batch, attempt, exc, "reconcile") from None
     except ErpSyncError as exc:
-        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "filter failed", "error": str(exc)})
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup failed", "error": str(exc)})
         _end(
             store, batch, "unknown", unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}")
         )
         return {"batch_id": batch.id, "outcome": "unknown"}
 
-    known = store.known_keys(batch.tenant, batch.kind, (inv.invoice_id for inv in invoices))
-    found = reconcile(batch.docs, invoices, known, int(batch.data.get("high_water", "0") or 0))
-    plan = settle(found, len(batch.members), rejected=rejected)
     created = {i: (key, None) for i, key in plan.created.items()}
     failed = {plan.rejected: f"rejected by the ERP: {erp_error}"} if plan.rejected is not None else {}
-    unknown = dict.fromkeys(
-        plan.doubtful, f"an invoice with the same content exists in the ERP, but SoftOne's in-order saving says "
-        f"this document was not saved; {UNKNOWN_HINT}"
+    doubt = (
+        "an invoice with the same content exists in the ERP, but SoftOne's in-order saving says this document "
+        "was not saved" if batch.data.get("target", "softone") == "softone"
+        else "the ERP assigned this document an id we never learnt, so it cannot be looked up"
     )  # fmt: skip
+    unknown = dict.fromkeys(plan.doubtful, f"{doubt}; {UNKNOWN_HINT}")
     resend = plan.resend
     store.log_attempt(batch.id, {"attempt": attempt, "outcome": "reconciled", "found": len(created),
                                  "failed": len(failed), "unknown": len(unknown), "resend": len(resend)})  # fmt: skip

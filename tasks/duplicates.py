@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from schemas import DocumentKind, validate_document
+from schemas import DocumentKind, Target, validate_document
 from worker import runtime
 from worker.celery_app import app
 from worker.results import DUPLICATE, PENDING, UNKNOWN, Record
@@ -47,9 +47,9 @@ def settle_duplicate(self: Any, job_id: str, positions: list[int]) -> dict[str, 
                 (job_id, position, Record(record.external_id, DUPLICATE, key=claim.key, number=claim.number))
             )
         elif claim.state == "mine":
-            model = validate_document(DocumentKind(kind), json.loads(documents[position]))
-            encoded = json.dumps(model.to_wire(), ensure_ascii=False, separators=(",", ":"))  # type: ignore[union-attr]
-            to_send.append((position, record.external_id, encoded))
+            target = Target(job.get("target") or Target.SOFTONE.value)
+            model = validate_document(DocumentKind(kind), json.loads(documents[position]), target)
+            to_send.append((position, record.external_id, model.to_wire_json()))  # type: ignore[union-attr]
         else:
             other_job, _, other_pos = claim.owner.partition("#")
             other = store.record(other_job, int(other_pos)) if other_pos.isdigit() else None
@@ -70,7 +70,7 @@ def settle_duplicate(self: Any, job_id: str, positions: list[int]) -> dict[str, 
                 still_waiting.append(position)
     store.set_records(updates)
     if to_send:
-        push(job_id, tenant, kind, to_send)
+        push(tenant, kind, [(job_id, position, external_id, doc) for position, external_id, doc in to_send])
     if still_waiting:
         raise self.retry(args=[job_id, still_waiting], countdown=CHECK_EVERY_S)
     return {"job_id": job_id, "settled": len(updates) + len(to_send)}

@@ -47,9 +47,10 @@ def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> 
     if flag:
         store.r.delete(_flag(tenant, kind, flag == "now"))
     high_water = store.high_water(tenant, kind)
+    target, max_docs = runtime.batch_shape(tenant, kind)
     made = 0
     for n in range(100_000):
-        result = buffer.flush_one(tenant, kind, f"{self.request.id}.{n}", high_water)
+        result = buffer.flush_one(tenant, kind, f"{self.request.id}.{n}", high_water, target=target, max_docs=max_docs)
         if result.status in ("created", "exists"):
             enqueue_send(result.batch_id, tenant, kind, result.size)
             made += 1

@@ -6,7 +6,8 @@ import logging
 import time
 from typing import Any
 
-from schemas import DocumentError, DocumentKind
+from schemas import DocumentError, DocumentKind, Target
+from schemas.envelope import check_supported
 from schemas.validation import validate_document_json
 from worker import runtime
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
@@ -33,11 +34,12 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
 
     settings = get_settings()
     buffer = runtime.buffer()
+    _, max_docs = runtime.batch_shape(tenant, kind)
     pushed = 0
     for start in range(0, len(items), 500):
         n, waiting, size = buffer.push(tenant, kind, items[start : start + 500])
         pushed += n
-        if waiting >= settings.batch_max_docs or size >= settings.batch_max_bytes:
+        if waiting >= max_docs or size >= settings.batch_max_bytes:
             request_flush(tenant, kind, now=True)
     request_flush(tenant, kind, now=False)  # what is left goes at the latest after batch_max_wait_ms
     return pushed
@@ -145,24 +147,26 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
     updates: list[tuple[str, int, Record]] = []
     candidates: list[tuple[str, int, str, str, str, Any]] = []  # job, position, tenant, kind, ExternalId, model
     first_position: dict[tuple[str, str], int] = {}
-    tenant_errors: dict[str, str | None] = {}
+    tenant_errors: dict[tuple[str, str, str], str | None] = {}
     seen = 0
     for (job_id, start, _), state in zip(items, states, strict=True):
         if not state.job:
             log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
             continue
         tenant, kind_name = state.job["tenant"], state.job["kind"]
-        kind = DocumentKind(kind_name)
-        if tenant not in tenant_errors:
-            tenant_errors[tenant] = _tenant_error(tenant)
+        target = state.job.get("target") or Target.SOFTONE.value
+        route = (tenant, target, kind_name)
+        if route not in tenant_errors:
+            tenant_errors[route] = _route_error(*route)
+        doc_type = None if tenant_errors[route] else (DocumentKind(kind_name), Target(target))
         for position, (raw, record) in enumerate(zip(state.documents, state.records, strict=False), start=start):
             if record is None or record.status != PENDING or position in state.assigned:
                 continue  # has its outcome, or was pushed before a crash/redelivery: the buffer or a batch has it
             seen += 1
-            if tenant_errors[tenant]:
-                updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_errors[tenant])))
+            if doc_type is None:
+                updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_errors[route])))
                 continue
-            result = validate_document_json(kind, raw)
+            result = validate_document_json(doc_type[0], raw, doc_type[1])
             if isinstance(result, DocumentError):
                 errors = [e.as_dict() for e in result.errors]
                 updates.append(
@@ -211,9 +215,14 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
     return {"jobs": len(items), "buffered": pushed, "failed": failed, "waiting": n_waiting}
 
 
-def _tenant_error(tenant: str) -> str | None:
+def _route_error(tenant: str, target: str, kind: str) -> str | None:
+    """Why documents of this job cannot go anywhere (unknown tenant, a target the tenant is not at, a kind the
+    target does not take), or None. Checked again here: the configuration may have changed since submit."""
     try:
-        get_settings().tenant(tenant)
-    except ConfigurationError as exc:
+        config = get_settings().tenant(tenant)
+        check_supported(target, kind)
+    except (ConfigurationError, ValueError) as exc:
         return str(exc)
+    if config.target.value != target:
+        return f"the job is for {target}, but tenant {tenant!r} is configured for {config.target.value}"
     return None

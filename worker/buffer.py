@@ -43,7 +43,7 @@ return {pushed, redis.call('LLEN', KEYS[1]), tonumber(redis.call('GET', KEYS[2])
 """
 
 # KEYS: buffer list, its bytes counter, open-batches set.
-# ARGV: prefix, batch id, max docs, max bytes, max wait (s), now, ttl, tenant, kind, high water, now ISO.
+# ARGV: prefix, batch id, max docs, max bytes, max wait (s), now, ttl, tenant, kind, high water, now ISO, target.
 _FLUSH = """
 local bk = ARGV[1] .. ':batch:' .. ARGV[2]
 if redis.call('EXISTS', bk) == 1 then return {'exists', redis.call('HGET', bk, 'size') or '0', '0'} end
@@ -72,7 +72,7 @@ while #docs < max_docs do
   docs[#docs + 1] = item.d
   redis.call('HSET', ARGV[1] .. ':job:' .. item.j .. ':assigned', tostring(item.p), ARGV[2])
 end
-redis.call('HSET', bk, 'state', 'queued', 'tenant', ARGV[8], 'kind', ARGV[9], 'target', 'softone',
+redis.call('HSET', bk, 'state', 'queued', 'tenant', ARGV[8], 'kind', ARGV[9], 'target', ARGV[12],
            'members', cjson.encode(members), 'external_ids', cjson.encode(xids),
            'body', '[' .. table.concat(docs, ',') .. ']', 'attempts', '0', 'size', tostring(#docs),
            'created_at', ARGV[11], 'high_water', ARGV[10])
@@ -120,13 +120,26 @@ class CoalescingBuffer:
         )
         return int(pushed), int(waiting), int(size)
 
-    def flush_one(self, tenant: str, kind: str, batch_id: str, high_water: int) -> Flush:
-        """Make one batch from the buffer's head if it is full or old enough (idempotent per batch id)."""
+    def flush_one(
+        self,
+        tenant: str,
+        kind: str,
+        batch_id: str,
+        high_water: int,
+        *,
+        target: str = "softone",
+        max_docs: int | None = None,
+    ) -> Flush:
+        """Make one batch from the buffer's head if it is full or old enough (idempotent per batch id).
+
+        `max_docs`: the target's documents per request (default batch_max_docs; 1 for one-document APIs).
+        """
         status, size, extra = self._flush(
             keys=[self.key(tenant, kind), f"{self.key(tenant, kind)}:bytes", f"{self.p}:open_batches"],
             args=[
-                self.p, batch_id, self.s.batch_max_docs, self.s.batch_max_bytes, self.s.batch_max_wait_ms / 1000,
-                time.time(), self.s.result_ttl_seconds, tenant, kind, high_water, now_iso(),
+                self.p, batch_id, max_docs or self.s.batch_max_docs, self.s.batch_max_bytes,
+                self.s.batch_max_wait_ms / 1000, time.time(), self.s.result_ttl_seconds, tenant, kind, high_water,
+                now_iso(), target,
             ],
         )  # fmt: skip
         wait = float(extra) if status == "young" else 0.0

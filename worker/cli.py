@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from schemas.envelope import DocumentKind, Target
 from worker.errors import ConfigurationError
 from worker.redaction import redact_url
 from worker.settings import get_settings
@@ -136,6 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             source.documents(),
             kind=kind,
             tenant=tenant,
+            target=args.target or header.get("target"),
             source=header.get("source") or Path(args.file).name,
             job_id=header.get("job_id"),
             on_progress=advance,
@@ -275,7 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="JSON (a document, a list, or an envelope), JSONL, or a POS end-of-day CSV")
     p.add_argument("--format", choices=["json", "jsonl", "csv"], help="file format (default: by the file's suffix)")
     p.add_argument("--tenant", help="tenant name (default: ERPSYNC_DEFAULT_TENANT)")
-    p.add_argument("--kind", choices=["customer_invoice", "order"], help="document kind (default customer_invoice)")
+    p.add_argument("--kind", choices=[k.value for k in DocumentKind], help="document kind (default customer_invoice)")
+    p.add_argument(
+        "--target",
+        choices=[t.value for t in Target],
+        help="the ERP the job is for (default: the tenant's; a tenant is at one ERP)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job to finish and print its summary")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default 600)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

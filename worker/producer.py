@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas import DocumentKind, JobEnvelope
+from schemas import DocumentKind, JobEnvelope, Target
 from schemas.envelope import derived_external_id
+from schemas.targets import DocumentType, document_type
 from worker.errors import ConfigurationError
 from worker.intake import IntakeQueue, Item
 from worker.redis_client import get_redis
@@ -34,17 +35,26 @@ def new_job_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}"
 
 
-def _external_id_of(doc: Any, job_id: str, position: int) -> str:
-    """The document's ExternalId as text, filled in (on the document too) when the producer left it out."""
-    if not isinstance(doc, dict):
+def _external_id_of(doc: Any, job_id: str, position: int, doc_type: DocumentType | None = None) -> str:
+    """The document's id for the duplicate index (schemas/targets.py says which field holds it; SoftOne's
+    ExternalId by default), filled in (on the document too, where the target's field is ours to fill) when
+    the producer left it out."""
+    doc_type = doc_type or document_type(Target.SOFTONE, DocumentKind.CUSTOMER_INVOICE)
+    field = doc_type.id_field
+    if not isinstance(doc, dict) or field is None:
         return derived_external_id(job_id, position)
-    value = doc.get("ExternalId")
+    value = doc.get(field)
     if isinstance(value, bool) or not isinstance(value, str | int | None):
         return derived_external_id(job_id, position)  # validation reports the bad type
     text = "" if value is None else str(value).strip()
-    # What the index, the results and the ERP see must be the same id: write it back.
-    doc["ExternalId"] = text or derived_external_id(job_id, position)
-    return doc["ExternalId"]
+    if text:
+        if doc_type.fill_id:
+            doc[field] = text  # what the index, the results and the ERP see must be the same id
+        return text
+    if not doc_type.fill_id:
+        return derived_external_id(job_id, position)
+    doc[field] = derived_external_id(job_id, position)
+    return doc[field]
 
 
 def submit(
@@ -52,6 +62,7 @@ def submit(
     *,
     kind: DocumentKind | str = DocumentKind.CUSTOMER_INVOICE,
     tenant: str | None = None,
+    target: Target | str | None = None,
     source: str | None = None,
     job_id: str | None = None,
     settings: Settings | None = None,
@@ -64,25 +75,32 @@ def submit(
     workers start on the first chunk while the rest is still being read. Each document is validated on
     its own by the worker, so a bad one is reported per document and never rejects the job.
 
+    `target` defaults to the tenant's; a job for another target than the tenant's is refused.
+
     Raises SubmitError when the job as a whole is bad (unknown tenant, no documents, too many). If the
     source fails part-way (an unreadable file), the job keeps the documents stored so far, is closed, and
     the SubmitError says so.
     """
     settings = settings or get_settings()
     job_id = job_id or new_job_id()
+    tenant = tenant or settings.default_tenant
+    config = settings.tenant(tenant)  # unknown tenant: refuse now, not later in the worker
+    if target is not None and str(target) != config.target.value:
+        raise SubmitError(f"invalid job: tenant {tenant!r} is configured for {config.target.value}, not {target}")
     try:
         envelope = JobEnvelope(
             # Documents are validated one by one in the worker; here only the job's own fields are checked.
             job_id=job_id,
-            tenant=tenant or settings.default_tenant,
+            tenant=tenant,
+            target=config.target.value,
             kind=kind,
             documents=[{}],
             source=source,
         )
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
-    settings.tenant(envelope.tenant)  # unknown tenant: refuse now, not later in the worker
-    chunks = _encoded_chunks(documents, job_id, settings.intake_chunk_docs)
+    doc_type = document_type(envelope.target, envelope.kind)
+    chunks = _encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type)
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
     if first is None:
         raise SubmitError("the job has no documents")
@@ -126,13 +144,15 @@ def submit(
     return job_id
 
 
-def _encoded_chunks(documents: Iterable[Any], job_id: str, size: int) -> Iterator[tuple[list[str], list[str]]]:
+def _encoded_chunks(
+    documents: Iterable[Any], job_id: str, size: int, doc_type: DocumentType
+) -> Iterator[tuple[list[str], list[str]]]:
     """(ExternalIds, JSON texts) of `size` documents at a time; each document is encoded as soon as it is
     read, so no more than one document is held as Python objects (flat memory for any file)."""
     external_ids: list[str] = []
     encoded: list[str] = []
     for position, doc in enumerate(documents):
-        external_ids.append(_external_id_of(doc, job_id, position))
+        external_ids.append(_external_id_of(doc, job_id, position, doc_type))
         encoded.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
         if len(encoded) == size:
             yield external_ids, encoded

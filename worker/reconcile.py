@@ -115,7 +115,7 @@ def reconcile(
 class Settlement:
     """What to do with each document of a reconciled batch."""
 
-    created: dict[int, int]  # position -> Key found
+    created: dict[int, int | str]  # position -> Key found
     rejected: int | None  # position of the document the ERP rejected
     doubtful: list[int]  # positions to leave `unknown`
     resend: list[int]  # positions certainly not saved: send again

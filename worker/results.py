@@ -16,6 +16,7 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:open_batches            set    batches not done yet (a restarted worker re-queues their sends)
     {p}:open_jobs               set    jobs not finished yet (a restarted worker re-queues them)
     {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
+                                              (key: SoftOne's integer, or "~" + another target's text id)
     {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index              zset   dead-letter ids by time
@@ -116,8 +117,10 @@ return 1
 _MARK_CREATED = """
 for i = 2, #ARGV, 4 do
   redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ARGV[1])
-  redis.call('ZADD', ARGV[i + 2], ARGV[i + 3], ARGV[i + 3])
-  redis.call('EXPIRE', ARGV[i + 2], ARGV[1])
+  if ARGV[i + 2] ~= '' then
+    redis.call('ZADD', ARGV[i + 2], ARGV[i + 3], ARGV[i + 3])
+    redis.call('EXPIRE', ARGV[i + 2], ARGV[1])
+  end
 end
 return 1
 """
@@ -156,7 +159,7 @@ class Record:
 
     external_id: str
     status: str = PENDING
-    key: int | None = None
+    key: int | str | None = None  # SoftOne: an integer Key; Fortnox: DocumentNumber; invoice service: id
     number: str | None = None
     error: str | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -211,7 +214,7 @@ class Claim:
 
     state: str  # "mine", "created", "claimed"
     owner: str
-    key: int | None = None
+    key: int | str | None = None
     number: str | None = None
 
 
@@ -505,7 +508,7 @@ class ResultsStore:
         batch_id: str,
         outcome: str,
         updates: Sequence[tuple[str, int, Record]],
-        created: Sequence[tuple[str, str, str, str, int, str | None]] = (),
+        created: Sequence[tuple[str, str, str, str, int | str, str | None]] = (),
         released: Sequence[tuple[str, str, str, str]] = (),
         dead: Sequence[dict[str, Any]] = (),
         follow_up: Sequence[BatchPlan] = (),
@@ -517,8 +520,11 @@ class ResultsStore:
         for start in range(0, len(created), 500):
             args: list[Any] = [self.s.dedup_ttl_seconds]
             for tenant, kind, external_id, owner, key, number in created[start : start + 500]:
-                value = f"created|{owner}|{key}|{number or ''}"
-                args += [self.dedup_key(tenant, kind, external_id), value, self.known_keys_key(tenant, kind), key]
+                value = f"created|{owner}|{key if isinstance(key, int) else '~' + key}|{number or ''}"
+                # Known Keys (SoftOne's integers, for its content matching) are kept in a zset scored by Key;
+                # other targets' ids are not numbers and are looked up by our own id instead.
+                known = self.known_keys_key(tenant, kind) if isinstance(key, int) else ""
+                args += [self.dedup_key(tenant, kind, external_id), value, known, key]
             self._mark_created(args=args, client=pipe)
         for entry in dead:
             self._queue_dead_letter(pipe, entry)
@@ -565,7 +571,8 @@ class ResultsStore:
 def parse_claim(value: str, owner: str) -> Claim:
     parts = value.split("|")
     if parts[0] == "created" and len(parts) >= 4:
-        return Claim("created", parts[1], int(parts[2]), parts[3] or None)
+        key = parts[2]  # an integer Key, or "~" and a text id (see complete_batch)
+        return Claim("created", parts[1], key[1:] if key.startswith("~") else int(key), parts[3] or None)
     claimed_by = parts[1] if len(parts) > 1 else ""
     return Claim("mine" if claimed_by == owner else "claimed", claimed_by)
 

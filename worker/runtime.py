@@ -6,11 +6,14 @@ import os
 import socket
 from functools import lru_cache
 
+from schemas import DocumentKind
 from worker.buffer import CoalescingBuffer
-from worker.connectors.softone import SoftOneConnector
+from worker.connectors import CONNECTORS, Connector
+from worker.errors import ConfigurationError
 from worker.http import get_client
 from worker.inflight import InflightLimiter
 from worker.intake import IntakeQueue
+from worker.ratelimit import RateLimiter
 from worker.redis_client import get_redis
 from worker.results import ResultsStore
 from worker.settings import get_settings
@@ -28,10 +31,27 @@ def buffer() -> CoalescingBuffer:
     return CoalescingBuffer(get_redis(settings), settings)
 
 
-def connector(tenant: str) -> SoftOneConnector:
-    """The connector for a configured tenant (ConfigurationError if it is not configured)."""
+def connector(tenant: str) -> Connector:
+    """The connector of a configured tenant's target (ConfigurationError if the tenant is not configured)."""
     settings = get_settings()
-    return SoftOneConnector(settings.tenant(tenant), settings, get_client(), get_redis(settings))
+    config = settings.tenant(tenant)
+    return CONNECTORS[config.target.value](config, settings, get_client(), get_redis(settings), limiter())
+
+
+def batch_shape(tenant: str, kind: str) -> tuple[str, int]:
+    """(target, documents per request) of a tenant's batches of `kind`."""
+    settings = get_settings()
+    try:
+        target = settings.tenant(tenant).target.value
+    except ConfigurationError:
+        return "softone", settings.batch_max_docs  # its documents fail at intake; nothing reaches a batch
+    return target, CONNECTORS[target].max_batch_docs(settings, DocumentKind(kind))
+
+
+@lru_cache(maxsize=1)
+def limiter() -> RateLimiter:
+    settings = get_settings()
+    return RateLimiter(get_redis(settings), settings.key_prefix, settings.rate_limit_margin_seconds)
 
 
 def sender_id() -> str:

@@ -14,26 +14,84 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.envelope import TENANT_PATTERN
+from schemas.envelope import TENANT_PATTERN, Target
 from worker.errors import ConfigurationError
+from worker.ratelimit import Rate
 
 #: Keys the sandbox accepts out of the box (see sandbox/config.py); not secrets of any real company.
 DEMO_COMPANY_API_KEY = "demo-company-key"
 DEMO_CONNECT_API_KEY = "demo-connect-key"
+DEMO_FORTNOX_CLIENT_ID = "demo-fortnox-client"
+DEMO_FORTNOX_CLIENT_SECRET = "demo-fortnox-secret"
+DEMO_FORTNOX_TENANT_ID = "demo-fortnox-tenant"
+DEMO_INVOICE_SERVICE_TOKEN = "demo-invoice-service-token"
 
 
 class TenantConfig(BaseModel):
-    """One tenant's ERP endpoint and credentials."""
+    """One tenant: one account at one ERP (its target), where it is and its credentials.
+
+    A company that uses two ERPs is two tenants. Credentials by target:
+    - softone: `company_api_key`, `connect_api_key` (the token is fetched with them);
+    - fortnox: `client_id`, `client_secret`, and either `refresh_token` (the authorization-code flow's first
+      refresh token; its successors are kept in Redis) or `tenant_id` (client-credentials flow of a service
+      account); `auth_url` when the OAuth server is not `base_url` (real Fortnox: https://apps.fortnox.se);
+    - invoiceservice: `api_token` (a Bearer token).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=TENANT_PATTERN)
-    target: str = "softone"
+    target: Target = Target.SOFTONE
     base_url: str
-    company_api_key: SecretStr
-    connect_api_key: SecretStr
     # Requests this tenant may have in flight at once, across every worker; None: ERPSYNC_TENANT_MAX_IN_FLIGHT.
     max_in_flight: int | None = Field(default=None, ge=0)
+    # Requests per window over every worker ("25/5"), "none" for no limit; None: ERPSYNC_RATE_LIMITS[target].
+    rate_limit: str | None = None
+
+    company_api_key: SecretStr | None = None
+    connect_api_key: SecretStr | None = None
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    tenant_id: str | None = None
+    auth_url: str | None = None
+
+    api_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _credentials_of_its_target(self) -> TenantConfig:
+        required = {
+            Target.SOFTONE: ("company_api_key", "connect_api_key"),
+            Target.FORTNOX: ("client_id", "client_secret"),
+            Target.INVOICE_SERVICE: ("api_token",),
+        }[self.target]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.target.value} tenant needs {', '.join(missing)}")
+        if self.target is Target.FORTNOX and (self.refresh_token is None) == (self.tenant_id is None):
+            raise ValueError("a fortnox tenant needs either refresh_token or tenant_id (client credentials)")
+        others = {name for names in _CREDENTIALS.values() for name in names} - set(_CREDENTIALS[self.target])
+        stray = sorted(name for name in others if getattr(self, name) is not None)
+        if stray:
+            raise ValueError(f"{', '.join(stray)} are not credentials of a {self.target.value} tenant")
+        if self.rate_limit is not None and self.rate_limit.strip().lower() != "none":
+            Rate.parse(self.rate_limit)
+        return self
+
+    def rate(self, settings: Settings) -> Rate | None:
+        """The rate this tenant's requests are held to, over all workers; None: unlimited."""
+        text = self.rate_limit if self.rate_limit is not None else settings.rate_limits.get(self.target.value)
+        if text is None or text.strip().lower() == "none":
+            return None
+        return Rate.parse(text)
+
+
+_CREDENTIALS: dict[Target, tuple[str, ...]] = {
+    Target.SOFTONE: ("company_api_key", "connect_api_key"),
+    Target.FORTNOX: ("client_id", "client_secret", "refresh_token", "tenant_id", "auth_url"),
+    Target.INVOICE_SERVICE: ("api_token",),
+}
 
 
 class Settings(BaseSettings):
@@ -97,6 +155,30 @@ class Settings(BaseSettings):
     softone_token_path: str = "/Login/Token"
     softone_filter_page_size: int = Field(default=500, ge=1, le=10_000)
 
+    # Fortnox. The spec shows `/3/articles-v2/...` for the alpha article API and no paths for the others:
+    # invoices, orders and offers use Fortnox's stable paths.
+    fortnox_base_url: str = "http://127.0.0.1:8765"
+    fortnox_token_path: str = "/oauth-v1/token"
+    fortnox_paths: dict[str, str] = {
+        "customer_invoice": "/3/invoices",
+        "order": "/3/orders",
+        "offer": "/3/offers",
+        "article": "/3/articles-v2",
+    }
+    # Access tokens live an hour: we renew 5 minutes before that.
+    fortnox_token_renew_seconds: int = Field(default=300, ge=0)
+
+    invoice_service_base_url: str = "http://127.0.0.1:8765"
+    invoice_service_path: str = "/invoices"
+
+    # Requests per sliding window per tenant, over every worker ("N/seconds"; "none": no limit), by target.
+    # Fortnox allows 25 per 5 s per access token and answers 429 beyond it.
+    rate_limits: dict[str, str] = {"fortnox": "25/5"}
+    # Our window is this much wider than the ERP's, for the jitter between our sending and its counting.
+    rate_limit_margin_seconds: float = Field(default=0.25, ge=0)
+    # A send waits this long for a turn, then gives it back (not an attempt) and comes again later.
+    rate_limit_wait_seconds: float = Field(default=10.0, ge=0)
+
     tenants_file: Path | None = None
     demo_tenant: bool = True
     default_tenant: str = "demo"
@@ -138,6 +220,13 @@ class Settings(BaseSettings):
     def tenants(self) -> dict[str, TenantConfig]:
         return load_tenants(self)
 
+    def base_url_of(self, target: Target | str) -> str:
+        return {
+            Target.SOFTONE: self.softone_base_url,
+            Target.FORTNOX: self.fortnox_base_url,
+            Target.INVOICE_SERVICE: self.invoice_service_base_url,
+        }[Target(target)]
+
     def tenant(self, name: str) -> TenantConfig:
         tenants = self.tenants()
         if name not in tenants:
@@ -145,7 +234,7 @@ class Settings(BaseSettings):
         return tenants[name]
 
 
-def _read_tenants_file(path: Path, default_base_url: str) -> dict[str, TenantConfig]:
+def _read_tenants_file(path: Path, base_urls: dict[str, str]) -> dict[str, TenantConfig]:
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -160,36 +249,59 @@ def _read_tenants_file(path: Path, default_base_url: str) -> dict[str, TenantCon
     tenants: dict[str, TenantConfig] = {}
     for i, entry in enumerate(entries):
         if isinstance(entry, dict):
-            entry = {"base_url": default_base_url, **entry}
+            entry = {"base_url": base_urls.get(str(entry.get("target", "softone")), ""), **entry}
         try:
             tenant = TenantConfig.model_validate(entry)
         except ValidationError as exc:
-            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
-            raise ConfigurationError(f"tenants file {path}: entry {i} is invalid ({fields})") from None
+            # Field names and messages only: the input (a secret, perhaps) is never echoed.
+            reasons = "; ".join(
+                (".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors(include_input=False, include_url=False)
+            )
+            raise ConfigurationError(f"tenants file {path}: entry {i} is invalid ({reasons})") from None
         tenants[tenant.name] = tenant
     return tenants
 
 
 @lru_cache(maxsize=8)
-def _tenants_cached(path: Path | None, mtime: float, demo: bool, base_url: str) -> dict[str, TenantConfig]:
+def _tenants_cached(
+    path: Path | None, mtime: float, demo: bool, base_urls: tuple[tuple[str, str], ...]
+) -> dict[str, TenantConfig]:
+    urls = dict(base_urls)
     tenants: dict[str, TenantConfig] = {}
     if demo:
+        # One demo tenant per target, with the keys the sandbox accepts out of the box.
         tenants["demo"] = TenantConfig(
             name="demo",
-            base_url=base_url,
+            base_url=urls["softone"],
             company_api_key=SecretStr(DEMO_COMPANY_API_KEY),
             connect_api_key=SecretStr(DEMO_CONNECT_API_KEY),
         )
+        tenants["demo-fortnox"] = TenantConfig(
+            name="demo-fortnox",
+            target=Target.FORTNOX,
+            base_url=urls["fortnox"],
+            client_id=DEMO_FORTNOX_CLIENT_ID,
+            client_secret=SecretStr(DEMO_FORTNOX_CLIENT_SECRET),
+            tenant_id=DEMO_FORTNOX_TENANT_ID,
+        )
+        tenants["demo-invoices"] = TenantConfig(
+            name="demo-invoices",
+            target=Target.INVOICE_SERVICE,
+            base_url=urls["invoiceservice"],
+            api_token=SecretStr(DEMO_INVOICE_SERVICE_TOKEN),
+        )
     if path is not None:
-        tenants.update(_read_tenants_file(path, base_url))
+        tenants.update(_read_tenants_file(path, urls))
     return tenants
 
 
 def load_tenants(settings: Settings) -> dict[str, TenantConfig]:
-    """Tenants from the file (re-read when it changes) plus the demo tenant unless disabled."""
+    """Tenants from the file (re-read when it changes) plus the demo tenants unless disabled."""
     path = settings.tenants_file
     mtime = path.stat().st_mtime if path is not None and path.exists() else 0.0
-    return _tenants_cached(path, mtime, settings.demo_tenant, settings.softone_base_url)
+    urls = tuple((t.value, settings.base_url_of(t)) for t in Target)
+    return _tenants_cached(path, mtime, settings.demo_tenant, urls)
 
 
 @lru_cache(maxsize=1)

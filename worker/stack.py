@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,7 @@ class LocalStack:
     pool: str = "prefork"  # celery worker --pool: prefork or threads (see README, "Concurrency")
     sandbox_config: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    sandbox_args: Sequence[str] = ()  # more `python -m sandbox` options (e.g. --fortnox-rate-limit)
     embedded: EmbeddedRedis | None = None
     sandbox: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -138,7 +139,9 @@ class LocalStack:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
-        env.update({"ERPSYNC_REDIS_URL": self.redis_url or "", "ERPSYNC_SOFTONE_BASE_URL": self.sandbox_url})
+        env.update({"ERPSYNC_REDIS_URL": self.redis_url or ""})
+        for target in ("SOFTONE", "FORTNOX", "INVOICE_SERVICE"):  # the sandbox serves every target's API
+            env[f"ERPSYNC_{target}_BASE_URL"] = self.sandbox_url
         env.update(self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
         return env
@@ -153,6 +156,7 @@ class LocalStack:
         cmd = [sys.executable, "-m", "sandbox", "--port", str(self.sandbox_port), "--latency-ms", str(self.latency_ms)]
         if self.sandbox_config:
             cmd += ["--config", str(self.sandbox_config)]
+        cmd += list(self.sandbox_args)
         log = open(self.workdir / "sandbox.log", "ab")  # noqa: SIM115 - closed with the process
         self.sandbox = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._sandbox_ok, 30, "sandbox", self.sandbox)

@@ -50,7 +50,7 @@ GOOD = {
 def test_a_good_tenants_file(tmp_path: Path) -> None:
     settings = Settings(tenants_file=tenants_file(tmp_path, GOOD), softone_base_url="http://sandbox:8765")
     tenants = settings.tenants()
-    assert set(tenants) == {"demo", "acme", "beta"}
+    assert set(tenants) == {"demo", "demo-fortnox", "demo-invoices", "acme", "beta"}
 
     acme = settings.tenant("acme")
     assert isinstance(acme, TenantConfig)
@@ -124,7 +124,7 @@ def test_a_tenants_file_of_the_wrong_shape(tmp_path: Path, content: Any) -> None
             {"name": "acme", "company_api_key": COMPANY_SECRET, "connect_api_key": CONNECT_SECRET, "pw": "hunter2-x"},
             "pw",
         ),
-        (f"{COMPANY_SECRET}:{CONNECT_SECRET}", "()"),
+        (f"{COMPANY_SECRET}:{CONNECT_SECRET}", "valid dictionary"),
     ],
     ids=["no-connect", "no-company", "no-name", "int-key", "extra-field", "not-an-object"],
 )
@@ -153,6 +153,67 @@ def test_a_tenants_file_that_is_not_utf8(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigurationError):
         Settings(tenants_file=path).tenants()
+
+
+# ----- targets
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"target": "fortnox", "client_id": "c"}, "needs client_secret"),
+        ({"target": "fortnox", "client_id": "c", "client_secret": "s"}, "either refresh_token or tenant_id"),
+        (
+            {"target": "fortnox", "client_id": "c", "client_secret": "s", "refresh_token": "r", "tenant_id": "t"},
+            "either refresh_token or tenant_id",
+        ),
+        ({"target": "invoiceservice"}, "needs api_token"),
+        ({"target": "invoiceservice", "api_token": "t", "company_api_key": "k"}, "company_api_key are not"),
+        ({"target": "sap", "api_token": "t"}, "target"),
+        ({"target": "invoiceservice", "api_token": "t", "rate_limit": "fast"}, "not a rate"),
+    ],
+)
+def test_each_target_needs_its_own_credentials(tmp_path: Path, entry: dict[str, Any], reason: str) -> None:
+    path = tenants_file(tmp_path, {"tenants": [{"name": "x", **entry}]})
+    with pytest.raises(ConfigurationError, match=re.escape(reason)) as info:
+        Settings(tenants_file=path).tenants()
+    assert "SECRET" not in str(info.value)
+
+
+def test_tenants_of_every_target_and_their_rates(tmp_path: Path) -> None:
+    path = tenants_file(
+        tmp_path,
+        {
+            "tenants": [
+                {"name": "fx", "target": "fortnox", "client_id": "c", "client_secret": "s", "refresh_token": "r"},
+                {
+                    "name": "fx-svc",
+                    "target": "fortnox",
+                    "client_id": "c",
+                    "client_secret": "s",
+                    "tenant_id": "t",
+                    "rate_limit": "10/5",
+                },
+                {"name": "inv", "target": "invoiceservice", "api_token": "t", "base_url": "https://inv.example"},
+            ]
+        },
+    )
+    settings = Settings(tenants_file=path, fortnox_base_url="https://api.fortnox.se")
+    fx, svc, inv = settings.tenant("fx"), settings.tenant("fx-svc"), settings.tenant("inv")
+    assert fx.base_url == "https://api.fortnox.se" and inv.base_url == "https://inv.example"
+    assert str(fx.rate(settings)) == "25/5"  # Fortnox's own limit by default
+    assert str(svc.rate(settings)) == "10/5"
+    assert inv.rate(settings) is None
+    assert str(inv.rate(Settings(rate_limits={"invoiceservice": "5/1"}))) == "5/1"
+
+
+def test_one_demo_tenant_per_target() -> None:
+    tenants = Settings().tenants()
+    assert {name: t.target.value for name, t in tenants.items()} == {
+        "demo": "softone",
+        "demo-fortnox": "fortnox",
+        "demo-invoices": "invoiceservice",
+    }
 
 
 # ----- demo tenant

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 from redis.exceptions import LockError
 
 from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
+from worker.connectors.base import Connector, Created, LookupRequest
 from worker.errors import (
     AmbiguousError,
     AuthenticationFailed,
@@ -33,6 +33,8 @@ from worker.errors import (
     WaitingForRetryAfter,
 )
 from worker.http import classify_exception, classify_status, quieten_httpx_logging
+from worker.ratelimit import RateLimiter
+from worker.reconcile import Settlement, reconcile, settle
 from worker.redaction import redact_url, secrets_filter
 from worker.retry import backoff_seconds
 from worker.settings import Settings, TenantConfig
@@ -40,27 +42,32 @@ from worker.settings import Settings, TenantConfig
 log = logging.getLogger(__name__)
 
 
-class SoftOneConnector:
-    """Talks to one tenant's SoftOne GO company."""
+class SoftOneConnector(Connector):
+    """Talks to one tenant's SoftOne GO company: array POSTs, invoices looked up with the Filter."""
 
-    def __init__(self, tenant: TenantConfig, settings: Settings, client: httpx.Client, cache: redis.Redis) -> None:
-        self.tenant = tenant
-        self.settings = settings
-        self.client = client
-        self.cache = cache
-        self.base_url = tenant.base_url.rstrip("/")
+    target = "softone"
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        settings: Settings,
+        client: httpx.Client,
+        cache: redis.Redis,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        super().__init__(tenant, settings, client, cache, limiter)
+        assert tenant.company_api_key is not None and tenant.connect_api_key is not None  # TenantConfig checks
+        self._company_key = tenant.company_api_key.get_secret_value()
+        self._connect_key = tenant.connect_api_key.get_secret_value()
         self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
         self._pause_key = f"{settings.key_prefix}:pause:{tenant.name}"
         quieten_httpx_logging()
-        secrets_filter().add_secret(tenant.company_api_key.get_secret_value())
-        secrets_filter().add_secret(tenant.connect_api_key.get_secret_value())
+        secrets_filter().add_secret(self._company_key)
+        secrets_filter().add_secret(self._connect_key)
 
     # ----- authentication
     def _key_params(self) -> dict[str, str]:
-        return {
-            "companyApiKey": self.tenant.company_api_key.get_secret_value(),
-            "connectApiKey": self.tenant.connect_api_key.get_secret_value(),
-        }
+        return {"companyApiKey": self._company_key, "connectApiKey": self._connect_key}
 
     def token(self) -> str:
         """A valid token: the shared cached one, or a new one (one worker logs in, the others wait)."""
@@ -124,6 +131,7 @@ class SoftOneConnector:
             except (redis.RedisError, LockError) as exc:
                 raise ConnectFailed(f"token cache unavailable ({type(exc).__name__}); nothing was sent") from None
             params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
+            self.take_turn()
             started = time.perf_counter()
             try:
                 # Idempotency-Key names the logical request, so retries can be told apart from identical
@@ -181,10 +189,12 @@ class SoftOneConnector:
             return self.settings.softone_invoice_path
         return self.settings.softone_order_path
 
-    def post_documents(
-        self, kind: DocumentKind, body: bytes | Sequence[dict[str, Any]], request_id: str | None = None
-    ) -> OperationResult:
-        """POST an array of documents; returns the operation result of a fully successful call.
+    @classmethod
+    def max_batch_docs(cls, settings: Settings, kind: DocumentKind) -> int:
+        return settings.batch_max_docs
+
+    def post_documents(self, kind: DocumentKind, body: bytes, request_id: str | None = None) -> list[Created]:
+        """POST an array of documents; the Keys (and, for orders, numbers) of a fully successful call.
 
         Raises BatchRejected for `Success: false` (documents before the rejected one are saved), and the
         error types of worker/http.py for everything else.
@@ -196,7 +206,27 @@ class SoftOneConnector:
                 result.error_message or f"ERP answered Success: false (ErrorNumber {result.error_number})",
                 error_number=result.error_number,
             )
-        return result
+        numbers: list[str | None] = list(result.strings)
+        if len(numbers) != len(result.keys):
+            numbers = [None] * len(result.keys)  # invoices come back with Strings: [] (spec example)
+        return [Created(key, number) for key, number in zip(result.keys, numbers, strict=True)]
+
+    def can_look_up(self, kind: DocumentKind) -> bool:
+        # Only invoices have a Filter in the specs; an order's open outcome stays `unknown`.
+        return kind is DocumentKind.CUSTOMER_INVOICE
+
+    def look_up(self, request: LookupRequest) -> Settlement:
+        """Match the batch to the invoices of its days by content (worker/reconcile.py): the Filter returns
+        no ExternalId."""
+        days = sorted(str(d.get("InvoiceDate", ""))[:10] for d in request.docs)
+        try:
+            invoices = self.find_invoices(days[0], days[-1], request_id=request.request_id)
+        except AmbiguousError as exc:
+            # The Filter only reads: a lost answer to it is simply asked again.
+            raise TransientError(str(exc), status=exc.status) from None
+        known = request.known_keys(inv.invoice_id for inv in invoices)
+        found = reconcile(request.docs, invoices, known, request.high_water)
+        return settle(found, len(request.docs), rejected=request.rejected)
 
     def find_invoices(self, date_from: str, date_to: str, request_id: str | None = None) -> list[FilteredInvoice]:
         """Every invoice dated within [date_from, date_to] (inclusive), page by page."""

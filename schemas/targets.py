@@ -1,0 +1,55 @@
+"""Which model validates a document of each (target, kind), and which of its fields carries our id.
+
+The id ("ExternalId" in the results store) is what the duplicate index is keyed on and, where the ERP can
+filter on it, how we ask the ERP whether a document exists after an ambiguous failure:
+
+| target         | kind             | field                      | filled in when missing |
+|----------------|------------------|----------------------------|------------------------|
+| softone        | customer_invoice | ExternalId                 | yes                    |
+| softone        | order            | ExternalId                 | yes                    |
+| fortnox        | customer_invoice | ExternalInvoiceReference1  | yes (the invoice list filters on it) |
+| fortnox        | order            | ExternalInvoiceReference1  | yes (the order list filters on it)   |
+| fortnox        | offer            | none: ids are per job      | -                      |
+| fortnox        | article          | ArticleNumber              | no: Fortnox assigns one; ids are then per job |
+| invoiceservice | customer_invoice | invoiceNumber (required)   | no                     |
+
+"Filled in" means the producer writes a derived id (`<job id>#<position>`) into the document when the
+field is empty, so the ERP holds it too. ArticleNumber and invoiceNumber are the customer's own numbers,
+never invented by us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas.envelope import DocumentKind, Target
+from schemas.fortnox import FortnoxArticle, FortnoxInvoice, FortnoxOffer, FortnoxOrder
+from schemas.invoice_service import ServiceInvoice
+from schemas.softone import CustomerInvoice, Order
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentType:
+    """A (target, kind): its model and its id field."""
+
+    model: type[BaseModel]
+    id_field: str | None
+    fill_id: bool
+
+
+DOCUMENT_TYPES: dict[tuple[Target, DocumentKind], DocumentType] = {
+    (Target.SOFTONE, DocumentKind.CUSTOMER_INVOICE): DocumentType(CustomerInvoice, "ExternalId", True),
+    (Target.SOFTONE, DocumentKind.ORDER): DocumentType(Order, "ExternalId", True),
+    (Target.FORTNOX, DocumentKind.CUSTOMER_INVOICE): DocumentType(FortnoxInvoice, "ExternalInvoiceReference1", True),
+    (Target.FORTNOX, DocumentKind.ORDER): DocumentType(FortnoxOrder, "ExternalInvoiceReference1", True),
+    (Target.FORTNOX, DocumentKind.OFFER): DocumentType(FortnoxOffer, None, False),
+    (Target.FORTNOX, DocumentKind.ARTICLE): DocumentType(FortnoxArticle, "ArticleNumber", False),
+    (Target.INVOICE_SERVICE, DocumentKind.CUSTOMER_INVOICE): DocumentType(ServiceInvoice, "invoiceNumber", False),
+}
+
+
+def document_type(target: Target | str, kind: DocumentKind | str) -> DocumentType:
+    """The DocumentType of a supported (target, kind); KeyError otherwise (see envelope.check_supported)."""
+    return DOCUMENT_TYPES[Target(target), DocumentKind(kind)]

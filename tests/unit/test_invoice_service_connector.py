@@ -1,0 +1,73 @@
+"""InvoiceServiceConnector (worker/connectors/invoice_service.py) against an httpx.MockTransport."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import fakeredis
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from schemas import DocumentKind
+from worker.connectors.invoice_service import InvoiceServiceConnector
+from worker.errors import AmbiguousError, AuthenticationFailed, RequestRejected, ServiceUnavailable
+from worker.settings import Settings, TenantConfig
+
+TOKEN = "inv-service-SECRET-token-5"
+BODY = b'[{"invoiceNumber":"123456"}]'
+
+
+@pytest.fixture(autouse=True)
+def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("ERPSYNC_"):
+            monkeypatch.delenv(name)
+
+
+def post(reply: httpx.Response) -> tuple[list[httpx.Request], InvoiceServiceConnector]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return reply
+
+    tenant = TenantConfig(name="acme", target="invoiceservice", base_url="http://inv.test/", api_token=SecretStr(TOKEN))
+    settings = Settings(key_prefix="t", demo_tenant=False)
+    cache = fakeredis.FakeRedis(decode_responses=True)
+    return seen, InvoiceServiceConnector(tenant, settings, httpx.Client(transport=httpx.MockTransport(handler)), cache)
+
+
+def test_one_invoice_per_request_with_bearer_token() -> None:
+    seen, connector = post(httpx.Response(201, json={"id": "I.111225694", "invoiceNumber": "123456"}))
+    created = connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
+    assert [(c.key, c.number) for c in created] == [("I.111225694", "123456")]
+    (request,) = seen
+    assert request.url.path == "/invoices" and request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == {"invoiceNumber": "123456"}  # the document itself, not an array
+    assert connector.max_batch_docs(connector.settings, DocumentKind.CUSTOMER_INVOICE) == 1
+    assert not connector.can_look_up(DocumentKind.CUSTOMER_INVOICE)
+
+
+def test_validation_errors_name_their_fields() -> None:
+    errors = {"status": 400, "errors": [{"field": "totals.total", "message": "does not add up"}]}
+    _, connector = post(httpx.Response(400, json=errors))
+    with pytest.raises(RequestRejected, match=r"totals\.total: does not add up"):
+        connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
+
+
+def test_401_is_authentication_failed_without_the_token() -> None:
+    _, connector = post(httpx.Response(401))
+    with pytest.raises(AuthenticationFailed) as info:
+        connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
+    assert TOKEN not in str(info.value)
+
+
+def test_unreadable_success_is_ambiguous_and_503_transient() -> None:
+    _, connector = post(httpx.Response(201, text="<html>ok</html>"))
+    with pytest.raises(AmbiguousError):
+        connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
+    _, connector = post(httpx.Response(503))
+    with pytest.raises(ServiceUnavailable):
+        connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")

@@ -1,0 +1,116 @@
+"""The connector interface: what a target (an ERP API) implements so that the pipeline can serve it.
+
+The pipeline (validation, coalescing buffer, send tasks, results, retries, dead letters, duplicate index)
+knows nothing about any ERP. A target plugs in with:
+
+- its document models: schemas/targets.py (the pipeline validates with them, pure pydantic);
+- a connector class here, registered in worker/connectors/__init__.py, that says
+  - how documents are grouped: `max_batch_docs` (SoftOne takes arrays; Fortnox and the invoice service one
+    document per request);
+  - how a request is authenticated (inside `post_documents`/`look_up`: API keys, OAuth tokens...);
+  - how a batch is sent and its answer read: `post_documents` returns the created ids in the batch's order,
+    or raises the worker's error types (worker/errors.py): TransientError (send again later), AmbiguousError
+    (may have been created: reconcile), BatchRejected (an array rejected part-way), PermanentError (never
+    created: the documents fail with the ERP's reason);
+  - whether and how the ERP can be asked which documents of a batch exist: `can_look_up` and `look_up`
+    (after an ambiguous answer); without it such documents end `unknown` for an operator.
+
+Every request goes through `Connector.take_turn()` first: the tenant's in-flight cap is held by the send
+task, this adds the tenant's rate limit (shared by every worker, worker/ratelimit.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+import redis
+
+from schemas import DocumentKind
+from worker.errors import WaitingForRetryAfter
+from worker.ratelimit import RateLimiter
+from worker.reconcile import Settlement
+from worker.settings import Settings, TenantConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What the ERP answered for one created document: its id (Key) and, when it has one, its number."""
+
+    key: int | str
+    number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LookupRequest:
+    """A batch whose outcome is open, as a connector needs it to ask the ERP what it holds."""
+
+    kind: DocumentKind
+    docs: Sequence[dict[str, Any]]
+    external_ids: Sequence[str]
+    rejected: bool  # the ERP rejected the array part-way (SoftOne), rather than giving no usable answer
+    high_water: int  # the highest Key we knew when the batch was planned (SoftOne's content matching)
+    known_keys: Callable[[Iterable[int]], set[int]]  # which of these Keys we recorded for other documents
+    request_id: str
+
+
+class Connector:
+    """Base of every connector: one tenant's account at one ERP. Subclasses set `target` and implement
+    `post_documents`; those that can look documents up override `can_look_up` and `look_up`."""
+
+    target: ClassVar[str]
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        settings: Settings,
+        client: httpx.Client,
+        cache: redis.Redis,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.settings = settings
+        self.client = client
+        self.cache = cache
+        self.limiter = limiter or RateLimiter(cache, settings.key_prefix, settings.rate_limit_margin_seconds)
+        self.base_url = tenant.base_url.rstrip("/")
+
+    @classmethod
+    def max_batch_docs(cls, settings: Settings, kind: DocumentKind) -> int:
+        """Documents per request; 1 for APIs that take one document at a time."""
+        return 1
+
+    def post_documents(self, kind: DocumentKind, body: bytes, request_id: str) -> list[Created]:
+        """Send a batch (`body`: the JSON array of its documents, as stored) and return one Created per
+        document, in order; raise the worker's error types otherwise."""
+        raise NotImplementedError
+
+    def can_look_up(self, kind: DocumentKind) -> bool:
+        return False
+
+    def look_up(self, request: LookupRequest) -> Settlement:
+        """Which documents of a batch the ERP holds (Settlement: found, rejected, doubtful, to resend)."""
+        raise NotImplementedError(f"{self.target} cannot look up {request.kind.value} documents")
+
+    def take_turn(self) -> None:
+        """Wait for the tenant's rate limit to allow one more request, or raise WaitingForRetryAfter
+        (nothing was sent: the send task gives its turn back without counting an attempt)."""
+        rate = self.tenant.rate(self.settings)
+        if rate is None:
+            return
+        wait = self.limiter.acquire(self.target, self.tenant.name, rate, timeout=self.settings.rate_limit_wait_seconds)
+        if wait:
+            raise WaitingForRetryAfter(
+                f"tenant {self.tenant.name!r} is at its rate limit ({rate} requests/seconds); nothing sent",
+                retry_after=wait,
+            )
+
+
+def single_document(body: bytes) -> bytes:
+    """The one document of a one-document batch body (`[{...}]` -> `{...}`), without parsing it."""
+    text = body.strip()
+    if not (text.startswith(b"[") and text.endswith(b"]")):
+        raise ValueError("a batch body is a JSON array")
+    return text[1:-1].strip()

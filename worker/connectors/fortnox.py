@@ -1,0 +1,291 @@
+"""Fortnox connector: OAuth2 bearer tokens shared by all workers, one document per request, look-ups by
+ExternalInvoiceReference1 (invoices, orders) or ArticleNumber (articles).
+
+Authentication. Access tokens live an hour and are cached in Redis for every worker until
+`fortnox_token_renew_seconds` before they expire. Two ways to get one:
+- authorization-code tenants (`refresh_token` in the tenants file): a refresh token is SINGLE-USE, and its
+  successor comes back with the new access token. One worker renews, under a Redis lock, and stores the new
+  pair in one transaction before anyone uses it; the others wait for the lock and then find it. The current
+  refresh token lives in Redis (`{p}:fortnox:refresh:{tenant}`, no expiry); the tenants file's one is used
+  only until the first renewal. If a renewal's answer is lost after Fortnox spent the old refresh token,
+  nothing can renew any more: the error says an operator must authorise the integration again.
+- service accounts (`tenant_id`): the client-credentials grant, asked again (under the same lock) when the
+  token is due.
+A 401 on a call drops the cached token (unless another worker replaced it already) and renews once.
+
+Rate limit: Fortnox allows 25 requests per access token in any sliding 5 s and answers 429 beyond it;
+every request (POSTs and look-ups) takes a turn from the tenant's shared limiter first (worker/ratelimit.py).
+
+Errors: Fortnox answers `{"ErrorInformation": {"Error", "Message", "Code"}}`, keys capitalised or not;
+the message and code go into the document's reason (e.g. 2004167: an account is needed for a custom VAT
+rate with EasyVat).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import redis
+from redis.exceptions import LockError
+from schemas.fortnox import parse_error
+
+from schemas import DocumentKind
+from worker.connectors.base import Connector, Created, LookupRequest, single_document
+from worker.errors import AmbiguousError, AuthenticationFailed, ConnectFailed, PermanentError, RequestRejected
+from worker.http import classify_exception, classify_status, quieten_httpx_logging
+from worker.ratelimit import RateLimiter
+from worker.reconcile import Settlement
+from worker.redaction import redact_url, secrets_filter
+from worker.settings import Settings, TenantConfig
+
+log = logging.getLogger(__name__)
+
+WRAPPERS = {
+    DocumentKind.CUSTOMER_INVOICE: ("Invoice", "Invoices"),
+    DocumentKind.ORDER: ("Order", "Orders"),
+    DocumentKind.OFFER: ("Offer", "Offers"),
+    DocumentKind.ARTICLE: ("Article", "Articles"),
+}
+
+
+class FortnoxConnector(Connector):
+    """Talks to one Fortnox account."""
+
+    target = "fortnox"
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        settings: Settings,
+        client: httpx.Client,
+        cache: redis.Redis,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        super().__init__(tenant, settings, client, cache, limiter)
+        assert tenant.client_id is not None and tenant.client_secret is not None  # TenantConfig checks
+        self.auth_url = (tenant.auth_url or tenant.base_url).rstrip("/") + settings.fortnox_token_path
+        self._secret = tenant.client_secret.get_secret_value()
+        p = settings.key_prefix
+        self._token_key = f"{p}:token:{tenant.name}"
+        self._refresh_key = f"{p}:fortnox:refresh:{tenant.name}"
+        quieten_httpx_logging()
+        secrets_filter().add_secret(self._secret)
+        if tenant.refresh_token is not None:
+            secrets_filter().add_secret(tenant.refresh_token.get_secret_value())
+
+    # ----- authentication
+    def token(self) -> str:
+        """A valid access token: the shared cached one, or a new one (one worker renews, the others wait)."""
+        cached = self.cache.get(self._token_key)
+        if cached:
+            secrets_filter().add_secret(cached)
+            return cached
+        with self.cache.lock(f"{self._token_key}:lock", timeout=60, blocking_timeout=60):
+            cached = self.cache.get(self._token_key)
+            if cached:
+                secrets_filter().add_secret(cached)
+                return cached
+            return self._renew()
+
+    def _renew(self) -> str:
+        """Ask the OAuth server for a new access token and store it (with its refresh token) for everyone.
+        Called with the renewal lock held."""
+        if self.tenant.tenant_id is not None:
+            form = {"grant_type": "client_credentials"}
+            headers = {"TenantId": self.tenant.tenant_id}
+            refresh = None
+        else:
+            assert self.tenant.refresh_token is not None
+            refresh = self.cache.get(self._refresh_key) or self.tenant.refresh_token.get_secret_value()
+            secrets_filter().add_secret(refresh)
+            form = {"grant_type": "refresh_token", "refresh_token": refresh}
+            headers = {}
+        # No take_turn(): the OAuth server is not the API whose requests Fortnox limits per token.
+        try:
+            response = self.client.post(
+                self.auth_url, data=form, headers=headers, auth=(self.tenant.client_id or "", self._secret)
+            )
+        except httpx.HTTPError as exc:
+            error = classify_exception(exc, self.auth_url)
+            if isinstance(error, AmbiguousError) and refresh is not None:
+                raise AuthenticationFailed(
+                    f"the answer to tenant {self.tenant.name!r}'s token renewal was lost; if Fortnox spent the "
+                    "refresh token, an operator must authorise the integration again (see README, Fortnox)"
+                ) from None
+            if isinstance(error, AmbiguousError):
+                error = ConnectFailed(str(error))  # a client-credentials grant creates nothing: ask again
+            raise error from None
+        if response.status_code in (400, 401):
+            reason = _oauth_error(response)
+            raise AuthenticationFailed(
+                f"Fortnox refused tenant {self.tenant.name!r}'s "
+                f"{'refresh token' if refresh else 'client credentials'} ({response.status_code} {reason}); "
+                "an operator must authorise the integration again",
+                status=response.status_code,
+            )
+        error = classify_status(response)
+        if error is not None:
+            raise error
+        try:
+            data = response.json()
+            access = str(data["access_token"])
+            expires_in = int(data.get("expires_in") or 3600)
+            new_refresh = data.get("refresh_token")
+        except (ValueError, KeyError, TypeError):
+            raise PermanentError("Fortnox's token answer carries no access_token") from None
+        secrets_filter().add_secret(access)
+        ttl = max(10, expires_in - self.settings.fortnox_token_renew_seconds)
+        pipe = self.cache.pipeline(transaction=True)
+        pipe.set(self._token_key, access, ex=ttl)
+        if new_refresh:
+            secrets_filter().add_secret(str(new_refresh))
+            pipe.set(self._refresh_key, str(new_refresh))  # refresh tokens live 45 days; used before that
+        pipe.execute()
+        log.info("fortnox token renewed tenant=%s grant=%s ttl=%ss", self.tenant.name, form["grant_type"], ttl)
+        return access
+
+    def invalidate(self, token: str) -> None:
+        """Forget `token` unless another worker has already replaced it."""
+        self.cache.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            1,
+            self._token_key,
+            token,
+        )
+
+    def _request(
+        self, method: str, path: str, content: bytes | None = None, request_id: str | None = None
+    ) -> httpx.Response:
+        """One API call with a bearer token, under the rate limit; a 401 renews the token once."""
+        url = self.base_url + path
+        for attempt in (1, 2):
+            try:
+                token = self.token()
+            except (redis.RedisError, LockError) as exc:
+                raise ConnectFailed(f"token cache unavailable ({type(exc).__name__}); nothing was sent") from None
+            self.take_turn()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            if request_id:
+                headers["Idempotency-Key"] = request_id
+            started = time.perf_counter()
+            try:
+                response = self.client.request(method, url, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                raise classify_exception(exc, url) from None
+            log.info(
+                "fortnox %s %s status=%s ms=%.0f",
+                method,
+                redact_url(url),
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+            if response.status_code == 401:
+                self.invalidate(token)
+                if attempt == 1:
+                    continue
+                raise AuthenticationFailed(
+                    f"{method} {redact_url(url)} answered 401 with a fresh token: tenant {self.tenant.name!r}'s "
+                    "authorisation is refused",
+                    status=401,
+                )
+            return response
+        raise AssertionError("unreachable")
+
+    # ----- documents
+    def post_documents(self, kind: DocumentKind, body: bytes, request_id: str | None = None) -> list[Created]:
+        """POST one document (a one-document batch) wrapped as Fortnox wants it: `{"Invoice": {...}}`."""
+        wrapper = WRAPPERS[kind][0]
+        content = b'{"' + wrapper.encode() + b'":' + single_document(body) + b"}"
+        response = self._request("POST", self.settings.fortnox_paths[kind.value], content, request_id)
+        _raise_for_status(response)
+        try:
+            created = response.json()[wrapper]
+            key = created["ArticleNumber" if kind is DocumentKind.ARTICLE else "DocumentNumber"]
+        except (ValueError, KeyError, TypeError):
+            raise AmbiguousError(
+                f"Fortnox answered {response.status_code} without the created {wrapper}: {response.text[:200]!r}"
+            ) from None
+        return [Created(str(key), str(key))]
+
+    def can_look_up(self, kind: DocumentKind) -> bool:
+        # Invoices and orders by ExternalInvoiceReference1 (their list filters); articles by their number.
+        # Offers have no filter that holds our id: their open outcomes stay `unknown`.
+        return kind in (DocumentKind.CUSTOMER_INVOICE, DocumentKind.ORDER, DocumentKind.ARTICLE)
+
+    def look_up(self, request: LookupRequest) -> Settlement:
+        created: dict[int, int | str] = {}
+        resend: list[int] = []
+        doubtful: list[int] = []
+        for i, (doc, external_id) in enumerate(zip(request.docs, request.external_ids, strict=True)):
+            if request.kind is DocumentKind.ARTICLE:
+                number = doc.get("ArticleNumber")
+                if not number:
+                    doubtful.append(i)  # Fortnox gave it a number we never heard: cannot be found
+                    continue
+                found = self._article_exists(str(number), request.request_id)
+            else:
+                found = self._find_by_reference(request.kind, external_id, request.request_id)
+            if found is None:
+                resend.append(i)
+            else:
+                created[i] = found
+        return Settlement(created=created, rejected=None, doubtful=doubtful, resend=resend)
+
+    def _find_by_reference(self, kind: DocumentKind, reference: str, request_id: str) -> str | None:
+        path = f"{self.settings.fortnox_paths[kind.value]}?externalinvoicereference1={quote(reference, safe='')}"
+        response = self._request("GET", path, None, f"{request_id}:lookup")
+        _raise_for_status(response, reading=True)
+        try:
+            items = response.json()[WRAPPERS[kind][1]]
+            numbers = [
+                str(item["DocumentNumber"]) for item in items if item.get("ExternalInvoiceReference1") == reference
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise AmbiguousError(f"Fortnox's list answer cannot be read: {response.text[:200]!r}") from None
+        if len(numbers) > 1:
+            raise PermanentError(
+                f"{len(numbers)} Fortnox documents carry ExternalInvoiceReference1 {reference!r} "
+                f"({', '.join(numbers)}); an operator must decide which is ours"
+            )
+        return numbers[0] if numbers else None
+
+    def _article_exists(self, number: str, request_id: str) -> str | None:
+        path = f"{self.settings.fortnox_paths['article']}/{quote(number, safe='')}"
+        response = self._request("GET", path, None, f"{request_id}:lookup")
+        if response.status_code == 404:
+            return None
+        _raise_for_status(response, reading=True)
+        return number
+
+
+def _raise_for_status(response: httpx.Response, reading: bool = False) -> None:
+    """Our error type for a non-2xx answer, with Fortnox's own message and code in it."""
+    error = classify_status(response)
+    if error is None:
+        return
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    info = parse_error(body)
+    if info is not None and isinstance(error, RequestRejected):
+        code = f" (code {info.code})" if info.code is not None else ""
+        raise RequestRejected(f"Fortnox: {info.message}{code}", status=response.status_code)
+    if reading and isinstance(error, AmbiguousError):
+        raise ConnectFailed(str(error)) from None  # a failed read created nothing: ask again
+    raise error
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+        return f"{data.get('error', '')}: {data.get('error_description', '')}".strip(": ")
+    except (ValueError, AttributeError):
+        return json.dumps(response.text[:100])
