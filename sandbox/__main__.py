@@ -1,5 +1,5 @@
 """``python -m sandbox [--host H] [--port P] [--latency-ms N] [--config FILE] [--customers FILE]
-[--faults 429=0.05,503=0.05,... --seed N] ...``"""
+[--faults 429=0.05,503=0.05,... --seed N] [--fortnox-rate-limit N --fortnox-rate-window S] ...``"""
 
 from __future__ import annotations
 
@@ -10,20 +10,47 @@ from sandbox.server import build_config, serve_config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="SoftOne GO sandbox ERP server")
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Sandbox ERP server: SoftOne GO (/Login/Token, /Economy/...), Fortnox (/oauth-v1/token, "
+        "/3/invoices, /3/orders, /3/offers, /3/articles-v2) and the invoice service (POST /invoices) on one port, "
+        "with operator endpoints under /_sandbox (ledger, stats, faults, latency, tokens/expire, fortnox/ratelimit). "
+        "Demo credentials: SoftOne demo-company-key/demo-connect-key; Fortnox client demo-fortnox-client:"
+        "demo-fortnox-secret, refresh token demo-fortnox-refresh (once per process), TenantId demo-fortnox-tenant; "
+        "invoice service Bearer demo-invoice-service-token.",
+    )
     add = parser.add_argument
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8765)
     add("--latency-ms", type=int, default=None, help="added to every ERP request (default 0)")
     add("--latency-jitter-ms", type=int, default=None, help="plus uniform 0..N ms (default 0)")
-    add("--config", default=None, help="JSON file with companies/customers (default: demo tenant)")
+    add(
+        "--config",
+        default=None,
+        help="JSON file with companies, fortnox_accounts, invoice_service_clients, customers and settings "
+        "(default: one demo tenant per API)",
+    )
     add(
         "--customers",
         default=None,
         help='JSON file {"<CustomerNr>": "<name>"} or [<CustomerNr>, ...] that REPLACES the customer register '
         "(default: every all-digit number is a customer)",
     )
-    add("--token-ttl-seconds", type=int, default=None, help="token lifetime (default 3600)")
+    add("--token-ttl-seconds", type=int, default=None, help="SoftOne token lifetime (default 3600)")
+    add("--fortnox-token-ttl-seconds", type=int, default=None, help="Fortnox access-token lifetime (default 3600)")
+    add(
+        "--fortnox-rate-limit",
+        type=int,
+        default=None,
+        help="Fortnox requests allowed per access token in the sliding window, then 429 (default 25)",
+    )
+    add(
+        "--fortnox-rate-window",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the sliding window of the Fortnox rate limit (default 5.0; also POST /_sandbox/fortnox/ratelimit)",
+    )
     add(
         "--faults",
         default=None,
@@ -51,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
             retry_after=args.retry_after,
             slow_ms=args.slow_ms,
             customers_path=args.customers,
+            fortnox_token_ttl_seconds=args.fortnox_token_ttl_seconds,
+            fortnox_rate_limit=args.fortnox_rate_limit,
+            fortnox_rate_window=args.fortnox_rate_window,
         )
     except ValueError as exc:
         parser.error(str(exc))  # exits 2 with the message

@@ -1,6 +1,7 @@
-"""The Starlette app: the SoftOne GO endpoints the project uses, plus the operator endpoints.
+"""The Starlette app: the endpoints of the three ERP APIs the project uses, plus the operator endpoints.
 
-ERP routes (all parameters in the query string, see sandbox.auth):
+Fortnox's routes are in sandbox.fortnox, the invoice service's in sandbox.invoice_service.
+SoftOne GO routes (all parameters in the query string, see sandbox.auth):
 
 * ``GET|POST /Login/Token?companyApiKey=&connectApiKey=`` -> ``{"Token", "ExpiresIn", "ValidTo"}``.
   The specs only say "call /Login/Token"; the sandbox takes the two keys from the query string
@@ -15,8 +16,6 @@ ERP routes (all parameters in the query string, see sandbox.auth):
 
 from __future__ import annotations
 
-import json
-import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import control
+from sandbox import control, fortnox, invoice_service
 from sandbox.auth import authenticate, company_for_keys, query_params, unauthorized
 from sandbox.config import SandboxConfig
+from sandbox.jsonbody import parse_json
 from sandbox.middleware import SandboxMiddleware
 from sandbox.responses import info_message, invoice_view, operation_result
 from sandbox.rules import ERROR_INVALID_BODY, ERROR_VALIDATION, validate_document
@@ -40,26 +40,6 @@ from sandbox.state import Kind, SandboxState, iso_utc
 def sandbox_state(request: Request) -> SandboxState:
     state: SandboxState = request.app.state.sandbox
     return state
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def parse_json(body: bytes) -> Any:
-    """Strict JSON (no trailing commas, NaN, Infinity, out-of-range numbers); ValueError if not."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError("request body is not UTF-8") from exc
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def bad_request(error_number: int, message: str) -> JSONResponse:
@@ -166,7 +146,7 @@ def create_app(config: SandboxConfig | None = None, *, clock: Callable[[], float
     config = config or SandboxConfig()
     state = SandboxState(config) if clock is None else SandboxState(config, clock)
     app = Starlette(
-        routes=erp_routes() + control.routes(),
+        routes=erp_routes() + fortnox.routes() + invoice_service.routes() + control.routes(),
         middleware=[Middleware(SandboxMiddleware, state=state)],
     )
     app.state.sandbox = state

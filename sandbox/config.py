@@ -1,7 +1,11 @@
 """Configuration of the sandbox ERP: tenants, API keys, known customers, timings, numbering.
 
-The default configuration has one demo tenant (``demo-company-key`` / ``demo-connect-key``,
-company 1592 "Demo AB") and a customer register that knows EVERY all-digit customer number
+The default configuration has one demo tenant per API: SoftOne GO (``demo-company-key`` /
+``demo-connect-key``, company 1592 "Demo AB"), Fortnox (client ``demo-fortnox-client`` /
+``demo-fortnox-secret``, refresh token ``demo-fortnox-refresh``, TenantId ``demo-fortnox-tenant``,
+company 8051 "Demo Fortnox AB", EasyVat on) and the invoice service (Bearer
+``demo-invoice-service-token``, client 100123 "Quiddly Test"). All three share a customer
+register that knows EVERY all-digit customer number
 ("013", "3879", "1001", "99999", ...): the numbers that appear in the SoftOne GO specs have
 their names from the specs, any other all-digit number gets a generated name ("Kund 99999").
 A customer number with any other character ("UNKNOWN-3", " 12", "") is unknown.
@@ -12,6 +16,7 @@ A JSON file can replace it (``python -m sandbox --config FILE``), see :func:`loa
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +26,13 @@ from sandbox.random_faults import FaultProfile
 
 DEMO_COMPANY_API_KEY = "demo-company-key"
 DEMO_CONNECT_API_KEY = "demo-connect-key"
+DEMO_FORTNOX_CLIENT_ID = "demo-fortnox-client"
+DEMO_FORTNOX_CLIENT_SECRET = "demo-fortnox-secret"
+DEMO_FORTNOX_REFRESH_TOKEN = "demo-fortnox-refresh"
+DEMO_FORTNOX_TENANT_ID = "demo-fortnox-tenant"
+DEMO_INVOICE_SERVICE_TOKEN = "demo-invoice-service-token"
+# The scopes a Fortnox token is granted (Fortnox's names for the resources the sandbox serves).
+DEFAULT_FORTNOX_SCOPE = "article companyinformation invoice offer order"
 
 # Every customer number that appears in the three SoftOne GO specs, with Swedish-looking names
 # (the OCR'd UI screenshots only show truncated names, these are completed plausibly).
@@ -114,6 +126,55 @@ def _demo_companies() -> dict[str, Company]:
     return {demo.company_api_key: demo}
 
 
+@dataclass(frozen=True)
+class FortnoxAccount:
+    """One Fortnox account (company) and the OAuth client that reaches it.
+
+    ``refresh_token`` is the client's first refresh token (authorization-code flow): valid ONCE
+    per sandbox process, each use hands out its successor. ``tenant_id`` enables the
+    client-credentials flow (a service account sends it as the ``TenantId`` header); None: the
+    client may not use that flow. ``easy_vat``: the account's EasyVat setting (error 2004167).
+    """
+
+    client_id: str
+    client_secret: str
+    company_id: int
+    name: str
+    refresh_token: str | None = None
+    tenant_id: str | None = None
+    easy_vat: bool = True
+    scope: str = DEFAULT_FORTNOX_SCOPE
+
+
+def _demo_fortnox_accounts() -> dict[str, FortnoxAccount]:
+    demo = FortnoxAccount(
+        client_id=DEMO_FORTNOX_CLIENT_ID,
+        client_secret=DEMO_FORTNOX_CLIENT_SECRET,
+        company_id=8051,
+        name="Demo Fortnox AB",
+        refresh_token=DEMO_FORTNOX_REFRESH_TOKEN,
+        tenant_id=DEMO_FORTNOX_TENANT_ID,
+    )
+    return {demo.client_id: demo}
+
+
+@dataclass(frozen=True)
+class InvoiceServiceClient:
+    """One client of the invoice service: its static API token, internal id (shown as ``C.<id>``),
+    name and the user its invoices are ``createdBy``."""
+
+    token: str
+    client_id: int
+    name: str
+    created_by: str = "api-user@example.com"
+
+
+def _demo_invoice_service_clients() -> dict[str, InvoiceServiceClient]:
+    # Id and name of the spec's example response ("clientId": "C.100123", "clientName": "Quiddly Test").
+    demo = InvoiceServiceClient(DEMO_INVOICE_SERVICE_TOKEN, 100123, "Quiddly Test")
+    return {demo.token: demo}
+
+
 @dataclass
 class SandboxConfig:
     """Everything the sandbox needs to know at start-up (latency can change at run time)."""
@@ -128,6 +189,19 @@ class SandboxConfig:
     first_order_number: int = 211  # the order example answers Strings ["211"]
     first_invoice_number: int = 17536  # follows the last invoice number in the specs' UI lists
     faults: FaultProfile | None = None  # random faults armed at start-up and again by every reset
+    # Fortnox: accounts by client_id, access-token lifetime, and the rate limit per access token
+    # (Fortnox: 25 requests in any sliding 5 s; the limit and window can change at run time).
+    fortnox_accounts: dict[str, FortnoxAccount] = field(default_factory=_demo_fortnox_accounts)
+    fortnox_token_ttl_seconds: int = 3600
+    fortnox_rate_limit: int = 25
+    fortnox_rate_window_seconds: float = 5.0
+    # The invoice service: clients by API token.
+    invoice_service_clients: dict[str, InvoiceServiceClient] = field(default_factory=_demo_invoice_service_clients)
+
+
+def is_positive_number(value: object) -> bool:
+    """A finite JSON number > 0 (booleans are not numbers)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _require(cond: bool, message: str) -> None:
@@ -150,15 +224,85 @@ def _company_from_json(raw: Any, index: int) -> Company:
     return Company(key, frozenset(connect), cid, name)
 
 
+def _optional_str(raw: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = raw.get(name)
+    _require(value is None or (isinstance(value, str) and value != ""), f"{where}.{name} must be a non-empty string")
+    return value
+
+
+def _fortnox_account_from_json(raw: Any, index: int) -> FortnoxAccount:
+    where = f"fortnox_accounts[{index}]"
+    _require(isinstance(raw, Mapping), f"{where} must be an object")
+    known = {"client_id", "client_secret", "company_id", "name", "refresh_token", "tenant_id", "easy_vat", "scope"}
+    unknown = sorted(set(raw) - known)
+    _require(not unknown, f"{where} has unknown field(s) {unknown}")
+    for name in ("client_id", "client_secret"):
+        _require(isinstance(raw.get(name), str) and raw[name] != "", f"{where}.{name} must be a non-empty string")
+    cid = raw.get("company_id")
+    _require(isinstance(cid, int) and not isinstance(cid, bool), f"{where}.company_id must be an integer")
+    _require(isinstance(raw.get("name"), str), f"{where}.name must be a string")
+    refresh_token, tenant_id = _optional_str(raw, "refresh_token", where), _optional_str(raw, "tenant_id", where)
+    _require(refresh_token is not None or tenant_id is not None, f"{where} needs a refresh_token or a tenant_id")
+    easy_vat = raw.get("easy_vat", True)
+    _require(isinstance(easy_vat, bool), f"{where}.easy_vat must be true or false")
+    scope = raw.get("scope", DEFAULT_FORTNOX_SCOPE)
+    _require(isinstance(scope, str), f"{where}.scope must be a string")
+    return FortnoxAccount(
+        raw["client_id"], raw["client_secret"], cid, raw["name"], refresh_token, tenant_id, easy_vat, scope
+    )
+
+
+def _invoice_service_client_from_json(raw: Any, index: int) -> InvoiceServiceClient:
+    where = f"invoice_service_clients[{index}]"
+    _require(isinstance(raw, Mapping), f"{where} must be an object")
+    unknown = sorted(set(raw) - {"token", "client_id", "name", "created_by"})
+    _require(not unknown, f"{where} has unknown field(s) {unknown}")
+    _require(isinstance(raw.get("token"), str) and raw["token"] != "", f"{where}.token must be a non-empty string")
+    cid = raw.get("client_id")
+    _require(
+        isinstance(cid, int) and not isinstance(cid, bool) and cid > 0, f"{where}.client_id must be an integer > 0"
+    )
+    _require(isinstance(raw.get("name"), str), f"{where}.name must be a string")
+    created_by = raw.get("created_by", InvoiceServiceClient.created_by)
+    _require(isinstance(created_by, str), f"{where}.created_by must be a string")
+    return InvoiceServiceClient(raw["token"], cid, raw["name"], created_by)
+
+
 def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
     """Build a config from the JSON file's structure.
 
-    ``companies`` replaces the demo tenant, ``customers`` replaces the default customer list
-    (both optional). The optional scalar keys ``token_ttl_seconds``, ``latency_ms``,
-    ``latency_jitter_ms``, ``first_key``, ``first_order_number``, ``first_invoice_number``
-    override the defaults.
+    ``companies`` (SoftOne tenants), ``fortnox_accounts`` and ``invoice_service_clients``
+    replace the demo tenant of their API, ``customers`` replaces the default customer list (all
+    optional). The optional scalar keys ``token_ttl_seconds``, ``latency_ms``,
+    ``latency_jitter_ms``, ``first_key``, ``first_order_number``, ``first_invoice_number``,
+    ``fortnox_token_ttl_seconds``, ``fortnox_rate_limit`` (>= 1) and
+    ``fortnox_rate_window_seconds`` (> 0, may be fractional) override the defaults.
+
+    A Fortnox account: ``{"client_id", "client_secret", "company_id", "name", "refresh_token"
+    and/or "tenant_id", "easy_vat" (default true), "scope" (optional)}``; an invoice-service
+    client: ``{"token", "client_id" (integer), "name", "created_by" (optional)}``.
     """
     config = SandboxConfig()
+    if "fortnox_accounts" in data:
+        raw = data["fortnox_accounts"]
+        _require(isinstance(raw, list) and bool(raw), "fortnox_accounts must be a non-empty list")
+        accounts = [_fortnox_account_from_json(a, i) for i, a in enumerate(raw)]
+        config.fortnox_accounts = {a.client_id: a for a in accounts}
+        _require(len(config.fortnox_accounts) == len(accounts), "duplicate fortnox client_id")
+    if "invoice_service_clients" in data:
+        raw = data["invoice_service_clients"]
+        _require(isinstance(raw, list) and bool(raw), "invoice_service_clients must be a non-empty list")
+        clients = [_invoice_service_client_from_json(c, i) for i, c in enumerate(raw)]
+        config.invoice_service_clients = {c.token: c for c in clients}
+        _require(len(config.invoice_service_clients) == len(clients), "duplicate invoice-service token")
+    if "fortnox_rate_limit" in data:
+        value = data["fortnox_rate_limit"]
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, "fortnox_rate_limit >= 1")
+        config.fortnox_rate_limit = value
+    if "fortnox_rate_window_seconds" in data:
+        value = data["fortnox_rate_window_seconds"]
+        _require(is_positive_number(value), "fortnox_rate_window_seconds must be a number > 0")
+        config.fortnox_rate_window_seconds = float(value)
     if "companies" in data:
         raw = data["companies"]
         _require(isinstance(raw, list) and bool(raw), "companies must be a non-empty list")
@@ -179,6 +323,7 @@ def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
         "first_key",
         "first_order_number",
         "first_invoice_number",
+        "fortnox_token_ttl_seconds",
     ):
         if name in data:
             value = data[name]

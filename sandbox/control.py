@@ -1,18 +1,24 @@
 """Operator / test endpoints under ``/_sandbox`` (no authentication; never part of the ERP API).
 
 * ``GET  /_sandbox/health``          -> ``{"ok": true}``
-* ``GET  /_sandbox/ledger``          -> ``{"count", "documents": [...]}``; filters ``kind``,
-  ``external_id``, ``company_id``; ``full=1`` adds each document's body as sent
-* ``GET  /_sandbox/stats``           -> request counts per "METHOD /path" and status, etc.
+* ``GET  /_sandbox/ledger``          -> ``{"count", "documents": [...]}`` of every API; filters
+  ``target`` (softone, fortnox, invoiceservice), ``kind`` (customer_invoice, order, offer,
+  article), ``external_id``, ``company_id``; ``full=1`` adds each document's body as sent
+* ``GET  /_sandbox/stats``           -> request counts per "METHOD /path" and status, etc., and a
+  ``fortnox`` section (requests, rate_limited, max_in_window, injected_429, refresh_token_reuse,
+  ..., and the current ``rate_limit``)
 * ``POST /_sandbox/reset``           -> clears ledger, stats, fault rules, Retry-After records
-  and re-arms the start-up random faults with their seed (Keys keep increasing, tokens stay
-  valid, latency unchanged)
+  and re-arms the start-up random faults with their seed (Keys and numbers keep increasing,
+  tokens and refresh tokens stay valid, latency and the Fortnox rate limit unchanged)
 * ``GET|POST|DELETE /_sandbox/faults`` -> ``{"faults": [rules], "random": profile or null}``.
   POST decides by the body's shape: an object with ``"probabilities"`` replaces the random
   fault profile (sandbox.random_faults, re-seeded); anything else is one rule or a list of
   rules to append (sandbox.faults). DELETE clears both.
 * ``GET|POST /_sandbox/latency``     -> ``{"ms", "jitter_ms"}`` (POST sets either or both)
-* ``POST /_sandbox/tokens/expire``   -> every issued token becomes invalid (test 401 renewal)
+* ``POST /_sandbox/tokens/expire``   -> every issued token becomes invalid (test 401 renewal):
+  SoftOne tokens and Fortnox access tokens (Fortnox refresh tokens stay valid)
+* ``GET|POST /_sandbox/fortnox/ratelimit`` -> ``{"limit", "window_seconds"}`` of Fortnox's rate
+  limit per access token (POST sets either or both; it applies at once)
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.config import is_positive_number
 from sandbox.random_faults import FaultProfile
 from sandbox.rules import is_int
-from sandbox.state import SandboxState
+from sandbox.state import TARGETS, SandboxState
 
 
 def _state(request: Request) -> SandboxState:
@@ -50,6 +57,10 @@ async def health(request: Request) -> Response:
 async def ledger(request: Request) -> Response:
     params = request.query_params
     entries = _state(request).ledger
+    if "target" in params:
+        if params["target"] not in TARGETS:
+            return _error(f"target must be one of {', '.join(TARGETS)}")
+        entries = [e for e in entries if e.target == params["target"]]
     if "kind" in params:
         entries = [e for e in entries if e.kind == params["kind"]]
     if "external_id" in params:
@@ -65,7 +76,10 @@ async def ledger(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(_state(request).stats.as_json())
+    state = _state(request)
+    data = state.stats.as_json()
+    data["fortnox"]["rate_limit"] = state.fortnox.limiter.as_json()
+    return JSONResponse(data)
 
 
 async def reset(request: Request) -> Response:
@@ -116,6 +130,24 @@ async def expire_tokens(request: Request) -> Response:
     return JSONResponse({"expired": _state(request).expire_tokens()})
 
 
+async def fortnox_rate_limit(request: Request) -> Response:
+    limiter = _state(request).fortnox.limiter
+    if request.method == "POST":
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return _error(str(exc))
+        if not isinstance(body, dict) or not body or set(body) - {"limit", "window_seconds"}:
+            return _error('expected {"limit": N, "window_seconds": S} (either or both)')
+        if "limit" in body and not (is_int(body["limit"]) and body["limit"] >= 1):
+            return _error("limit must be an integer >= 1")
+        if "window_seconds" in body and not is_positive_number(body["window_seconds"]):
+            return _error("window_seconds must be a number > 0")
+        limiter.limit = body.get("limit", limiter.limit)
+        limiter.window_seconds = float(body.get("window_seconds", limiter.window_seconds))
+    return JSONResponse(limiter.as_json())
+
+
 def routes() -> list[Route]:
     return [
         Route("/_sandbox/health", health, methods=["GET"]),
@@ -125,4 +157,5 @@ def routes() -> list[Route]:
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/latency", latency, methods=["GET", "POST"]),
         Route("/_sandbox/tokens/expire", expire_tokens, methods=["POST"]),
+        Route("/_sandbox/fortnox/ratelimit", fortnox_rate_limit, methods=["GET", "POST"]),
     ]

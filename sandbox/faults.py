@@ -2,7 +2,8 @@
 
 A rule (JSON, posted to ``/_sandbox/faults``)::
 
-    {"path": "/Economy/Billing/CustomerInvoices",  # exact request path, or "*" = any ERP path
+    {"path": "/Economy/Billing/CustomerInvoices",  # exact request path, or "*" = any ERP path but
+                                                   # the token endpoints (/Login/Token, /oauth-v1/token)
      "kind": "status",            # see KINDS
      "status": 503,               # for status / status_after_commit
      "times": 1,                  # how many matching requests it applies to
@@ -12,7 +13,9 @@ A rule (JSON, posted to ``/_sandbox/faults``)::
 
 Rules are consumed in order: a request takes the FIRST rule whose path matches, at the moment
 the request arrives (after the simulated latency, before authentication), and uses up one of
-its ``times``.
+its ``times``. Paths of every API work: SoftOne's, Fortnox's (``/3/invoices``, ...,
+``/oauth-v1/token``) and the invoice service's (``/invoices``). A request Fortnox's rate limit
+refuses takes no rule.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ class FaultRule:
     retry_after: str | None
     body: str | None
 
-    def matches(self, path: str) -> bool:
-        return self.path in ("*", path)
+    def matches(self, path: str, wildcard: bool = True) -> bool:
+        """True if the rule names ``path``, or is ``"*"`` and ``wildcard`` (False for token endpoints)."""
+        return self.path == path or (wildcard and self.path == "*")
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,10 +98,11 @@ class FaultStore:
         self.rules.extend(rules)
         return rules
 
-    def take(self, path: str) -> FaultRule | None:
-        """The first rule matching ``path``, with one of its ``times`` used up."""
+    def take(self, path: str, wildcard: bool = True) -> FaultRule | None:
+        """The first rule matching ``path`` (``"*"`` rules only if ``wildcard``), with one of its ``times``
+        used up."""
         for i, rule in enumerate(self.rules):
-            if rule.matches(path):
+            if rule.matches(path, wildcard):
                 rule.times -= 1
                 if rule.times == 0:
                     del self.rules[i]

@@ -1,16 +1,37 @@
-"""ASGI middleware around every request: simulated latency, fault injection, stats, access log.
+"""ASGI middleware around every request: simulated latency, fault injection, rate limit, stats, access log.
 
-ERP requests (every path not under ``/_sandbox``) wait the configured latency, may be hit by
-a fault rule (sandbox.faults) or, if no rule claims them, by a random fault
-(sandbox.random_faults; never on ``/Login/Token``), are counted in the stats per
-``"METHOD /path"`` and status, and are logged as one line with the key and token values
-masked. Operator requests (``/_sandbox/...``) are only logged (at DEBUG).
+ERP requests (every path not under ``/_sandbox``, of all three APIs) wait the configured
+latency, may be hit by a fault rule (sandbox.faults) or, if no rule claims them, by a random
+fault (sandbox.random_faults), are counted in the stats per ``"METHOD /path"`` (an article's
+number as ``{ArticleNumber}``) and status, and are logged as one line with the key and token
+values masked (bearer tokens travel in headers, which are never logged). Operator requests
+(``/_sandbox/...``) are only logged (at DEBUG).
 
-Retry-After bookkeeping: a random 429 records, for the request it answered (company, route and
-the client's ``Idempotency-Key`` header, or a digest of the body when there is none), the time
-before which that request must not come back; the same request ARRIVING earlier (before the
-simulated latency) counts in ``stats["early_retries"]``. Other requests of the company are not
-held to it: concurrent workers sending other batches are not retries of it.
+Token endpoints (``/Login/Token``, ``/oauth-v1/token``) never draw a random fault and are not
+matched by a ``"*"`` rule; a rule naming their path exactly still applies (e.g. to lose the
+answer to a Fortnox renewal after the refresh token was spent: ``drop_after_commit``).
+
+Fortnox's rate limit is measured on ARRIVAL, before the simulated latency - the moment the
+request reaches this middleware, before its body is read (the earliest an ASGI app can tell; a
+sandbox process the OS leaves waiting for a CPU sees requests late, which narrows the gaps
+between them): a request whose access token already had ``limit`` admitted requests in the
+sliding window is answered 429 (lower-case ErrorInformation, "Too many requests", no
+Retry-After: Fortnox documents none) after the latency, without drawing a random fault or
+consuming a rule (see sandbox.fortnox_state). A 429 from a rule or a random fault on a Fortnox
+path counts as ``fortnox.injected_429`` instead.
+
+Fault answers take the shape of the API they hit: a random 429 on Fortnox has the Fortnox
+error body, ``500_after_commit`` answers SoftOne's operation result, Fortnox's "System
+exception" (code 1000003) or the invoice service's error body; ``token_expiry`` expires the
+SoftOne token or the Fortnox access token of the request (the invoice service's API tokens are
+static: it never draws ``token_expiry``).
+
+Retry-After bookkeeping: a random 429 records, for the request it answered (caller - the SoftOne
+company, Fortnox account or invoice-service client -, route and the client's ``Idempotency-Key``
+header, or a digest of the body when there is none), the time before which that request must not
+come back; the same request ARRIVING earlier (before the simulated latency) counts in
+``stats["early_retries"]``. Other requests of the caller are not held to it: concurrent workers
+sending other batches are not retries of it.
 """
 
 from __future__ import annotations
@@ -21,14 +42,23 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.auth import masked_query, scope_query_params
-from sandbox.config import Company
 from sandbox.faults import FaultRule
+from sandbox.fortnox import (
+    SYSTEM_EXCEPTION_BODY,
+    TOKEN_PATH,
+    TOO_MANY_REQUESTS_BODY,
+    bearer_token,
+    route_label,
+    target_of,
+)
 from sandbox.random_faults import FaultProfile
 from sandbox.responses import operation_result
 from sandbox.state import SandboxState
@@ -36,7 +66,9 @@ from sandbox.state import SandboxState
 log = logging.getLogger("sandbox.access")
 
 DROP_MARKER = "drop"  # the "status" recorded in stats/log for a dropped connection
-LOGIN_PATH = "/Login/Token"  # never hit by random faults, never counted as an early retry
+LOGIN_PATH = "/Login/Token"
+TOKEN_PATHS = frozenset({LOGIN_PATH, TOKEN_PATH})  # never hit by random faults, never counted as an early retry
+INVOICE_SERVICE_ERROR_BODY = {"status": 500, "errors": [{"field": None, "message": "Internal server error"}]}
 INTERNAL_ERROR_EXCEPTION = "System.InvalidOperationException: Ett oväntat fel inträffade (sandbox 500_after_commit)."
 
 
@@ -54,14 +86,26 @@ async def _send_fault_status(rule: FaultRule, send: Send) -> None:
     await _send_status(send, rule.status, rule.body, rule.retry_after)
 
 
-async def _send_internal_error(send: Send) -> None:
-    """HTTP 500 with an operation result: Success false, ErrorMessage and Exception set."""
-    result = operation_result(success=False, error_message="Internt serverfel.")
-    result["Exception"] = INTERNAL_ERROR_EXCEPTION
-    data = json.dumps(result, ensure_ascii=False).encode()
+async def _send_json(send: Send, status: int, body: Any, retry_after: str | None = None) -> None:
+    data = json.dumps(body, ensure_ascii=False).encode()
     headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
+
+
+async def _send_internal_error(send: Send, target: str) -> None:
+    """HTTP 500 in the API's error shape; SoftOne: an operation result, Success false, ErrorMessage and
+    Exception set."""
+    if target == "fortnox":
+        await _send_json(send, 500, SYSTEM_EXCEPTION_BODY)
+    elif target == "invoiceservice":
+        await _send_json(send, 500, INVOICE_SERVICE_ERROR_BODY)
+    else:
+        result = operation_result(success=False, error_message="Internt serverfel.")
+        result["Exception"] = INTERNAL_ERROR_EXCEPTION
+        await _send_json(send, 500, result)
 
 
 def _reason(status: int) -> str:
@@ -125,6 +169,20 @@ async def _discard(message: Message) -> None:
     """A ``send`` that throws the normal response away (after-commit faults replace it)."""
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What the middleware knows about one ERP request before it reaches the app."""
+
+    path: str
+    route: str  # the stats key, "METHOD /path"
+    target: str  # "softone", "fortnox" or "invoiceservice"
+    token_endpoint: bool
+    params: dict[str, str]  # query parameters, lower-cased names
+    bearer: str  # the Authorization: Bearer token ("" if none)
+    caller: tuple[str, int] | None  # (who, company id) for the Retry-After bookkeeping
+    digest: str  # which earlier request this one repeats
+
+
 class SandboxMiddleware:
     """See the module docstring."""
 
@@ -137,6 +195,7 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        arrived_at = self.state.clock()  # as early as the app can tell: before the body is read
         seen: dict[str, int] = {}
 
         async def recording_send(message: Message) -> None:
@@ -151,49 +210,108 @@ class SandboxMiddleware:
             return
         self.state.stats.enter()
         try:
-            outcome = await self._erp_request(scope, receive, recording_send, seen)
+            outcome = await self._erp_request(scope, receive, recording_send, seen, arrived_at)
         finally:
             self.state.stats.leave()  # not `stats`: a reset may have replaced it meanwhile
-        self.state.stats.count(f"{scope['method']} {path}", outcome)
+        self.state.stats.count(route_label(scope["method"], path), outcome)
         self._log(scope, outcome, started, logging.INFO)
 
-    async def _erp_request(self, scope: Scope, receive: Receive, send: Send, seen: dict[str, int]) -> str:
-        """Handle one ERP request; returns what the client got: a status code or "drop"."""
+    def _caller(self, target: str, params: dict[str, str], bearer: str) -> tuple[str, int] | None:
+        """Who sends the request (for the Retry-After bookkeeping), if the credentials name anyone."""
+        if target == "fortnox":
+            token = self.state.fortnox.valid_token(bearer)
+            account = self.state.config.fortnox_accounts.get(token.client_id) if token else None
+            return (f"fortnox:{account.client_id}", account.company_id) if account else None
+        if target == "invoiceservice":
+            client = self.state.config.invoice_service_clients.get(bearer)
+            return (f"invoiceservice:{client.client_id}", client.client_id) if client else None
+        company = self.state.config.companies.get(params.get("companyapikey", ""))
+        return (company.company_api_key, company.company_id) if company else None
+
+    def _call(self, scope: Scope, body: bytes) -> _Call:
+        path: str = scope["path"]
+        target = target_of(path)
+        token_endpoint = path in TOKEN_PATHS
+        params = scope_query_params(scope)
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        bearer = bearer_token(headers)
+        return _Call(
+            path=path,
+            route=route_label(scope["method"], path),
+            target=target,
+            token_endpoint=token_endpoint,
+            params=params,
+            bearer=bearer,
+            caller=None if token_endpoint else self._caller(target, params, bearer),
+            digest=_retry_identity(scope, path, body),
+        )
+
+    def _over_rate_limit(self, call: _Call, arrived_at: float) -> bool:
+        """Count a Fortnox API request on arrival; True if its access token is over the rate limit."""
+        fortnox_stats = self.state.stats.fortnox
+        fortnox_stats.requests += 1
+        token = self.state.fortnox.valid_token(call.bearer)
+        if token is None:
+            return False  # no valid token: the app answers 401
+        admitted, in_window = self.state.fortnox.limiter.arrive(token.label, arrived_at)
+        fortnox_stats.saw(token.label, in_window)
+        if not admitted:
+            fortnox_stats.limited(token.label)
+        return not admitted
+
+    def _token_expirable(self, call: _Call) -> bool:
+        """A token never expires on its first use (nor would a renewed one at once); API tokens never."""
+        if call.target == "fortnox":
+            return self.state.fortnox.token_used_before(call.bearer)
+        if call.target == "invoiceservice":
+            return False
+        return self.state.token_used_before(call.params.get("token", ""))
+
+    def _count_injected_429(self, call: _Call, status: int | str) -> None:
+        if call.target == "fortnox" and str(status) == "429":
+            self.state.stats.fortnox.injected_429 += 1
+
+    async def _erp_request(
+        self, scope: Scope, receive: Receive, send: Send, seen: dict[str, int], arrived_at: float
+    ) -> str:
+        """Handle one ERP request that arrived at ``arrived_at``; returns what the client got: a status code
+        or "drop"."""
         buffered = await _buffered(receive)
         if buffered is None:
             return "disconnected"
         receive, body = buffered
-        path: str = scope["path"]
-        params = scope_query_params(scope)
-        company = self.state.config.companies.get(params.get("companyapikey", ""))
-        faultable = path != LOGIN_PATH
-        request_digest = _retry_identity(scope, path, body)
-        if faultable and company is not None:
-            self.state.check_arrival(company, self.state.clock(), f"{scope['method']} {path}", request_digest)
+        call = self._call(scope, body)
+        if call.caller is not None:
+            self.state.check_arrival(call.caller[0], call.caller[1], arrived_at, call.route, call.digest)
+        rate_limited = call.target == "fortnox" and not call.token_endpoint and self._over_rate_limit(call, arrived_at)
         delay_ms = self.state.latency_ms + random.uniform(0, self.state.latency_jitter_ms)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
-        rule = self.state.faults.take(path)
-        if rule is None and faultable:
-            kind = self.state.random_faults.draw(path)
-            if kind == "token_expiry" and not self.state.token_used_before(params.get("token", "")):
-                kind = None  # a token never expires on its first use (nor would a renewed one at once)
+        if rate_limited:
+            log.info("fortnox rate limit: 429 on %s", call.path)
+            await _send_json(send, 429, TOO_MANY_REQUESTS_BODY)
+            return "429"
+        rule = self.state.faults.take(call.path, wildcard=not call.token_endpoint)
+        if rule is None and not call.token_endpoint:
+            kind = self.state.random_faults.draw(call.path)
+            if kind == "token_expiry" and not self._token_expirable(call):
+                kind = None
             profile = self.state.random_faults.profile
             if kind is not None and profile is not None:
                 self.state.stats.count_fault(kind)
-                log.info("fault: random %s on %s", kind, path)
-                return await self._random_fault(kind, profile, scope, receive, send, seen, company, params,
-                                                request_digest)  # fmt: skip
+                log.info("fault: random %s on %s", kind, call.path)
+                return await self._random_fault(kind, profile, scope, receive, send, seen, call)
         if rule is None or rule.kind == "delay":
             if rule is not None:
-                log.info("fault: delay %d ms on %s", rule.delay_ms, scope["path"])
+                log.info("fault: delay %d ms on %s", rule.delay_ms, call.path)
                 await asyncio.sleep(rule.delay_ms / 1000)
             await self.app(scope, receive, send)
             return str(seen.get("status"))
-        log.info("fault: %s on %s", rule.kind, scope["path"])
+        log.info("fault: %s on %s", rule.kind, call.path)
         if rule.kind.endswith("_after_commit"):
             await self.app(scope, receive, _discard)  # documents are saved, answer thrown away
         if rule.kind.startswith("status"):
+            self._count_injected_429(call, rule.status)
             await _send_fault_status(rule, send)
             return str(rule.status)
         await _drop_connection(send)
@@ -207,21 +325,26 @@ class SandboxMiddleware:
         receive: Receive,
         send: Send,
         seen: dict[str, int],
-        company: Company | None,
-        params: dict[str, str],
-        request_digest: str,
+        call: _Call,
     ) -> str:
         """Apply one drawn fault (see sandbox.random_faults.KINDS); returns what the client got."""
         if kind == "429":
-            if company is not None:
-                self.state.told_to_wait(company, profile.retry_after, request_digest)
-            await _send_status(send, 429, retry_after=str(profile.retry_after))
+            if call.caller is not None:
+                self.state.told_to_wait(call.caller[0], profile.retry_after, call.digest)
+            self._count_injected_429(call, 429)
+            if call.target == "fortnox":
+                await _send_json(send, 429, TOO_MANY_REQUESTS_BODY, retry_after=str(profile.retry_after))
+            else:
+                await _send_status(send, 429, retry_after=str(profile.retry_after))
             return "429"
         if kind == "503":
             await _send_status(send, 503)
             return "503"
         if kind == "token_expiry":
-            self.state.expire_token(params.get("token", ""))
+            if call.target == "fortnox":
+                self.state.fortnox.expire_token(call.bearer)
+            else:
+                self.state.expire_token(call.params.get("token", ""))
             await self.app(scope, receive, send)  # authentication now fails: 401
             return str(seen.get("status"))
         if kind == "slow":
@@ -239,7 +362,7 @@ class SandboxMiddleware:
         if kind == "drop_after_commit":
             await _drop_connection(send)
             return DROP_MARKER
-        await _send_internal_error(send)
+        await _send_internal_error(send, call.target)
         return "500"
 
     @staticmethod

@@ -87,7 +87,9 @@ def _matches(entry: LedgerEntry, c: Criteria) -> bool:
 
 def select(entries: Iterable[LedgerEntry], company_id: int, c: Criteria) -> list[LedgerEntry]:
     """The calling company's customer invoices matching ``c``, paged and capped."""
-    invoices = (e for e in entries if e.kind == "customer_invoice" and e.company_id == company_id)
+    invoices = (
+        e for e in entries if e.target == "softone" and e.kind == "customer_invoice" and e.company_id == company_id
+    )
     found = sorted((e for e in invoices if _matches(e, c)), key=lambda e: e.key)
     if c.page_size is not None:
         found = found[(c.page_number - 1) * c.page_size : c.page_number * c.page_size]

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from uvicorn.config import LOGGING_CONFIG
 
 from sandbox.app import create_app
-from sandbox.config import SandboxConfig, load_config, load_customers
+from sandbox.config import SandboxConfig, is_positive_number, load_config, load_customers
 from sandbox.random_faults import FaultProfile, parse_fault_spec
 
 KEEP_ALIVE_SECONDS = 30  # clients keep pooled connections; don't close them under their feet
@@ -71,12 +71,17 @@ def build_config(
     retry_after: int | None = None,
     slow_ms: int | None = None,
     customers_path: str | Path | None = None,
+    fortnox_token_ttl_seconds: int | None = None,
+    fortnox_rate_limit: int | None = None,
+    fortnox_rate_window: float | None = None,
 ) -> SandboxConfig:
-    """The config file (or the built-in demo tenant), with the given values overriding it.
+    """The config file (or the built-in demo tenants), with the given values overriding it.
 
     ``customers_path`` (``--customers FILE``) replaces the customer register, also one from the
     config file; ``faults``/``seed``/``retry_after``/``slow_ms`` arm random faults (see
-    :func:`fault_profile`). ValueError with a readable message if a file or value is invalid."""
+    :func:`fault_profile`); ``fortnox_*`` set Fortnox's token lifetime and rate limit (requests
+    per access token in a sliding window of ``fortnox_rate_window`` seconds). ValueError with a
+    readable message if a file or value is invalid."""
     config = load_config(config_path) if config_path else SandboxConfig()
     if latency_ms is not None:
         config.latency_ms = latency_ms
@@ -84,6 +89,18 @@ def build_config(
         config.latency_jitter_ms = latency_jitter_ms
     if token_ttl_seconds is not None:
         config.token_ttl_seconds = token_ttl_seconds
+    if fortnox_token_ttl_seconds is not None:
+        if fortnox_token_ttl_seconds < 0:
+            raise ValueError("--fortnox-token-ttl-seconds must be >= 0")
+        config.fortnox_token_ttl_seconds = fortnox_token_ttl_seconds
+    if fortnox_rate_limit is not None:
+        if fortnox_rate_limit < 1:
+            raise ValueError("--fortnox-rate-limit must be >= 1")
+        config.fortnox_rate_limit = fortnox_rate_limit
+    if fortnox_rate_window is not None:
+        if not is_positive_number(fortnox_rate_window):
+            raise ValueError("--fortnox-rate-window must be a number of seconds > 0")
+        config.fortnox_rate_window_seconds = float(fortnox_rate_window)
     if customers_path is not None:
         config.customers = load_customers(customers_path)
     profile = fault_profile(faults, seed, retry_after, slow_ms)
@@ -130,9 +147,12 @@ def serve(
     retry_after: int | None = None,
     slow_ms: int | None = None,
     customers_path: str | Path | None = None,
+    fortnox_token_ttl_seconds: int | None = None,
+    fortnox_rate_limit: int | None = None,
+    fortnox_rate_window: float | None = None,
 ) -> None:
     """Serve the sandbox until interrupted. ``None`` means "as in the config" (default 0 / 3600 s,
-    no random faults, every all-digit customer number known).
+    no random faults, every all-digit customer number known, Fortnox: 25 requests per 5 s).
 
     Raises ValueError, before anything is started, if a file or value is invalid."""
     config = build_config(
@@ -145,6 +165,9 @@ def serve(
         retry_after=retry_after,
         slow_ms=slow_ms,
         customers_path=customers_path,
+        fortnox_token_ttl_seconds=fortnox_token_ttl_seconds,
+        fortnox_rate_limit=fortnox_rate_limit,
+        fortnox_rate_window=fortnox_rate_window,
     )
     serve_config(config, host, port, log_level)
 
@@ -164,13 +187,20 @@ def serve_config(config: SandboxConfig, host: str = "127.0.0.1", port: int = 876
     app = create_app(config)
     server = uvicorn.Server(_uvicorn_config(app, host, port, log_level, log_config=_log_config(log_level)))
     logging.getLogger("sandbox").info(
-        "SoftOne GO sandbox on http://%s:%d (companies: %s; latency %d ms +%d; token ttl %d s; %s)",
+        "sandbox ERP (SoftOne GO, Fortnox, invoice service) on http://%s:%d (SoftOne companies: %s; "
+        "Fortnox accounts: %s; invoice-service clients: %s; latency %d ms +%d; token ttl %d s; "
+        "Fortnox token ttl %d s, rate limit %d per %g s; %s)",
         host,
         port,
         ", ".join(f"{c.company_id} {c.name}" for c in config.companies.values()),
+        ", ".join(f"{a.company_id} {a.name}" for a in config.fortnox_accounts.values()),
+        ", ".join(f"C.{c.client_id} {c.name}" for c in config.invoice_service_clients.values()),
         config.latency_ms,
         config.latency_jitter_ms,
         config.token_ttl_seconds,
+        config.fortnox_token_ttl_seconds,
+        config.fortnox_rate_limit,
+        config.fortnox_rate_window_seconds,
         _describe_faults(app.state.sandbox.random_faults.profile),
     )
     server.run()

@@ -4,6 +4,10 @@ The sandbox runs as ONE asyncio process, so a method without ``await`` is atomic
 other requests. :meth:`SandboxState.create` saves one document synchronously; the request
 handler saves an array with a plain loop (no ``await`` between documents), so two concurrent
 requests never interleave their documents.
+
+The ledger holds the documents of every API, each marked with its ``target`` ("softone",
+"fortnox", "invoiceservice"); Fortnox's tokens, rate limit and numbering live in
+sandbox.fortnox_state (``SandboxState.fortnox``).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from typing import Any, Literal
 
 from sandbox.config import Company, SandboxConfig
 from sandbox.faults import FaultStore
+from sandbox.fortnox_state import FortnoxState
 from sandbox.random_faults import KINDS as RANDOM_FAULT_KINDS
 from sandbox.random_faults import RandomFaults
 
 MAX_EARLY_RETRY_SAMPLES = 100
 
-Kind = Literal["customer_invoice", "order"]
+Kind = Literal["customer_invoice", "order", "offer", "article"]
+Target = Literal["softone", "fortnox", "invoiceservice"]
+TARGETS: tuple[Target, ...] = ("softone", "fortnox", "invoiceservice")
 
 
 def iso_utc(epoch_seconds: float, timespec: str = "milliseconds") -> str:
@@ -43,25 +50,35 @@ class Token:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One created document, exactly as it was sent, plus what the sandbox assigned to it."""
+    """One created document, exactly as it was sent, plus what the sandbox assigned to it.
 
-    key: int
+    By target: ``key`` is SoftOne's integer Key, Fortnox's DocumentNumber (ArticleNumber for an
+    article) or the invoice service's id ("I.<n>"); ``number`` the order/invoice number,
+    DocumentNumber/ArticleNumber, or the invoice service's invoiceNumber; ``external_id`` the
+    ExternalId, ExternalInvoiceReference1 (invoices, orders), ArticleNumber (articles), None
+    (Fortnox offers), or invoiceNumber; ``company_id`` the SoftOne company, the Fortnox account's
+    company id or the invoice-service client id. Articles have no customer and no date (None).
+    """
+
+    key: int | str
     kind: Kind
     company_id: int
-    number: str  # order number or invoice number
-    customer_nr: str
+    number: str
+    customer_nr: str | None
     customer_name: str
-    invoice_date: str
+    invoice_date: str | None  # the document's date (InvoiceDate, OrderDate, OfferDate, dates.invoiceDate)
     external_id: str | None
     created_at: float
-    request_id: str  # the StringValue GUID of the request that created it
+    request_id: str  # SoftOne: the StringValue GUID of the request that created it; others: a GUID per request
     document: dict[str, Any]
+    target: Target = "softone"
 
     def summary(self, full: bool = False) -> dict[str, Any]:
         """The ``/_sandbox/ledger`` representation."""
         out: dict[str, Any] = {
             "key": self.key,
             "kind": self.kind,
+            "target": self.target,
             "external_id": self.external_id,
             "customer_nr": self.customer_nr,
             "number": self.number,
@@ -76,8 +93,46 @@ class LedgerEntry:
 
 
 @dataclass
+class FortnoxStats:
+    """Fortnox counters. ``rate_limited`` counts the 429s of the sandbox's rate limit (the client sent
+    too much); 429s injected by a fault rule or a random fault count in ``injected_429`` instead.
+    ``max_in_window`` is the most requests one access token sent within any window (refused ones
+    included): above the limit means a client over-sent. Tokens appear under their labels."""
+
+    requests: int = 0  # Fortnox API requests (not the token endpoint), counted on arrival
+    rate_limited: int = 0
+    rate_limited_by_token: dict[str, int] = field(default_factory=dict)
+    max_in_window: int = 0
+    max_in_window_by_token: dict[str, int] = field(default_factory=dict)
+    injected_429: int = 0
+    tokens_issued: int = 0
+    refresh_token_reuse: int = 0  # a spent refresh token presented again (400 invalid_grant)
+
+    def saw(self, label: str, in_window: int) -> None:
+        self.max_in_window = max(self.max_in_window, in_window)
+        self.max_in_window_by_token[label] = max(self.max_in_window_by_token.get(label, 0), in_window)
+
+    def limited(self, label: str) -> None:
+        self.rate_limited += 1
+        self.rate_limited_by_token[label] = self.rate_limited_by_token.get(label, 0) + 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "rate_limited_by_token": dict(self.rate_limited_by_token),
+            "max_in_window": self.max_in_window,
+            "max_in_window_by_token": dict(self.max_in_window_by_token),
+            "injected_429": self.injected_429,
+            "tokens_issued": self.tokens_issued,
+            "refresh_token_reuse": self.refresh_token_reuse,
+        }
+
+
+@dataclass
 class Stats:
-    """Request counters since start or the last reset."""
+    """Request counters since start or the last reset (``tokens_issued``: SoftOne logins; Fortnox
+    tokens count in ``fortnox``)."""
 
     requests: dict[str, dict[str, int]] = field(default_factory=dict)  # "POST /path" -> status -> n
     documents_created: int = 0
@@ -89,6 +144,7 @@ class Stats:
     # requests that arrived before the Retry-After their company was given had passed
     early_retries: int = 0
     early_retry_samples: list[dict[str, Any]] = field(default_factory=list)  # the first ones, for diagnosis
+    fortnox: FortnoxStats = field(default_factory=FortnoxStats)
 
     def count(self, route: str, status: str) -> None:
         per_status = self.requests.setdefault(route, {})
@@ -119,6 +175,7 @@ class Stats:
             "faults": dict(self.faults),
             "early_retries": self.early_retries,
             "early_retry_samples": list(self.early_retry_samples),
+            "fortnox": self.fortnox.as_json(),
         }
 
 
@@ -136,7 +193,7 @@ class SandboxState:
         self.faults = FaultStore()
         self.random_faults = RandomFaults(config.faults)
         self._startup_faults = self.random_faults.profile  # with its seed chosen, re-armed by reset
-        # companyApiKey -> epoch time before which a 429's Retry-After told the company to wait
+        # "<caller>:<request digest>" -> epoch time before which a 429's Retry-After told that request to wait
         self.retry_not_before: dict[str, float] = {}
         self.token_uses: dict[str, int] = {}
         # Keys are global (all companies, both kinds) and survive reset: never reused.
@@ -144,6 +201,10 @@ class SandboxState:
         # Numbers are per company and also survive reset, so a number is never seen twice.
         self._order_numbers: dict[int, count[int]] = {}
         self._invoice_numbers: dict[int, count[int]] = {}
+        self.fortnox = FortnoxState(config, clock)
+        # The invoice service's ids ("I.<n>", rows "IR.<n>") continue from the spec's example response.
+        self.invoice_service_ids = count(111225694)
+        self.invoice_service_row_ids = count(321035638)
 
     # -- tokens ------------------------------------------------------------------------------
     def issue_token(self, company: Company) -> Token:
@@ -176,25 +237,28 @@ class SandboxState:
         return self.tokens.pop(value, None) is not None
 
     def expire_tokens(self) -> int:
-        """Forget every issued token (clients then get 401 and must log in again)."""
+        """Forget every issued token, SoftOne's and Fortnox's access tokens (clients then get 401 and
+        must log in / renew again)."""
         n = len(self.tokens)
         self.tokens.clear()
-        return n
+        return n + self.fortnox.expire_tokens()
 
     # -- Retry-After bookkeeping --------------------------------------------------------------
-    def told_to_wait(self, company: Company, seconds: float, request_digest: str) -> None:
-        """A 429 told this request (company + route + body digest) to wait ``seconds`` from now."""
+    # ``caller`` names who was told to wait: a SoftOne companyApiKey, "fortnox:<client_id>" or
+    # "invoiceservice:<client_id>".
+    def told_to_wait(self, caller: str, seconds: float, request_digest: str) -> None:
+        """A 429 told this request (caller + route + body digest) to wait ``seconds`` from now."""
         until = self.clock() + seconds
-        key = f"{company.company_api_key}:{request_digest}"
+        key = f"{caller}:{request_digest}"
         self.retry_not_before[key] = max(self.retry_not_before.get(key, until), until)
 
-    def check_arrival(self, company: Company, arrived_at: float, route: str, request_digest: str) -> None:
+    def check_arrival(self, caller: str, company_id: int, arrived_at: float, route: str, request_digest: str) -> None:
         """Count the request as an early retry if the same request was told to wait beyond ``arrived_at``."""
-        until = self.retry_not_before.get(f"{company.company_api_key}:{request_digest}")
+        until = self.retry_not_before.get(f"{caller}:{request_digest}")
         if until is not None and arrived_at < until:
             self.stats.count_early_retry(
                 {
-                    "company_id": company.company_id,
+                    "company_id": company_id,
                     "route": route,
                     "arrived_at": iso_utc(arrived_at),
                     "retry_after_until": iso_utc(until),
@@ -223,15 +287,21 @@ class SandboxState:
             request_id=request_id,
             document=document,
         )
+        self.add(entry)
+        return entry
+
+    def add(self, entry: LedgerEntry) -> None:
+        """Record a saved document of any API in the ledger."""
         self.ledger.append(entry)
         self.stats.documents_created += 1
-        return entry
 
     def reset(self) -> None:
         """Clear ledger, stats, fault rules and Retry-After records; re-arm the start-up random
         faults (if any) with their seed, so a run after a reset sees the same faults again.
-        Keys/numbers keep increasing, tokens stay valid."""
+        Keys/numbers keep increasing, tokens stay valid (refresh tokens too), the rate limit's
+        windows keep running."""
         self.ledger.clear()
+        self.fortnox.clear_documents()
         in_flight = self.stats.in_flight
         self.stats = Stats(in_flight=in_flight, max_in_flight=in_flight)
         self.faults.clear()

@@ -70,6 +70,14 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             {
                 "tenants": [
                     {"name": "acme", "company_api_key": ACME_COMPANY_KEY, "connect_api_key": ACME_CONNECT_KEY},
+                    # the sandbox's demo Fortnox account through the authorization-code flow's refresh token
+                    {
+                        "name": "fx-refresh",
+                        "target": "fortnox",
+                        "client_id": "demo-fortnox-client",
+                        "client_secret": "demo-fortnox-secret",
+                        "refresh_token": "demo-fortnox-refresh",
+                    },
                 ]
             }
         )
@@ -86,8 +94,17 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "ERPSYNC_INTAKE_CHUNK_DOCS": "10",
         # short, so that the chaos test's slow answers (1.5 s) are read timeouts: ambiguous outcomes
         "ERPSYNC_HTTP_READ_TIMEOUT": "1",
+        # Fortnox's 25 requests per 5 s would make the Fortnox tests minutes long: both sides at 250 per 5 s
+        "ERPSYNC_RATE_LIMITS": json.dumps({"fortnox": "250/5"}),
     }
-    s = LocalStack(workdir=workdir, redis_url=redis_url, concurrency=2, sandbox_config=sandbox_config, extra_env=env)
+    s = LocalStack(
+        workdir=workdir,
+        redis_url=redis_url,
+        concurrency=2,
+        sandbox_config=sandbox_config,
+        extra_env=env,
+        sandbox_args=["--fortnox-rate-limit", "250", "--fortnox-rate-window", "5"],
+    )
     try:
         s.start_sandbox()
         s.start_worker()

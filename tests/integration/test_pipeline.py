@@ -255,6 +255,19 @@ def test_same_external_id_in_two_concurrent_jobs_is_created_once(stack: LocalSta
         assert ra["key"] == rb["key"] == key_of[ra["external_id"]]
 
 
+def test_a_waiting_duplicate_is_sent_when_the_first_submission_fails(stack: LocalStack, sandbox: httpx.Client) -> None:
+    """The second job's document waits on the first's claim; the first is rejected by the ERP and releases it,
+    so the waiting one (a corrected re-submission) is validated again, claimed and created."""
+    tag = uid()
+    sandbox.post("/_sandbox/latency", json={"ms": 300})
+    first = submit([pos_invoice(f"{tag}-x", customer="UNKNOWN-1")], tenant="demo")
+    second = submit([pos_invoice(f"{tag}-x")], tenant="demo")
+    a, b = wait_job(stack, first), wait_job(stack, second)
+    assert a["records"][0]["status"] == "failed"
+    assert b["records"][0]["status"] == "created", b["records"][0]
+    assert [d["key"] for d in ledger_for(sandbox, {f"{tag}-x"})] == [b["records"][0]["key"]]
+
+
 def test_no_secret_in_task_messages_logs_or_results(stack: LocalStack, sandbox: httpx.Client) -> None:
     import redis as redis_lib
 

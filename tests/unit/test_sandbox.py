@@ -470,6 +470,7 @@ def test_ledger_filters_and_full(sb: Sandbox) -> None:
     assert set(entry) == {
         "key",
         "kind",
+        "target",
         "external_id",
         "customer_nr",
         "number",
@@ -480,6 +481,7 @@ def test_ledger_filters_and_full(sb: Sandbox) -> None:
         "document",
     }
     assert entry["document"] == invoice(external_id="x-2")
+    assert entry["target"] == "softone" and isinstance(entry["key"], int)
     assert "document" not in sb.ledger()["documents"][0]
 
 

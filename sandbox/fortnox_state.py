@@ -1,0 +1,210 @@
+"""In-memory Fortnox state: OAuth tokens, the per-token rate limit, document numbers and look-up indexes.
+
+Like sandbox.state, everything here is synchronous: the sandbox is one asyncio process, so a
+method without ``await`` is atomic relative to other requests.
+
+* Access tokens live ``fortnox_token_ttl_seconds``. Each gets a LABEL (``<client_id>#<n>``, in
+  issue order) under which the stats show it: token values are secrets and never appear in a
+  response or a log line.
+* Refresh tokens are single-use. A client's configured first refresh token is valid once per
+  sandbox process (a reset does not revive it), every use hands out a successor, and a spent
+  one is remembered so that its reuse can be told apart from a token that never existed.
+* The rate limit is a sliding log per access token: a request is admitted when fewer than
+  ``limit`` ADMITTED requests of that token arrived in the last ``window_seconds``. Refused
+  requests do not take a slot (a client that keeps retrying gets through as soon as the window
+  has room again), but they do count in the "seen" log, from which the stats report the most
+  requests a token ever sent within one window - more than the limit means it over-sent.
+* Document numbers are per account and kind. Numbers the sandbox assigns come from a counter
+  that never goes back (a reset keeps it, like SoftOne's Keys); numbers a client chooses (an
+  ArticleNumber, or a DocumentNumber) only have to be free among the documents currently in
+  the ledger, so a run after a reset can create its articles again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import count
+from typing import TYPE_CHECKING, Any
+
+from sandbox.config import FortnoxAccount, SandboxConfig
+
+if TYPE_CHECKING:
+    from sandbox.state import Kind, LedgerEntry
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An issued Fortnox access token; ``value`` is a secret, ``label`` names it in the stats."""
+
+    value: str
+    client_id: str
+    label: str
+    expires_at: float
+
+
+@dataclass
+class _Window:
+    admitted: deque[float]
+    seen: deque[float]
+
+
+class RateLimiter:
+    """At most ``limit`` admitted requests per key in any sliding ``window_seconds``."""
+
+    def __init__(self, limit: int, window_seconds: float) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._windows: dict[str, _Window] = {}
+
+    def arrive(self, key: str, now: float) -> tuple[bool, int]:
+        """Register one request of ``key`` arriving at ``now``: (admitted, requests seen in the window
+        ending now, this one and refused ones included)."""
+        window = self._windows.setdefault(key, _Window(deque(), deque()))
+        start = now - self.window_seconds
+        for log in (window.admitted, window.seen):
+            while log and log[0] <= start:
+                log.popleft()
+        window.seen.append(now)
+        admitted = len(window.admitted) < self.limit
+        if admitted:
+            window.admitted.append(now)
+        return admitted, len(window.seen)
+
+    def forget(self, key: str) -> None:
+        self._windows.pop(key, None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"limit": self.limit, "window_seconds": self.window_seconds}
+
+
+class RefreshTokenError(Exception):
+    """A refresh token that cannot be used; ``reused`` when it was valid once and has been spent."""
+
+    def __init__(self, description: str, reused: bool = False) -> None:
+        super().__init__(description)
+        self.description = description
+        self.reused = reused
+
+
+class FortnoxState:
+    """Tokens, rate limiter, numbering and indexes of every configured Fortnox account."""
+
+    def __init__(self, config: SandboxConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.clock = clock
+        self.tokens: dict[str, AccessToken] = {}
+        self.token_uses: dict[str, int] = {}
+        self._labels = count(1)
+        # refresh token -> client_id, while it can still be used; spent ones are kept to recognise reuse
+        self.refresh_tokens: dict[str, str] = {
+            a.refresh_token: a.client_id for a in config.fortnox_accounts.values() if a.refresh_token
+        }
+        self.spent_refresh_tokens: dict[str, str] = {}
+        self.limiter = RateLimiter(config.fortnox_rate_limit, config.fortnox_rate_window_seconds)
+        self._counters: dict[tuple[str, str], count[int]] = {}
+        self._by_number: dict[tuple[str, str], dict[str, LedgerEntry]] = {}
+        self._by_reference: dict[tuple[str, str], dict[str, list[LedgerEntry]]] = {}
+
+    # -- OAuth ---------------------------------------------------------------------------------
+    def client(self, client_id: str, client_secret: str) -> FortnoxAccount | None:
+        """The account of these client credentials (secrets compared in constant time)."""
+        account = self.config.fortnox_accounts.get(client_id)
+        if account is None or not secrets.compare_digest(account.client_secret, client_secret):
+            return None
+        return account
+
+    def issue_access_token(self, account: FortnoxAccount) -> AccessToken:
+        token = AccessToken(
+            value=secrets.token_urlsafe(32),
+            client_id=account.client_id,
+            label=f"{account.client_id}#{next(self._labels)}",
+            expires_at=self.clock() + self.config.fortnox_token_ttl_seconds,
+        )
+        self.tokens[token.value] = token
+        return token
+
+    def issue_refresh_token(self, account: FortnoxAccount) -> str:
+        value = secrets.token_urlsafe(32)
+        self.refresh_tokens[value] = account.client_id
+        return value
+
+    def spend_refresh_token(self, account: FortnoxAccount, value: str) -> None:
+        """Use up ``value`` for ``account``; RefreshTokenError if it is spent, unknown or another client's."""
+        if self.spent_refresh_tokens.get(value) == account.client_id:
+            raise RefreshTokenError("Invalid refresh token: it has already been used", reused=True)
+        if self.refresh_tokens.get(value) != account.client_id:
+            raise RefreshTokenError("Invalid refresh token")
+        del self.refresh_tokens[value]
+        self.spent_refresh_tokens[value] = account.client_id
+
+    def valid_token(self, value: str) -> AccessToken | None:
+        """The unexpired access token ``value`` (no side effects; an expired one is forgotten)."""
+        token = self.tokens.get(value)
+        if token is None:
+            return None
+        if self.clock() >= token.expires_at:
+            self.expire_token(value)
+            return None
+        return token
+
+    def authenticate(self, value: str) -> FortnoxAccount | None:
+        """The account an API call with access token ``value`` acts for (counts the token's use)."""
+        token = self.valid_token(value)
+        if token is None:
+            return None
+        account = self.config.fortnox_accounts.get(token.client_id)
+        if account is not None:
+            self.token_uses[value] = self.token_uses.get(value, 0) + 1
+        return account
+
+    def token_used_before(self, value: str) -> bool:
+        return self.token_uses.get(value, 0) > 0
+
+    def expire_token(self, value: str) -> bool:
+        token = self.tokens.pop(value, None)
+        if token is not None:
+            self.limiter.forget(token.label)
+        return token is not None
+
+    def expire_tokens(self) -> int:
+        """Forget every access token (refresh tokens stay valid: the client renews with one)."""
+        n = len(self.tokens)
+        for value in list(self.tokens):
+            self.expire_token(value)
+        return n
+
+    # -- documents -----------------------------------------------------------------------------
+    def number_taken(self, client_id: str, kind: Kind, number: str) -> bool:
+        return number in self._by_number.get((client_id, kind), {})
+
+    def next_number(self, client_id: str, kind: Kind) -> str:
+        """The next free number the account would assign to a ``kind`` (1, 2, ...; never reused)."""
+        counter = self._counters.setdefault((client_id, kind), count(1))
+        while True:
+            number = str(next(counter))
+            if not self.number_taken(client_id, kind, number):
+                return number
+
+    def index(self, client_id: str, entry: LedgerEntry, reference: str | None) -> None:
+        """Make a saved document findable by its number and its ExternalInvoiceReference1."""
+        self._by_number.setdefault((client_id, entry.kind), {})[entry.number] = entry
+        if reference is not None:
+            self._by_reference.setdefault((client_id, entry.kind), {}).setdefault(reference, []).append(entry)
+
+    def find(self, client_id: str, kind: Kind, number: str) -> LedgerEntry | None:
+        return self._by_number.get((client_id, kind), {}).get(number)
+
+    def documents(self, client_id: str, kind: Kind, reference: str | None = None) -> Iterable[LedgerEntry]:
+        """The account's documents of ``kind`` (only those with ExternalInvoiceReference1 ``reference``
+        when it is given), in creation order."""
+        if reference is not None:
+            return list(self._by_reference.get((client_id, kind), {}).get(reference, []))
+        return list(self._by_number.get((client_id, kind), {}).values())
+
+    def clear_documents(self) -> None:
+        """Forget the indexes (the ledger was reset); the counters keep going."""
+        self._by_number.clear()
+        self._by_reference.clear()
