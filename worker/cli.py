@@ -259,6 +259,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         slow_ms=args.slow_ms,
         customers_path=args.customers,
+        fortnox_token_ttl_seconds=args.fortnox_token_ttl_seconds,
+        fortnox_rate_limit=args.fortnox_rate_limit,
+        fortnox_rate_window=args.fortnox_rate_window,
     )
     return EXIT_OK
 
@@ -305,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dead)
 
-    p = sub.add_parser("sandbox", help="run the SoftOne GO sandbox server")
+    p = sub.add_parser("sandbox", help="run the sandbox ERP server (SoftOne GO, Fortnox, invoice service)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--latency-ms", type=int, default=None, help="delay per ERP request (default: config, else 0)")
@@ -316,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: every all-digit number is a customer)",
     )
     p.add_argument("--token-ttl-seconds", type=int, default=None)
+    p.add_argument("--fortnox-token-ttl-seconds", type=int, default=None, help="Fortnox access tokens (default 3600)")
+    p.add_argument("--fortnox-rate-limit", type=int, default=None, help="Fortnox requests per window (default 25)")
+    p.add_argument("--fortnox-rate-window", type=float, default=None, help="Fortnox window in seconds (default 5)")
     p.add_argument(
         "--faults",
         metavar="KIND=P,...",

@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     # Fortnox allows 25 per 5 s per access token and answers 429 beyond it.
     rate_limits: dict[str, str] = {"fortnox": "25/5"}
     # Our window is this much wider than the ERP's, for the jitter between our sending and its counting.
-    rate_limit_margin_seconds: float = Field(default=0.25, ge=0)
+    rate_limit_margin_seconds: float = Field(default=0.4, ge=0)
     # A send waits this long for a turn, then gives it back (not an attempt) and comes again later.
     rate_limit_wait_seconds: float = Field(default=10.0, ge=0)
 

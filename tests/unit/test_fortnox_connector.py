@@ -216,17 +216,17 @@ def test_429_is_transient(cache: fakeredis.FakeRedis) -> None:
 
 def test_rate_limit_is_shared_and_nothing_is_sent_beyond_it(cache: fakeredis.FakeRedis) -> None:
     erp = FakeFortnox()
-    tenant = make_tenant(rate_limit="2/60")
-    for i in range(2):
-        make_connector(erp, cache, tenant, rate_limit_wait_seconds=0).post_documents(
-            DocumentKind.CUSTOMER_INVOICE, INVOICE, f"b{i}"
-        )
+    tenant = make_tenant(rate_limit="2/60")  # paced: a turn every 30.2 s (60 s + 0.4 s margin, over 2)
+    make_connector(erp, cache, tenant, rate_limit_wait_seconds=0).post_documents(
+        DocumentKind.CUSTOMER_INVOICE, INVOICE, "b1"
+    )
+    # Another worker, the same tenant: its turn is 30 s away and it waits at most 0 s.
     with pytest.raises(WaitingForRetryAfter) as info:
         make_connector(erp, cache, tenant, rate_limit_wait_seconds=0).post_documents(
-            DocumentKind.CUSTOMER_INVOICE, INVOICE, "b3"
+            DocumentKind.CUSTOMER_INVOICE, INVOICE, "b2"
         )
-    assert info.value.retry_after and info.value.retry_after > 50
-    assert len(erp.api_requests) == 2
+    assert info.value.retry_after and 29 < info.value.retry_after <= 30.2
+    assert len(erp.api_requests) == 1
 
 
 def _lookup(kind: DocumentKind, docs: list[dict[str, Any]], ids: list[str]) -> LookupRequest:
