@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.integration.conftest import wait_job
 from tests.integration.test_targets import fortnox_invoice
@@ -29,14 +30,16 @@ INVOICES = 3000
 
 
 @pytest.fixture
-def rate_stack(redis_url: str, tmp_path: Path) -> Iterator[LocalStack]:
+def rate_stack(redis_url: str, tmp_path: Path, stack: LocalStack) -> Iterator[LocalStack]:
+    """Its own sandbox, workers and prefix; this process produces for it during the test and for the
+    session's `stack` again afterwards."""
     prefix = f"erpsync-rate-{uuid.uuid4().hex[:8]}"
     env = {
         "ERPSYNC_QUEUE": prefix,
         "ERPSYNC_KEY_PREFIX": prefix,
         "ERPSYNC_RATE_LIMITS": json.dumps({"fortnox": f"{LIMIT}/{WINDOW:g}"}),
     }
-    stack = LocalStack(
+    rate = LocalStack(
         workdir=tmp_path,
         redis_url=redis_url,
         concurrency=8,
@@ -45,13 +48,17 @@ def rate_stack(redis_url: str, tmp_path: Path) -> Iterator[LocalStack]:
         sandbox_args=["--fortnox-rate-limit", str(LIMIT), "--fortnox-rate-window", f"{WINDOW:g}"],
     )
     try:
-        stack.start_sandbox()
+        rate.start_sandbox()
         for _ in range(4):
-            stack.start_worker()
-        stack.use_in_this_process()
-        yield stack
+            rate.start_worker()
+        rate.use_in_this_process()
+        yield rate
     finally:
-        stack.stop()
+        rate.stop()
+        stack.use_in_this_process()
+        client = redis.Redis.from_url(redis_url.replace("redis+socket://", "unix://"))
+        for key in client.scan_iter(f"{prefix}*", count=1000):
+            client.delete(key)
 
 
 def test_four_workers_stay_under_fortnox_limit_and_use_it(rate_stack: LocalStack) -> None:
