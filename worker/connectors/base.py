@@ -30,6 +30,7 @@ import redis
 
 from schemas import DocumentKind
 from worker.errors import WaitingForRetryAfter
+from worker.http import quieten_httpx_logging
 from worker.ratelimit import RateLimiter
 from worker.reconcile import Settlement
 from worker.settings import Settings, TenantConfig
@@ -76,6 +77,12 @@ class Connector:
         self.cache = cache
         self.limiter = limiter or RateLimiter(cache, settings.key_prefix, settings.rate_limit_margin_seconds)
         self.base_url = tenant.base_url.rstrip("/")
+        quieten_httpx_logging()
+        self.setup()
+
+    def setup(self) -> None:
+        """Called at the end of __init__: what a subclass prepares from its tenant's configuration (secrets
+        for the log filter, token cache keys). The base needs nothing more."""
 
     @classmethod
     def max_batch_docs(cls, settings: Settings, kind: DocumentKind) -> int:

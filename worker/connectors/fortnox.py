@@ -32,16 +32,14 @@ from urllib.parse import quote
 import httpx
 import redis
 from redis.exceptions import LockError
-from schemas.fortnox import parse_error
 
 from schemas import DocumentKind
+from schemas.fortnox import parse_error
 from worker.connectors.base import Connector, Created, LookupRequest, single_document
 from worker.errors import AmbiguousError, AuthenticationFailed, ConnectFailed, PermanentError, RequestRejected
-from worker.http import classify_exception, classify_status, quieten_httpx_logging
-from worker.ratelimit import RateLimiter
+from worker.http import classify_exception, classify_status
 from worker.reconcile import Settlement
 from worker.redaction import redact_url, secrets_filter
-from worker.settings import Settings, TenantConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +56,14 @@ class FortnoxConnector(Connector):
 
     target = "fortnox"
 
-    def __init__(
-        self,
-        tenant: TenantConfig,
-        settings: Settings,
-        client: httpx.Client,
-        cache: redis.Redis,
-        limiter: RateLimiter | None = None,
-    ) -> None:
-        super().__init__(tenant, settings, client, cache, limiter)
+    def setup(self) -> None:
+        tenant, settings = self.tenant, self.settings
         assert tenant.client_id is not None and tenant.client_secret is not None  # TenantConfig checks
         self.auth_url = (tenant.auth_url or tenant.base_url).rstrip("/") + settings.fortnox_token_path
         self._secret = tenant.client_secret.get_secret_value()
         p = settings.key_prefix
         self._token_key = f"{p}:token:{tenant.name}"
         self._refresh_key = f"{p}:fortnox:refresh:{tenant.name}"
-        quieten_httpx_logging()
         secrets_filter().add_secret(self._secret)
         if tenant.refresh_token is not None:
             secrets_filter().add_secret(tenant.refresh_token.get_secret_value())

@@ -13,15 +13,12 @@ import time
 from typing import Any
 
 import httpx
-import redis
 
 from schemas import DocumentKind
 from worker.connectors.base import Connector, Created, single_document
 from worker.errors import AmbiguousError, AuthenticationFailed, RequestRejected
-from worker.http import classify_exception, classify_status, quieten_httpx_logging
-from worker.ratelimit import RateLimiter
+from worker.http import classify_exception, classify_status
 from worker.redaction import redact_url, secrets_filter
-from worker.settings import Settings, TenantConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +28,10 @@ class InvoiceServiceConnector(Connector):
 
     target = "invoiceservice"
 
-    def __init__(
-        self,
-        tenant: TenantConfig,
-        settings: Settings,
-        client: httpx.Client,
-        cache: redis.Redis,
-        limiter: RateLimiter | None = None,
-    ) -> None:
-        super().__init__(tenant, settings, client, cache, limiter)
+    def setup(self) -> None:
+        tenant = self.tenant
         assert tenant.api_token is not None  # TenantConfig checks
         self._token = tenant.api_token.get_secret_value()
-        quieten_httpx_logging()
         secrets_filter().add_secret(self._token)
 
     def post_documents(self, kind: DocumentKind, body: bytes, request_id: str | None = None) -> list[Created]:

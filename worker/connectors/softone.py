@@ -32,12 +32,11 @@ from worker.errors import (
     TransientError,
     WaitingForRetryAfter,
 )
-from worker.http import classify_exception, classify_status, quieten_httpx_logging
-from worker.ratelimit import RateLimiter
+from worker.http import classify_exception, classify_status
 from worker.reconcile import Settlement, reconcile, settle
 from worker.redaction import redact_url, secrets_filter
 from worker.retry import backoff_seconds
-from worker.settings import Settings, TenantConfig
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +46,13 @@ class SoftOneConnector(Connector):
 
     target = "softone"
 
-    def __init__(
-        self,
-        tenant: TenantConfig,
-        settings: Settings,
-        client: httpx.Client,
-        cache: redis.Redis,
-        limiter: RateLimiter | None = None,
-    ) -> None:
-        super().__init__(tenant, settings, client, cache, limiter)
+    def setup(self) -> None:
+        tenant, settings = self.tenant, self.settings
         assert tenant.company_api_key is not None and tenant.connect_api_key is not None  # TenantConfig checks
         self._company_key = tenant.company_api_key.get_secret_value()
         self._connect_key = tenant.connect_api_key.get_secret_value()
         self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
         self._pause_key = f"{settings.key_prefix}:pause:{tenant.name}"
-        quieten_httpx_logging()
         secrets_filter().add_secret(self._company_key)
         secrets_filter().add_secret(self._connect_key)
 
