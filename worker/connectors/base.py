@@ -33,6 +33,7 @@ from worker.errors import WaitingForRetryAfter
 from worker.http import quieten_httpx_logging
 from worker.ratelimit import RateLimiter
 from worker.reconcile import Settlement
+from worker.redaction import secrets_filter
 from worker.settings import Settings, TenantConfig
 
 
@@ -62,6 +63,8 @@ class Connector:
     `post_documents`; those that can look documents up override `can_look_up` and `look_up`."""
 
     target: ClassVar[str]
+    # How long one worker may hold the token renewal lock (others wait as long for it).
+    token_lock_seconds: ClassVar[float] = 30
 
     def __init__(
         self,
@@ -77,12 +80,38 @@ class Connector:
         self.cache = cache
         self.limiter = limiter or RateLimiter(cache, settings.key_prefix, settings.rate_limit_margin_seconds)
         self.base_url = tenant.base_url.rstrip("/")
+        self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
         quieten_httpx_logging()
         self.setup()
 
     def setup(self) -> None:
         """Called at the end of __init__: what a subclass prepares from its tenant's configuration (secrets
         for the log filter, token cache keys). The base needs nothing more."""
+
+    def shared_token(self, renew: Callable[[], str]) -> str:
+        """The tenant's token, shared by every worker through Redis; when there is none, `renew` gets one and
+        stores it, under a lock: one worker renews, the others wait for it and then find the new token."""
+        cached = self.cache.get(self._token_key)
+        if cached:
+            secrets_filter().add_secret(cached)
+            return cached
+        with self.cache.lock(
+            f"{self._token_key}:lock", timeout=self.token_lock_seconds, blocking_timeout=self.token_lock_seconds
+        ):
+            cached = self.cache.get(self._token_key)
+            if cached:
+                secrets_filter().add_secret(cached)
+                return cached
+            return renew()
+
+    def invalidate(self, token: str) -> None:
+        """Forget `token` unless another worker has already replaced it."""
+        self.cache.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            1,
+            self._token_key,
+            token,
+        )
 
     @classmethod
     def max_batch_docs(cls, settings: Settings, kind: DocumentKind) -> int:

@@ -55,15 +55,14 @@ class FortnoxConnector(Connector):
     """Talks to one Fortnox account."""
 
     target = "fortnox"
+    token_lock_seconds = 60
 
     def setup(self) -> None:
         tenant, settings = self.tenant, self.settings
         assert tenant.client_id is not None and tenant.client_secret is not None  # TenantConfig checks
         self.auth_url = (tenant.auth_url or tenant.base_url).rstrip("/") + settings.fortnox_token_path
         self._secret = tenant.client_secret.get_secret_value()
-        p = settings.key_prefix
-        self._token_key = f"{p}:token:{tenant.name}"
-        self._refresh_key = f"{p}:fortnox:refresh:{tenant.name}"
+        self._refresh_key = f"{settings.key_prefix}:fortnox:refresh:{tenant.name}"
         secrets_filter().add_secret(self._secret)
         if tenant.refresh_token is not None:
             secrets_filter().add_secret(tenant.refresh_token.get_secret_value())
@@ -71,16 +70,7 @@ class FortnoxConnector(Connector):
     # ----- authentication
     def token(self) -> str:
         """A valid access token: the shared cached one, or a new one (one worker renews, the others wait)."""
-        cached = self.cache.get(self._token_key)
-        if cached:
-            secrets_filter().add_secret(cached)
-            return cached
-        with self.cache.lock(f"{self._token_key}:lock", timeout=60, blocking_timeout=60):
-            cached = self.cache.get(self._token_key)
-            if cached:
-                secrets_filter().add_secret(cached)
-                return cached
-            return self._renew()
+        return self.shared_token(self._renew)
 
     def _renew(self) -> str:
         """Ask the OAuth server for a new access token and store it (with its refresh token) for everyone.
@@ -138,15 +128,6 @@ class FortnoxConnector(Connector):
         pipe.execute()
         log.info("fortnox token renewed tenant=%s grant=%s ttl=%ss", self.tenant.name, form["grant_type"], ttl)
         return access
-
-    def invalidate(self, token: str) -> None:
-        """Forget `token` unless another worker has already replaced it."""
-        self.cache.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            1,
-            self._token_key,
-            token,
-        )
 
     def _request(
         self, method: str, path: str, content: bytes | None = None, request_id: str | None = None

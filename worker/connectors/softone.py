@@ -51,7 +51,6 @@ class SoftOneConnector(Connector):
         assert tenant.company_api_key is not None and tenant.connect_api_key is not None  # TenantConfig checks
         self._company_key = tenant.company_api_key.get_secret_value()
         self._connect_key = tenant.connect_api_key.get_secret_value()
-        self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
         self._pause_key = f"{settings.key_prefix}:pause:{tenant.name}"
         secrets_filter().add_secret(self._company_key)
         secrets_filter().add_secret(self._connect_key)
@@ -62,28 +61,12 @@ class SoftOneConnector(Connector):
 
     def token(self) -> str:
         """A valid token: the shared cached one, or a new one (one worker logs in, the others wait)."""
-        cached = self.cache.get(self._token_key)
-        if cached:
-            secrets_filter().add_secret(cached)
-            return cached
-        lock = self.cache.lock(f"{self._token_key}:lock", timeout=30, blocking_timeout=30)
-        with lock:
-            cached = self.cache.get(self._token_key)
-            if cached:
-                secrets_filter().add_secret(cached)
-                return cached
-            token, ttl = self._login()
-            self.cache.set(self._token_key, token, ex=ttl)
-            return token
+        return self.shared_token(self._login_for_all)
 
-    def invalidate(self, token: str) -> None:
-        """Forget `token` unless another worker has already replaced it."""
-        self.cache.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            1,
-            self._token_key,
-            token,
-        )
+    def _login_for_all(self) -> str:
+        token, ttl = self._login()
+        self.cache.set(self._token_key, token, ex=ttl)
+        return token
 
     def _login(self) -> tuple[str, int]:
         url = self.base_url + self.settings.softone_token_path
