@@ -35,30 +35,6 @@ class DocumentKind(StrEnum):
     ARTICLE = "article"
 
 
-#: The kinds each target takes (schemas/targets.py has their models).
-SUPPORTED_KINDS: dict[Target, tuple[DocumentKind, ...]] = {
-    Target.SOFTONE: (DocumentKind.CUSTOMER_INVOICE, DocumentKind.ORDER),
-    Target.FORTNOX: (DocumentKind.CUSTOMER_INVOICE, DocumentKind.ORDER, DocumentKind.OFFER, DocumentKind.ARTICLE),
-    Target.INVOICE_SERVICE: (DocumentKind.CUSTOMER_INVOICE,),
-}
-
-
-def check_supported(target: Target | str, kind: DocumentKind | str) -> tuple[Target, DocumentKind]:
-    """(target, kind) as enums; ValueError naming what the target does take, if it does not take `kind`."""
-    try:
-        target = Target(target)
-    except ValueError:
-        raise ValueError(f"unknown target {target!r}: one of {', '.join(t.value for t in Target)}") from None
-    try:
-        kind = DocumentKind(kind)
-    except ValueError:
-        kind = None  # type: ignore[assignment]
-    if kind not in SUPPORTED_KINDS[target]:
-        takes = ", ".join(k.value for k in SUPPORTED_KINDS[target])
-        raise ValueError(f"target {target.value} does not take {kind or 'that kind'!s}: it takes {takes}")
-    return target, kind
-
-
 class JobEnvelope(BaseModel):
     """One job: documents of one kind for one tenant and target."""
 
@@ -74,6 +50,8 @@ class JobEnvelope(BaseModel):
 
     @model_validator(mode="after")
     def _target_takes_kind(self) -> JobEnvelope:
+        from schemas.targets import check_supported  # targets.py builds on this module's enums
+
         check_supported(self.target, self.kind)
         return self
 

@@ -50,6 +50,17 @@ DOCUMENT_TYPES: dict[tuple[Target, DocumentKind], DocumentType] = {
 }
 
 
+def check_supported(target: Target | str, kind: DocumentKind | str) -> None:
+    """ValueError naming what the target does take, if it does not take `kind` (or is no target at all)."""
+    try:
+        target = Target(target)
+    except ValueError:
+        raise ValueError(f"unknown target {target!r}: one of {', '.join(t.value for t in Target)}") from None
+    takes = [k for t, k in DOCUMENT_TYPES if t is target]
+    if kind not in takes:
+        raise ValueError(f"target {target.value} does not take {kind}: it takes {', '.join(takes)}")
+
+
 def document_type(target: Target | str, kind: DocumentKind | str) -> DocumentType:
-    """The DocumentType of a supported (target, kind); KeyError otherwise (see envelope.check_supported)."""
+    """The DocumentType of a supported (target, kind); KeyError otherwise (see check_supported)."""
     return DOCUMENT_TYPES[Target(target), DocumentKind(kind)]

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from schemas import DocumentError, DocumentKind, Target
-from schemas.envelope import check_supported
+from schemas.targets import check_supported
 from schemas.validation import validate_document_json
 from worker import runtime
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
