@@ -12,10 +12,11 @@ so a crash at any point either leaves the request unsent or makes its outcome kn
 
 When the ERP's answer leaves the outcome open — no answer, a 500, or SoftOne rejecting an array part-way
 (it saves the documents before the rejected one and returns no Keys) — the batch goes to its `reconcile`
-phase: after a short delay the ERP is asked what it holds (worker/reconcile.py); found documents get the
-Key found, the rejected one fails with the ERP's message, documents certainly not saved go on in a new
-batch, and anything doubtful is `unknown` and kept as a dead letter. Orders cannot be looked up (no order
-Filter in the specs): their open outcomes are `unknown` dead letters at once.
+phase: after a short delay the ERP is asked what it holds (the connector's `look_up`); found documents get
+the Key found, the rejected one fails with the ERP's message, documents certainly not saved go on in a new
+batch, and anything doubtful is `unknown` and kept as a dead letter, with the connector's reason. Kinds
+their ERP cannot be asked about (SoftOne orders, Fortnox offers, the invoice service) have their open
+outcomes `unknown` dead letters at once.
 """
 
 from __future__ import annotations
@@ -342,12 +343,7 @@ def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> d
 
     created = {i: (key, None) for i, key in plan.created.items()}
     failed = {plan.rejected: f"rejected by the ERP: {erp_error}"} if plan.rejected is not None else {}
-    doubt = (
-        "an invoice with the same content exists in the ERP, but SoftOne's in-order saving says this document "
-        "was not saved" if batch.data.get("target", "softone") == "softone"
-        else "the ERP assigned this document an id we never learnt, so it cannot be looked up"
-    )  # fmt: skip
-    unknown = dict.fromkeys(plan.doubtful, f"{doubt}; {UNKNOWN_HINT}")
+    unknown = dict.fromkeys(plan.doubtful, f"{plan.doubt}; {UNKNOWN_HINT}")
     resend = plan.resend
     store.log_attempt(batch.id, {"attempt": attempt, "outcome": "reconciled", "found": len(created),
                                  "failed": len(failed), "unknown": len(unknown), "resend": len(resend)})  # fmt: skip

@@ -119,6 +119,7 @@ class Settlement:
     rejected: int | None  # position of the document the ERP rejected
     doubtful: list[int]  # positions to leave `unknown`
     resend: list[int]  # positions certainly not saved: send again
+    doubt: str = ""  # why the doubtful ones cannot be settled (their records' reason), said by who found them
 
 
 def settle(found: Reconciliation, size: int, *, rejected: bool) -> Settlement:
@@ -129,4 +130,11 @@ def settle(found: Reconciliation, size: int, *, rejected: bool) -> Settlement:
     if refused is not None:
         resend = [i for i in resend if i != refused]
     created = {i: inv.invoice_id for i, inv in found.matched.items()}
-    return Settlement(created=created, rejected=refused, doubtful=list(found.doubtful), resend=resend)
+    return Settlement(
+        created=created,
+        rejected=refused,
+        doubtful=list(found.doubtful),
+        resend=resend,
+        doubt="an invoice with the same content exists in the ERP, but SoftOne's in-order saving says this "
+        "document was not saved",
+    )

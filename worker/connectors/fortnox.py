@@ -207,7 +207,13 @@ class FortnoxConnector(Connector):
                 resend.append(i)
             else:
                 created[i] = found
-        return Settlement(created=created, rejected=None, doubtful=doubtful, resend=resend)
+        return Settlement(
+            created=created,
+            rejected=None,
+            doubtful=doubtful,
+            resend=resend,
+            doubt="Fortnox gave this article a number we never learnt, so it cannot be looked up",
+        )
 
     def _find_by_reference(self, kind: DocumentKind, reference: str, request_id: str) -> str | None:
         path = f"{self.settings.fortnox_paths[kind.value]}?externalinvoicereference1={quote(reference, safe='')}"
