@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
+def example_json(name: str) -> Any:
+    """A fresh copy of a JSON file of examples/ (the spec example bodies live there, once)."""
+    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
 @pytest.fixture
 def spec_invoice() -> dict[str, Any]:
     """The invoice example body from softone-go-customer-invoices-post.txt (its one document)."""

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import example_json
 from tests.integration.conftest import wait_job
 from tests.integration.test_chaos import FAULTS
 from worker.producer import SubmitError, submit
@@ -59,24 +60,7 @@ def fortnox_offer(tag: str) -> dict[str, Any]:
     }
 
 
-SERVICE_INVOICE: dict[str, Any] = {
-    "articleRows": [{"description": "This is a article", "discountType": "PERCENTAGE", "price": 100,
-                     "quantity": "2,00", "total": 200, "totalDiscount": 0, "totalExclVat": 200, "totalVat": 50,
-                     "unit": "pcs", "vatPercentage": 25}],
-    "currency": {"baseCurrency": "SEK", "exchangeRate": 1, "invoiceCurrency": "SEK"},
-    "dates": {"expireDate": "2021-06-01", "invoiceDate": "2021-05-17"},
-    "debtor": {"cellPhone": "+46", "customerNumber": "123", "identificationNumber": "1234567890",
-               "invoiceAddress": {"address": "Address", "city": "City", "countryCode": "SE", "name": "Name",
-                                  "zip": "12345"},
-               "name": "Name", "type": "COMPANY"},
-    "distributionCode": "LETTER",
-    "invoiceNumber": "123456",
-    "productCode": "INVOICE_SERVICE",
-    "totals": {"taxReduction": 0, "total": 250, "totalExclVat": 200, "totalRoundOff": 0, "totalToPay": 250,
-               "totalVat": 50},
-    "type": "INVOICE",
-    "vats": [{"percentage": 25, "totalTaxable": 200, "totalVat": 50}],
-}  # fmt: skip
+SERVICE_INVOICE: dict[str, Any] = example_json("spec-service-invoice.json")
 
 
 def ledger(sandbox: httpx.Client, target: str) -> list[dict[str, Any]]:

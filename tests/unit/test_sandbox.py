@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import SandboxConfig, create_app
+from sandbox import SandboxConfig
 from sandbox.config import Company
+from tests.unit.sandbox_app import FakeClock, InProcessSandbox
 
 COMPANY_KEY, CONNECT_KEY = "demo-company-key", "demo-connect-key"
 INVOICES, ORDERS = "/Economy/Billing/CustomerInvoices", "/Economy/Billing/Orders"
@@ -88,27 +89,8 @@ RESPONSE_FIELDS = [
 ]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_771_400_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Sandbox:
-    """A sandbox app plus a synchronous client for it (no pytest-asyncio here)."""
-
-    def __init__(self, config: SandboxConfig | None = None, clock: FakeClock | None = None) -> None:
-        self.app = create_app(config, clock=clock)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(go())
+class Sandbox(InProcessSandbox):
+    """The in-process sandbox with SoftOne's calls: login, query-string auth, array POSTs."""
 
     def login(self, company_key: str = COMPANY_KEY, connect_key: str = CONNECT_KEY) -> str:
         response = self.request(
@@ -134,10 +116,6 @@ class Sandbox:
         return self.request(
             "POST", path, params=params or self.auth(), content=content, headers={"content-type": "application/json"}
         )
-
-    def ledger(self, **params: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/_sandbox/ledger", params=params).json()
-        return result
 
 
 def invoice(customer_nr: str = "3879", external_id: str | None = None, **rows: Any) -> dict[str, Any]:

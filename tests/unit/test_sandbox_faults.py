@@ -21,6 +21,7 @@ from sandbox.__main__ import main as sandbox_main
 from sandbox.config import Company, customers_from_json, load_customers
 from sandbox.random_faults import KINDS, RandomFaults, parse_fault_spec
 from sandbox.server import build_config
+from tests.unit.sandbox_app import FakeClock
 from tests.unit.sandbox_process import sandbox_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,14 +37,6 @@ ALL_KINDS = {
     "token_expiry": 0.01,
 }
 FULL_SPEC = "429=0.05,503=0.05,slow=0.05,drop_after_commit=0.05,500_after_commit=0.05,token_expiry=0.01"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_771_400_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def doc(external_id: str, customer_nr: str = "3879") -> dict[str, Any]:

@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import FortnoxAccount, SandboxConfig, create_app
+from sandbox import FortnoxAccount, SandboxConfig
 from sandbox.__main__ import build_parser
 from sandbox.__main__ import main as sandbox_main
 from sandbox.config import config_from_dict
 from sandbox.server import build_config
+from tests.unit.sandbox_app import FakeClock, InProcessSandbox
 
 CLIENT_ID, CLIENT_SECRET = "demo-fortnox-client", "demo-fortnox-secret"
 REFRESH, TENANT = "demo-fortnox-refresh", "demo-fortnox-tenant"
@@ -25,27 +26,8 @@ UNAUTHORIZED = {"ErrorInformation": {"error": 1, "message": "Invalid authorizati
 EASY_VAT = "An account must be provided when using a custom VAT rate and EasyVat has been enabled."
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_771_400_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Sandbox:
-    """A sandbox app plus synchronous calls into it through httpx.ASGITransport."""
-
-    def __init__(self, config: SandboxConfig | None = None, clock: FakeClock | None = None) -> None:
-        self.app = create_app(config, clock=clock)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(go())
+class Sandbox(InProcessSandbox):
+    """The in-process sandbox with Fortnox's calls: OAuth and bearer requests."""
 
     def oauth(
         self, form: dict[str, str], auth: tuple[str, str] = (CLIENT_ID, CLIENT_SECRET), **headers: str
@@ -61,14 +43,6 @@ class Sandbox:
     def call(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
         return self.request(method, path, headers=headers, **kwargs)
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/_sandbox/stats").json()
-        return result
-
-    def ledger(self, **params: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/_sandbox/ledger", params=params).json()
-        return result
 
 
 def invoice(reference: str | None = "ext-1", **fields: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import re
 from typing import Any
@@ -10,52 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import InvoiceServiceClient, SandboxConfig, create_app
+from sandbox import InvoiceServiceClient
 from sandbox.config import config_from_dict
+from tests.conftest import example_json
+from tests.unit.sandbox_app import FakeClock, InProcessSandbox
 
 TOKEN = "demo-invoice-service-token"
 PATH = "/invoices"
 
 # The spec's "Example Request Body", verbatim.
-EXAMPLE_REQUEST: dict[str, Any] = {
-    "articleRows": [
-        {
-            "description": "This is a article",
-            "discountType": "PERCENTAGE",
-            "price": 100,
-            "quantity": "2,00",
-            "total": 200,
-            "totalDiscount": 0,
-            "totalExclVat": 200,
-            "totalVat": 50,
-            "unit": "pcs",
-            "vatPercentage": 25,
-        }
-    ],
-    "currency": {"baseCurrency": "SEK", "exchangeRate": 1, "invoiceCurrency": "SEK"},
-    "dates": {"expireDate": "2021-06-01", "invoiceDate": "2021-05-17"},
-    "debtor": {
-        "cellPhone": "+46",
-        "customerNumber": "123",
-        "identificationNumber": "1234567890",
-        "invoiceAddress": {"address": "Address", "city": "City", "countryCode": "SE", "name": "Name", "zip": "12345"},
-        "name": "Name",
-        "type": "COMPANY",
-    },
-    "distributionCode": "LETTER",
-    "invoiceNumber": "123456",
-    "productCode": "INVOICE_SERVICE",
-    "totals": {
-        "taxReduction": 0,
-        "total": 250,
-        "totalExclVat": 200,
-        "totalRoundOff": 0,
-        "totalToPay": 250,
-        "totalVat": 50,
-    },
-    "type": "INVOICE",
-    "vats": [{"percentage": 25, "totalTaxable": 200, "totalVat": 50}],
-}
+EXAMPLE_REQUEST: dict[str, Any] = example_json("spec-service-invoice.json")
 
 # The spec's "Example Response Body", verbatim ("createdBy" is shown obfuscated in the spec).
 EXAMPLE_RESPONSE: dict[str, Any] = {
@@ -174,38 +137,11 @@ EXAMPLE_RESPONSE: dict[str, Any] = {
 }
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_649_416_872.0  # 2022-04-08T11:21:12Z, the example's createdDate
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Sandbox:
-    """A sandbox app plus synchronous calls into it through httpx.ASGITransport."""
-
-    def __init__(self, config: SandboxConfig | None = None, clock: FakeClock | None = None) -> None:
-        self.app = create_app(config, clock=clock)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(go())
+class Sandbox(InProcessSandbox):
+    """The in-process sandbox with the invoice service's call: a bearer POST."""
 
     def post(self, body: Any, token: str = TOKEN) -> httpx.Response:
         return self.request("POST", PATH, json=body, headers={"Authorization": f"Bearer {token}"})
-
-    def ledger(self, **params: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/_sandbox/ledger", params=params).json()
-        return result
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/_sandbox/stats").json()
-        return result
 
 
 def example(**changes: Any) -> dict[str, Any]:
@@ -255,7 +191,7 @@ def sb() -> Sandbox:
 
 # -- success ------------------------------------------------------------------------------------
 def test_the_spec_example_is_created_and_answered_like_the_example_response() -> None:
-    sb = Sandbox(clock=FakeClock())
+    sb = Sandbox(clock=FakeClock(1_649_416_872.0))  # 2022-04-08T11:21:12Z, the example's createdDate
     r = sb.post(EXAMPLE_REQUEST)
     assert r.status_code == 200  # the spec: "With a successful 200 response ..."
     body = r.json()

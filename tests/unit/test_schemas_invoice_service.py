@@ -13,47 +13,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.invoice_service import CreatedServiceInvoice, DebtorType, DistributionCode, ServiceInvoice
+from tests.conftest import example_json
 
 # The example request body of invoice-service-create-invoice.txt, as printed there.
-SPEC_REQUEST: dict[str, Any] = {
-    "articleRows": [
-        {
-            "description": "This is a article",
-            "discountType": "PERCENTAGE",
-            "price": 100,
-            "quantity": "2,00",
-            "total": 200,
-            "totalDiscount": 0,
-            "totalExclVat": 200,
-            "totalVat": 50,
-            "unit": "pcs",
-            "vatPercentage": 25,
-        }
-    ],
-    "currency": {"baseCurrency": "SEK", "exchangeRate": 1, "invoiceCurrency": "SEK"},
-    "dates": {"expireDate": "2021-06-01", "invoiceDate": "2021-05-17"},
-    "debtor": {
-        "cellPhone": "+46",
-        "customerNumber": "123",
-        "identificationNumber": "1234567890",
-        "invoiceAddress": {"address": "Address", "city": "City", "countryCode": "SE", "name": "Name", "zip": "12345"},
-        "name": "Name",
-        "type": "COMPANY",
-    },
-    "distributionCode": "LETTER",
-    "invoiceNumber": "123456",
-    "productCode": "INVOICE_SERVICE",
-    "totals": {
-        "taxReduction": 0,
-        "total": 250,
-        "totalExclVat": 200,
-        "totalRoundOff": 0,
-        "totalToPay": 250,
-        "totalVat": 50,
-    },
-    "type": "INVOICE",
-    "vats": [{"percentage": 25, "totalTaxable": 200, "totalVat": 50}],
-}
+SPEC_REQUEST: dict[str, Any] = example_json("spec-service-invoice.json")
 
 # The same body as the spec's curl line sends it (floats where the printed body has integers).
 SPEC_CURL_BODY = (
