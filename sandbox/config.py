@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sandbox.random_faults import FaultProfile
 
@@ -33,6 +33,8 @@ DEMO_FORTNOX_TENANT_ID = "demo-fortnox-tenant"
 DEMO_INVOICE_SERVICE_TOKEN = "demo-invoice-service-token"
 # The scopes a Fortnox token is granted (Fortnox's names for the resources the sandbox serves).
 DEFAULT_FORTNOX_SCOPE = "article companyinformation invoice offer order"
+
+T = TypeVar("T")
 
 # Every customer number that appears in the three SoftOne GO specs, with Swedish-looking names
 # (the OCR'd UI screenshots only show truncated names, these are completed plausibly).
@@ -268,6 +270,21 @@ def _invoice_service_client_from_json(raw: Any, index: int) -> InvoiceServiceCli
     return InvoiceServiceClient(raw["token"], cid, raw["name"], created_by)
 
 
+def _keyed_list(
+    data: Mapping[str, Any], name: str, parse: Callable[[Any, int], T], key: Callable[[T], str], key_name: str
+) -> dict[str, T] | None:
+    """`data[name]` (None when absent): a non-empty list whose entries `parse` reads, by their `key`; two
+    entries with the same key are refused as a duplicate `key_name`."""
+    if name not in data:
+        return None
+    raw = data[name]
+    _require(isinstance(raw, list) and bool(raw), f"{name} must be a non-empty list")
+    entries = [parse(entry, i) for i, entry in enumerate(raw)]
+    by_key = {key(entry): entry for entry in entries}
+    _require(len(by_key) == len(entries), f"duplicate {key_name}")
+    return by_key
+
+
 def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
     """Build a config from the JSON file's structure.
 
@@ -283,18 +300,20 @@ def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
     client: ``{"token", "client_id" (integer), "name", "created_by" (optional)}``.
     """
     config = SandboxConfig()
-    if "fortnox_accounts" in data:
-        raw = data["fortnox_accounts"]
-        _require(isinstance(raw, list) and bool(raw), "fortnox_accounts must be a non-empty list")
-        accounts = [_fortnox_account_from_json(a, i) for i, a in enumerate(raw)]
-        config.fortnox_accounts = {a.client_id: a for a in accounts}
-        _require(len(config.fortnox_accounts) == len(accounts), "duplicate fortnox client_id")
-    if "invoice_service_clients" in data:
-        raw = data["invoice_service_clients"]
-        _require(isinstance(raw, list) and bool(raw), "invoice_service_clients must be a non-empty list")
-        clients = [_invoice_service_client_from_json(c, i) for i, c in enumerate(raw)]
-        config.invoice_service_clients = {c.token: c for c in clients}
-        _require(len(config.invoice_service_clients) == len(clients), "duplicate invoice-service token")
+    accounts = _keyed_list(
+        data, "fortnox_accounts", _fortnox_account_from_json, lambda a: a.client_id, "fortnox client_id"
+    )
+    if accounts is not None:
+        config.fortnox_accounts = accounts
+    clients = _keyed_list(
+        data,
+        "invoice_service_clients",
+        _invoice_service_client_from_json,
+        lambda c: c.token,
+        "invoice-service token",
+    )
+    if clients is not None:
+        config.invoice_service_clients = clients
     if "fortnox_rate_limit" in data:
         value = data["fortnox_rate_limit"]
         _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, "fortnox_rate_limit >= 1")
@@ -303,12 +322,9 @@ def config_from_dict(data: Mapping[str, Any]) -> SandboxConfig:
         value = data["fortnox_rate_window_seconds"]
         _require(is_positive_number(value), "fortnox_rate_window_seconds must be a number > 0")
         config.fortnox_rate_window_seconds = float(value)
-    if "companies" in data:
-        raw = data["companies"]
-        _require(isinstance(raw, list) and bool(raw), "companies must be a non-empty list")
-        companies = [_company_from_json(c, i) for i, c in enumerate(raw)]
-        config.companies = {c.company_api_key: c for c in companies}
-        _require(len(config.companies) == len(companies), "duplicate company_api_key")
+    companies = _keyed_list(data, "companies", _company_from_json, lambda c: c.company_api_key, "company_api_key")
+    if companies is not None:
+        config.companies = companies
     if "customers" in data:
         raw = data["customers"]
         _require(
