@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -178,6 +178,27 @@ class Settings(BaseSettings):
     rate_limit_margin_seconds: float = Field(default=0.4, ge=0)
     # A send waits this long for a turn, then gives it back (not an attempt) and comes again later.
     rate_limit_wait_seconds: float = Field(default=10.0, ge=0)
+
+    # Redis over TLS: a `rediss://` ERPSYNC_REDIS_URL verifies the server against these CA certificates
+    # (default: the system's); a client certificate when the server asks for one. Password: in the URL.
+    redis_ssl_ca_certs: Path | None = None
+    redis_ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+
+    # The producer contract for any language (README, "Producing from any language"): limits on one job
+    # message written to Redis, and how often an idle intake worker looks for one.
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Rows (of any list field) in one document; a document beyond it fails on its own, the job goes on.
+    max_document_rows: int = Field(default=5000, ge=1)
+    submit_poll_seconds: float = Field(default=0.2, gt=0, le=5)
+
+    # Logs: JSON lines, or key=value when stderr is a terminal ("auto"); see worker/logs.py.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # `erpsync metrics` serves Prometheus text here (worker/metrics.py).
+    metrics_port: int = Field(default=9808, ge=1, le=65535)
+    # An open job with no document settled for this long is shown as stalled by `erpsync status`.
+    stall_seconds: int = Field(default=120, ge=1)
 
     tenants_file: Path | None = None
     demo_tenant: bool = True
