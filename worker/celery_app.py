@@ -64,6 +64,9 @@ app.conf.update(
     timezone="UTC",
     enable_utc=True,
 )
+# rediss://: kombu needs the TLS options as broker_use_ssl (the same ones our own client takes).
+if settings.redis_uses_tls:
+    app.conf.broker_use_ssl = settings.redis_ssl_options()
 
 
 # Tasks that only talk to Redis (intake, flushes) ride out a Redis restart: Celery retries them with

@@ -12,16 +12,23 @@ from worker.settings import Settings, get_settings
 
 
 @lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
+def _client(url: str, ssl_options: tuple[tuple[str, object], ...] = ()) -> redis.Redis:
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=30, socket_connect_timeout=10, health_check_interval=30
+        url,
+        decode_responses=True,
+        socket_timeout=30,
+        socket_connect_timeout=10,
+        health_check_interval=30,
+        **dict(ssl_options),
     )
 
 
 def get_redis(settings: Settings | None = None) -> redis.Redis:
-    """The pooled client for `settings.redis_url` (shared by all threads of this process)."""
-    url = (settings or get_settings()).redis_py_url()
+    """The pooled client for `settings.redis_url` (shared by all threads of this process); TLS for `rediss://`
+    with the ERPSYNC_REDIS_SSL_* options, a password from the URL."""
+    settings = settings or get_settings()
+    url = settings.redis_py_url()
     try:
-        return _client(url)
+        return _client(url, tuple(sorted(settings.redis_ssl_options().items())))
     except ValueError as exc:
         raise ConfigurationError(f"ERPSYNC_REDIS_URL {redact_url(url)!r} is not a Redis URL: {exc}") from None

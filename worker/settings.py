@@ -228,6 +228,32 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def redis_uses_tls(self) -> bool:
+        return self.redis_url.lower().startswith("rediss://")
+
+    def redis_ssl_options(self) -> dict[str, Any]:
+        """TLS options for a `rediss://` URL, in the names both redis-py and kombu's `broker_use_ssl` take;
+        empty for plain Redis. Verification is on unless ERPSYNC_REDIS_SSL_CERT_REQS says otherwise."""
+        if not self.redis_uses_tls:
+            return {}
+        import ssl
+
+        options: dict[str, Any] = {
+            "ssl_cert_reqs": {
+                "required": ssl.CERT_REQUIRED,
+                "optional": ssl.CERT_OPTIONAL,
+                "none": ssl.CERT_NONE,
+            }[self.redis_ssl_cert_reqs]
+        }
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, f"redis_{name}")
+            if value is not None:
+                if not value.is_file():
+                    raise ConfigurationError(f"ERPSYNC_REDIS_{name.upper()}: no file at {value}")
+                options[name] = str(value)
+        return options
+
+    @property
     def send_queue_name(self) -> str:
         return self.send_queue or f"{self.queue}.send"
 

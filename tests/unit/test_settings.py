@@ -270,3 +270,19 @@ def test_redis_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     settings = Settings()
     assert settings.redis_py_url() == "unix:///tmp/r.sock"
     assert settings.broker_url() == "redis+socket:///tmp/r.sock"
+
+
+def test_tls_options_only_for_rediss(tmp_path: Path) -> None:
+    import ssl
+
+    assert Settings(redis_url="redis://:pw@127.0.0.1:6379/0").redis_ssl_options() == {}
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    options = Settings(redis_url="rediss://:pw@redis.example:6380/0", redis_ssl_ca_certs=ca).redis_ssl_options()
+    assert options == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": str(ca)}
+    relaxed = Settings(redis_url="rediss://redis.example:6380/0", redis_ssl_cert_reqs="none").redis_ssl_options()
+    assert relaxed == {"ssl_cert_reqs": ssl.CERT_NONE}
+    with pytest.raises(ConfigurationError, match="ERPSYNC_REDIS_SSL_CA_CERTS: no file"):
+        Settings(
+            redis_url="rediss://redis.example:6380/0", redis_ssl_ca_certs=tmp_path / "missing.pem"
+        ).redis_ssl_options()
