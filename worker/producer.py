@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +22,9 @@ from schemas.envelope import derived_external_id
 from schemas.targets import DocumentType, document_type
 from worker.errors import ConfigurationError
 from worker.intake import IntakeQueue, Item
+from worker.redaction import MASK
 from worker.redis_client import get_redis
-from worker.results import JOB_FINAL, ResultsStore
+from worker.results import FAILED, JOB_FINAL, Record, ResultsStore
 from worker.settings import Settings, get_settings
 
 
@@ -55,6 +57,33 @@ def _external_id_of(doc: Any, job_id: str, position: int, doc_type: DocumentType
         return derived_external_id(job_id, position)
     doc[field] = derived_external_id(job_id, position)
     return doc[field]
+
+
+CREDENTIAL_IN_DOCUMENT = (
+    "the document contains a credential configured in this worker (an API key, token or password); it is refused "
+    "so that the credential is never sent to an ERP, logged or kept, and the stored copy has it masked"
+)
+
+
+class CredentialScan:
+    """Finds this deployment's credentials (Settings.secret_values) inside encoded documents.
+
+    A document that carries one is refused on its own, and stored with the value masked: a credential must not
+    reach an ERP, a log line or the results store, whatever a producer puts in a free-text field.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        values = settings.secret_values()
+        # Encoded documents are JSON text: a value with quotes or backslashes appears escaped in them.
+        forms = {form for v in values for form in (v, json.dumps(v, ensure_ascii=False)[1:-1])}
+        ordered = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def mask(self, text: str) -> str | None:
+        """`text` with every credential masked, or None when it holds none."""
+        if self._pattern is None or self._pattern.search(text) is None:
+            return None
+        return self._pattern.sub(MASK, text)
 
 
 def submit(
@@ -100,7 +129,7 @@ def submit(
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
     doc_type = document_type(envelope.target, envelope.kind)
-    chunks = _encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type)
+    chunks = _encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type, CredentialScan(settings))
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
     if first is None:
         raise SubmitError("the job has no documents")
@@ -121,7 +150,7 @@ def submit(
     )
     stored = 0
     try:
-        for external_ids, encoded in itertools.chain([first], chunks):
+        for external_ids, encoded, refused in itertools.chain([first], chunks):
             if stored + len(encoded) > settings.max_job_documents:
                 raise SubmitError(
                     f"more than {settings.max_job_documents} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): "
@@ -129,6 +158,11 @@ def submit(
                 )
             pipe = client.pipeline(transaction=True)
             store.append_documents(job_id, stored, encoded, external_ids, pipe=pipe)
+            # In the same transaction: a refused document is never pending, so no worker validates or sends it.
+            store.queue_records(
+                pipe,
+                [(job_id, stored + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT)) for i in refused],
+            )
             intake.push([Item(job_id, stored, stored + len(encoded))], pipe=pipe)
             pipe.execute()
             request_intake(len(encoded))
@@ -145,20 +179,28 @@ def submit(
 
 
 def _encoded_chunks(
-    documents: Iterable[Any], job_id: str, size: int, doc_type: DocumentType
-) -> Iterator[tuple[list[str], list[str]]]:
-    """(ExternalIds, JSON texts) of `size` documents at a time; each document is encoded as soon as it is
-    read, so no more than one document is held as Python objects (flat memory for any file)."""
+    documents: Iterable[Any], job_id: str, size: int, doc_type: DocumentType, scan: CredentialScan
+) -> Iterator[tuple[list[str], list[str], list[int]]]:
+    """(ExternalIds, JSON texts, offsets of refused documents) of `size` documents at a time; each document is
+    encoded as soon as it is read, so no more than one document is held as Python objects (flat memory for any
+    file). A document holding a credential is refused, its text masked."""
     external_ids: list[str] = []
     encoded: list[str] = []
+    refused: list[int] = []
     for position, doc in enumerate(documents):
         external_ids.append(_external_id_of(doc, job_id, position, doc_type))
-        encoded.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        masked = scan.mask(text)
+        if masked is not None:
+            refused.append(len(encoded))
+            text = masked
+            external_ids[-1] = scan.mask(external_ids[-1]) or external_ids[-1]
+        encoded.append(text)
         if len(encoded) == size:
-            yield external_ids, encoded
-            external_ids, encoded = [], []
+            yield external_ids, encoded, refused
+            external_ids, encoded, refused = [], [], []
     if encoded:
-        yield external_ids, encoded
+        yield external_ids, encoded, refused
 
 
 def _short(exc: Exception) -> str:

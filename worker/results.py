@@ -369,7 +369,7 @@ class ResultsStore:
         """Apply (job_id, position, record) changes, each atomic with its job's counters, in one round trip."""
         if updates:
             pipe = self.r.pipeline(transaction=False)
-            self._queue_records(pipe, updates)
+            self.queue_records(pipe, updates)
             pipe.execute()
 
     # ----- duplicate index
@@ -460,7 +460,8 @@ class ResultsStore:
         return bool(pipe.execute()[0])
 
     # ----- batches
-    def _queue_records(self, pipe: Any, updates: Sequence[tuple[str, int, Record]]) -> None:
+    def queue_records(self, pipe: Any, updates: Sequence[tuple[str, int, Record]]) -> None:
+        """`set_records` queued on the caller's pipeline, to be atomic with the rest of its transaction."""
         # One script call per few hundred documents: far cheaper to send than a command or two each.
         now = now_iso()
         for start in range(0, len(updates), 500):
@@ -501,7 +502,7 @@ class ResultsStore:
             pipe.sadd(f"{self.p}:open_batches", plan.batch_id)
             for job_id, position in plan.members:
                 pipe.hset(f"{self.p}:job:{job_id}:assigned", str(position), plan.batch_id)
-            self._queue_records(pipe, plan.records)
+            self.queue_records(pipe, plan.records)
 
     def complete_batch(
         self,
@@ -516,7 +517,7 @@ class ResultsStore:
         """End a batch in one transaction: document outcomes, duplicate index and known Keys, released
         claims, dead letters, the batches that carry on with its remaining documents, and `done`."""
         pipe = self.r.pipeline(transaction=True)
-        self._queue_records(pipe, updates)
+        self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
             args: list[Any] = [self.s.dedup_ttl_seconds]
             for tenant, kind, external_id, owner, key, number in created[start : start + 500]:

@@ -7,9 +7,11 @@ from job messages, so a producer cannot point a job at another tenant's keys or 
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +88,10 @@ class TenantConfig(BaseModel):
             return None
         return Rate.parse(text)
 
+
+#: TenantConfig fields that hold secrets (client_id and tenant_id name an account; they are not secret).
+SECRET_FIELDS = ("company_api_key", "connect_api_key", "client_secret", "refresh_token", "api_token")
+SECRET_MIN_LENGTH = 6
 
 _CREDENTIALS: dict[Target, tuple[str, ...]] = {
     Target.SOFTONE: ("company_api_key", "connect_api_key"),
@@ -273,6 +279,31 @@ class Settings(BaseSettings):
             Target.FORTNOX: self.fortnox_base_url,
             Target.INVOICE_SERVICE: self.invoice_service_base_url,
         }[Target(target)]
+
+    def secret_values(self) -> list[str]:
+        """Every credential this deployment holds: the tenants' keys, secrets and tokens, the Redis password and
+        Flower's basic-auth passwords (FLOWER_BASIC_AUTH, `user:pass[,user:pass]`), longest first.
+
+        What must never appear in a log line, a result, a task's arguments, or a document we store (see
+        worker/producer.py). Values shorter than SECRET_MIN_LENGTH are left out: masking "demo" everywhere would
+        garble logs and refuse innocent documents, and no real credential is that short."""
+        values: list[str] = []
+        for tenant in self.tenants().values():
+            for name in SECRET_FIELDS:
+                secret = getattr(tenant, name)
+                if secret is not None:
+                    values.append(secret.get_secret_value())
+        try:
+            password = urlsplit(self.redis_url).password
+        except ValueError:
+            password = None
+        if password:
+            values.append(unquote(password))
+        for pair in os.environ.get("FLOWER_BASIC_AUTH", "").split(","):
+            _, colon, flower_password = pair.partition(":")
+            if colon and flower_password:
+                values.append(flower_password)
+        return sorted({v for v in values if len(v) >= SECRET_MIN_LENGTH}, key=len, reverse=True)
 
     def tenant(self, name: str) -> TenantConfig:
         tenants = self.tenants()
