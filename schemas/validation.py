@@ -1,4 +1,9 @@
-"""Per-document validation: raw JSON object in, either a model or a list of field-level errors out."""
+"""Per-document validation: raw JSON object in, either a model or a list of field-level errors out.
+
+`max_rows` caps every list of a document (InvoiceRows, and any list nested in it): a document beyond it fails
+on its own, before its model is even tried, so one runaway export row count costs one failed document and
+not a worker's memory and time.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,11 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _raw_path(loc: tuple[int | str, ...]) -> str:
+    """The path of a place in a raw document, written like `_path` writes model paths (no segment skipped)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(loc))
+
+
 def _reason(error: Mapping[str, Any]) -> str:
     msg = str(error["msg"])
     if msg.startswith("Value error, "):
@@ -58,10 +68,16 @@ def _reason(error: Mapping[str, Any]) -> str:
     return msg
 
 
-def validate_document(kind: DocumentKind, raw: Any, target: Target = Target.SOFTONE) -> BaseModel | DocumentError:
-    """Validate one raw document of `kind` for `target`; never raises for bad input."""
+def validate_document(
+    kind: DocumentKind, raw: Any, target: Target = Target.SOFTONE, max_rows: int | None = None
+) -> BaseModel | DocumentError:
+    """Validate one raw document of `kind` for `target`; never raises for bad input.
+
+    With `max_rows`, a document with a list (at any depth) of more items fails with that list's path."""
     if not isinstance(raw, dict):
         return DocumentError((FieldError("", f"a document must be a JSON object, got {type(raw).__name__}"),))
+    if max_rows is not None and (too_long := _lists_above(raw, max_rows)):
+        return too_long
     try:
         return document_type(target, kind).model.model_validate(raw, by_alias=True)
     except ValidationError as exc:
@@ -69,14 +85,24 @@ def validate_document(kind: DocumentKind, raw: Any, target: Target = Target.SOFT
 
 
 def validate_document_json(
-    kind: DocumentKind, text: str | bytes, target: Target = Target.SOFTONE
+    kind: DocumentKind, text: str | bytes, target: Target = Target.SOFTONE, max_rows: int | None = None
 ) -> BaseModel | DocumentError:
     """`validate_document` of a document as JSON text: the same models, rules and messages.
 
     pydantic parses the JSON itself (in Rust), which is about a third cheaper than json.loads followed
     by validation of the Python objects: this is the intake hot path. Input that is not a JSON object
     at all goes the Python way, for the same messages.
+
+    The row limit costs nothing for ordinary documents: a list of n items has n - 1 commas, so a text
+    with fewer than `max_rows` commas cannot hold a list beyond it; only bigger texts are parsed for it.
     """
+    if max_rows is not None and text.count(b"," if isinstance(text, bytes) else ",") >= max_rows:
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError):
+            raw = None  # not JSON: the model's parser says why, below
+        if isinstance(raw, dict) and (too_long := _lists_above(raw, max_rows)):
+            return too_long
     try:
         return document_type(target, kind).model.model_validate_json(text, by_alias=True)
     except ValidationError as exc:
@@ -85,8 +111,29 @@ def validate_document_json(
                 raw = json.loads(text)
             except json.JSONDecodeError as bad:
                 return DocumentError((FieldError("", f"not valid JSON ({bad.msg})"),))
-            return validate_document(kind, raw, target)
+            return validate_document(kind, raw, target, max_rows)
         return _document_error(exc)
+
+
+def _lists_above(raw: dict[str, Any], max_rows: int) -> DocumentError | None:
+    """The lists of a document (at any depth) with more than `max_rows` items, by wire path, or None.
+
+    Walked with a stack, not recursion: nesting depth is the producer's to choose. A list found too long
+    is not looked into: its own length is the reason.
+    """
+    errors: list[FieldError] = []
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), raw)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*loc, str(k)), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            if len(value) > max_rows:
+                reason = f"{len(value)} rows, above the limit of {max_rows} (ERPSYNC_MAX_DOCUMENT_ROWS)"
+                errors.append(FieldError(_raw_path(loc), reason))
+            else:
+                stack.extend(((*loc, i), v) for i, v in reversed(list(enumerate(value))))
+    return DocumentError(tuple(errors)) if errors else None
 
 
 def _document_error(exc: ValidationError) -> DocumentError:

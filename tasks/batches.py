@@ -17,6 +17,12 @@ the Key found, the rejected one fails with the ERP's message, documents certainl
 batch, and anything doubtful is `unknown` and kept as a dead letter, with the connector's reason. Kinds
 their ERP cannot be asked about (SoftOne orders, Fortnox offers, the invoice service) have their open
 outcomes `unknown` dead letters at once.
+
+Observability: every line logged while a batch is handled carries its batch_id, tenant, target, kind, attempt
+(and job_id when all its documents are of one job); each run that sends or looks up writes exactly one
+`batch outcome` line (created/failed/unknown/reconciled/... or retrying/reconciling) with its counts, HTTP
+status and duration. Batch outcomes and sizes are counted in the transaction that ends the batch, retries by
+reason as they are scheduled (worker/metrics.py).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import redis
 from celery.exceptions import Retry
 
 from schemas import DocumentKind
-from worker import runtime
+from worker import metrics, runtime
 from worker.celery_app import app
 from worker.connectors import LookupRequest
 from worker.errors import (
@@ -44,6 +50,7 @@ from worker.errors import (
     TransientError,
     WaitingForRetryAfter,
 )
+from worker.logs import bind, fields, log_context
 from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
 from worker.retry import backoff_seconds
 from worker.settings import get_settings
@@ -56,13 +63,15 @@ UNKNOWN_HINT = "the ERP may have created it: an operator must check before it is
 class _Batch:
     """A stored batch: who is in it (job, position, ExternalId) and its body."""
 
-    def __init__(self, batch_id: str, data: dict[str, str]) -> None:
+    def __init__(self, batch_id: str, data: dict[str, str], started: float | None = None) -> None:
         self.id = batch_id
         self.data = data
         self.tenant = data["tenant"]
         self.kind = data["kind"]
+        self.target = data.get("target", "softone")
         self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in json.loads(data["members"])]
         self.external_ids: list[str] = json.loads(data["external_ids"])
+        self.started = time.perf_counter() if started is None else started
         self._docs: list[dict[str, Any]] | None = None
 
     @property
@@ -92,7 +101,7 @@ class _Batch:
             "external_id": self.external_ids[i],
             "tenant": self.tenant,
             "kind": self.kind,
-            "target": self.data.get("target", "softone"),
+            "target": self.target,
             "status": status,
             "reason": reason,
             "batch_id": self.id,
@@ -113,6 +122,53 @@ def _write(operation: Any, attempts: int = 6) -> None:
             time.sleep(min(10.0, 0.5 * 2**attempt))
 
 
+def _describe(batch_id: str, data: dict[str, str]) -> str:
+    """The kwargsrepr of a send message (what Flower and Celery's log lines show): ids and counts only."""
+    return repr(
+        {
+            "tenant": data.get("tenant"),
+            "target": data.get("target", "softone"),
+            "kind": data.get("kind"),
+            "documents": int(data.get("size") or 0),
+            "phase": data.get("phase") or "send",
+        }
+    )
+
+
+def _again(task: Any, batch_id: str, data: dict[str, str], countdown: float) -> Any:
+    """Schedule this send again; the new message shows ids and counts like the first one."""
+    return task.retry(countdown=countdown, argsrepr=repr([batch_id]), kwargsrepr=_describe(batch_id, data))
+
+
+def _jobs_of(batch: _Batch) -> dict[str, Any]:
+    """job_id when every document of the batch is of one job (a big file), else how many jobs it serves."""
+    jobs = {job_id for job_id, _ in batch.members}
+    return {"job_id": next(iter(jobs))} if len(jobs) == 1 else {"jobs": len(jobs)}
+
+
+def _log_outcome(
+    batch: _Batch, outcome: str, level: int = logging.INFO, *, exc_info: bool = False, **values: Any
+) -> None:
+    """The one line per batch outcome (see the module docstring); the context adds batch_id, tenant, ...
+
+    An error is named by its type and HTTP status, never its text: an ERP's message may quote the document
+    (a customer number, a name). The text is in the documents' records, dead letters and the batch's log."""
+    counts = {"created": 0, "failed": 0, "duplicate": 0, "unknown": 0}
+    counts |= {k: values.pop(k) for k in list(counts) if k in values}
+    log.log(
+        level,
+        "batch outcome",
+        exc_info=exc_info,
+        extra=fields(
+            outcome=outcome,
+            documents=len(batch.members),
+            **counts,
+            **values,
+            duration_ms=round((time.perf_counter() - batch.started) * 1000),
+        ),
+    )
+
+
 def _end(
     store: ResultsStore,
     batch: _Batch,
@@ -122,9 +178,10 @@ def _end(
     failed: dict[int, str] | None = None,
     unknown: dict[int, str] | None = None,
     resend: list[int] | None = None,
+    **log_fields: Any,
 ) -> None:
     """Write a batch's end in one transaction: Keys, failures (claims released), unknowns, dead letters for
-    both, and a follow-up batch for documents certainly not saved."""
+    both, a follow-up batch for documents certainly not saved, and the batch's metrics; then its outcome line."""
     created, failed, unknown, resend = created or {}, failed or {}, unknown or {}, resend or []
     attempts = store.attempts(batch.id) if failed or unknown else []
     updates = [batch.record(i, CREATED, key=k, number=n) for i, (k, n) in created.items()]
@@ -141,7 +198,7 @@ def _end(
                 meta={
                     "tenant": batch.tenant,
                     "kind": batch.kind,
-                    "target": batch.data.get("target", "softone"),
+                    "target": batch.target,
                     "external_ids": json.dumps([batch.external_ids[i] for i in resend], ensure_ascii=False),
                     "high_water": batch.data.get("high_water", "0"),
                     "parent": batch.id,
@@ -151,6 +208,10 @@ def _end(
                 records=[batch.record(i, PENDING, batch_id=child_id) for i in resend],
             )
         )
+    counters = [
+        *metrics.count(store.p, metrics.BATCHES, (batch.tenant, batch.target, batch.kind, outcome.replace(" ", "_"))),
+        *metrics.observe(store.p, metrics.BATCH_DOCUMENTS, (batch.target,), len(batch.members)),
+    ]
     _write(
         lambda: store.complete_batch(
             batch.id,
@@ -160,18 +221,23 @@ def _end(
             released=[batch.claim(i) for i in failed],
             dead=dead,
             follow_up=follow_up,
+            counters=counters,
         )
     )
     for plan in follow_up:
         from tasks.jobs import enqueue_send
 
-        enqueue_send(plan.batch_id, batch.tenant, batch.kind, len(plan.members))
-    log.log(
-        logging.INFO if not (failed or unknown) else logging.WARNING,
-        "batch=%s tenant=%s kind=%s documents=%d outcome=%s created=%d failed=%d unknown=%d resent=%d",
-        batch.id, batch.tenant, batch.kind, len(batch.members), outcome, len(created), len(failed), len(unknown),
-        len(resend),
-    )  # fmt: skip
+        enqueue_send(plan.batch_id, batch.tenant, batch.kind, len(plan.members), target=batch.target)
+    _log_outcome(
+        batch,
+        outcome.replace(" ", "_"),
+        logging.WARNING if failed or unknown else logging.INFO,
+        created=len(created),
+        failed=len(failed),
+        unknown=len(unknown),
+        resent=len(resend),
+        **log_fields,
+    )
 
 
 def _all(batch: _Batch, message: str) -> dict[int, str]:
@@ -180,20 +246,33 @@ def _all(batch: _Batch, message: str) -> dict[int, str]:
 
 @app.task(name="erpsync.send_batch", bind=True, max_retries=None)
 def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
-    """Send (or reconcile) one batch; idempotent: a done batch is not sent again, one in flight elsewhere waits."""
+    """Send (or reconcile) one batch; idempotent: a done batch is not sent again, one in flight elsewhere waits.
+
+    Returns ids and counts only (Celery logs the return value)."""
+    with log_context(batch_id=batch_id):
+        return _run(self, batch_id, time.perf_counter())
+
+
+def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
     settings = get_settings()
     store = runtime.store()
-    if store.batch(batch_id) is None:
-        log.error("batch=%s not found in the results store (expired?); nothing to do", batch_id)
+    data = store.batch(batch_id)
+    if data is None:
+        log.error("batch not found in the results store (expired?); nothing to do")
         return {"batch_id": batch_id, "outcome": "missing"}
+    bind(tenant=data.get("tenant"), target=data.get("target", "softone"), kind=data.get("kind"))
     state, value = store.acquire_batch(batch_id, runtime.sender_id())
     if state == "done":
+        log.debug("batch already done; nothing to send")
         return {"batch_id": batch_id, "outcome": "already done"}
     if state == "busy":
         # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
-        raise self.retry(countdown=min(value + 1.0, settings.retry_backoff_cap))
+        log.debug("batch is being sent by another worker; checking again when its lease ends")
+        _recorder(store).retry(data.get("target", "softone"), "lease_busy")
+        raise _again(task, batch_id, data, countdown=min(value + 1.0, settings.retry_backoff_cap))
     data = store.batch(batch_id) or {}
-    batch = _Batch(batch_id, data)
+    batch = _Batch(batch_id, data, started)
+    bind(**_jobs_of(batch))
     if state == "expired":
         store.log_attempt(batch_id, {"outcome": "lease expired"})
         _end(store, batch, "unknown",
@@ -202,25 +281,34 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
         return {"batch_id": batch_id, "outcome": "unknown"}
 
     attempt = int(value)
+    bind(attempt=attempt)
     limit, wait = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds
     with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, settings.send_lease_seconds, wait) as ok:
         if not ok:
             # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
-            raise _not_sent(self, store, batch, data.get("phase") or "send", countdown=random.uniform(0.2, 1.0))
+            phase = data.get("phase") or "send"
+            raise _not_sent(task, store, batch, phase, countdown=random.uniform(0.2, 1.0), reason="in_flight_cap")
         try:
             if data.get("phase") == "reconcile":
-                return _reconcile(self, store, batch, attempt)
-            return _send(self, store, batch, attempt)
+                return _reconcile(task, store, batch, attempt)
+            return _send(task, store, batch, attempt)
         except Retry:
             raise
         except Exception as exc:
             # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come
             # back after the lease: the batch is then found `expired` and its documents `unknown`, never resent.
-            log.exception("batch=%s internal error while sending; will be settled after the lease", batch_id)
+            countdown = settings.send_lease_seconds + 1
+            _log_outcome(batch, "internal_error", logging.ERROR, retry_in_s=countdown, exc_info=True)
             with contextlib.suppress(Exception):  # Redis itself may be what failed
                 store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error",
                                              "error": repr(exc)[:300]})  # fmt: skip
-            raise self.retry(countdown=settings.send_lease_seconds + 1) from None
+            _recorder(store).retry(batch.target, "internal_error")
+            raise _again(task, batch_id, data, countdown=countdown) from None
+
+
+def _recorder(store: ResultsStore) -> metrics.Recorder:
+    """Metrics go where the store writes (its Redis client and key prefix)."""
+    return metrics.Recorder(store.r, store.p)
 
 
 def _tenant_cap(tenant: str) -> int:
@@ -232,24 +320,30 @@ def _tenant_cap(tenant: str) -> int:
     return settings.tenant_max_in_flight if own is None else own
 
 
-def _not_sent(task: Any, store: ResultsStore, batch: _Batch, phase: str, countdown: float) -> Any:
+def _not_sent(task: Any, store: ResultsStore, batch: _Batch, phase: str, countdown: float, reason: str) -> Any:
     """This turn sent nothing (a tenant pause, the in-flight cap): give the attempt back, come again."""
     store.uncount_attempt(batch.id)
     store.set_batch_state(batch.id, "waiting", phase=phase)
-    return task.retry(countdown=countdown)
+    log.debug("nothing sent (%s); trying again in %.1fs", reason, countdown)
+    _recorder(store).retry(batch.target, reason)
+    return _again(task, batch.id, batch.data, countdown=countdown)
 
 
 def _retry_later(task: Any, store: ResultsStore, batch: _Batch, attempt: int, exc: TransientError, phase: str) -> Any:
     settings = get_settings()
     if isinstance(exc, WaitingForRetryAfter):  # nothing was sent: not an attempt
-        return _not_sent(task, store, batch, phase, countdown=(exc.retry_after or 0) + random.uniform(0.05, 0.5))
+        countdown = (exc.retry_after or 0) + random.uniform(0.05, 0.5)
+        return _not_sent(task, store, batch, phase, countdown=countdown, reason=metrics.retry_reason(exc))
     delay = backoff_seconds(
         attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap, retry_after=exc.retry_after
     )
     # `not_before` is when the ERP allowed us back (Retry-After); kept for audits.
     store.set_batch_state(batch.id, "waiting", phase=phase, not_before=f"{time.time() + delay:.3f}")
-    log.info("batch=%s attempt=%d %s, retry in %.1fs: %s", batch.id, attempt, type(exc).__name__, delay, exc)
-    return task.retry(countdown=delay)
+    reason = metrics.retry_reason(exc)
+    _log_outcome(batch, "retrying", phase=phase, reason=reason, error_type=type(exc).__name__,
+                 http_status=exc.status, retry_in_s=round(delay, 3))  # fmt: skip
+    _recorder(store).retry(batch.target, reason)
+    return _again(task, batch.id, batch.data, countdown=delay)
 
 
 def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
@@ -265,29 +359,35 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "transient", "status": exc.status,
                                      "error": str(exc), "retry_after": exc.retry_after})  # fmt: skip
         if attempt >= settings.retry_max_attempts:
-            _end(store, batch, "gave up", failed=_all(batch, f"gave up after {attempt} attempts; last error: {exc}"))
+            _end(store, batch, "gave up", failed=_all(batch, f"gave up after {attempt} attempts; last error: {exc}"),
+                 error_type=type(exc).__name__, http_status=exc.status)  # fmt: skip
             return {"batch_id": batch.id, "outcome": "gave up"}
         raise _retry_later(task, store, batch, attempt, exc, "send") from None
     except (AmbiguousError, BatchRejected) as exc:
         rejected = isinstance(exc, BatchRejected)
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "rejected" if rejected else "ambiguous",
                                      "status": exc.status, "error": str(exc)})  # fmt: skip
+        why = {"error_type": type(exc).__name__, "http_status": exc.status}
         if rejected and len(batch.members) == 1:
             # The only document was the rejected one: nothing was saved.
-            _end(store, batch, "rejected", failed={0: f"rejected by the ERP: {exc}"})
+            _end(store, batch, "rejected", failed={0: f"rejected by the ERP: {exc}"}, **why)
             return {"batch_id": batch.id, "outcome": "rejected"}
         if not connector.can_look_up(kind):
             what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
             reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
-            _end(store, batch, "unknown", unknown=_all(batch, reason))
+            _end(store, batch, "unknown", unknown=_all(batch, reason), **why)
             return {"batch_id": batch.id, "outcome": "unknown"}
         store.set_batch_state(batch.id, "waiting", phase="reconcile", reconcile_reason="rejected" if rejected else
                               "ambiguous", reconcile_error=str(exc))  # fmt: skip
-        raise task.retry(countdown=settings.reconcile_delay_seconds) from None
+        retry_reason = metrics.retry_reason(exc)
+        _log_outcome(batch, "reconciling", reason=retry_reason, retry_in_s=settings.reconcile_delay_seconds, **why)
+        _recorder(store).retry(batch.target, retry_reason)
+        raise _again(task, batch.id, {**batch.data, "phase": "reconcile"},
+                     countdown=settings.reconcile_delay_seconds) from None  # fmt: skip
     except (PermanentError, ConfigurationError) as exc:
         status = exc.status if isinstance(exc, PermanentError) else None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "permanent", "status": status, "error": str(exc)})
-        _end(store, batch, "failed", failed=_all(batch, str(exc)))
+        _end(store, batch, "failed", failed=_all(batch, str(exc)), error_type=type(exc).__name__, http_status=status)
         return {"batch_id": batch.id, "outcome": "failed"}
     except ErpSyncError as exc:  # pragma: no cover - every branch of the hierarchy is handled above
         raise AssertionError(f"unhandled error type {type(exc).__name__}") from exc
@@ -297,11 +397,12 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "key mismatch", "keys": [c.key for c in created]})
         _end(store, batch, "unknown",
              unknown=_all(batch, f"the ERP reported success with {len(created)} Keys for {len(batch.members)} "
-                                 f"documents; {UNKNOWN_HINT}"))  # fmt: skip
+                                 f"documents; {UNKNOWN_HINT}"), keys=len(created))  # fmt: skip
         return {"batch_id": batch.id, "outcome": "unknown"}
     store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(created),
                                  "ms": round(elapsed_ms)})  # fmt: skip
-    _end(store, batch, "created", created={i: (c.key, c.number) for i, c in enumerate(created)})
+    _end(store, batch, "created", created={i: (c.key, c.number) for i, c in enumerate(created)},
+         request_ms=round(elapsed_ms))  # fmt: skip
     return {"batch_id": batch.id, "outcome": "created", "documents": len(created)}
 
 
@@ -331,14 +432,15 @@ def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> d
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup transient", "error": str(exc)})
         if attempt >= settings.retry_max_attempts:
             _end(store, batch, "unknown",
-                 unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"))  # fmt: skip
+                 unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"),
+                 error_type=type(exc).__name__, http_status=exc.status)  # fmt: skip
             return {"batch_id": batch.id, "outcome": "unknown"}
         raise _retry_later(task, store, batch, attempt, exc, "reconcile") from None
     except ErpSyncError as exc:
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup failed", "error": str(exc)})
-        _end(
-            store, batch, "unknown", unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}")
-        )
+        _end(store, batch, "unknown",
+             unknown=_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"),
+             error_type=type(exc).__name__, http_status=getattr(exc, "status", None))  # fmt: skip
         return {"batch_id": batch.id, "outcome": "unknown"}
 
     created = {i: (key, None) for i, key in plan.created.items()}

@@ -14,6 +14,7 @@ from typing import Any
 
 from worker import runtime
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
+from worker.logs import log_context
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,13 @@ def request_flush(tenant: str, kind: str, *, now: bool, delay: float | None = No
     delay = 0.0 if now else (settings.batch_max_wait_ms / 1000 if delay is None else delay)
     client = runtime.store().r
     if client.set(_flag(tenant, kind, now), "1", nx=True, px=int(delay * 1000) + 5000):
+        flag = "now" if now else "timer"
         flush_buffer.apply_async(
-            args=[tenant, kind], kwargs={"flag": "now" if now else "timer"}, countdown=delay or None
+            args=[tenant, kind],
+            kwargs={"flag": flag},
+            countdown=delay or None,
+            argsrepr=repr([tenant, kind]),
+            kwargsrepr=repr({"flag": flag, "target": runtime.batch_shape(tenant, kind)[0]}),
         )
 
 
@@ -41,6 +47,12 @@ def request_flush(tenant: str, kind: str, *, now: bool, delay: float | None = No
 )
 def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> dict[str, Any]:
     """Make every batch the buffer can give now; come back for a partial one when it is old enough."""
+    target = runtime.batch_shape(tenant, kind)[0]
+    with log_context(tenant=tenant, target=target, kind=kind):
+        return _flush(self, tenant, kind, flag)
+
+
+def _flush(task: Any, tenant: str, kind: str, flag: str | None) -> dict[str, Any]:
     from tasks.jobs import enqueue_send
 
     store, buffer = runtime.store(), runtime.buffer()
@@ -50,14 +62,14 @@ def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> 
     target, max_docs = runtime.batch_shape(tenant, kind)
     made = 0
     for n in range(100_000):
-        result = buffer.flush_one(tenant, kind, f"{self.request.id}.{n}", high_water, target=target, max_docs=max_docs)
+        result = buffer.flush_one(tenant, kind, f"{task.request.id}.{n}", high_water, target=target, max_docs=max_docs)
         if result.status in ("created", "exists"):
-            enqueue_send(result.batch_id, tenant, kind, result.size)
+            enqueue_send(result.batch_id, tenant, kind, result.size, target=target)
             made += 1
             continue
         if result.status == "young":
             request_flush(tenant, kind, now=False, delay=result.wait_s + 0.01)
         break
     if made:
-        log.info("flush tenant=%s kind=%s batches=%d waiting=%d", tenant, kind, made, buffer.waiting(tenant, kind))
+        log.info("flush", extra={"batches": made, "waiting": buffer.waiting(tenant, kind)})
     return {"tenant": tenant, "kind": kind, "batches": made}

@@ -1,4 +1,8 @@
-"""Intake: validate jobs' documents, claim their ExternalIds, push them into the coalescing buffer."""
+"""Intake: validate jobs' documents, claim their ExternalIds, push them into the coalescing buffer.
+
+Task messages carry ids only, and what Flower and Celery's log lines show of them (argsrepr/kwargsrepr) is ids
+and counts: job id, tenant, target, kind, how many documents. Documents stay in Redis.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ from worker import runtime
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
 from worker.errors import ConfigurationError
 from worker.intake import Item
+from worker.logs import log_context
 from worker.results import DUPLICATE, FAILED, PENDING, Record
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+#: Job ids named on an intake line that served many jobs (the count is always there).
+JOB_IDS_SHOWN = 10
 
 
 def owner_of(job_id: str, position: int) -> str:
@@ -45,10 +53,15 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
     return pushed
 
 
-def enqueue_send(batch_id: str, tenant: str, kind: str, size: int) -> None:
+def enqueue_send(batch_id: str, tenant: str, kind: str, size: int, *, target: str | None = None) -> None:
     from tasks.batches import send_batch
 
-    send_batch.apply_async(args=[batch_id], kwargsrepr=repr({"tenant": tenant, "kind": kind, "documents": size}))
+    target = target or runtime.batch_shape(tenant, kind)[0]
+    send_batch.apply_async(
+        args=[batch_id],
+        argsrepr=repr([batch_id]),
+        kwargsrepr=repr({"tenant": tenant, "target": target, "kind": kind, "documents": size, "phase": "send"}),
+    )
 
 
 def _repeated(external_id: str, other: int) -> Record:
@@ -67,17 +80,18 @@ def enqueue_job_again(job_id: str, job: dict[str, str]) -> None:
     items = [Item(job_id, first, min(total, first + chunk)) for first in range(0, total, chunk)]
     runtime.intake().push(items)
     for item in items:
-        request_intake(item.size)
+        request_intake(item.size, job_id=job_id)
 
 
-def request_intake(documents: int) -> None:
+def request_intake(documents: int, job_id: str | None = None) -> None:
     """Make sure an intake task will drain the queue: at once for a big chunk (so the chunks of one file
     are spread over every worker process), else unless one is already queued (many small jobs, one task).
     """
     settings = get_settings()
     flag = f"{settings.key_prefix}:intakeq"
     if documents >= settings.intake_chunk_docs // 2 or runtime.store().r.set(flag, "1", nx=True, px=30_000):
-        drain_intake.apply_async(kwargsrepr=repr({"documents": documents}))
+        shown = {"job_id": job_id, "documents": documents} if job_id else {"documents": documents}
+        drain_intake.apply_async(argsrepr="()", kwargsrepr=repr(shown))
 
 
 @app.task(
@@ -123,14 +137,16 @@ def process_job(self: Any, job_id: str, start: int = 0, end: int | None = None) 
     is validated by every worker process at once. Producers and recovery use the intake queue directly;
     this task is how an operator (or a message from before the intake queue) runs a job again.
     """
-    if end is not None:
-        return process_items([(job_id, start, end)])
-    job = runtime.store().job(job_id)
-    if job is None:
-        log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
-        return {"job_id": job_id, "error": "job not found"}
-    enqueue_job_again(job_id, job)
-    return {"job_id": job_id, "queued": int(job.get("total", 0))}
+    with log_context(job_id=job_id):
+        if end is not None:
+            return process_items([(job_id, start, end)])
+        job = runtime.store().job(job_id)
+        if job is None:
+            log.error("job not found in the results store (expired or never stored); nothing to do")
+            return {"job_id": job_id, "error": "job not found"}
+        enqueue_job_again(job_id, job)
+        log.info("job queued for intake again", extra={"documents": int(job.get("total", 0))})
+        return {"job_id": job_id, "queued": int(job.get("total", 0))}
 
 
 def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
@@ -142,20 +158,24 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
     A few round trips for all of them, whatever the number of jobs.
     """
     store = runtime.store()
+    max_rows = get_settings().max_document_rows
     states = store.intake_state(items)
 
     updates: list[tuple[str, int, Record]] = []
     candidates: list[tuple[str, int, str, str, str, Any]] = []  # job, position, tenant, kind, ExternalId, model
     first_position: dict[tuple[str, str], int] = {}
     tenant_errors: dict[tuple[str, str, str], str | None] = {}
+    routes: dict[str, tuple[str, str, str]] = {}  # job -> (tenant, target, kind)
     seen = 0
     for (job_id, start, _), state in zip(items, states, strict=True):
         if not state.job:
-            log.error("job=%s not found in the results store (expired or never stored); nothing to do", job_id)
+            log.error("job not found in the results store (expired or never stored); nothing to do",
+                      extra={"job_id": job_id})  # fmt: skip
             continue
         tenant, kind_name = state.job["tenant"], state.job["kind"]
         target = state.job.get("target") or Target.SOFTONE.value
         route = (tenant, target, kind_name)
+        routes[job_id] = route
         if route not in tenant_errors:
             tenant_errors[route] = _route_error(*route)
         doc_type = None if tenant_errors[route] else (DocumentKind(kind_name), Target(target))
@@ -166,7 +186,7 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
             if doc_type is None:
                 updates.append((job_id, position, Record(record.external_id, FAILED, error=tenant_errors[route])))
                 continue
-            result = validate_document_json(doc_type[0], raw, doc_type[1])
+            result = validate_document_json(doc_type[0], raw, doc_type[1], max_rows)
             if isinstance(result, DocumentError):
                 errors = [e.as_dict() for e in result.errors]
                 updates.append(
@@ -200,17 +220,27 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
         from tasks.duplicates import settle_duplicate
 
         for job_id, positions in waiting.items():
-            settle_duplicate.apply_async(args=[job_id, positions], countdown=2)
+            tenant, target, kind_name = routes[job_id]
+            shown = {"tenant": tenant, "target": target, "kind": kind_name, "documents": len(positions)}
+            settle_duplicate.apply_async(
+                args=[job_id, positions], countdown=2, argsrepr=repr([job_id]), kwargsrepr=repr(shown)
+            )
     failed = sum(1 for _, _, r in updates if r.status == FAILED)
     n_waiting = sum(len(v) for v in waiting.values())
+    job_ids = sorted({j for j, _, _ in items})
+    # One job (a chunk of a file): its id is the line's job_id; many small jobs: the first few ids.
+    jobs: dict[str, Any] = {"job_id": job_ids[0]} if len(job_ids) == 1 else {"job_ids": job_ids[:JOB_IDS_SHOWN]}
     log.info(
-        "intake jobs=%d documents=%d invalid=%d duplicates=%d buffered=%d waiting=%d",
-        len({j for j, _, _ in items}),
-        seen,
-        failed,
-        len(updates) - failed,
-        pushed,
-        n_waiting,
+        "intake",
+        extra={
+            **jobs,
+            "jobs": len(job_ids),
+            "documents": seen,
+            "invalid": failed,
+            "duplicates": len(updates) - failed,
+            "buffered": pushed,
+            "waiting": n_waiting,
+        },
     )
     return {"jobs": len(items), "buffered": pushed, "failed": failed, "waiting": n_waiting}
 

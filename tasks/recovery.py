@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from worker import runtime
+from worker.results import JOB_FINAL
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +25,30 @@ def recover() -> dict[str, int]:
     p = store.p
     buffers = [(t, k) for t, k in buffer.buffers() if buffer.waiting(t, k)]
     for tenant, kind in buffers:
-        flush_buffer.apply_async(args=[tenant, kind])
+        flush_buffer.apply_async(
+            args=[tenant, kind],
+            argsrepr=repr([tenant, kind]),
+            kwargsrepr=repr({"target": runtime.batch_shape(tenant, kind)[0], "recovery": True}),
+        )
     batches = 0
     for batch_id in store.r.smembers(f"{p}:open_batches"):
         batch = store.batch(batch_id)
         if batch is None or batch.get("state") == "done":
             store.r.srem(f"{p}:open_batches", batch_id)
             continue
-        enqueue_send(batch_id, batch["tenant"], batch["kind"], int(batch.get("size", 0)))
+        enqueue_send(batch_id, batch["tenant"], batch["kind"], int(batch.get("size", 0)), target=batch.get("target"))
         batches += 1
     jobs = 0
     for job_id in store.r.smembers(f"{p}:open_jobs"):
         job = store.job(job_id)
-        if job is None or job.get("status") in ("succeeded", "partial", "failed"):
+        if job is None or job.get("status") in JOB_FINAL:
             store.r.srem(f"{p}:open_jobs", job_id)
             continue
         enqueue_job_again(job_id, job)
         jobs += 1
     intake = runtime.intake().waiting()
     if intake:  # items whose producer died before asking for a drain, or whose drain was lost with a broker
-        drain_intake.apply_async()
+        drain_intake.apply_async(argsrepr="()", kwargsrepr=repr({"intake_items": intake, "recovery": True}))
     counts = {"buffers": len(buffers), "batches": batches, "jobs": jobs, "intake_items": intake}
-    log.info("recovery on start: re-queued %s", counts)
+    log.info("recovery on start: re-queued what a stopped worker may have held", extra=counts)
     return counts

@@ -25,12 +25,14 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 from kombu import Exchange, Queue
 
-from worker import redaction
+from worker import logs, redaction
 from worker.settings import get_settings
+from worker.submissions import SubmissionListener
 
 settings = get_settings()
 
-app = Celery("erpsync", include=["tasks.jobs", "tasks.batches", "tasks.duplicates", "tasks.flush"])
+app = Celery("erpsync", include=["tasks.jobs", "tasks.batches", "tasks.duplicates", "tasks.flush", "tasks.submissions"])
+app.steps["worker"].add(SubmissionListener)  # raw-Redis producers' job messages (worker/submissions.py)
 app.conf.update(
     broker_url=settings.broker_url(),
     broker_connection_retry_on_startup=True,
@@ -82,9 +84,18 @@ REDIS_OUTAGE_RETRY: dict[str, Any] = {
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
-    """Every handler Celery sets up gets the secrets filter."""
+    """Every handler Celery sets up gets the secrets filter, the log context and the structured formatter
+    (worker/logs.py; ERPSYNC_LOG_FORMAT), Celery's own lines included."""
     redaction.install(logger)
     redaction.install()
+    logs.configure(settings, logger)
+    if logger is logging.getLogger():
+        # billiard's pool logger (errors of pool processes) has a handler of its own.
+        from celery.utils.log import get_multiprocessing_logger
+
+        pool_logger = get_multiprocessing_logger()
+        if pool_logger is not None:
+            logs.configure(settings, pool_logger)
 
 
 @worker_ready.connect

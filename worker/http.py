@@ -2,6 +2,10 @@
 
 `classify()` is the single place where an HTTP answer or an httpx exception becomes one of our error
 types (see worker/errors.py); connectors call it and never interpret status codes themselves.
+
+The process's client times every request it sends (answer read, or failure) for the
+erpsync_http_request_duration_seconds histogram (worker/metrics.py), labelled with the target of the log
+context the request is made in (send_batch sets it, so POSTs, look-ups and token requests all carry it).
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import httpx
 
@@ -22,6 +28,7 @@ from worker.errors import (
     RequestRejected,
     ServiceUnavailable,
 )
+from worker.logs import current
 from worker.redaction import redact_url, secrets_filter
 from worker.settings import Settings, get_settings
 
@@ -35,7 +42,27 @@ def quieten_httpx_logging() -> None:
             logger.addFilter(secrets_filter())
 
 
-def make_client(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+class MeasuredClient(httpx.Client):
+    """An httpx client that reports each request's duration, including failed ones, to `observe(target, s)`."""
+
+    def __init__(self, *, observe: Callable[[str, float], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._observe = observe
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            self._observe(str(current().get("target") or "unknown"), time.perf_counter() - started)
+
+
+def make_client(
+    settings: Settings,
+    transport: httpx.BaseTransport | None = None,
+    observe: Callable[[str, float], None] | None = None,
+) -> httpx.Client:
+    """A pooled client with our timeouts; with `observe`, every request's duration is reported to it."""
     quieten_httpx_logging()
     timeout = httpx.Timeout(
         connect=settings.http_connect_timeout,
@@ -46,13 +73,24 @@ def make_client(settings: Settings, transport: httpx.BaseTransport | None = None
     limits = httpx.Limits(
         max_connections=settings.http_max_connections, max_keepalive_connections=settings.http_max_connections
     )
-    return httpx.Client(timeout=timeout, limits=limits, transport=transport, headers={"User-Agent": "erpsync/0.1"})
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "limits": limits,
+        "transport": transport,
+        "headers": {"User-Agent": "erpsync/0.1"},
+    }
+    if observe is None:
+        return httpx.Client(**options)
+    return MeasuredClient(observe=observe, **options)
 
 
 @lru_cache(maxsize=1)
 def get_client() -> httpx.Client:
-    """The process-wide client (thread-safe; created lazily so a forked pool child gets its own)."""
-    return make_client(get_settings())
+    """The process-wide client (thread-safe; created lazily so a forked pool child gets its own), timing every
+    request for the metrics."""
+    from worker.metrics import recorder
+
+    return make_client(get_settings(), observe=recorder().http_request)
 
 
 def parse_retry_after(value: str | None) -> float | None:

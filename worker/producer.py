@@ -129,7 +129,7 @@ def submit(
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
     doc_type = document_type(envelope.target, envelope.kind)
-    chunks = _encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type, CredentialScan(settings))
+    chunks = encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type, CredentialScan(settings))
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
     if first is None:
         raise SubmitError("the job has no documents")
@@ -165,7 +165,7 @@ def submit(
             )
             intake.push([Item(job_id, stored, stored + len(encoded))], pipe=pipe)
             pipe.execute()
-            request_intake(len(encoded))
+            request_intake(len(encoded), job_id=job_id)
             stored += len(encoded)
             if on_progress:
                 on_progress(len(encoded))
@@ -178,7 +178,7 @@ def submit(
     return job_id
 
 
-def _encoded_chunks(
+def encoded_chunks(
     documents: Iterable[Any], job_id: str, size: int, doc_type: DocumentType, scan: CredentialScan
 ) -> Iterator[tuple[list[str], list[str], list[int]]]:
     """(ExternalIds, JSON texts, offsets of refused documents) of `size` documents at a time; each document is

@@ -20,6 +20,7 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index              zset   dead-letter ids by time
+    {p}:metrics:{metric}        hash   Prometheus counters written by the scripts here (worker/metrics.py)
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from typing import Any
 
 import redis
 
+from worker import metrics
 from worker.settings import Settings
 
 PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = "pending", "created", "failed", "duplicate", "unknown"
 DOC_STATUSES = (PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN)
-JOB_FINAL = ("succeeded", "partial", "failed")
+# rejected: the job message itself was refused (worker/submissions.py); the job has no documents.
+JOB_FINAL = ("succeeded", "partial", "failed", "rejected")
 
 # Lua functions shared by the scripts below. A job's keys derive from the prefix and job id (the same as
 # ResultsStore.job_key), so one script call can update documents of many jobs.
@@ -69,6 +72,13 @@ local function set_record(prefix, job_id, pos, status, record, now, ttl)
   redis.call('EXPIRE', jk .. ':status', ttl)
   redis.call('HINCRBY', jk, 'n_' .. old, -1)
   redis.call('HINCRBY', jk, 'n_' .. status, 1)
+  if status ~= 'pending' then
+    -- erpsync_documents_total (worker/metrics.py): counted here, where a status really changes, so that a
+    -- redelivered message never counts twice; pcall: a metric never aborts the script.
+    local meta = redis.call('HMGET', jk, 'tenant', 'target', 'kind')
+    redis.pcall('HINCRBY', prefix .. '@DOCUMENTS_METRIC@',
+      (meta[1] or '') .. '|' .. (meta[2] or 'softone') .. '|' .. (meta[3] or '') .. '|' .. status, 1)
+  end
   redis.call('HSET', jk, 'updated_at', now)
   local current = redis.call('HGET', jk, 'status')
   if current == 'receiving' then return 1 end
@@ -78,7 +88,7 @@ local function set_record(prefix, job_id, pos, status, record, now, ttl)
   end
   return 1
 end
-"""
+""".replace("@DOCUMENTS_METRIC@", metrics.key("", metrics.DOCUMENTS))
 
 # ARGV: prefix, now, ttl, then (job id, position, status, record JSON) repeated. Returns each one's result:
 # 1 set, 0 refused (already final), -1 job gone.
@@ -141,6 +151,27 @@ redis.call('HSET', KEYS[1], 'state', 'sending', 'lease_until', tostring(now + to
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return {'acquired', tostring(attempt)}
 """
+
+# KEYS: dead-letter hash, its index, the documents metric. ARGV: id, entry JSON, time, metric field. An id
+# stored for the first time counts as a `dead` document (a repeated transaction does not count it again).
+_STORE_DEAD_LETTER = """
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.pcall('HINCRBY', KEYS[3], ARGV[4], 1)
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: batch hash. ARGV: metric increments (worker/metrics.py, lua_args), applied unless the batch is done
+# already: a transaction repeated because its answer was lost does not count the batch twice.
+_COUNT_BATCH = (
+    metrics.LUA_APPLY
+    + """
+if redis.call('HGET', KEYS[1], 'state') == 'done' then return 0 end
+apply_metrics(ARGV, 1)
+return 1
+"""
+)
 
 # KEYS: dedup key. ARGV: expected claim value.
 _RELEASE_CLAIM = """
@@ -230,6 +261,8 @@ class ResultsStore:
         self._acquire = client.register_script(_ACQUIRE_BATCH)
         self._release = client.register_script(_RELEASE_CLAIM)
         self._close_job = client.register_script(_CLOSE_JOB)
+        self._store_dead_letter = client.register_script(_STORE_DEAD_LETTER)
+        self._count_batch = client.register_script(_COUNT_BATCH)
 
     # ----- keys
     def job_key(self, job_id: str) -> str:
@@ -436,8 +469,12 @@ class ResultsStore:
     # ----- dead letters
     def _queue_dead_letter(self, pipe: Any, entry: dict[str, Any]) -> None:
         entry = {"created_at": now_iso(), **entry}
-        pipe.hset(f"{self.p}:dead", entry["id"], json.dumps(entry, ensure_ascii=False))
-        pipe.zadd(f"{self.p}:dead:index", {entry["id"]: time.time()})
+        labels = (entry.get("tenant", ""), entry.get("target") or "softone", entry.get("kind", ""), "dead")
+        self._store_dead_letter(
+            keys=[f"{self.p}:dead", f"{self.p}:dead:index", metrics.key(self.p, metrics.DOCUMENTS)],
+            args=[entry["id"], json.dumps(entry, ensure_ascii=False), time.time(), metrics.labels_field(labels)],
+            client=pipe,
+        )
 
     def dead_letters(self) -> list[dict[str, Any]]:
         ids = self.r.zrange(f"{self.p}:dead:index", 0, -1)
@@ -513,10 +550,14 @@ class ResultsStore:
         released: Sequence[tuple[str, str, str, str]] = (),
         dead: Sequence[dict[str, Any]] = (),
         follow_up: Sequence[BatchPlan] = (),
+        counters: Sequence[metrics.Increment] = (),
     ) -> None:
         """End a batch in one transaction: document outcomes, duplicate index and known Keys, released
-        claims, dead letters, the batches that carry on with its remaining documents, and `done`."""
+        claims, dead letters, the batches that carry on with its remaining documents, and `done`; `counters`
+        (the batch's metrics) count only if the batch was not done before."""
         pipe = self.r.pipeline(transaction=True)
+        if counters:
+            self._count_batch(keys=[self.batch_key(batch_id)], args=metrics.lua_args(counters), client=pipe)
         self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
             args: list[Any] = [self.s.dedup_ttl_seconds]
@@ -568,6 +609,60 @@ class ResultsStore:
     def attempts(self, batch_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(f"{self.batch_key(batch_id)}:log", 0, -1)]
 
+    # ----- job messages of raw-Redis producers (worker/submissions.py): each ends in one MULTI, as a job or a
+    # rejection, together with the removal of the held message, so a crash in between re-runs harmlessly.
+    def queue_open_job(self, pipe: Any, meta: dict[str, str]) -> None:
+        """`open_job`'s commands, queued on `pipe` (a MULTI) instead of sent."""
+        job_id = meta["job_id"]
+        jk = self.job_key(job_id)
+        now = now_iso()
+        counters = {f"n_{status}": 0 for status in DOC_STATUSES}
+        pipe.hset(
+            jk, mapping={**meta, "status": "receiving", "total": 0, **counters, "created_at": now, "updated_at": now}
+        )
+        pipe.expire(jk, self.s.result_ttl_seconds)
+        pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
+        pipe.sadd(f"{self.p}:open_jobs", job_id)
+        pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - self.s.result_ttl_seconds)
+
+    def queue_close_job(self, pipe: Any, job_id: str) -> None:
+        """`close_job`, queued on `pipe`."""
+        self._close_job(args=[self.p, now_iso(), job_id], client=pipe)
+
+    def queue_rejected_job(self, pipe: Any, meta: dict[str, str], reason: str) -> None:
+        """A job that never got documents: status `rejected` (final) with the reason, listed like any job and
+        kept as long. `meta` holds job_id and whatever else of the message was valid (tenant, kind, ...)."""
+        job_id = meta["job_id"]
+        jk = self.job_key(job_id)
+        now = now_iso()
+        counters = {f"n_{status}": 0 for status in DOC_STATUSES}
+        pipe.hset(
+            jk,
+            mapping={
+                "submitted_at": now,
+                **meta,
+                "status": "rejected",
+                "reason": reason,
+                "total": 0,
+                **counters,
+                "created_at": now,
+                "updated_at": now,
+                "finished_at": now,
+            },
+        )
+        pipe.expire(jk, self.s.result_ttl_seconds)
+        pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
+
+    def queue_rejection(self, pipe: Any, entry: dict[str, Any], keep: int) -> None:
+        """Log a rejected message (its id, job id, reason, size, digest: never its content), newest first,
+        keeping the newest `keep` entries."""
+        pipe.lpush(f"{self.p}:rejected", json.dumps({"at": now_iso(), **entry}, ensure_ascii=False))
+        pipe.ltrim(f"{self.p}:rejected", 0, keep - 1)
+
+    def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest rejected messages, newest first."""
+        return [json.loads(x) for x in self.r.lrange(f"{self.p}:rejected", 0, limit - 1)]
+
 
 def parse_claim(value: str, owner: str) -> Claim:
     parts = value.split("|")
@@ -595,4 +690,5 @@ def job_summary(job: dict[str, str]) -> dict[str, Any]:
         "started_at": job.get("started_at"),
         "finished_at": job.get("finished_at"),
         "updated_at": job.get("updated_at"),
+        "reason": job.get("reason") or None,
     }

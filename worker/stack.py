@@ -1,4 +1,4 @@
-"""A local stack of real processes: Redis (embedded when none is given), the sandbox ERP and Celery workers.
+"""A local stack of real processes: Redis (embedded when none is given), the sandbox ERP, Celery workers and Flower.
 
 Used by `erpsync demo` and by the integration tests, so both run the product the way an operator would:
 separate processes talking over real sockets. Every process started here is stopped here, including the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -116,6 +117,30 @@ class EmbeddedRedis:
 
 
 @dataclass
+class FlowerProcess:
+    """A real Flower (`erpsync flower`) on a stack's broker: basic auth, loopback, a state file."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    user: str
+    password: str
+    db: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.user, self.password)
+
+    def stop(self) -> None:
+        """SIGTERM: Flower saves its state on the way out."""
+        stop(self.proc)
+
+
+@dataclass
 class LocalStack:
     """Redis + sandbox + worker(s) for one run; `env` is what every erpsync process of the run gets."""
 
@@ -130,6 +155,7 @@ class LocalStack:
     embedded: EmbeddedRedis | None = None
     sandbox: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    flowers: list[FlowerProcess] = field(default_factory=list)
     sandbox_port: int = 0
 
     @property
@@ -180,8 +206,9 @@ class LocalStack:
 
         `queues`: "both", "intake" (jobs, flushes) or "send" (POSTs)."""
         name = name or f"w{len(self.workers) + 1}"
-        base = self.env.get("ERPSYNC_QUEUE", "erpsync")
-        send = self.env.get("ERPSYNC_SEND_QUEUE") or f"{base}.send"
+        settings = {**self.env, **(env or {})}  # a worker of another deployment (`env`) serves that one's queues
+        base = settings.get("ERPSYNC_QUEUE", "erpsync")
+        send = settings.get("ERPSYNC_SEND_QUEUE") or f"{base}.send"
         queue = {"both": f"{base},{send}", "intake": base, "send": send}[queues]
         cmd = [
             sys.executable,
@@ -198,7 +225,9 @@ class LocalStack:
             "--pool",
             pool or self.pool,
             "-n",
-            f"{name}@%h",
+            # Unique on the broker: stacks of concurrent runs share it, and control replies (Flower's
+            # worker list, `erpsync status`) are keyed by node name.
+            f"{name}.{base}@%h",
             "--without-gossip",
             "--without-mingle",
         ]
@@ -210,6 +239,46 @@ class LocalStack:
         logfile = self.workdir / f"worker-{name}.log"
         wait_until(lambda: b" ready." in logfile.read_bytes(), 60, f"worker {name}", proc)
         return proc
+
+    def start_flower(
+        self, *, user: str = "ops", password: str | None = None, db: Path | None = None, timeout: float = 90
+    ) -> FlowerProcess:
+        """Flower through `erpsync flower` (credentials in FLOWER_BASIC_AUTH, a random password by default).
+
+        Returns once Flower both answers the inspect broadcast of a worker serving this stack's queue and has
+        that worker's events (so a job submitted afterwards shows up in its task list). Inspect calls fail
+        for the first seconds after Flower starts, hence the polling."""
+        password = password or secrets.token_urlsafe(18)
+        port = free_port()
+        db = db or self.workdir / f"flower-{port}.db"
+        logfile = self.workdir / f"flower-{port}.log"
+        # Only our own FLOWER_* option: one inherited from the caller (FLOWER_UNAUTHENTICATED_API, ...) would
+        # change what is being run.
+        env = {k: v for k, v in self.env.items() if not k.startswith("FLOWER_")}
+        env["FLOWER_BASIC_AUTH"] = f"{user}:{password}"
+        cmd = [sys.executable, "-m", "worker.cli", "flower", "--port", str(port), "--db", str(db),
+               "--state-save-interval-ms", "1000"]  # fmt: skip
+        log = open(logfile, "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        flower = FlowerProcess(proc, port, user, password, db, logfile)
+        self.flowers.append(flower)
+        queue = self.env.get("ERPSYNC_QUEUE", "erpsync")
+        wait_until(lambda: self._flower_sees_worker(flower, queue), timeout, "flower", proc)
+        return flower
+
+    @staticmethod
+    def _flower_sees_worker(flower: FlowerProcess, queue: str) -> bool:
+        try:
+            with httpx.Client(base_url=flower.url, auth=flower.auth, timeout=10) as client:
+                listed = client.get("/api/workers", params={"refresh": 1})
+                alive = client.get("/api/workers", params={"status": 1})
+        except httpx.HTTPError:
+            return False
+        if listed.status_code != 200 or alive.status_code != 200:
+            return False
+        ours = [name for name, info in listed.json().items()
+                if any(q.get("name") == queue for q in (info or {}).get("active_queues") or [])]  # fmt: skip
+        return any(alive.json().get(name) for name in ours)
 
     def use_in_this_process(self) -> None:
         """Make this process a producer for the stack: same settings, and the Celery app on its broker."""
@@ -251,6 +320,8 @@ class LocalStack:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
 
     def stop(self) -> None:
+        for flower in self.flowers:
+            flower.stop()
         for proc in self.workers:
             stop(proc, timeout=30)
         stop(self.sandbox)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,11 +19,15 @@ import httpx
 import pytest
 import redis
 
-from worker.stack import EmbeddedRedis, LocalStack, redis_answers
+from worker.results import JOB_FINAL
+from worker.stack import EmbeddedRedis, FlowerProcess, LocalStack, redis_answers
 
 HERE = Path(__file__).resolve().parent
 ACME_COMPANY_KEY = "acme-company-key-7f3a9c1e5b"
 ACME_CONNECT_KEY = "acme-connect-key-2d8e4f6a0c"
+# One environment for every process of the session, as under the Procfile: the workers know Flower's
+# password too (a document carrying it is refused, worker/producer.py).
+FLOWER_USER, FLOWER_PASSWORD = "ops", secrets.token_urlsafe(18)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +101,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "ERPSYNC_HTTP_READ_TIMEOUT": "1",
         # Fortnox's 25 requests per 5 s would make the Fortnox tests minutes long: both sides at 250 per 5 s
         "ERPSYNC_RATE_LIMITS": json.dumps({"fortnox": "250/5"}),
+        "FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{FLOWER_PASSWORD}",
     }
     s = LocalStack(
         workdir=workdir,
@@ -116,6 +122,21 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for key in client.scan_iter(f"{prefix}*", count=1000):
             client.delete(key)
         client.delete(prefix)
+
+
+@pytest.fixture(scope="session")
+def flower(stack: LocalStack) -> Iterator[FlowerProcess]:
+    """A real Flower process (`erpsync flower`: basic auth, loopback, state file) on the session's broker.
+
+    `flower.url` and `flower.auth` (user, password) reach its HTTP API. It is ready when it yields: it sees
+    the session's worker and receives its events, so the tasks of a job submitted afterwards show up in
+    GET /api/tasks (poll: events arrive asynchronously). Flower sees every worker and task on the broker,
+    other sessions' too: filter by your job's and batches' ids."""
+    process = stack.start_flower(user=FLOWER_USER, password=FLOWER_PASSWORD)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
@@ -139,7 +160,7 @@ def wait_job(stack: LocalStack, job_id: str, timeout: float = 120) -> dict[str, 
     deadline = time.monotonic() + timeout
     while True:
         payload = results_payload(job_id)
-        if payload["status"] in ("succeeded", "partial", "failed"):
+        if payload["status"] in JOB_FINAL:
             return payload
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {payload['status']} after {timeout}s:\n{stack.logs()[-4000:]}")

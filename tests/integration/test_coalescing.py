@@ -15,6 +15,7 @@ import redis
 
 from tests.integration.conftest import pos_invoice, wait_job
 from worker.producer import submit
+from worker.results import JOB_FINAL
 from worker.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ def test_worker_killed_with_documents_in_the_buffer_loses_none(crash_stack: Loca
         deadline = time.monotonic() + 60
         while True:
             payload = json.loads(s.erpsync("results", job_id, "--json").stdout)
-            if payload["status"] in ("succeeded", "partial", "failed") or time.monotonic() > deadline:
+            if payload["status"] in JOB_FINAL or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         statuses.append(payload["records"][0]["status"])

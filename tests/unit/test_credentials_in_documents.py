@@ -46,8 +46,8 @@ def test_a_credential_fails_its_document_only_and_is_never_stored(
 ) -> None:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
     monkeypatch.setattr(worker.producer, "get_redis", lambda _settings=None: client)
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.jobs, "request_intake", queued.append)
+    queued: list[tuple[int, str | None]] = []
+    monkeypatch.setattr(tasks.jobs, "request_intake", lambda n, job_id=None: queued.append((n, job_id)))
     docs: list[dict[str, Any]] = [
         {"ExternalId": "ok-1", "CustomerNr": "1001"},
         {"ExternalId": "leak-1", "CustomerNr": "1001", "Text": f"pw {FLOWER_PASSWORD}"},
@@ -61,7 +61,7 @@ def test_a_credential_fails_its_document_only_and_is_never_stored(
     assert records[1].error == CREDENTIAL_IN_DOCUMENT
     job = store.job(job_id)
     assert job is not None and job["n_failed"] == "2" and job["n_pending"] == "2"
-    assert queued == [4]  # the job's documents go to intake as usual; the refused ones are no longer pending
+    assert queued == [(4, job_id)]  # the job's documents go to intake as usual; the refused ones are no longer pending
     everything = json.dumps(
         {key: client.lrange(key, 0, -1) if client.type(key) == "list" else client.hgetall(key)
          for key in client.keys("*") if client.type(key) in ("list", "hash")}

@@ -126,7 +126,9 @@ class FortnoxConnector(Connector):
             secrets_filter().add_secret(str(new_refresh))
             pipe.set(self._refresh_key, str(new_refresh))  # refresh tokens live 45 days; used before that
         pipe.execute()
-        log.info("fortnox token renewed tenant=%s grant=%s ttl=%ss", self.tenant.name, form["grant_type"], ttl)
+        log.info(
+            "fortnox token renewed", extra={"tenant": self.tenant.name, "grant": form["grant_type"], "token_ttl_s": ttl}
+        )
         return access
 
     def _request(
@@ -151,11 +153,15 @@ class FortnoxConnector(Connector):
             except httpx.HTTPError as exc:
                 raise classify_exception(exc, url) from None
             log.info(
-                "fortnox %s %s status=%s ms=%.0f",
+                "fortnox %s %s answered %s",
                 method,
                 redact_url(url),
                 response.status_code,
-                (time.perf_counter() - started) * 1000,
+                extra={
+                    "http_status": response.status_code,
+                    "bytes": len(content or b""),
+                    "duration_ms": round((time.perf_counter() - started) * 1000),
+                },
             )
             if response.status_code == 401:
                 self.invalidate(token)

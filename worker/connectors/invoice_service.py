@@ -46,10 +46,10 @@ class InvoiceServiceConnector(Connector):
         except httpx.HTTPError as exc:
             raise classify_exception(exc, url) from None
         log.info(
-            "invoiceservice POST %s status=%s ms=%.0f",
+            "invoiceservice POST %s answered %s",
             redact_url(url),
             response.status_code,
-            (time.perf_counter() - started) * 1000,
+            extra={"http_status": response.status_code, "duration_ms": round((time.perf_counter() - started) * 1000)},
         )
         if response.status_code == 401:
             raise AuthenticationFailed(

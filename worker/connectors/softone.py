@@ -88,7 +88,7 @@ class SoftOneConnector(Connector):
         ttl = self.settings.token_ttl_seconds
         if expires_in:
             ttl = max(10, min(ttl, int(expires_in) - 60))
-        log.info("softone login ok tenant=%s token_ttl=%ss", self.tenant.name, ttl)
+        log.info("softone login ok", extra={"tenant": self.tenant.name, "token_ttl_s": ttl})
         return token, ttl
 
     def _call(self, path: str, body: Any, request_id: str | None = None) -> httpx.Response:
@@ -115,11 +115,14 @@ class SoftOneConnector(Connector):
             except httpx.HTTPError as exc:
                 raise classify_exception(exc, url) from None
             log.info(
-                "softone POST %s status=%s bytes=%d ms=%.0f",
+                "softone POST %s answered %s",
                 redact_url(response.request.url),
                 response.status_code,
-                len(content),
-                (time.perf_counter() - started) * 1000,
+                extra={
+                    "http_status": response.status_code,
+                    "bytes": len(content),
+                    "duration_ms": round((time.perf_counter() - started) * 1000),
+                },
             )
             if response.status_code == 401:
                 self.invalidate(token)

@@ -1,0 +1,143 @@
+"""schemas/job-envelope.schema.json: generated from the model, committed up to date, and saying what the model says.
+
+The file is what producers in other languages validate against; if it drifts from `JobMessage` (and so from
+`JobEnvelope`), a producer would send messages we reject, or be told a rejected shape is fine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Target
+from schemas.jsonschema import SCHEMA_ID, SCHEMA_PATH, JobMessage, json_schema, main, render
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def test_the_committed_file_is_what_the_generator_writes() -> None:
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "run: python -m schemas.jsonschema"
+    assert main(["--check"]) == 0
+
+
+def test_the_generator_writes_and_checks_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "schema.json"
+    assert main(["--check", "--out", str(out)]) == 1  # missing
+    assert main(["--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == render()
+    out.write_text(render().replace('"minItems": 1', '"minItems": 0'), encoding="utf-8")
+    assert main(["--check", "--out", str(out)]) == 1
+
+
+def test_the_schema_states_the_contract() -> None:
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert SCHEMA["$id"] == SCHEMA_ID and SCHEMA["title"] and "LPUSH" in SCHEMA["description"]
+    assert SCHEMA["type"] == "object" and SCHEMA["additionalProperties"] is False
+    assert SCHEMA["required"] == ["job_id", "tenant", "kind", "documents"]
+    assert set(SCHEMA["properties"]) == set(JobEnvelope.model_fields) - {"submitted_at"}
+    props = SCHEMA["properties"]
+    assert props["job_id"]["pattern"] == JOB_ID_PATTERN and props["tenant"]["pattern"] == TENANT_PATTERN
+    assert SCHEMA["$defs"]["Target"]["enum"] == [t.value for t in Target]
+    assert SCHEMA["$defs"]["DocumentKind"]["enum"] == [k.value for k in DocumentKind]
+    assert props["documents"]["minItems"] == 1 and props["documents"]["items"]["type"] == "object"
+    assert all(p.get("description") for p in props.values())
+    assert json_schema() == SCHEMA
+
+
+# ----- the schema and the model agree (a small validator for the keywords the schema uses)
+
+
+def schema_accepts(value: Any, schema: dict[str, Any] = SCHEMA) -> bool:
+    if "$ref" in schema:
+        target = SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+        return schema_accepts(value, target) and schema_accepts(value, {k: v for k, v in schema.items() if k != "$ref"})
+    if "anyOf" in schema and not any(schema_accepts(value, s) for s in schema["anyOf"]):
+        return False
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    kind = schema.get("type")
+    types = {"object": dict, "array": list, "string": str, "null": type(None)}
+    if kind is not None and type(value) is not types[kind]:
+        return False
+    if isinstance(value, str):
+        # ECMA-262 `$` does not match before a final newline, as Python's does
+        if "pattern" in schema and not re.search(schema["pattern"].replace("$", r"\Z"), value):
+            return False
+        if len(value) > schema.get("maxLength", len(value)):
+            return False
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            return False
+        if "items" in schema and not all(schema_accepts(v, schema["items"]) for v in value):
+            return False
+    if isinstance(value, dict) and "properties" in schema:
+        if not set(schema.get("required", ())) <= set(value):
+            return False
+        if schema.get("additionalProperties") is False and set(value) - set(schema["properties"]):
+            return False
+        return all(schema_accepts(v, schema["properties"][k]) for k, v in value.items() if k in schema["properties"])
+    return True
+
+
+def model_accepts(value: Any) -> bool:
+    try:
+        JobMessage.model_validate(value)
+    except ValidationError:
+        return False
+    return True
+
+
+LEAVES = st.none() | st.booleans() | st.integers() | st.text(max_size=6)
+FIELD_VALUES = {
+    "job_id": st.sampled_from(["job-1", "a", "x" * 80, "x" * 81, "-a", "a b", "ok\n", "ÅÄÖ"]) | LEAVES,
+    "tenant": st.sampled_from(["demo", "acme.se", "t" * 64, "t" * 65, "_t"]) | LEAVES,
+    "target": st.sampled_from([t.value for t in Target] + ["SAP"]) | LEAVES,
+    "kind": st.sampled_from([k.value for k in DocumentKind] + ["Order"]) | LEAVES,
+    "documents": st.lists(st.dictionaries(st.text(max_size=4), LEAVES, max_size=2) | LEAVES, max_size=3) | LEAVES,
+    "source": st.sampled_from(["pos", "s" * 200, "s" * 201]) | LEAVES,
+    "submitted_at": st.just("2026-01-01T00:00:00Z"),
+    "base_url": st.just("http://x"),
+}
+
+
+VALID = st.fixed_dictionaries(
+    {
+        "job_id": st.sampled_from(["job-1", "a", "x" * 80, "2026.01_a-b"]),
+        "tenant": st.sampled_from(["demo", "acme.se", "t" * 64]),
+        "kind": st.sampled_from([k.value for k in DocumentKind]),
+        "documents": st.lists(st.dictionaries(st.text(max_size=4), LEAVES, max_size=2), min_size=1, max_size=3),
+    },
+    optional={"target": st.sampled_from([None, *(t.value for t in Target)]), "source": st.sampled_from([None, "pos"])},
+)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid message with up to two fields replaced (by a valid or an invalid value) or dropped."""
+    message = draw(VALID)
+    for name in draw(st.lists(st.sampled_from(sorted(FIELD_VALUES)), max_size=2)):
+        if draw(st.booleans()):
+            message[name] = draw(FIELD_VALUES[name])
+        else:
+            message.pop(name, None)
+    return message
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages())
+def test_the_schema_and_the_model_accept_the_same_messages(message: dict[str, Any]) -> None:
+    assert schema_accepts(message) == model_accepts(message)
+
+
+def test_a_message_the_schema_accepts_makes_an_envelope() -> None:
+    message = {"job_id": "j-1", "tenant": "demo", "kind": "order", "documents": [{}], "target": None}
+    assert schema_accepts(message) and model_accepts(message)
+    parsed: Any = JobMessage.model_validate(message)
+    envelope = JobEnvelope(**{**parsed.model_dump(), "target": parsed.target or Target.SOFTONE})
+    assert envelope.job_id == "j-1" and envelope.kind is DocumentKind.ORDER
