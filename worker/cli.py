@@ -518,19 +518,16 @@ def flower_credentials(value: str | None) -> list[str]:
 def flower_command(args: argparse.Namespace) -> list[str]:
     """`celery -A worker flower` with our flags. Credentials stay in the environment (FLOWER_BASIC_AUTH, which
     Flower reads itself): on the command line, every local user could read them in `ps`."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
+    from worker.stack import celery_command
+
+    cmd = celery_command(
         "flower",
         f"--address={args.address}",
         f"--port={args.port}",
         "--persistent=True",
         f"--db={args.db}",
         f"--state_save_interval={args.state_save_interval_ms}",
-    ]
+    )
     if args.url_prefix:
         cmd.append(f"--url_prefix={args.url_prefix}")
     return cmd

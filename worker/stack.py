@@ -33,6 +33,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def celery_command(*args: str) -> list[str]:
+    """`celery -A worker ARGS` run by this interpreter (the venv's Celery, our app)."""
+    return [sys.executable, "-m", "celery", "-A", "worker", *args]
+
+
 def redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
@@ -177,8 +182,9 @@ class LocalStack:
             self.embedded = EmbeddedRedis(self.workdir / "redis").start()
             self.redis_url = self.embedded.url
 
-    def start_sandbox(self) -> None:
-        self.sandbox_port = free_port()
+    def start_sandbox(self, port: int | None = None) -> None:
+        """Start the sandbox on `port` (a sandbox started again on its old port: fault tests), else a free one."""
+        self.sandbox_port = port or free_port()
         cmd = [sys.executable, "-m", "sandbox", "--port", str(self.sandbox_port), "--latency-ms", str(self.latency_ms)]
         if self.sandbox_config:
             cmd += ["--config", str(self.sandbox_config)]
@@ -206,16 +212,11 @@ class LocalStack:
 
         `queues`: "both", "intake" (jobs, flushes) or "send" (POSTs)."""
         name = name or f"w{len(self.workers) + 1}"
-        settings = {**self.env, **(env or {})}  # a worker of another deployment (`env`) serves that one's queues
-        base = settings.get("ERPSYNC_QUEUE", "erpsync")
-        send = settings.get("ERPSYNC_SEND_QUEUE") or f"{base}.send"
+        worker_env = {**self.env, **(env or {})}  # a worker of another deployment (`env`) serves that one's queues
+        base = worker_env.get("ERPSYNC_QUEUE", "erpsync")
+        send = worker_env.get("ERPSYNC_SEND_QUEUE") or f"{base}.send"
         queue = {"both": f"{base},{send}", "intake": base, "send": send}[queues]
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
+        cmd = celery_command(
             "worker",
             "--loglevel=INFO",
             "-Q",
@@ -230,10 +231,10 @@ class LocalStack:
             f"{name}.{base}@%h",
             "--without-gossip",
             "--without-mingle",
-        ]
+        )
         log = open(self.workdir / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.workers.append(proc)
         logfile = self.workdir / f"worker-{name}.log"
@@ -301,12 +302,14 @@ class LocalStack:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
-    def erpsync(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run the `erpsync` CLI against this stack."""
+    def erpsync(
+        self, *args: str, timeout: float = 600, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the `erpsync` CLI against this stack (with `env`: against another deployment on its Redis)."""
         return subprocess.run(
             [sys.executable, "-m", "worker.cli", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

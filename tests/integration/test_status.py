@@ -31,6 +31,7 @@ class Deployment:
     """Settings of a deployment no worker serves, on the session's Redis."""
 
     def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
         self.prefix = f"erpsync-idle-{uuid.uuid4().hex[:8]}"
         self.env = {
             **stack.env,
@@ -41,15 +42,7 @@ class Deployment:
         }
 
     def erpsync(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return self.stack.erpsync(*args, timeout=120, env=self.env)
 
     def submit(self, tmp_path: Path, tenant: str, count: int = 3) -> str:
         tag = uuid.uuid4().hex[:8]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,13 +30,6 @@ from worker.settings import Settings, TenantConfig
 
 CLIENT_SECRET = "fx-client-SECRET-77"
 FIRST_REFRESH = "fx-refresh-SECRET-0"
-
-
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
 
 
 class FakeFortnox:

@@ -10,22 +10,12 @@ from __future__ import annotations
 import json
 
 import fakeredis
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.intake import IntakeQueue, Item
 from worker.results import CREATED, FAILED, Record, ResultsStore
 from worker.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
 
 
 def make() -> tuple[ResultsStore, IntakeQueue]:

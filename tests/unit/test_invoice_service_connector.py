@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import fakeredis
 import httpx
@@ -17,13 +16,6 @@ from worker.settings import Settings, TenantConfig
 
 TOKEN = "inv-service-SECRET-token-5"
 BODY = b'[{"invoiceNumber":"123456"}]'
-
-
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
 
 
 def post(reply: httpx.Response) -> tuple[list[httpx.Request], InvoiceServiceConnector]:

@@ -32,15 +32,6 @@ from worker.settings import Settings
 PREFIX = "mt"
 
 
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def server() -> fakeredis.FakeServer:
     return fakeredis.FakeServer()

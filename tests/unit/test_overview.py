@@ -21,16 +21,6 @@ from worker.results import CREATED, FAILED, UNKNOWN, Record, ResultsStore
 from worker.settings import Settings
 
 
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read ERPSYNC_* from the environment: keep the developer's shell out of these tests."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def settings() -> Settings:
     return Settings(key_prefix="ov", queue="ovq", stall_seconds=120, demo_tenant=False)

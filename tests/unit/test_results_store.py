@@ -35,16 +35,6 @@ DEDUP_TTL = 7200
 LEASE = 10
 
 
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings read ERPSYNC_* from the environment: keep the developer's shell out of these tests."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
-
-
 def make_settings() -> Settings:
     return Settings(
         key_prefix="t",

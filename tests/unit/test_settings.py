@@ -18,13 +18,6 @@ COMPANY_SECRET = "co-SECRET-71b3e0"
 CONNECT_SECRET = "cn-SECRET-5d2a19"
 
 
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
-
-
 def tenants_file(tmp_path: Path, content: Any, name: str = "tenants.json") -> Path:
     path = tmp_path / name
     path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -44,13 +43,6 @@ OK_RESULT = {"Success": True, "ErrorNumber": 0, "Keys": [501, 502], "Strings": [
 DOCS = [{"ExternalId": "R-1", "CustomerNr": "013"}, {"ExternalId": "R-2", "CustomerNr": "014"}]
 
 Reply = httpx.Response | type[Exception] | Callable[[httpx.Request], httpx.Response]
-
-
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
 
 
 class FakeErp:

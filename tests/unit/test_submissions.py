@@ -47,13 +47,6 @@ INVOICE = DocumentKind.CUSTOMER_INVOICE
 INTERNAL_ERROR = "could not be checked"
 
 
-@pytest.fixture(autouse=True)
-def _no_erpsync_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ERPSYNC_"):
-            monkeypatch.delenv(name)
-
-
 class Env:
     """A fake Redis with one key prefix, and the settings of a worker using it (demo tenants on)."""
 
