@@ -14,8 +14,9 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
-from worker import cli, overview
+from worker import cli, cli_ops, overview
 from worker.results import CREATED, Record, ResultsStore
 from worker.settings import get_settings
 
@@ -86,7 +87,7 @@ def test_status_json_names_the_stalled_job_and_its_age(
 def test_status_screen_highlights_the_stalled_job(
     r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "out", cli.Console(width=200))
+    monkeypatch.setattr(cli_ops, "out", Console(width=200))
     make_job(r, "stuck-job", age=300)
     code, out, _ = run(capsys, "status")
     assert code == 0
@@ -118,7 +119,7 @@ def test_status_watch_json_prints_a_line_per_refresh_and_ctrl_c_ends_it(
         if len(sleeps) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.time, "sleep", sleep)
+    monkeypatch.setattr(cli_ops.time, "sleep", sleep)
     code, out, _ = run(capsys, "status", "--watch", "0.5", "--json")
     assert code == 0 and sleeps == [0.5, 0.5]
     assert [json.loads(line)["key_prefix"] for line in out.splitlines()] == [PREFIX, PREFIX]
@@ -148,7 +149,7 @@ def test_jobs_json_filters(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture
 def test_jobs_table(
     r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "out", cli.Console(width=200))
+    monkeypatch.setattr(cli_ops, "out", Console(width=200))
     make_job(r, "listed-job", tenant="acme", n=3)
     code, out, _ = run(capsys, "jobs", "--tenant", "acme")
     assert code == 0 and "1 jobs, newest first (tenant acme)" in out
@@ -213,9 +214,9 @@ def call(app: Any, path: str) -> tuple[str, bytes]:
 def test_metrics_endpoint_answers_503_in_one_line_while_redis_is_down() -> None:
     registry = CollectorRegistry()
     registry.register(Broken())  # type: ignore[arg-type]
-    status, body = call(cli._metrics_app(registry), "/metrics")
+    status, body = call(cli_ops._metrics_app(registry), "/metrics")
     assert status.startswith("503") and body == b"redis unavailable: ConnectionError\n"
-    assert call(cli._metrics_app(registry), "/other")[0].startswith("404")
+    assert call(cli_ops._metrics_app(registry), "/other")[0].startswith("404")
 
 
 def test_metrics_server_refuses_a_port_in_use(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
@@ -277,7 +278,7 @@ def test_a_bad_setting_is_named_in_one_line(
 @pytest.fixture
 def execs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], dict[str, str]]]:
     calls: list[tuple[str, list[str], dict[str, str]]] = []
-    monkeypatch.setattr(cli.os, "execvpe", lambda file, argv, env: calls.append((file, list(argv), dict(env))))
+    monkeypatch.setattr(cli_ops.os, "execvpe", lambda file, argv, env: calls.append((file, list(argv), dict(env))))
     return calls
 
 
@@ -316,7 +317,7 @@ def test_flower_runs_celery_flower_on_loopback_with_state_and_credentials_only_i
     ((file, argv, env),) = execs
     assert argv[0] == file and argv[1:6] == ["-m", "celery", "-A", "worker", "flower"]
     assert "--address=127.0.0.1" in argv and "--port=5599" in argv and "--persistent=True" in argv
-    assert f"--db={tmp_path / 'f.db'}" in argv and f"--state_save_interval={cli.FLOWER_STATE_SAVE_MS}" in argv
+    assert f"--db={tmp_path / 'f.db'}" in argv and f"--state_save_interval={cli_ops.FLOWER_STATE_SAVE_MS}" in argv
     assert not any("pa:ss-word" in a or "basic" in a.lower() for a in argv)
     assert env["FLOWER_BASIC_AUTH"] == "ops:pa:ss-word,second:other-pw"
     assert env["ERPSYNC_KEY_PREFIX"] == PREFIX  # Flower's celery app gets the same settings
