@@ -2,13 +2,17 @@
 
 The batch's state in Redis is the truth about its request, whatever Celery redelivers:
 
-    queued/waiting ──acquire──▶ sending (lease) ──answer──▶ done
+    queued/waiting ──acquire──▶ sending (lease) ──mark sent──▶ POST ──answer──▶ done
                                    │
-                                   └─ lease expired: the sender died with the request in flight, the
-                                      ERP may have created the documents → `unknown`, never resent blindly
+                                   └─ lease expired: the sender died (killed, lost machine) → taken over:
+                                      request never marked sent → sent now; marked sent → the ERP may
+                                      have created the documents: reconciled like an ambiguous answer
+                                      (`unknown` where the ERP cannot be asked), never resent blindly
 
-`sending` is written before the POST and `done` (with the Keys) in the same transaction as the results,
-so a crash at any point either leaves the request unsent or makes its outcome known to be uncertain.
+`sending` is written before anything is sent, `request: <attempt>:sent` just before the POST (restarting
+the lease, so that it covers the whole request), and `done` (with the Keys) in the same transaction as the
+results, so a crash at any point either leaves the request certainly unsent or makes its outcome a question
+for the ERP.
 
 When the ERP's answer leaves the outcome open — no answer, a 500, or SoftOne rejecting an array part-way
 (it saves the documents before the rejected one and returns no Keys) — the batch goes to its `reconcile`
@@ -50,6 +54,7 @@ from worker.errors import (
     TransientError,
     WaitingForRetryAfter,
 )
+from worker.failpoints import failpoint
 from worker.logs import bind, fields, log_context
 from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
 from worker.retry import backoff_seconds
@@ -250,7 +255,9 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
 
     Returns ids and counts only (Celery logs the return value)."""
     with log_context(batch_id=batch_id):
-        return _run(self, batch_id, time.perf_counter())
+        result = _run(self, batch_id, time.perf_counter())
+    failpoint("batch.finished")  # tests: the outcome is written, the message not yet acknowledged
+    return result
 
 
 def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
@@ -261,7 +268,13 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
         log.error("batch not found in the results store (expired?); nothing to do")
         return {"batch_id": batch_id, "outcome": "missing"}
     bind(tenant=data.get("tenant"), target=data.get("target", "softone"), kind=data.get("kind"))
-    state, value = store.acquire_batch(batch_id, runtime.sender_id())
+    sender = runtime.sender_id()
+    state, value = store.acquire_batch(batch_id, sender)
+    request_sent = False
+    if state == "expired":
+        state, value, request_sent = store.take_over_batch(batch_id, sender)
+        if state == "moved":  # its holder finished it between our two calls
+            state, value = store.acquire_batch(batch_id, sender)
     if state == "done":
         log.debug("batch already done; nothing to send")
         return {"batch_id": batch_id, "outcome": "already done"}
@@ -270,18 +283,19 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
         log.debug("batch is being sent by another worker; checking again when its lease ends")
         _recorder(store).retry(data.get("target", "softone"), "lease_busy")
         raise _again(task, batch_id, data, countdown=min(value + 1.0, settings.retry_backoff_cap))
+    if state not in ("acquired", "taken over"):
+        # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
+        log.warning("batch changed while being acquired (%s); looking again", state)
+        raise _again(task, batch_id, data, countdown=1.0)
     data = store.batch(batch_id) or {}
     batch = _Batch(batch_id, data, started)
     bind(**_jobs_of(batch))
-    if state == "expired":
-        store.log_attempt(batch_id, {"outcome": "lease expired"})
-        _end(store, batch, "unknown",
-             unknown=_all(batch, f"the worker sending this batch stopped while its request was in flight; "
-                                 f"{UNKNOWN_HINT}"))  # fmt: skip
-        return {"batch_id": batch_id, "outcome": "unknown"}
-
     attempt = int(value)
     bind(attempt=attempt)
+    if state == "taken over":
+        settled = _take_over(task, store, batch, attempt, request_sent)
+        if settled is not None:
+            return settled
     limit, wait = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds
     with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, settings.send_lease_seconds, wait) as ok:
         if not ok:
@@ -296,7 +310,8 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
             raise
         except Exception as exc:
             # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come
-            # back after the lease: the batch is then found `expired` and its documents `unknown`, never resent.
+            # back after the lease: the batch is then taken over like a dead worker's (reconciled if it was
+            # marked sent), never resent blindly.
             countdown = settings.send_lease_seconds + 1
             _log_outcome(batch, "internal_error", logging.ERROR, retry_in_s=countdown, exc_info=True)
             with contextlib.suppress(Exception):  # Redis itself may be what failed
@@ -304,6 +319,41 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
                                              "error": repr(exc)[:300]})  # fmt: skip
             _recorder(store).retry(batch.target, "internal_error")
             raise _again(task, batch_id, data, countdown=countdown) from None
+
+
+def _take_over(
+    task: Any, store: ResultsStore, batch: _Batch, attempt: int, request_sent: bool
+) -> dict[str, Any] | None:
+    """The worker holding this batch stopped before finishing it (killed, its machine lost) and its lease ran out.
+
+    A request it never marked sent never left: the batch is simply sent now (None: carry on), as is a look-up
+    (it only reads). A request marked sent may have reached the ERP, whose answer nobody read: that is an
+    ambiguous outcome, settled the same way — the ERP is asked what it holds after the reconcile delay — or,
+    where the ERP cannot be asked, the documents are `unknown` dead letters."""
+    settings = get_settings()
+    phase = batch.data.get("phase") or "send"
+    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lease expired", "phase": phase,
+                                 "request_sent": request_sent})  # fmt: skip
+    if phase == "reconcile" or not request_sent:
+        extra = fields(phase=phase, request_sent=request_sent)
+        log.warning("the worker holding this batch stopped before finishing it; taken over", extra=extra)
+        return None
+    kind = DocumentKind(batch.kind)
+    try:
+        can_look_up = runtime.connector(batch.tenant).can_look_up(kind)
+    except ConfigurationError:
+        can_look_up = False  # a tenant no longer configured: nobody can ask its ERP
+    lost = "the worker sending this batch stopped while its request was in flight"
+    if not can_look_up:
+        _end(store, batch, "unknown",
+             unknown=_all(batch, f"{lost} and {kind.value} documents cannot be looked up at the ERP; {UNKNOWN_HINT}"),
+             reason="sender_lost")  # fmt: skip
+        return {"batch_id": batch.id, "outcome": "unknown"}
+    store.set_batch_state(batch.id, "waiting", phase="reconcile", reconcile_reason="lost", reconcile_error=lost)
+    _log_outcome(batch, "reconciling", logging.WARNING, reason="sender_lost",
+                 retry_in_s=settings.reconcile_delay_seconds)  # fmt: skip
+    _recorder(store).retry(batch.target, "ambiguous")
+    raise _again(task, batch.id, {**batch.data, "phase": "reconcile"}, countdown=settings.reconcile_delay_seconds)
 
 
 def _recorder(store: ResultsStore) -> metrics.Recorder:
@@ -352,7 +402,14 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
     started = time.perf_counter()
     try:
         connector = runtime.connector(batch.tenant)
+        # From here on the request may be out: a worker dying now leaves the batch to be reconciled, not resent.
+        # The lease restarts so that it covers the longest wait for a turn and the whole request.
+        if not store.mark_sent(batch.id, attempt, settings.send_lease_seconds + settings.rate_limit_wait_seconds):
+            log.warning("the batch was taken over by another worker (our lease ran out); not sending")
+            return {"batch_id": batch.id, "outcome": "lease lost"}
+        failpoint("post.sending")
         created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
+        failpoint("post.answered")
     except TransientError as exc:
         if isinstance(exc, WaitingForRetryAfter):
             raise _retry_later(task, store, batch, attempt, exc, "send") from None

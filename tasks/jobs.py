@@ -16,6 +16,7 @@ from schemas.validation import validate_document_json
 from worker import runtime
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
 from worker.errors import ConfigurationError
+from worker.failpoints import failpoint
 from worker.intake import Item
 from worker.logs import log_context
 from worker.results import DUPLICATE, FAILED, PENDING, Record
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Job ids named on an intake line that served many jobs (the count is always there).
 JOB_IDS_SHOWN = 10
+#: Set while a drain_intake task is queued (see request_intake); a drain clears it as it starts.
+INTAKE_FLAG = "{prefix}:intakeq"
 
 
 def owner_of(job_id: str, position: int) -> str:
@@ -46,6 +49,7 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
     pushed = 0
     for start in range(0, len(items), 500):
         n, waiting, size = buffer.push(tenant, kind, items[start : start + 500])
+        failpoint("intake.buffered")  # tests: in the buffer, no flush asked for
         pushed += n
         if waiting >= max_docs or size >= settings.batch_max_bytes:
             request_flush(tenant, kind, now=True)
@@ -88,7 +92,7 @@ def request_intake(documents: int, job_id: str | None = None) -> None:
     are spread over every worker process), else unless one is already queued (many small jobs, one task).
     """
     settings = get_settings()
-    flag = f"{settings.key_prefix}:intakeq"
+    flag = INTAKE_FLAG.format(prefix=settings.key_prefix)
     if documents >= settings.intake_chunk_docs // 2 or runtime.store().r.set(flag, "1", nx=True, px=30_000):
         shown = {"job_id": job_id, "documents": documents} if job_id else {"documents": documents}
         drain_intake.apply_async(argsrepr="()", kwargsrepr=repr(shown))
@@ -107,7 +111,7 @@ def drain_intake(self: Any) -> dict[str, Any]:
     """
     settings = get_settings()
     intake = runtime.intake()
-    intake.r.delete(f"{settings.key_prefix}:intakeq")  # what arrives from now on asks for another task
+    intake.r.delete(INTAKE_FLAG.format(prefix=settings.key_prefix))  # what arrives from now on asks for another task
     deadline = time.monotonic() + 2.0
     items = documents = 0
     while True:
@@ -215,6 +219,7 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
             waiting.setdefault(job_id, []).append(position)
 
     store.set_records(updates)
+    failpoint("intake.validated")  # tests: outcomes of the invalid written and ExternalIds claimed; none pushed
     pushed = sum(push(tenant, kind_name, group) for (tenant, kind_name), group in to_push.items())
     if waiting:
         from tasks.duplicates import settle_duplicate

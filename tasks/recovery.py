@@ -5,6 +5,11 @@ out of sight until the broker's visibility timeout (an hour) has passed. Rather 
 worker re-queues a flush for every buffer, a send for every batch not done, a run of every unfinished
 job and a drain of the intake queue. Each of those is idempotent (buffer positions are pushed once,
 batches have a state and a lease), so the copies cost a few no-op tasks and nothing is done twice.
+
+First it clears the flags that de-duplicate flush and intake requests ("one is queued already"): the
+queued request a flag stands for may be one of the dead worker's messages, and while the flag lives,
+documents pushed after this recovery would ask for no flush or drain of their own and wait for the
+visibility timeout. Clearing them costs at most one extra, idle task.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def recover() -> dict[str, int]:
-    from tasks.flush import flush_buffer
-    from tasks.jobs import drain_intake, enqueue_job_again, enqueue_send
+    from tasks.flush import flag_key, flush_buffer
+    from tasks.jobs import INTAKE_FLAG, drain_intake, enqueue_job_again, enqueue_send
 
     store, buffer = runtime.store(), runtime.buffer()
     p = store.p
-    buffers = [(t, k) for t, k in buffer.buffers() if buffer.waiting(t, k)]
+    in_use = buffer.buffers()
+    flags = [flag_key(t, k, now) for t, k in in_use for now in (True, False)]
+    store.r.delete(INTAKE_FLAG.format(prefix=p), *flags)
+    buffers = [(t, k) for t, k in in_use if buffer.waiting(t, k)]
     for tenant, kind in buffers:
         flush_buffer.apply_async(
             args=[tenant, kind],

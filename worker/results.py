@@ -11,7 +11,8 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:job:{job_id}:records    hash   position -> record JSON (external_id, status, key, number, error, ...)
     {p}:job:{job_id}:status     hash   position -> status (missing = pending)
     {p}:jobs                    zset   job ids by submission time (trimmed to the retention)
-    {p}:batch:{batch_id}        hash   members, body, state (queued/sending/waiting/done), attempts, lease
+    {p}:batch:{batch_id}        hash   members, body, state (queued/sending/waiting/done), attempts, lease,
+                                       request ("<attempt>:unsent" on acquiring, ":sent" just before the POST)
     {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
     {p}:open_batches            set    batches not done yet (a restarted worker re-queues their sends)
     {p}:open_jobs               set    jobs not finished yet (a restarted worker re-queues them)
@@ -149,7 +150,43 @@ if st == 'sending' then
 end
 redis.call('HSET', KEYS[1], 'state', 'sending', 'lease_until', tostring(now + tonumber(ARGV[2])), 'sender', ARGV[3])
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'request', attempt .. ':unsent')
 return {'acquired', tostring(attempt)}
+"""
+
+# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. A batch left `sending` by a worker whose lease
+# expired is taken over: a fresh lease and attempt for the caller, who is told whether the dead attempt may have
+# sent its request. `request` is "<attempt>:unsent" from the acquire on and "<attempt>:sent" from just before the
+# POST (_MARK_SENT); only an explicit "unsent" of the dead attempt proves nothing went out (a batch acquired by a
+# version that did not keep `request` counts as sent). Under one script, so of two workers finding the same dead
+# lease exactly one takes it over; the other finds it busy.
+_TAKE_OVER_BATCH = """
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {'missing', '0', '0'} end
+if st ~= 'sending' then return {st == 'done' and 'done' or 'moved', '0', '0'} end
+local now = tonumber(ARGV[1])
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if lease > now then return {'busy', tostring(lease - now), '0'} end
+local dead = redis.call('HGET', KEYS[1], 'attempts') or '0'
+local sent = '1'
+if redis.call('HGET', KEYS[1], 'request') == dead .. ':unsent' then sent = '0' end
+redis.call('HSET', KEYS[1], 'lease_until', tostring(now + tonumber(ARGV[2])), 'sender', ARGV[3])
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'request', attempt .. ':unsent')
+return {'taken over', tostring(attempt), sent}
+"""
+
+# KEYS: batch hash. ARGV: now, lease seconds, attempt. The holder of attempt ARGV[3] is about to send: record it,
+# and restart the lease from now so that it covers the whole request. Refused (0) when that attempt no longer
+# holds the batch (its lease expired and another worker took it over): then nothing may be sent.
+_MARK_SENT = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'sending' or redis.call('HGET', KEYS[1], 'request') ~= ARGV[3] .. ':unsent'
+then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'request', ARGV[3] .. ':sent',
+           'lease_until', tostring(tonumber(ARGV[1]) + tonumber(ARGV[2])))
+return 1
 """
 
 # KEYS: dead-letter hash, its index, the documents metric. ARGV: id, entry JSON, time, metric field. An id
@@ -259,6 +296,8 @@ class ResultsStore:
         self._set_records = client.register_script(_SET_RECORDS)
         self._mark_created = client.register_script(_MARK_CREATED)
         self._acquire = client.register_script(_ACQUIRE_BATCH)
+        self._take_over = client.register_script(_TAKE_OVER_BATCH)
+        self._mark_sent = client.register_script(_MARK_SENT)
         self._release = client.register_script(_RELEASE_CLAIM)
         self._close_job = client.register_script(_CLOSE_JOB)
         self._store_dead_letter = client.register_script(_STORE_DEAD_LETTER)
@@ -588,6 +627,24 @@ class ResultsStore:
             keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
         )
         return state, float(value)
+
+    def take_over_batch(self, batch_id: str, sender: str) -> tuple[str, float, bool]:
+        """Take a batch whose sender's lease expired (see _TAKE_OVER_BATCH).
+
+        Returns (outcome, value, sent): `taken over` with the new attempt number and whether the dead attempt
+        had marked its request sent; `busy` with the seconds its (new) holder's lease still runs; `done`;
+        `moved` (no longer `sending`: acquire it the usual way); `missing`."""
+        state, value, sent = self._take_over(
+            keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
+        )
+        return state, float(value), sent == "1"
+
+    def mark_sent(self, batch_id: str, attempt: int, lease_seconds: float) -> bool:
+        """Record that `attempt` is sending its request now, with a fresh lease of `lease_seconds`; False if that
+        attempt lost the batch to another worker (nothing may be sent then)."""
+        return bool(
+            self._mark_sent(keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
+        )
 
     def uncount_attempt(self, batch_id: str) -> None:
         """The acquired turn sent nothing (we were pausing): it does not count against the attempts."""
