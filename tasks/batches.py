@@ -22,6 +22,16 @@ batch, and anything doubtful is `unknown` and kept as a dead letter, with the co
 their ERP cannot be asked about (SoftOne orders, Fortnox offers, the invoice service) have their open
 outcomes `unknown` dead letters at once.
 
+An ERP that cannot be reached (connection refused, connect timeout, the body not sent whole: ConnectFailed)
+received nothing. Waiting for it is not an attempt: the batch comes back with a backoff that grows with the
+waits (up to ERPSYNC_RETRY_BACKOFF_CAP) for as long as the outage lasts, so an outage gives up no document;
+the same holds for the look-ups of the reconcile phase. Attempts (ERPSYNC_RETRY_MAX_ATTEMPTS) count answers
+of an ERP that is there and says "not now" (503, 500 before anything was saved, ...).
+
+Only the attempt holding a batch may end it: `complete_batch` is fenced by the attempt, so a worker that outlived
+its lease and was taken over writes nothing ("lease lost"). A look-up keeps its lease alive while it pages
+through the ERP (_keep_lease): a busy day can take longer than a lease.
+
 Observability: every line logged while a batch is handled carries its batch_id, tenant, target, kind, attempt
 (and job_id when all its documents are of one job); each run that sends or looks up writes exactly one
 `batch outcome` line (created/failed/unknown/reconciled/... or retrying/reconciling) with its counts, HTTP
@@ -35,7 +45,9 @@ import contextlib
 import json
 import logging
 import random
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -49,6 +61,7 @@ from worker.errors import (
     AmbiguousError,
     BatchRejected,
     ConfigurationError,
+    ConnectFailed,
     ErpSyncError,
     PermanentError,
     TransientError,
@@ -77,6 +90,7 @@ class _Batch:
         self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in json.loads(data["members"])]
         self.external_ids: list[str] = json.loads(data["external_ids"])
         self.started = time.perf_counter() if started is None else started
+        self.attempt: int | None = None  # the attempt holding the batch, once acquired: it fences the batch's end
         self._docs: list[dict[str, Any]] | None = None
 
     @property
@@ -113,6 +127,10 @@ class _Batch:
             "document": self.docs[i],
             "attempts": attempts,
         }
+
+
+class LeaseLost(Exception):
+    """This attempt no longer holds its batch (it outlived its lease and another worker took it over)."""
 
 
 def _write(operation: Any, attempts: int = 6) -> None:
@@ -217,18 +235,24 @@ def _end(
         *metrics.count(store.p, metrics.BATCHES, (batch.tenant, batch.target, batch.kind, outcome.replace(" ", "_"))),
         *metrics.observe(store.p, metrics.BATCH_DOCUMENTS, (batch.target,), len(batch.members)),
     ]
+    written: list[bool] = []
     _write(
-        lambda: store.complete_batch(
-            batch.id,
-            outcome,
-            updates,
-            created=[(*batch.claim(i)[:3], batch.owner(i), k, n) for i, (k, n) in created.items()],
-            released=[batch.claim(i) for i in failed],
-            dead=dead,
-            follow_up=follow_up,
-            counters=counters,
+        lambda: written.append(
+            store.complete_batch(
+                batch.id,
+                outcome,
+                updates,
+                created=[(*batch.claim(i)[:3], batch.owner(i), k, n) for i, (k, n) in created.items()],
+                released=[batch.claim(i) for i in failed],
+                dead=dead,
+                follow_up=follow_up,
+                counters=counters,
+                attempt=batch.attempt,
+            )
         )
     )
+    if not written[-1]:
+        raise LeaseLost(batch.id)
     for plan in follow_up:
         from tasks.jobs import enqueue_send
 
@@ -255,7 +279,12 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
 
     Returns ids and counts only (Celery logs the return value)."""
     with log_context(batch_id=batch_id):
-        result = _run(self, batch_id, time.perf_counter())
+        try:
+            result = _run(self, batch_id, time.perf_counter())
+        except LeaseLost:
+            # The worker that took the batch over settles it; what this attempt found is dropped, unwritten.
+            log.warning("the batch was taken over by another worker while this attempt finished; nothing written")
+            result = {"batch_id": batch_id, "outcome": "lease lost"}
     failpoint("batch.finished")  # tests: the outcome is written, the message not yet acknowledged
     return result
 
@@ -291,6 +320,7 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
     batch = _Batch(batch_id, data, started)
     bind(**_jobs_of(batch))
     attempt = int(value)
+    batch.attempt = attempt
     bind(attempt=attempt)
     if state == "taken over":
         settled = _take_over(task, store, batch, attempt, request_sent)
@@ -306,7 +336,7 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
             if data.get("phase") == "reconcile":
                 return _reconcile(task, store, batch, attempt)
             return _send(task, store, batch, attempt)
-        except Retry:
+        except (Retry, LeaseLost):
             raise
         except Exception as exc:
             # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come
@@ -396,6 +426,22 @@ def _retry_later(task: Any, store: ResultsStore, batch: _Batch, attempt: int, ex
     return _again(task, batch.id, batch.data, countdown=delay)
 
 
+def _unreachable(task: Any, store: ResultsStore, batch: _Batch, attempt: int, exc: ConnectFailed, phase: str) -> Any:
+    """Nothing reached the ERP: this turn was a wait for it to come back, not an attempt (see the module
+    docstring). The backoff grows with the batch's consecutive waits, each logged as `unreachable`."""
+    settings = get_settings()
+    store.uncount_attempt(batch.id)
+    waits = int(store.r.hincrby(store.batch_key(batch.id), "unreachable", 1))
+    delay = backoff_seconds(waits, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap)
+    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "unreachable", "phase": phase, "waits": waits,
+                                 "error": str(exc)})  # fmt: skip
+    store.set_batch_state(batch.id, "waiting", phase=phase, not_before=f"{time.time() + delay:.3f}")
+    _log_outcome(batch, "retrying", phase=phase, reason="connection", error_type=type(exc).__name__,
+                 counted=False, waits=waits, retry_in_s=round(delay, 3))  # fmt: skip
+    _recorder(store).retry(batch.target, metrics.retry_reason(exc))
+    return _again(task, batch.id, {**batch.data, "phase": phase}, countdown=delay)
+
+
 def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
     settings = get_settings()
     kind = DocumentKind(batch.kind)
@@ -413,6 +459,8 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
     except TransientError as exc:
         if isinstance(exc, WaitingForRetryAfter):
             raise _retry_later(task, store, batch, attempt, exc, "send") from None
+        if isinstance(exc, ConnectFailed):
+            raise _unreachable(task, store, batch, attempt, exc, "send") from None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "transient", "status": exc.status,
                                      "error": str(exc), "retry_after": exc.retry_after})  # fmt: skip
         if attempt >= settings.retry_max_attempts:
@@ -456,11 +504,37 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
              unknown=_all(batch, f"the ERP reported success with {len(created)} Keys for {len(batch.members)} "
                                  f"documents; {UNKNOWN_HINT}"), keys=len(created))  # fmt: skip
         return {"batch_id": batch.id, "outcome": "unknown"}
-    store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(created),
-                                 "ms": round(elapsed_ms)})  # fmt: skip
+    # The ERP created the documents: from here a Redis blip is waited out, never turned into an internal error.
+    _write(lambda: store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(created),
+                                                "ms": round(elapsed_ms)}))  # fmt: skip
     _end(store, batch, "created", created={i: (c.key, c.number) for i, c in enumerate(created)},
          request_ms=round(elapsed_ms))  # fmt: skip
     return {"batch_id": batch.id, "outcome": "created", "documents": len(created)}
+
+
+@contextlib.contextmanager
+def _keep_lease(store: ResultsStore, batch: _Batch, lease_seconds: float) -> Iterator[None]:
+    """Renew this attempt's lease every third of it while the block runs (a look-up pages through the ERP for as
+    long as the day is big), so that no other worker takes the batch over from a live attempt."""
+    if batch.attempt is None:
+        yield
+        return
+    attempt, stop = batch.attempt, threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_seconds / 3):
+            try:
+                if not store.extend_lease(batch.id, attempt, lease_seconds):
+                    return  # taken over after all: the fence in complete_batch keeps this attempt from writing
+            except redis.RedisError:
+                continue  # a Redis blip: try again at the next beat
+
+    beat = threading.Thread(target=renew, name=f"lease-{batch.id}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
@@ -479,13 +553,16 @@ def _reconcile(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> d
     )
     try:
         try:
-            plan = runtime.connector(batch.tenant).look_up(request)
+            with _keep_lease(store, batch, settings.send_lease_seconds):
+                plan = runtime.connector(batch.tenant).look_up(request)
         except AmbiguousError as exc:
             # A look-up only reads: a lost answer to it is simply asked again.
             raise TransientError(str(exc), status=exc.status) from None
     except TransientError as exc:
         if isinstance(exc, WaitingForRetryAfter):
             raise _retry_later(task, store, batch, attempt, exc, "reconcile") from None
+        if isinstance(exc, ConnectFailed):
+            raise _unreachable(task, store, batch, attempt, exc, "reconcile") from None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup transient", "error": str(exc)})
         if attempt >= settings.retry_max_attempts:
             _end(store, batch, "unknown",

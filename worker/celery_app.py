@@ -13,6 +13,9 @@
 - Redelivery is expected (Redis makes Celery at-least-once); exactly-once towards the ERP is the job of
   our own state: the duplicate index and each batch's state recorded before and after its POST.
 - No result backend: outcomes go to our own results store (worker/results.py).
+- A lost broker connection (Redis restarted, failed over) can lose messages: a task that fails while Redis is
+  away cannot publish its retry (Celery drops the message then). What they stood for is recorded in Redis, so
+  when the connection comes back the worker runs the recovery a starting worker runs (RecoverAfterReconnect).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import logging
 from typing import Any
 
 import redis.exceptions as redis_errors
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 from kombu import Exchange, Queue
 
@@ -96,6 +99,34 @@ def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> Non
         pool_logger = get_multiprocessing_logger()
         if pool_logger is not None:
             logs.configure(settings, pool_logger)
+
+
+class RecoverAfterReconnect(bootsteps.StartStopStep):
+    """Run the recovery again each time the consumer's broker connection is re-established.
+
+    Celery restarts the consumer's steps after a lost connection; the first start is worker_ready's. The copies
+    recovery queues are idempotent (tasks/recovery.py), so a reconnect that lost nothing costs a few no-op tasks."""
+
+    label = "erpsync recovery after reconnect"
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.connected_before = False
+
+    def start(self, parent: Any) -> None:
+        if not self.connected_before:
+            self.connected_before = True
+            return
+        from tasks.recovery import recover
+
+        try:
+            recover()
+        except Exception:  # the consumer must keep running; a later reconnect or worker start tries again
+            logging.getLogger(__name__).exception("recovery after the broker connection came back failed")
+
+
+app.steps["consumer"].add(RecoverAfterReconnect)
 
 
 @worker_ready.connect

@@ -189,6 +189,18 @@ redis.call('HSET', KEYS[1], 'request', ARGV[3] .. ':sent',
 return 1
 """
 
+# KEYS: batch hash. ARGV: now, lease seconds, attempt. The holder of attempt ARGV[3] is still at work (a look-up
+# paging through a busy day can outlast a lease): restart its lease. Refused (0) when that attempt no longer holds
+# the batch.
+_EXTEND_LEASE = """
+local request = redis.call('HGET', KEYS[1], 'request') or ''
+if redis.call('HGET', KEYS[1], 'state') ~= 'sending' or string.sub(request, 1, #ARGV[3] + 1) ~= ARGV[3] .. ':' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'lease_until', tostring(tonumber(ARGV[1]) + tonumber(ARGV[2])))
+return 1
+"""
+
 # KEYS: dead-letter hash, its index, the documents metric. ARGV: id, entry JSON, time, metric field. An id
 # stored for the first time counts as a `dead` document (a repeated transaction does not count it again).
 _STORE_DEAD_LETTER = """
@@ -298,6 +310,7 @@ class ResultsStore:
         self._acquire = client.register_script(_ACQUIRE_BATCH)
         self._take_over = client.register_script(_TAKE_OVER_BATCH)
         self._mark_sent = client.register_script(_MARK_SENT)
+        self._extend_lease = client.register_script(_EXTEND_LEASE)
         self._release = client.register_script(_RELEASE_CLAIM)
         self._close_job = client.register_script(_CLOSE_JOB)
         self._store_dead_letter = client.register_script(_STORE_DEAD_LETTER)
@@ -590,11 +603,45 @@ class ResultsStore:
         dead: Sequence[dict[str, Any]] = (),
         follow_up: Sequence[BatchPlan] = (),
         counters: Sequence[metrics.Increment] = (),
-    ) -> None:
+        attempt: int | None = None,
+    ) -> bool:
         """End a batch in one transaction: document outcomes, duplicate index and known Keys, released
         claims, dead letters, the batches that carry on with its remaining documents, and `done`; `counters`
-        (the batch's metrics) count only if the batch was not done before."""
-        pipe = self.r.pipeline(transaction=True)
+        (the batch's metrics) count only if the batch was not done before.
+
+        With `attempt`, only while that attempt still holds the batch: if it was finished, or taken over after
+        its lease ran out, nothing is written and False is returned. (An attempt that outlived its lease must
+        not write: the taker's look-up treats Keys already recorded as somebody else's, so two settlements
+        of one batch would resend documents the ERP holds.)"""
+        key = self.batch_key(batch_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if attempt is not None:
+                        pipe.watch(key)
+                        state, request = pipe.hmget(key, "state", "request")
+                        if state != "sending" or not str(request or "").startswith(f"{attempt}:"):
+                            return False
+                        pipe.multi()
+                    self._queue_complete(pipe, batch_id, outcome, updates, created, released, dead, follow_up,
+                                         counters)  # fmt: skip
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue  # the batch changed (its lease renewed, or taken over): look again
+
+    def _queue_complete(
+        self,
+        pipe: Any,
+        batch_id: str,
+        outcome: str,
+        updates: Sequence[tuple[str, int, Record]],
+        created: Sequence[tuple[str, str, str, str, int | str, str | None]],
+        released: Sequence[tuple[str, str, str, str]],
+        dead: Sequence[dict[str, Any]],
+        follow_up: Sequence[BatchPlan],
+        counters: Sequence[metrics.Increment],
+    ) -> None:
         if counters:
             self._count_batch(keys=[self.batch_key(batch_id)], args=metrics.lua_args(counters), client=pipe)
         self.queue_records(pipe, updates)
@@ -615,7 +662,6 @@ class ResultsStore:
         pipe.hset(self.batch_key(batch_id), mapping={"state": "done", "outcome": outcome, "updated_at": now_iso()})
         pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
         pipe.srem(f"{self.p}:open_batches", batch_id)
-        pipe.execute()
 
     def batch(self, batch_id: str) -> dict[str, str] | None:
         data = self.r.hgetall(self.batch_key(batch_id))
@@ -644,6 +690,12 @@ class ResultsStore:
         attempt lost the batch to another worker (nothing may be sent then)."""
         return bool(
             self._mark_sent(keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
+        )
+
+    def extend_lease(self, batch_id: str, attempt: int, lease_seconds: float) -> bool:
+        """Restart the lease of `attempt`, still at work on the batch; False if it no longer holds it."""
+        return bool(
+            self._extend_lease(keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
         )
 
     def uncount_attempt(self, batch_id: str) -> None:
