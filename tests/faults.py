@@ -391,6 +391,16 @@ class FaultStack:
         """A client on the sandbox's operator endpoints (straight to it, not through the gate)."""
         return httpx.Client(base_url=self.stack.sandbox_url, timeout=30)
 
+    def make_whole(self, client: httpx.Client) -> None:
+        """After a test: the ERP reachable, clean, without faults or latency, and every worker of the test
+        stopped gracefully (the next test starts with nothing held)."""
+        self.erp_up()
+        for proc in self.stack.workers:
+            if proc.poll() is None:
+                self.terminate_worker(proc)
+        client.delete("/_sandbox/faults")
+        client.post("/_sandbox/latency", json={"ms": 0, "jitter_ms": 0})
+
     def erp_down(self) -> None:
         self.gate.close()
 

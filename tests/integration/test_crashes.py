@@ -41,12 +41,7 @@ def erp(faults: FaultStack) -> Iterator[httpx.Client]:
     """The sandbox's operator endpoints; every worker of the test is stopped and the ERP made whole after it."""
     with faults.sandbox() as client:
         yield client
-        for proc in faults.stack.workers:
-            if proc.poll() is None:
-                faults.terminate_worker(proc)  # gracefully: the next test starts with nothing held
-        faults.erp_up()
-        client.delete("/_sandbox/faults")
-        client.post("/_sandbox/latency", json={"ms": 0, "jitter_ms": 0})
+        faults.make_whole(client)
 
 
 def documents(jobs: int = 3, per_job: int = 20) -> list[list[dict[str, Any]]]:

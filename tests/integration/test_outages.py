@@ -51,12 +51,7 @@ def erp(faults: FaultStack) -> Iterator[httpx.Client]:
     """The sandbox's operator endpoints; workers stopped and the ERP made whole after each test."""
     with faults.sandbox() as client:
         yield client
-        faults.erp_up()
-        for proc in faults.stack.workers:
-            if proc.poll() is None:
-                faults.terminate_worker(proc)
-        client.delete("/_sandbox/faults")
-        client.post("/_sandbox/latency", json={"ms": 0, "jitter_ms": 0})
+        faults.make_whole(client)
 
 
 def documents(jobs: int, per_job: int, tag: str) -> list[list[dict[str, Any]]]:

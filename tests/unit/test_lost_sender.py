@@ -12,16 +12,16 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
 from celery.exceptions import Retry
 
 from schemas import DocumentKind
+from tests.unit.batch_store import store_with_a_batch
 from worker import results as results_module
 from worker.connectors import Created
 from worker.errors import ConfigurationError
 from worker.reconcile import Settlement
-from worker.results import CREATED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
+from worker.results import CREATED, PENDING, UNKNOWN, ResultsStore
 from worker.settings import Settings
 
 LEASE = 10
@@ -45,19 +45,7 @@ def store() -> ResultsStore:
         http_read_timeout=1.0,
         demo_tenant=False,
     )
-    store = ResultsStore(fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True), settings)
-    store.create_job(
-        {"job_id": "j1", "tenant": "demo", "target": "softone", "kind": "customer_invoice"},
-        ['{"ExternalId": "R-0"}', '{"ExternalId": "R-1"}'],
-        ["R-0", "R-1"],
-    )
-    meta = {"tenant": "demo", "kind": "customer_invoice", "target": "softone", "external_ids": '["R-0", "R-1"]'}
-    records = [("j1", i, Record(f"R-{i}", PENDING, batch_id="b1")) for i in (0, 1)]
-    plan = BatchPlan("b1", meta, [("j1", 0), ("j1", 1)], '[{"ExternalId": "R-0"}, {"ExternalId": "R-1"}]', records)
-    store.commit_batches([plan])
-    for i in (0, 1):
-        store.claim("demo", "customer_invoice", f"R-{i}", f"j1#{i}")
-    return store
+    return store_with_a_batch(settings)
 
 
 # ----- the store: take-over and the `sent` mark

@@ -16,16 +16,16 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
 import redis
 from celery.exceptions import Retry
 
 from schemas import DocumentKind
+from tests.unit.batch_store import store_with_a_batch
 from worker.connectors import Created
 from worker.errors import ConnectFailed, ServiceUnavailable
 from worker.reconcile import Settlement
-from worker.results import CREATED, FAILED, PENDING, BatchPlan, Record, ResultsStore
+from worker.results import CREATED, FAILED, PENDING, Record, ResultsStore
 from worker.settings import Settings
 
 MAX_ATTEMPTS = 3
@@ -34,19 +34,7 @@ MAX_ATTEMPTS = 3
 @pytest.fixture
 def store() -> ResultsStore:
     settings = Settings(key_prefix="out", retry_max_attempts=MAX_ATTEMPTS, demo_tenant=False)
-    store = ResultsStore(fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True), settings)
-    store.create_job(
-        {"job_id": "j1", "tenant": "demo", "target": "softone", "kind": "customer_invoice"},
-        ['{"ExternalId": "R-0"}', '{"ExternalId": "R-1"}'],
-        ["R-0", "R-1"],
-    )
-    meta = {"tenant": "demo", "kind": "customer_invoice", "target": "softone", "external_ids": '["R-0", "R-1"]'}
-    records = [("j1", i, Record(f"R-{i}", PENDING, batch_id="b1")) for i in (0, 1)]
-    plan = BatchPlan("b1", meta, [("j1", 0), ("j1", 1)], '[{"ExternalId": "R-0"}, {"ExternalId": "R-1"}]', records)
-    store.commit_batches([plan])
-    for i in (0, 1):
-        store.claim("demo", "customer_invoice", f"R-{i}", f"j1#{i}")
-    return store
+    return store_with_a_batch(settings)
 
 
 class Erp:
