@@ -342,29 +342,8 @@ class ResultsStore:
         finish: `close_job` ends the receiving. A producer that dies in between leaves a job that says
         `receiving` with the documents it had stored, each with its own outcome; nothing is lost silently.
         """
-        job_id = meta["job_id"]
-        jk = self.job_key(job_id)
-        now = now_iso()
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            jk,
-            mapping={
-                **meta,
-                "status": "receiving",
-                "total": 0,
-                "n_pending": 0,
-                "n_created": 0,
-                "n_failed": 0,
-                "n_duplicate": 0,
-                "n_unknown": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        pipe.expire(jk, self.s.result_ttl_seconds)
-        pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
-        pipe.sadd(f"{self.p}:open_jobs", job_id)
-        pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - self.s.result_ttl_seconds)
+        self.queue_open_job(pipe, meta)
         pipe.execute()
 
     def append_documents(
@@ -395,7 +374,7 @@ class ResultsStore:
 
     def close_job(self, job_id: str) -> None:
         """Every document is stored: the job is `queued`/`running`, or finished if all have outcomes."""
-        self._close_job(args=[self.p, now_iso(), job_id])
+        self.queue_close_job(self.r, job_id)
 
     def job(self, job_id: str) -> dict[str, str] | None:
         data = self.r.hgetall(self.job_key(job_id))
@@ -721,7 +700,7 @@ class ResultsStore:
     # ----- job messages of raw-Redis producers (worker/submissions.py): each ends in one MULTI, as a job or a
     # rejection, together with the removal of the held message, so a crash in between re-runs harmlessly.
     def queue_open_job(self, pipe: Any, meta: dict[str, str]) -> None:
-        """`open_job`'s commands, queued on `pipe` (a MULTI) instead of sent."""
+        """`open_job`'s commands, queued on `pipe` (a MULTI): the one writer of a new job's layout."""
         job_id = meta["job_id"]
         jk = self.job_key(job_id)
         now = now_iso()
