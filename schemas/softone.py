@@ -87,19 +87,21 @@ class InvoiceRow(BaseModel):
 
     @model_validator(mode="after")
     def _mandatory_by_row_type(self) -> InvoiceRow:
-        if self.customer_row_type is RowType.PRODUCT:
-            missing = [
-                name
-                for name, value in (("ProductNr", self.product_nr), ("Quantity", self.quantity))
-                if value is None or (isinstance(value, str) and not value.strip())
-            ]
-            if missing:
+        # Runs for every row of every document: the common case (a complete row) is a few attribute reads.
+        if self.customer_row_type is _PRODUCT:
+            product_nr, quantity = self.product_nr, self.quantity
+            if product_nr is None or quantity is None or not product_nr.strip():
+                missing = [name for name, absent in (("ProductNr", product_nr is None or not product_nr.strip()),
+                                                     ("Quantity", quantity is None)) if absent]  # fmt: skip
                 raise ValueError(f"a product row (CustomerRowType 2) needs {' and '.join(missing)}")
             if self.unit_price is None and self.amount is None:
                 raise ValueError("a product row (CustomerRowType 2) needs a price: UnitPrice or Amount")
         elif not (self.text and self.text.strip()):
             raise ValueError("a text row (CustomerRowType 3) needs a Text")
         return self
+
+
+_PRODUCT = RowType.PRODUCT  # a module global: cheaper than the enum's class attribute in the row check
 
 
 class _DocumentHead(BaseModel):

@@ -14,12 +14,13 @@ from schemas import DocumentError, DocumentKind, Target
 from schemas.targets import check_supported
 from schemas.validation import validate_document_json
 from worker import runtime
+from worker.buffer import full_batches
 from worker.celery_app import REDIS_OUTAGE_RETRY, app
 from worker.errors import ConfigurationError
 from worker.failpoints import failpoint
 from worker.intake import Item
 from worker.logs import log_context
-from worker.results import DUPLICATE, FAILED, PENDING, Record
+from worker.results import DUPLICATE, FAILED, PENDING, IntakeState, Record, ResultsStore
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -36,24 +37,41 @@ def owner_of(job_id: str, position: int) -> str:
 
 
 def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
-    """Put (job, position, ExternalId, encoded document) into the tenant's buffer, ask for a flush.
+    """Put (job, position, ExternalId, encoded document) into batches: those that fill whole batches are stored
+    as batches and their sends queued at once; the rest go into the tenant's buffer, with a flush asked for.
 
-    A position is pushed once whatever happens (the buffer remembers it), so a redelivered job never
-    queues a document twice. Returns how many were pushed now.
+    A position is assigned once whatever happens (the buffer and the batch script remember it), so a redelivered
+    job never queues a document twice. Returns how many were assigned now.
     """
     from tasks.flush import request_flush
 
     settings = get_settings()
     buffer = runtime.buffer()
-    _, max_docs = runtime.batch_shape(tenant, kind)
+    target, max_docs = runtime.batch_shape(tenant, kind)
+    whole, rest = full_batches([len(doc.encode()) for *_, doc in items], max_docs, settings.batch_max_bytes)
+    high_water = runtime.store().high_water(tenant, kind) if whole else 0
     pushed = 0
-    for start in range(0, len(items), 500):
-        n, waiting, size = buffer.push(tenant, kind, items[start : start + 500])
+    leftover: list[tuple[str, int, str, str]] = []
+    for span in whole:
+        group = items[span.start : span.stop]
+        batch_id = f"{group[0][0]}@{group[0][1]}"  # its first document's job@position: "@" is in no job id
+        size = buffer.make_batch(tenant, kind, batch_id, group, high_water, target=target)
+        if size < 0:  # made by a run of the same documents that was not ours: what it left free goes the slow way
+            leftover += group
+            size = 0
+        failpoint("intake.batched")  # tests: the batch is stored, its send not queued
+        if size:
+            enqueue_send(batch_id, tenant, kind, size, target=target)
+        pushed += size
+    leftover += items[rest:]
+    for start in range(0, len(leftover), 500):
+        n, waiting, size = buffer.push(tenant, kind, leftover[start : start + 500])
         failpoint("intake.buffered")  # tests: in the buffer, no flush asked for
         pushed += n
         if waiting >= max_docs or size >= settings.batch_max_bytes:
             request_flush(tenant, kind, now=True)
-    request_flush(tenant, kind, now=False)  # what is left goes at the latest after batch_max_wait_ms
+    if leftover:
+        request_flush(tenant, kind, now=False)  # what is left goes at the latest after batch_max_wait_ms
     return pushed
 
 
@@ -204,6 +222,7 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
             first_position[job_id, external_id] = position
             candidates.append((job_id, position, tenant, kind_name, external_id, result))
 
+    _send_again_if_stored(store, states)
     claims = store.claim_all([(t, k, x, owner_of(j, pos)) for j, pos, t, k, x, _ in candidates])
     to_push: dict[tuple[str, str], list[tuple[str, int, str, str]]] = {}
     waiting: dict[str, list[int]] = {}
@@ -248,6 +267,21 @@ def process_items(items: list[tuple[str, int, int]]) -> dict[str, Any]:
         },
     )
     return {"jobs": len(items), "buffered": pushed, "failed": failed, "waiting": n_waiting}
+
+
+def _send_again_if_stored(store: ResultsStore, states: list[IntakeState]) -> None:
+    """Queue the send of every batch an earlier run of these documents stored and whose send it may not have
+    queued (it failed or died in between: intake.batched). Such documents are skipped above as assigned; a
+    second send message of a batch is harmless (a batch has one state, see tasks/batches.py)."""
+    batch_ids = sorted({where for state in states for where in state.assigned.values() if where != "buffer"})
+    if not batch_ids:
+        return
+    pipe = store.r.pipeline(transaction=False)
+    for batch_id in batch_ids:
+        pipe.hmget(store.batch_key(batch_id), "state", "tenant", "kind", "target", "size")
+    for batch_id, (state, tenant, kind, target, size) in zip(batch_ids, pipe.execute(), strict=True):
+        if state == "queued":
+            enqueue_send(batch_id, tenant, kind, int(size or 0), target=target)
 
 
 def _route_error(tenant: str, target: str, kind: str) -> str | None:

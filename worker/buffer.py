@@ -6,6 +6,10 @@ one Lua script. A document is therefore always either in the buffer or in exactl
 process dies when: nothing lives only in a worker's memory. A batch is flushed when it is full, or when
 its oldest document has waited `batch_max_wait_ms`.
 
+Documents that fill whole batches on their own (a big file's chunk, or a drain of many small jobs) need no
+company: intake stores them as batches at once (`make_batch`, cut by `full_batches` with the flush's own
+limits) and pushes only the rest here. Either way a document is assigned once, in one Lua script.
+
 Keys (prefix p):
     {p}:buffer:{tenant}:{kind}          list    items {t: pushed at, j: job, p: position, x: ExternalId, d: JSON}
     {p}:buffer:{tenant}:{kind}:bytes    string  bytes of the documents in the list
@@ -82,6 +86,52 @@ return {'created', tostring(#docs), tostring(redis.call('LLEN', KEYS[1]))}
 """
 
 
+# KEYS: open-batches set. ARGV: prefix, batch id, ttl, tenant, kind, target, high water, now ISO, then
+# (job, position, external id, document JSON) repeated. Stores the documents not assigned before as one batch,
+# as the flush does; returns how many (0: none was free, -1: the batch exists, made by an earlier run).
+_BATCH = """
+local bk = ARGV[1] .. ':batch:' .. ARGV[2]
+if redis.call('EXISTS', bk) == 1 then return -1 end
+local members, xids, docs = {}, {}, {}
+for i = 9, #ARGV, 4 do
+  local assigned = ARGV[1] .. ':job:' .. ARGV[i] .. ':assigned'
+  if redis.call('HSETNX', assigned, ARGV[i + 1], ARGV[2]) == 1 then
+    redis.call('EXPIRE', assigned, ARGV[3])
+    members[#members + 1] = {ARGV[i], tonumber(ARGV[i + 1])}
+    xids[#xids + 1] = ARGV[i + 2]
+    docs[#docs + 1] = ARGV[i + 3]
+  end
+end
+if #docs == 0 then return 0 end
+redis.call('HSET', bk, 'state', 'queued', 'tenant', ARGV[4], 'kind', ARGV[5], 'target', ARGV[6],
+           'members', cjson.encode(members), 'external_ids', cjson.encode(xids),
+           'body', '[' .. table.concat(docs, ',') .. ']', 'attempts', '0', 'size', tostring(#docs),
+           'created_at', ARGV[8], 'high_water', ARGV[7])
+redis.call('EXPIRE', bk, ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[2])
+return #docs
+"""
+
+
+def full_batches(sizes: Sequence[int], max_docs: int, max_bytes: int) -> tuple[list[range], int]:
+    """Cut documents of `sizes` bytes, in order, into whole batches by the flush's rules (count, and bytes of the
+    array body: brackets and commas included; a document too big for any batch goes alone).
+
+    Returns (the whole batches as index ranges, the index where the rest begins): the rest is a batch that could
+    still take more documents, so it belongs in the buffer."""
+    batches: list[range] = []
+    start, count, size = 0, 0, 1  # size: the body so far, "[" included
+    for i, n in enumerate(sizes):
+        if count and size + n + 1 > max_bytes:  # this one does not fit: the batch so far is full
+            batches.append(range(start, i))
+            start, count, size = i, 0, 1
+        count, size = count + 1, size + n + 1
+        if count == max_docs or size >= max_bytes:
+            batches.append(range(start, i + 1))
+            start, count, size = i + 1, 0, 1
+    return batches, start
+
+
 @dataclass(frozen=True, slots=True)
 class Flush:
     """What one flush attempt did: `created`/`exists` (a batch `batch_id` of `size`), `young`, `empty`."""
@@ -101,6 +151,7 @@ class CoalescingBuffer:
         self.p = settings.key_prefix
         self._push = client.register_script(_PUSH)
         self._flush = client.register_script(_FLUSH)
+        self._batch = client.register_script(_BATCH)
 
     def key(self, tenant: str, kind: str) -> str:
         return f"{self.p}:buffer:{tenant}:{kind}"
@@ -144,6 +195,25 @@ class CoalescingBuffer:
         )  # fmt: skip
         wait = float(extra) if status == "young" else 0.0
         return Flush(str(status), batch_id, int(size), wait)
+
+    def make_batch(
+        self,
+        tenant: str,
+        kind: str,
+        batch_id: str,
+        items: Sequence[tuple[str, int, str, str]],
+        high_water: int,
+        *,
+        target: str = "softone",
+    ) -> int:
+        """Store (job, position, ExternalId, document JSON) items as batch `batch_id`, without the buffer: those
+        not assigned before (a redelivery skips what an earlier run stored). Returns how many it holds; 0 when
+        none was free (no batch), -1 when the batch exists already."""
+        args: list[str | int] = [self.p, batch_id, self.s.result_ttl_seconds, tenant, kind, target, high_water,
+                                 now_iso()]  # fmt: skip
+        for job_id, position, external_id, doc in items:
+            args += [job_id, position, external_id, doc]
+        return int(self._batch(keys=[f"{self.p}:open_batches"], args=args))
 
     def buffers(self) -> list[tuple[str, str]]:
         """Every (tenant, kind) buffer in use."""

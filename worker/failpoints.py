@@ -35,6 +35,7 @@ ENV = "ERPSYNC_FAILPOINTS"
 #: Every point the code has, and the phase boundary it marks (tests/integration/test_crashes.py kills at each).
 FAILPOINTS = {
     "intake.validated": "documents validated, claimed and their records written; not pushed to the buffer",
+    "intake.batched": "documents that fill a whole batch stored as one by intake; its send not queued yet",
     "intake.buffered": "documents pushed into the coalescing buffer; no batch made of them yet",
     "flush.batched": "a batch stored from the buffer; its send not queued yet",
     "post.sending": "the batch is marked 'request sent'; the POST is about to go out",

@@ -285,7 +285,7 @@ class IntakeState:
     job: dict[str, str]
     records: list[Record | None]
     documents: list[str]
-    assigned: set[int]
+    assigned: dict[int, str]  # position -> "buffer" or the batch id, for the range's documents pushed before
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,14 +417,19 @@ class ResultsStore:
             pipe.hgetall(jk)
             pipe.hmget(f"{jk}:records", [str(p) for p in range(start, end)])
             pipe.lrange(f"{jk}:docs", start, end - 1)
-            pipe.hgetall(f"{jk}:assigned")  # the coalescing buffer's: position -> "buffer" or batch id
+            # position -> "buffer" or batch id (worker/buffer.py), of this range only: the whole hash of a big job
+            # would be read again for every chunk of it.
+            pipe.hmget(f"{jk}:assigned", [str(p) for p in range(start, end)])
         out = pipe.execute()
         states = []
-        for i in range(0, len(out), 5):
+        for (_, start, _), i in zip(items, range(0, len(out), 5), strict=True):
             job, records, docs, assigned = out[i + 1 : i + 5]
             states.append(
                 IntakeState(
-                    job, [Record.from_json(r) if r else None for r in records], docs, {int(k) for k in assigned}
+                    job,
+                    [Record.from_json(r) if r else None for r in records],
+                    docs,
+                    {start + n: where for n, where in enumerate(assigned) if where is not None},
                 )
             )
         return states

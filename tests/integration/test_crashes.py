@@ -112,6 +112,13 @@ def test_killed_with_documents_in_the_buffer(faults: FaultStack, erp: httpx.Clie
     crash_and_recover(faults, "intake.buffered=kill", jobs)
 
 
+def test_killed_after_intake_stored_a_whole_batch_before_its_send_was_queued(
+    faults: FaultStack, erp: httpx.Client
+) -> None:
+    jobs = documents(jobs=1, per_job=120)  # two whole batches skip the buffer; the rest waits in it
+    crash_and_recover(faults, "intake.batched=kill", jobs)
+
+
 def test_killed_after_a_batch_was_made_before_its_send_was_queued(faults: FaultStack, erp: httpx.Client) -> None:
     jobs = documents()
     crash_and_recover(faults, "flush.batched=kill", jobs)

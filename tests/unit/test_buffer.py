@@ -11,7 +11,7 @@ import fakeredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.buffer import CoalescingBuffer
+from worker.buffer import CoalescingBuffer, full_batches
 from worker.settings import Settings
 
 
@@ -65,3 +65,36 @@ def test_flush_properties(sizes: list[int], max_docs: int, max_bytes: int) -> No
         assert 1 <= len(group) <= max_docs
         assert len(body) == sum(sizes[i] for i in group) + len(group) + 1
         assert len(body) <= max_bytes or len(group) == 1
+
+
+@given(st.lists(st.integers(2, 500), max_size=120), st.integers(1, 60), st.integers(1024, 5000))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_whole_batches_cut_by_intake_are_the_flush_batches(sizes: list[int], max_docs: int, max_bytes: int) -> None:
+    """Intake stores whole batches itself (full_batches): they must be what the flush would have made of the same
+    documents, and the rest must be what the flush would still wait with (one batch that could take more)."""
+    whole, rest = full_batches(sizes, max_docs, max_bytes)
+    groups, _ = flush_all(sizes, max_docs, max_bytes)
+    assert [list(r) for r in whole] == groups[: len(whole)]
+    assert list(range(rest, len(sizes))) == [i for g in groups[len(whole) :] for i in g]
+    if rest < len(sizes):  # the rest is one batch short of its limits: more documents could join it
+        tail = sizes[rest:]
+        assert len(groups) == len(whole) + 1
+        assert len(tail) < max_docs and sum(tail) + len(tail) + 1 < max_bytes
+
+
+def test_make_batch_stores_what_the_flush_stores_and_skips_assigned_documents() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    buffer = CoalescingBuffer(client, Settings(key_prefix="t"))
+    client.hset("t:job:j:assigned", "1", "buffer")  # pushed by an earlier run
+    items = [("j", i, f"x{i}", doc_of(6)) for i in range(3)]
+    assert buffer.make_batch("acme", "customer_invoice", "j@0", items, high_water=7, target="softone") == 2
+    batch = client.hgetall("t:batch:j@0")
+    assert json.loads(batch["members"]) == [["j", 0], ["j", 2]]
+    assert json.loads(batch["external_ids"]) == ["x0", "x2"]
+    assert json.loads(batch["body"]) == ["xxxx", "xxxx"]
+    assert (batch["state"], batch["size"], batch["high_water"], batch["tenant"]) == ("queued", "2", "7", "acme")
+    assert client.hgetall("t:job:j:assigned") == {"0": "j@0", "1": "buffer", "2": "j@0"}
+    assert client.smembers("t:open_batches") == {"j@0"}
+    assert buffer.make_batch("acme", "customer_invoice", "j@0", items, high_water=7) == -1  # exists: untouched
+    assert buffer.make_batch("acme", "customer_invoice", "j@9", items, high_water=7) == 0  # none free: no batch
+    assert not client.exists("t:batch:j@9")

@@ -84,11 +84,12 @@ def test_intake_state_reads_ranges_of_several_jobs_in_one_go() -> None:
         store.open_job({"job_id": job_id, "tenant": "acme", "kind": "customer_invoice"})
         append(store, job_id, 0, 5)
         store.close_job(job_id)
-    store.r.hset("t:job:b:assigned", "3", "buffer")
+    store.r.hset("t:job:b:assigned", mapping={"3": "buffer", "4": "b@4", "0": "b@0"})
     a, b, gone = store.intake_state([("a", 1, 3), ("b", 2, 5), ("gone", 0, 2)])
     assert [r.external_id for r in a.records if r] == ["a-1", "a-2"]
     assert [json.loads(d)["ExternalId"] for d in b.documents] == ["b-2", "b-3", "b-4"]
-    assert b.assigned == {3} and a.job["status"] == "running"
+    assert b.assigned == {3: "buffer", 4: "b@4"} and a.assigned == {}  # the range's positions only
+    assert a.job["status"] == "running"
     assert gone.job == {} and gone.documents == [] and not store.r.exists("t:job:gone")
 
 
