@@ -223,6 +223,21 @@ return 1
 )
 
 # KEYS: dedup key. ARGV: expected claim value.
+# ARGV: ttl, then (duplicate-index key, owner) repeated. Claims each free key; returns, per key, "" where the
+# claim is ours now, else what the index holds. One call for a whole intake run, atomic: a claim cannot be
+# released between the try and the read.
+_CLAIM_ALL = """
+local out = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('SET', ARGV[i], 'claimed|' .. ARGV[i + 1], 'NX', 'EX', ARGV[1]) then
+    out[#out + 1] = ''
+  else
+    out[#out + 1] = redis.call('GET', ARGV[i]) or ''
+  end
+end
+return out
+"""
+
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -312,6 +327,7 @@ class ResultsStore:
         self._mark_sent = client.register_script(_MARK_SENT)
         self._extend_lease = client.register_script(_EXTEND_LEASE)
         self._release = client.register_script(_RELEASE_CLAIM)
+        self._claim_all = client.register_script(_CLAIM_ALL)
         self._close_job = client.register_script(_CLOSE_JOB)
         self._store_dead_letter = client.register_script(_STORE_DEAD_LETTER)
         self._count_batch = client.register_script(_COUNT_BATCH)
@@ -455,27 +471,18 @@ class ResultsStore:
         raise RuntimeError(f"duplicate index entry for {external_id!r} keeps changing")
 
     def claim_all(self, items: Sequence[tuple[str, str, str, str]]) -> list[Claim]:
-        """`claim()` for many (tenant, kind, external_id, owner) in two round trips."""
-        if not items:
-            return []
-        pipe = self.r.pipeline(transaction=False)
-        for tenant, kind, external_id, owner in items:
-            pipe.set(
-                self.dedup_key(tenant, kind, external_id), f"claimed|{owner}", nx=True, ex=self.s.dedup_ttl_seconds
-            )
-        won = pipe.execute()
-        lost = [i for i, ok in enumerate(won) if not ok]
-        for i in lost:
-            pipe.get(self.dedup_key(*items[i][:3]))
-        values = dict(zip(lost, pipe.execute(), strict=True)) if lost else {}
-        claims = []
-        for i, (tenant, kind, external_id, owner) in enumerate(items):
-            if won[i]:
-                claims.append(Claim("mine", owner))
-            elif values[i] is None:  # released in between: claim it one by one
-                claims.append(self.claim(tenant, kind, external_id, owner))
-            else:
-                claims.append(parse_claim(values[i], owner))
+        """`claim()` for many (tenant, kind, external_id, owner): one script call per 1,000, whatever their number."""
+        claims: list[Claim] = []
+        for start in range(0, len(items), 1000):
+            part = items[start : start + 1000]
+            args: list[str | int] = [self.s.dedup_ttl_seconds]
+            for tenant, kind, external_id, owner in part:
+                args += [self.dedup_key(tenant, kind, external_id), owner]
+            found = self._claim_all(args=args)
+            claims += [
+                Claim("mine", owner) if not value else parse_claim(value, owner)
+                for (_, _, _, owner), value in zip(part, found, strict=True)
+            ]
         return claims
 
     def lookup(self, tenant: str, kind: str, external_id: str) -> Claim | None:
