@@ -62,9 +62,13 @@ app.conf.update(
         Queue(settings.send_queue_name, Exchange(settings.send_queue_name), routing_key=settings.send_queue_name),
     ],
     task_routes={"erpsync.send_batch": {"queue": settings.send_queue_name}},
-    # Events for Flower; task_send_sent_event lets it show queued tasks too.
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    # Task events cost a sender about a quarter of its CPU per batch (measured: 7.8-10.4 ms per batch without,
+    # 11.8-12.9 ms with; bench/README "Benchmark"), so workers start without them and Flower turns them on
+    # while it runs (`erpsync flower` at once, Flower itself every 5 s for workers started later: Celery's
+    # enable_events broadcast). `celery worker -E` keeps them on for good. No task-sent events: a queue's depth
+    # is in `erpsync status` and the metrics, and every publish would pay for one.
+    worker_send_task_events=False,
+    task_send_sent_event=False,
     worker_hijack_root_logger=True,
     timezone="UTC",
     enable_utc=True,

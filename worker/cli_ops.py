@@ -302,6 +302,17 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
+def _enable_task_events() -> None:
+    """Turn on the running workers' task events now (they start without: worker/celery_app.py), so that Flower
+    sees the very next task; Flower itself repeats this every 5 s for workers started after it."""
+    from worker.celery_app import app
+
+    try:
+        app.control.enable_events()
+    except Exception as exc:  # the broker is down: Flower starts anyway, reconnects and enables them itself
+        err.print(f"[yellow]warning:[/] could not ask the workers for task events yet ({type(exc).__name__})")
+
+
 def cmd_flower(args: argparse.Namespace) -> int:
     flower_credentials(os.environ.get("FLOWER_BASIC_AUTH"))
     get_settings()  # a bad ERPSYNC_* value: our one-line error rather than a traceback from celery
@@ -317,6 +328,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
             f"[yellow]warning:[/] Flower on {args.address}: its /metrics and /healthcheck answer without "
             "authentication; keep it on loopback behind a TLS proxy (README, Flower)"
         )
+    _enable_task_events()
     cmd = flower_command(args)
     sys.stdout.flush()
     sys.stderr.flush()
