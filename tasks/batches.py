@@ -201,6 +201,7 @@ def _end(
     failed: dict[int, str] | None = None,
     unknown: dict[int, str] | None = None,
     resend: list[int] | None = None,
+    attempt_log: dict[str, Any] | None = None,
     **log_fields: Any,
 ) -> None:
     """Write a batch's end in one transaction: Keys, failures (claims released), unknowns, dead letters for
@@ -248,10 +249,13 @@ def _end(
                 follow_up=follow_up,
                 counters=counters,
                 attempt=batch.attempt,
+                log=attempt_log,
             )
         )
     )
     if not written[-1]:
+        if attempt_log is not None:  # what this attempt learnt stays in the batch's log for audits
+            _write(lambda: store.log_attempt(batch.id, attempt_log))
         raise LeaseLost(batch.id)
     for plan in follow_up:
         from tasks.jobs import enqueue_send
@@ -292,7 +296,7 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
 def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
     settings = get_settings()
     store = runtime.store()
-    data = store.batch(batch_id)
+    data = store.batch_head(batch_id)  # the body is read once the batch is ours
     if data is None:
         log.error("batch not found in the results store (expired?); nothing to do")
         return {"batch_id": batch_id, "outcome": "missing"}
@@ -505,9 +509,8 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
                                  f"documents; {UNKNOWN_HINT}"), keys=len(created))  # fmt: skip
         return {"batch_id": batch.id, "outcome": "unknown"}
     # The ERP created the documents: from here a Redis blip is waited out, never turned into an internal error.
-    _write(lambda: store.log_attempt(batch.id, {"attempt": attempt, "outcome": "created", "keys": len(created),
-                                                "ms": round(elapsed_ms)}))  # fmt: skip
     _end(store, batch, "created", created={i: (c.key, c.number) for i, c in enumerate(created)},
+         attempt_log={"attempt": attempt, "outcome": "created", "keys": len(created), "ms": round(elapsed_ms)},
          request_ms=round(elapsed_ms))  # fmt: skip
     return {"batch_id": batch.id, "outcome": "created", "documents": len(created)}
 

@@ -595,10 +595,12 @@ class ResultsStore:
         follow_up: Sequence[BatchPlan] = (),
         counters: Sequence[metrics.Increment] = (),
         attempt: int | None = None,
+        log: dict[str, Any] | None = None,
     ) -> bool:
         """End a batch in one transaction: document outcomes, duplicate index and known Keys, released
-        claims, dead letters, the batches that carry on with its remaining documents, and `done`; `counters`
-        (the batch's metrics) count only if the batch was not done before.
+        claims, dead letters, the batches that carry on with its remaining documents, `log` (the ending
+        attempt's entry in the batch's log), and `done`; `counters` (the batch's metrics) count only if the batch
+        was not done before.
 
         With `attempt`, only while that attempt still holds the batch: if it was finished, or taken over after
         its lease ran out, nothing is written and False is returned. (An attempt that outlived its lease must
@@ -616,6 +618,8 @@ class ResultsStore:
                         pipe.multi()
                     self._queue_complete(pipe, batch_id, outcome, updates, created, released, dead, follow_up,
                                          counters)  # fmt: skip
+                    if log is not None:
+                        self.queue_log_attempt(pipe, batch_id, log)
                     pipe.execute()
                     return True
                 except redis.WatchError:
@@ -657,6 +661,14 @@ class ResultsStore:
     def batch(self, batch_id: str) -> dict[str, str] | None:
         data = self.r.hgetall(self.batch_key(batch_id))
         return data or None
+
+    def batch_head(self, batch_id: str) -> dict[str, str] | None:
+        """A batch's routing fields (tenant, target, kind, size, phase), without its body; None if it is gone."""
+        names = ("tenant", "target", "kind", "size", "phase")
+        values = self.r.hmget(self.batch_key(batch_id), names)
+        if values[0] is None:
+            return None
+        return {name: value for name, value in zip(names, values, strict=True) if value is not None}
 
     def acquire_batch(self, batch_id: str, sender: str) -> tuple[str, float]:
         """Move a batch to `sending` under a lease. Returns (outcome, attempt number or seconds to wait)."""
@@ -700,11 +712,15 @@ class ResultsStore:
         pipe.execute()
 
     def log_attempt(self, batch_id: str, entry: dict[str, Any]) -> None:
-        lk = f"{self.batch_key(batch_id)}:log"
         pipe = self.r.pipeline(transaction=False)
+        self.queue_log_attempt(pipe, batch_id, entry)
+        pipe.execute()
+
+    def queue_log_attempt(self, pipe: Any, batch_id: str, entry: dict[str, Any]) -> None:
+        """`log_attempt` queued on `pipe` (with other writes of the same moment)."""
+        lk = f"{self.batch_key(batch_id)}:log"
         pipe.rpush(lk, json.dumps({"at": now_iso(), **entry}, ensure_ascii=False))
         pipe.expire(lk, self.s.result_ttl_seconds)
-        pipe.execute()
 
     def attempts(self, batch_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(f"{self.batch_key(batch_id)}:log", 0, -1)]

@@ -158,18 +158,19 @@ def test_a_redis_blip_after_the_answer_does_not_undo_the_created_batch(
     from tasks import batches
 
     monkeypatch.setattr(batches.time, "sleep", lambda s: None)
-    real, calls = store.log_attempt, []
+    real, calls = store.complete_batch, []
 
-    def flaky(batch_id: str, entry: dict[str, Any]) -> None:
-        calls.append(entry["outcome"])
+    def flaky(batch_id: str, outcome: str, *args: Any, **kwargs: Any) -> bool:
+        calls.append(outcome)
         if len(calls) == 1:
             raise redis.ConnectionError("Redis restarting")
-        real(batch_id, entry)
+        return real(batch_id, outcome, *args, **kwargs)
 
-    monkeypatch.setattr(store, "log_attempt", flaky)
+    monkeypatch.setattr(store, "complete_batch", flaky)
     assert batches.send_batch("b1")["outcome"] == "created"
     assert calls == ["created", "created"]
     assert statuses(store) == [(CREATED, 500), (CREATED, 501)]
+    assert [e["outcome"] for e in store.attempts("b1")] == ["created"]  # written with the results, once
 
 
 def test_recovery_runs_again_when_the_broker_connection_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
