@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint format sandbox worker bench bench-quick soak clean
+.PHONY: install demo test unit integration lint format sandbox worker bench bench-quick profile soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: install         ## scenarios A and B against naive and direct (several mi
 
 bench-quick: install   ## the same at 3 % size, about a minute
 	$(BIN)/python -m bench --quick
+
+profile: install       ## CPU per stage of the hot path (submit, intake, flush, send) in one process; STAGE=intake adds cProfile
+	$(BIN)/python -m bench.profile $(if $(STAGE),--stage $(STAGE))
 
 SOAK_MINUTES ?= 30
 soak: install          ## mixed load, random faults and worker kills for SOAK_MINUTES (30), then the audit; bench/results/

@@ -149,12 +149,7 @@ class Bench:
                 self.stack.start_worker(
                     name="intake", concurrency=os.cpu_count() or 2, pool="prefork", queues="intake"
                 ),
-                self.stack.start_worker(
-                    name="send",
-                    concurrency=self.args.concurrency,
-                    pool=os.environ.get("SEND_POOL", "threads"),
-                    queues="send",
-                ),
+                self.stack.start_worker(name="send", concurrency=self.args.concurrency, pool="threads", queues="send"),
             ]
         if app == "worker":
             return [self.stack.start_worker(name="bench")]

@@ -33,3 +33,18 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     assert ingest["submitter_peak_rss_mb"] > 0 and ingest["largest_worker_process_peak_rss_mb"] > 0
     markdown = (tmp_path / "latest.md").read_text()
     assert "| A | erpsync |" in markdown and "Streaming submit:" in markdown
+
+
+def test_profile_runs_every_stage_and_creates_every_document(redis_url: str) -> None:
+    """`python -m bench.profile` (the hot path, stage by stage, in one process): it runs and reports."""
+    env = {"PATH": "/usr/bin:/bin", "ERPSYNC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "--docs", "120", "--stage", "intake", "--top", "5"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    for stage in ("submit", "intake", "flush", "send"):
+        assert any(line.startswith(f"{stage} ") and "us per document" in line for line in lines), done.stdout
+    assert "function calls" in done.stdout  # cProfile's table for --stage intake
+    assert lines[-1].endswith("succeeded, 120 of 120 created"), lines[-1]

@@ -1,0 +1,104 @@
+"""`python -m bench.profile`: CPU per stage of scenario A's hot path, in this process, with cProfile on request.
+
+Each stage runs alone and in order, against a real Redis (embedded unless ERPSYNC_REDIS_URL) and the sandbox
+(no latency): submit (encode and store the job), intake (validate, claim, batch), flush (what the buffer
+still holds) and send (POST, record the Keys; Celery's eager `apply`, so without the worker's own overhead).
+The figures are CPU seconds of this process (time.process_time), so the waits on Redis and the sandbox are
+not in them; `--stage intake` adds cProfile's top functions for that stage. It is how the hot path was
+profiled for issue 4 (README, "Benchmark"); `make bench` measures the whole system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.run import invoices
+from worker.stack import LocalStack
+
+STAGES = ("submit", "intake", "flush", "send")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=4000, help="invoices of 10 rows (default 4,000)")
+    parser.add_argument("--stage", choices=STAGES, help="also print cProfile's top functions of this stage")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args(argv)
+    prefix = f"erpsync-profile-{uuid.uuid4().hex[:6]}"
+    stack = LocalStack(
+        workdir=Path(tempfile.mkdtemp(prefix="erpsync-profile-")), redis_url=os.environ.get("ERPSYNC_REDIS_URL"),
+        latency_ms=0, extra_env={"ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix},
+    )  # fmt: skip
+    stack.start_redis()
+    stack.start_sandbox()
+    stack.use_in_this_process()
+    try:
+        run(args)
+    finally:
+        stack.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
+    from tasks.batches import send_batch
+    from tasks.flush import _flush
+    from tasks.jobs import process_items
+    from worker import runtime
+    from worker.producer import submit
+    from worker.settings import get_settings
+
+    n = args.docs
+    docs = invoices(n, 10, f"P{uuid.uuid4().hex[:6]}")
+    store, intake = runtime.store(), runtime.intake()
+
+    class FlushTask:  # what _flush reads of its task: the id its batch ids derive from
+        request = type("Request", (), {"id": f"profile-{uuid.uuid4().hex[:8]}"})
+
+    def drain() -> None:
+        while taken := intake.take("profile"):
+            process_items([(i.job_id, i.start, i.end) for i in taken])
+            intake.done("profile")
+
+    def send() -> None:
+        for batch_id in sorted(store.r.smembers(f"{store.p}:open_batches")):
+            send_batch.apply(args=[batch_id])
+
+    job: dict[str, Any] = {}
+    steps: dict[str, Callable[[], Any]] = {
+        "submit": lambda: job.setdefault("id", submit(docs, kind="customer_invoice", tenant="demo")),
+        "intake": drain,
+        "flush": lambda: _flush(FlushTask, "demo", "customer_invoice", None),
+        "send": send,
+    }
+    for name in STAGES:
+        if name == "flush":  # the buffer's rest is flushed once old enough (ERPSYNC_BATCH_MAX_WAIT_MS); not timed
+            time.sleep(get_settings().batch_max_wait_ms / 1000 + 0.05)
+        profiler = cProfile.Profile() if name == args.stage else None
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        steps[name]()
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"{name:7s} CPU {cpu:6.2f} s = {1e6 * cpu / n:5.0f} us per document   (wall {wall:5.2f} s)", flush=True)
+        if profiler:
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.top)
+            print(text.getvalue())
+    final = store.job(job["id"]) or {}
+    print(f"job {job['id']}: {final.get('status')}, {final.get('n_created')} of {n} created")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
