@@ -46,9 +46,24 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return {pushed, redis.call('LLEN', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
 
+# The one writer of a new batch's hash, shared by the flush and by intake's whole batches (make_batch): the layout
+# tasks/batches.py reads, `queued`, listed in the open batches.
+_STORE_BATCH = """
+local function store_batch(bk, open_batches, batch_id, ttl, tenant, kind, target, members, xids, docs, high_water, now)
+  redis.call('HSET', bk, 'state', 'queued', 'tenant', tenant, 'kind', kind, 'target', target,
+             'members', cjson.encode(members), 'external_ids', cjson.encode(xids),
+             'body', '[' .. table.concat(docs, ',') .. ']', 'attempts', '0', 'size', tostring(#docs),
+             'created_at', now, 'high_water', high_water)
+  redis.call('EXPIRE', bk, ttl)
+  redis.call('SADD', open_batches, batch_id)
+end
+"""
+
 # KEYS: buffer list, its bytes counter, open-batches set.
 # ARGV: prefix, batch id, max docs, max bytes, max wait (s), now, ttl, tenant, kind, high water, now ISO, target.
-_FLUSH = """
+_FLUSH = (
+    _STORE_BATCH
+    + """
 local bk = ARGV[1] .. ':batch:' .. ARGV[2]
 if redis.call('EXISTS', bk) == 1 then return {'exists', redis.call('HGET', bk, 'size') or '0', '0'} end
 local first = redis.call('LINDEX', KEYS[1], 0)
@@ -76,20 +91,18 @@ while #docs < max_docs do
   docs[#docs + 1] = item.d
   redis.call('HSET', ARGV[1] .. ':job:' .. item.j .. ':assigned', tostring(item.p), ARGV[2])
 end
-redis.call('HSET', bk, 'state', 'queued', 'tenant', ARGV[8], 'kind', ARGV[9], 'target', ARGV[12],
-           'members', cjson.encode(members), 'external_ids', cjson.encode(xids),
-           'body', '[' .. table.concat(docs, ',') .. ']', 'attempts', '0', 'size', tostring(#docs),
-           'created_at', ARGV[11], 'high_water', ARGV[10])
-redis.call('EXPIRE', bk, ARGV[7])
-redis.call('SADD', KEYS[3], ARGV[2])
+store_batch(bk, KEYS[3], ARGV[2], ARGV[7], ARGV[8], ARGV[9], ARGV[12], members, xids, docs, ARGV[10], ARGV[11])
 return {'created', tostring(#docs), tostring(redis.call('LLEN', KEYS[1]))}
 """
+)
 
 
 # KEYS: open-batches set. ARGV: prefix, batch id, ttl, tenant, kind, target, high water, now ISO, then
 # (job, position, external id, document JSON) repeated. Stores the documents not assigned before as one batch,
 # as the flush does; returns how many (0: none was free, -1: the batch exists, made by an earlier run).
-_BATCH = """
+_BATCH = (
+    _STORE_BATCH
+    + """
 local bk = ARGV[1] .. ':batch:' .. ARGV[2]
 if redis.call('EXISTS', bk) == 1 then return -1 end
 local members, xids, docs = {}, {}, {}
@@ -103,14 +116,10 @@ for i = 9, #ARGV, 4 do
   end
 end
 if #docs == 0 then return 0 end
-redis.call('HSET', bk, 'state', 'queued', 'tenant', ARGV[4], 'kind', ARGV[5], 'target', ARGV[6],
-           'members', cjson.encode(members), 'external_ids', cjson.encode(xids),
-           'body', '[' .. table.concat(docs, ',') .. ']', 'attempts', '0', 'size', tostring(#docs),
-           'created_at', ARGV[8], 'high_water', ARGV[7])
-redis.call('EXPIRE', bk, ARGV[3])
-redis.call('SADD', KEYS[1], ARGV[2])
+store_batch(bk, KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], members, xids, docs, ARGV[7], ARGV[8])
 return #docs
 """
+)
 
 
 def full_batches(sizes: Sequence[int], max_docs: int, max_bytes: int) -> tuple[list[range], int]:
