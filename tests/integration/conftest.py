@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis
 
+from tests.faults import FaultStack
 from worker.results import JOB_FINAL
 from worker.stack import EmbeddedRedis, FlowerProcess, LocalStack, redis_answers
 
@@ -206,3 +207,12 @@ def order(external_id: str, customer: str = "013") -> dict[str, Any]:
             }
         ],
     }
+
+
+@pytest.fixture
+def erp(faults: FaultStack) -> Iterator[httpx.Client]:
+    """The fault stack's sandbox operator endpoints, for the modules that define a `faults` stack (test_crashes,
+    test_outages); every worker of the test is stopped and the ERP made whole after it."""
+    with faults.sandbox() as client:
+        yield client
+        faults.make_whole(client)

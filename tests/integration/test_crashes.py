@@ -36,14 +36,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
         stack.stop()
 
 
-@pytest.fixture
-def erp(faults: FaultStack) -> Iterator[httpx.Client]:
-    """The sandbox's operator endpoints; every worker of the test is stopped and the ERP made whole after it."""
-    with faults.sandbox() as client:
-        yield client
-        faults.make_whole(client)
-
-
 def documents(jobs: int = 3, per_job: int = 20) -> list[list[dict[str, Any]]]:
     """`jobs` jobs of `per_job` valid invoices and one our schema rejects (a quantity that is no number)."""
     tag, base = uuid.uuid4().hex[:6], next(_customers)

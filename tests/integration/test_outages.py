@@ -46,14 +46,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
         stack.stop()
 
 
-@pytest.fixture
-def erp(faults: FaultStack) -> Iterator[httpx.Client]:
-    """The sandbox's operator endpoints; workers stopped and the ERP made whole after each test."""
-    with faults.sandbox() as client:
-        yield client
-        faults.make_whole(client)
-
-
 def documents(jobs: int, per_job: int, tag: str) -> list[list[dict[str, Any]]]:
     """`jobs` jobs of `per_job` valid invoices (unique content) and one our schema rejects, in the middle."""
     base = next(_customers)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import fakeredis
 import pytest
 
-from worker.buffer import CoalescingBuffer
-from worker.intake import IntakeQueue
+from tests.unit.fake_runtime import fake_runtime
 from worker.results import ResultsStore
 from worker.settings import Settings
 
@@ -27,20 +25,8 @@ def invoice(n: int) -> dict[str, Any]:
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from tasks import batches, flush
-    from worker import runtime
 
-    settings = Settings(demo_tenant=True)
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    parts: dict[str, Any] = {
-        "store": ResultsStore(client, settings),
-        "buffer": CoalescingBuffer(client, settings),
-        "intake": IntakeQueue(client, settings),
-        "sends": [],
-        "flushes": [],
-    }
-    monkeypatch.setattr(runtime, "store", lambda: parts["store"])
-    monkeypatch.setattr(runtime, "buffer", lambda: parts["buffer"])
-    monkeypatch.setattr(runtime, "intake", lambda: parts["intake"])
+    parts = {**fake_runtime(monkeypatch, Settings(demo_tenant=True)), "sends": [], "flushes": []}
     monkeypatch.setattr(batches.send_batch, "apply_async", lambda args, **k: parts["sends"].append(args[0]))
     monkeypatch.setattr(flush.flush_buffer, "apply_async", lambda args, **k: parts["flushes"].append(tuple(args)))
     return parts

@@ -4,32 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import fakeredis
 import pytest
 
+from tests.unit.fake_runtime import fake_runtime
 from worker.buffer import CoalescingBuffer
-from worker.intake import IntakeQueue
-from worker.results import ResultsStore
 from worker.settings import Settings
 
 
 @pytest.fixture
 def queued(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from tasks import flush, jobs
-    from worker import runtime
 
-    settings = Settings(demo_tenant=True)
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    parts = {
-        "store": ResultsStore(client, settings),
-        "buffer": CoalescingBuffer(client, settings),
-        "intake": IntakeQueue(client, settings),
-        "flushes": [],
-        "drains": [],
-    }
-    monkeypatch.setattr(runtime, "store", lambda: parts["store"])
-    monkeypatch.setattr(runtime, "buffer", lambda: parts["buffer"])
-    monkeypatch.setattr(runtime, "intake", lambda: parts["intake"])
+    parts = {**fake_runtime(monkeypatch, Settings(demo_tenant=True)), "flushes": [], "drains": []}
     monkeypatch.setattr(flush.flush_buffer, "apply_async", lambda args, **k: parts["flushes"].append(tuple(args)))
     monkeypatch.setattr(jobs.drain_intake, "apply_async", lambda **k: parts["drains"].append(k))
     return parts
