@@ -115,7 +115,8 @@ class Bench:
         self.stack = LocalStack(
             workdir=workdir, redis_url=os.environ.get("ERPSYNC_REDIS_URL") or None, latency_ms=args.latency_ms,
             concurrency=args.concurrency, pool=args.pool,
-            extra_env={"ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix, "NAIVE_QUEUE": f"{prefix}-naive"},
+            extra_env={**dict(args.setting), "ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix,
+                       "NAIVE_QUEUE": f"{prefix}-naive"},
         )  # fmt: skip
         self.sandbox: httpx.Client | None = None
         self.results: list[dict[str, Any]] = []
@@ -381,6 +382,7 @@ class Bench:
                 "pool": self.args.pool,
                 "concurrency": self.args.concurrency,
                 "quick": self.args.quick,
+                "set": dict(self.args.setting),
             },
             "results": self.results,
             "ratios": ratios,
@@ -393,7 +395,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Run {report['when']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"sandbox latency {s['latency_ms']} ms, worker pool {s['pool']} x {s['concurrency']}"
-        f"{' (quick mode)' if s['quick'] else ''}.",
+        f"{' (quick mode)' if s['quick'] else ''}"
+        f"{''.join(f', {k}={v}' for k, v in s.get('set', {}).items())}.",
         "",
         "| scenario | system | documents | docs/s | rows/s | HTTP requests | p50 s | p95 s | p99 s | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -455,6 +458,13 @@ def chart(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("ERPSYNC_"):
+        raise argparse.ArgumentTypeError(f"expected ERPSYNC_NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 %% of the full sizes (about a minute with start-up)")
@@ -475,6 +485,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--scale", type=float, default=None, help="multiply the scenario sizes (overrides --quick)")
+    parser.add_argument(
+        "--set",
+        dest="setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="ERPSYNC_NAME=VALUE",
+        help="a setting for this run's processes, to measure its effect (e.g. ERPSYNC_SEND_GROUP_BATCHES=1); "
+        "the run's own ERPSYNC_* environment is not passed on",
+    )
     args = parser.parse_args(argv)
     # `timeout`/Ctrl-C must still stop every process this run started (the finally blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -1,5 +1,9 @@
 """`erpsync.send_batch`: POST one array body to the ERP and record every document's outcome.
 
+`erpsync.send_batches` does the same for a few batches stored together (a big file's chunk), one after the
+other, so that one Celery message serves several batches; a batch of it that must come back later comes back
+alone, in a send_batch message.
+
 The batch's state in Redis is the truth about its request, whatever Celery redelivers:
 
     queued/waiting ──acquire──▶ sending (lease) ──mark sent──▶ POST ──answer──▶ done
@@ -282,9 +286,51 @@ def send_batch(self: Any, batch_id: str) -> dict[str, Any]:
     """Send (or reconcile) one batch; idempotent: a done batch is not sent again, one in flight elsewhere waits.
 
     Returns ids and counts only (Celery logs the return value)."""
+    return _handle(self, batch_id)
+
+
+@app.task(name="erpsync.send_batches", bind=True, max_retries=None)
+def send_batches(self: Any, batch_ids: list[str]) -> dict[str, Any]:
+    """Send several ready batches one after the other, in one message (ERPSYNC_SEND_GROUP_BATCHES): intake
+    queues a big file's whole batches this way, because Celery's handling of a message costs as much CPU as
+    sending a batch.
+
+    Each batch is handled exactly as by send_batch, its state in Redis deciding what happens; one that must
+    come back later (a retry, the reconcile delay, a lease held elsewhere) comes back alone, in a send_batch
+    message of its own, and the group goes on. A redelivered group finds its done batches done."""
+    outcomes: dict[str, int] = {}
+    for n, batch_id in enumerate(batch_ids):
+        try:
+            outcome = _handle(_Alone(batch_id), batch_id)["outcome"]
+        except Retry:
+            outcome = "comes back alone"
+        except BaseException:
+            # An outage of our own (Redis gone while reading the batch): what follows in the group gets messages
+            # of its own where the broker takes them; the recovery after reconnecting re-queues the rest.
+            with contextlib.suppress(Exception):
+                for rest in batch_ids[n + 1 :]:
+                    send_batch.apply_async(args=[rest], argsrepr=repr([rest]))
+            raise
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"batches": len(batch_ids), "outcomes": outcomes}
+
+
+class _Alone:
+    """The task a batch of a group answers to: `retry` queues that batch alone (send_batch), with the countdown
+    and the ids-and-counts description a send_batch retry has, and returns the Retry for the group to catch."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+
+    def retry(self, *, countdown: float, argsrepr: str, kwargsrepr: str) -> Retry:
+        send_batch.apply_async(args=[self.batch_id], countdown=countdown, argsrepr=argsrepr, kwargsrepr=kwargsrepr)
+        return Retry(f"batch {self.batch_id} comes back alone", when=countdown)
+
+
+def _handle(task: Any, batch_id: str) -> dict[str, Any]:
     with log_context(batch_id=batch_id):
         try:
-            result = _run(self, batch_id, time.perf_counter())
+            result = _run(task, batch_id, time.perf_counter())
         except LeaseLost:
             # The worker that took the batch over settles it; what this attempt found is dropped, unwritten.
             log.warning("the batch was taken over by another worker while this attempt finished; nothing written")

@@ -52,7 +52,8 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
     high_water = runtime.store().high_water(tenant, kind) if whole else 0
     pushed = 0
     leftover: list[tuple[str, int, str, str]] = []
-    for span in whole:
+    stored: list[tuple[str, int]] = []  # (batch id, documents) whose sends are not queued yet
+    for n, span in enumerate(whole, start=1):
         group = items[span.start : span.stop]
         batch_id = f"{group[0][0]}@{group[0][1]}"  # its first document's job@position: "@" is in no job id
         size = buffer.make_batch(tenant, kind, batch_id, group, high_water, target=target)
@@ -61,7 +62,11 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
             size = 0
         failpoint("intake.batched")  # tests: the batch is stored, its send not queued
         if size:
-            enqueue_send(batch_id, tenant, kind, size, target=target)
+            stored.append((batch_id, size))
+        if len(stored) == settings.send_group_batches or (n == len(whole) and stored):
+            # A redelivered intake queues the sends of stored batches still `queued` (_send_again_if_stored).
+            enqueue_sends(stored, tenant, kind, target=target)
+            stored = []
         pushed += size
     leftover += items[rest:]
     for start in range(0, len(leftover), 500):
@@ -84,6 +89,21 @@ def enqueue_send(batch_id: str, tenant: str, kind: str, size: int, *, target: st
         argsrepr=repr([batch_id]),
         kwargsrepr=repr({"tenant": tenant, "target": target, "kind": kind, "documents": size, "phase": "send"}),
     )
+
+
+def enqueue_sends(batches: list[tuple[str, int]], tenant: str, kind: str, *, target: str) -> None:
+    """Queue the sends of (batch id, documents) stored together: one send_batches message for them all (one
+    send_batch for a single one). Flower and the log lines see their ids and counts."""
+    from tasks.batches import send_batches
+
+    if len(batches) == 1:
+        batch_id, size = batches[0]
+        enqueue_send(batch_id, tenant, kind, size, target=target)
+        return
+    ids = [batch_id for batch_id, _ in batches]
+    shown = {"tenant": tenant, "target": target, "kind": kind, "batches": len(ids)}
+    shown |= {"documents": sum(size for _, size in batches), "phase": "send"}
+    send_batches.apply_async(args=[ids], argsrepr=repr([ids]), kwargsrepr=repr(shown))
 
 
 def _repeated(external_id: str, other: int) -> Record:

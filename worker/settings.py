@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     max_job_documents: int = Field(default=1_000_000, ge=1)
     # Jobs larger than this are validated in chunks by several tasks at once.
     intake_chunk_docs: int = Field(default=1000, ge=10)
+    # Whole batches that intake stores together (a big file's chunk) go out as one send message per this many
+    # batches, sent one after the other by one sender slot: Celery's handling of a message (publish, deliver,
+    # ack) costs about 3 ms of CPU, as much as the batch's own sending. 1: a message per batch.
+    send_group_batches: int = Field(default=4, ge=1, le=50)
 
     result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     # The duplicate index must outlive results: a receipt re-sent next month must still be caught.

@@ -152,6 +152,20 @@ def test_killed_after_the_results_before_the_ack(faults: FaultStack, erp: httpx.
     assert "'outcome': 'already done'" in "".join(faults.worker_log(p) for p in faults.stack.workers[-1:])
 
 
+def test_killed_between_two_batches_of_one_send_message(faults: FaultStack, erp: httpx.Client) -> None:
+    """A big job's whole batches go out four to a send_batches message; the worker dies once the first batch is
+    written. The message's redelivery finds what is done done and sends the rest: one POST a batch."""
+    jobs = documents(jobs=1, per_job=120)
+    stats = erp.get("/_sandbox/stats").json()["requests"].get(f"POST {INVOICES}", {})
+    job_ids = crash_and_recover(faults, "batch.finished=kill", jobs)
+    after = erp.get("/_sandbox/stats").json()["requests"].get(f"POST {INVOICES}", {})
+    batches = faults.batches(job_ids)
+    assert len(batches) == 12  # 120 valid documents in batches of 10: twelve whole ones, three messages
+    assert sum(after.values()) - sum(stats.values()) == len(batches), {i: b["log"] for i, b in batches.items()}
+    assert all(int(b["attempts"]) == 1 for b in batches.values()), {i: b["log"] for i, b in batches.items()}
+    assert "already done" in "".join(faults.worker_log(p) for p in faults.stack.workers[-1:])
+
+
 def test_a_flush_lost_with_a_killed_worker_strands_nothing(faults: FaultStack, erp: httpx.Client) -> None:
     """A worker dies holding the delayed flush of a partial batch (its "a flush is queued" flag still set). The
     documents a producer pushes right after a new worker started must get a flush of their own."""

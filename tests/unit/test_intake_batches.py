@@ -28,6 +28,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     parts = {**fake_runtime(monkeypatch, Settings(demo_tenant=True)), "sends": [], "flushes": []}
     monkeypatch.setattr(batches.send_batch, "apply_async", lambda args, **k: parts["sends"].append(args[0]))
+    # Sends of several whole batches go in one send_batches message (tests/unit/test_send_groups.py).
+    monkeypatch.setattr(batches.send_batches, "apply_async", lambda args, **k: parts["sends"].extend(args[0]))
     monkeypatch.setattr(flush.flush_buffer, "apply_async", lambda args, **k: parts["flushes"].append(tuple(args)))
     return parts
 

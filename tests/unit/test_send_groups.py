@@ -1,0 +1,129 @@
+"""A big file's whole batches go out in groups: one send_batches message per ERPSYNC_SEND_GROUP_BATCHES batches.
+
+Against fakeredis and a fake ERP, with Celery's sending captured: how intake groups the sends, that a group
+sends each of its batches as send_batch would, that a batch which must wait comes back alone while the rest
+of its group goes on, and that a redelivered group sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from schemas import DocumentKind
+from tests.unit.fake_runtime import fake_runtime
+from tests.unit.test_intake_batches import store_job
+from worker.connectors import Created
+from worker.errors import ServiceUnavailable
+from worker.results import CREATED, PENDING, ResultsStore
+from worker.settings import Settings
+
+
+class Erp:
+    """Answers every POST with Keys (1000 per batch apart); `refuse` names request ids it answers 503 once."""
+
+    def __init__(self, refuse: set[str] | None = None) -> None:
+        self.refuse = set(refuse or ())
+        self.posts: list[str] = []
+
+    def post_documents(self, kind: DocumentKind, body: bytes, request_id: str) -> list[Created]:
+        if request_id in self.refuse:
+            self.refuse.discard(request_id)
+            raise ServiceUnavailable("503 from the ERP", status=503)
+        self.posts.append(request_id)
+        base = 1000 * len(self.posts)
+        return [Created(base + i) for i in range(len(json.loads(body)))]
+
+    def can_look_up(self, kind: DocumentKind) -> bool:
+        return True
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from tasks import batches, jobs
+    from worker import runtime
+    from worker.inflight import InflightLimiter
+
+    settings = Settings(demo_tenant=True, send_group_batches=2)
+    parts = {**fake_runtime(monkeypatch, settings), "singles": [], "groups": [], "erp": Erp()}
+    store: ResultsStore = parts["store"]
+
+    def single(args: list[str], **options: Any) -> None:
+        parts["singles"].append((args[0], options.get("countdown")))
+
+    monkeypatch.setattr(batches.send_batch, "apply_async", single)
+    monkeypatch.setattr(batches.send_batches, "apply_async", lambda args, **k: parts["groups"].append(args[0]))
+    monkeypatch.setattr(jobs, "get_settings", lambda: settings)
+    monkeypatch.setattr(batches, "get_settings", lambda: settings)
+    monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, "grp"))
+    monkeypatch.setattr(runtime, "connector", lambda tenant: parts["erp"])
+    return parts
+
+
+def test_intake_queues_a_chunks_whole_batches_in_groups(stack: dict[str, Any]) -> None:
+    from tasks.jobs import process_items
+
+    store_job(stack["store"], "J", 260)
+    process_items([("J", 0, 260)])
+    # Five whole batches of 50 at two per message; the last one alone goes as a send_batch; ten wait in the buffer.
+    assert stack["groups"] == [["J@0", "J@50"], ["J@100", "J@150"]]
+    assert stack["singles"] == [("J@200", None)]
+    assert stack["buffer"].waiting("demo", "customer_invoice") == 10
+
+
+def test_a_group_sends_every_batch_and_one_that_must_wait_comes_back_alone(stack: dict[str, Any]) -> None:
+    from tasks.batches import send_batch, send_batches
+    from tasks.jobs import process_items
+
+    store: ResultsStore = stack["store"]
+    store_job(store, "J", 200)
+    process_items([("J", 0, 200)])
+    assert stack["groups"] == [["J@0", "J@50"], ["J@100", "J@150"]]
+    stack["erp"].refuse = {"J@0"}
+
+    result = send_batches(["J@0", "J@50"])
+    # The 503 on the first batch did not hold up the second; the first comes back alone after its backoff.
+    assert result == {"batches": 2, "outcomes": {"comes back alone": 1, "created": 1}}
+    assert stack["erp"].posts == ["J@50"]
+    [(batch_id, countdown)] = stack["singles"]
+    assert batch_id == "J@0" and countdown is not None and 0 < countdown <= store.s.retry_backoff_cap
+    assert (store.batch("J@0") or {})["state"] == "waiting"
+    assert {r.status for r in store.records("J")[:50]} == {PENDING}
+
+    assert send_batch("J@0")["outcome"] == "created"  # the message it came back in
+    assert send_batches(["J@100", "J@150"])["outcomes"] == {"created": 2}
+    # Redelivered (the worker died before acknowledging it): every batch is done, nothing is posted again.
+    assert send_batches(["J@0", "J@50"]) == {"batches": 2, "outcomes": {"already done": 2}}
+    assert stack["erp"].posts == ["J@50", "J@0", "J@100", "J@150"]
+    records = store.records("J")
+    assert [r.status for r in records] == [CREATED] * 200
+    assert len({r.key for r in records}) == 200
+
+
+def test_a_group_cut_short_by_an_outage_queues_the_rest_of_its_batches_alone(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from tasks import batches
+    from tasks.jobs import process_items
+
+    store: ResultsStore = stack["store"]
+    store_job(store, "J", 150)
+    process_items([("J", 0, 150)])
+    real = store.batch_head
+
+    def gone_for(batch_id: str) -> Any:
+        if batch_id == "J@50":
+            raise redis.ConnectionError("Redis went away")
+        return real(batch_id)
+
+    monkeypatch.setattr(store, "batch_head", gone_for)
+    stack["singles"].clear()  # intake's own send of J@100 (a group of two, then one alone)
+    with pytest.raises(redis.ConnectionError):
+        batches.send_batches(["J@0", "J@50", "J@100"])
+    assert stack["erp"].posts == ["J@0"]
+    assert stack["singles"] == [("J@100", None)]  # J@50 stays open: the recovery after reconnecting re-queues it
+    assert store.r.sismember(f"{store.p}:open_batches", "J@50")
