@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "ERPSYNC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--set", "ERPSYNC_SEND_GROUP_BATCHES=2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -31,8 +31,18 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     ingest = report["ingest"]  # the streaming CSV submit, by its own process
     assert ingest["documents"] > 0 and ingest["created"] == ingest["documents"]
     assert ingest["submitter_peak_rss_mb"] > 0 and ingest["largest_worker_process_peak_rss_mb"] > 0
+    assert report["settings"]["set"] == {"ERPSYNC_SEND_GROUP_BATCHES": "2"}
     markdown = (tmp_path / "latest.md").read_text()
     assert "| A | erpsync |" in markdown and "Streaming submit:" in markdown
+    assert "ERPSYNC_SEND_GROUP_BATCHES=2" in markdown.splitlines()[0]
+
+
+def test_bench_refuses_a_setting_that_is_not_ours() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--set", "PATH=/tmp"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "expected ERPSYNC_NAME=VALUE" in done.stderr
 
 
 def test_profile_runs_every_stage_and_creates_every_document(redis_url: str) -> None:
