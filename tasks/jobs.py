@@ -53,7 +53,7 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
     pushed = 0
     leftover: list[tuple[str, int, str, str]] = []
     stored: list[tuple[str, int]] = []  # (batch id, documents) whose sends are not queued yet
-    for n, span in enumerate(whole, start=1):
+    for span in whole:
         group = items[span.start : span.stop]
         batch_id = f"{group[0][0]}@{group[0][1]}"  # its first document's job@position: "@" is in no job id
         size = buffer.make_batch(tenant, kind, batch_id, group, high_water, target=target)
@@ -63,11 +63,13 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
         failpoint("intake.batched")  # tests: the batch is stored, its send not queued
         if size:
             stored.append((batch_id, size))
-        if len(stored) == settings.send_group_batches or (n == len(whole) and stored):
+        if len(stored) == settings.send_group_batches:
             # A redelivered intake queues the sends of stored batches still `queued` (_send_again_if_stored).
             enqueue_sends(stored, tenant, kind, target=target)
             stored = []
         pushed += size
+    if stored:
+        enqueue_sends(stored, tenant, kind, target=target)
     leftover += items[rest:]
     for start in range(0, len(leftover), 500):
         n, waiting, size = buffer.push(tenant, kind, leftover[start : start + 500])

@@ -222,7 +222,6 @@ return 1
 """
 )
 
-# KEYS: dedup key. ARGV: expected claim value.
 # ARGV: ttl, then (duplicate-index key, owner) repeated. Claims each free key; returns, per key, "" where the
 # claim is ours now, else what the index holds. One call for a whole intake run, atomic: a claim cannot be
 # released between the try and the read.
@@ -238,6 +237,7 @@ end
 return out
 """
 
+# KEYS: dedup key. ARGV: expected claim value.
 _RELEASE_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
