@@ -342,18 +342,20 @@ def _handle(task: Any, batch_id: str) -> dict[str, Any]:
 def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
     settings = get_settings()
     store = runtime.store()
-    data = store.batch_head(batch_id)  # the body is read once the batch is ours
-    if data is None:
+    sender = runtime.sender_id()
+    # One round trip: the lease, and the batch (body included) as it is once acquired.
+    state, value, data = store.acquire_batch_data(batch_id, sender)
+    if state == "missing":
         log.error("batch not found in the results store (expired?); nothing to do")
         return {"batch_id": batch_id, "outcome": "missing"}
     bind(tenant=data.get("tenant"), target=data.get("target", "softone"), kind=data.get("kind"))
-    sender = runtime.sender_id()
-    state, value = store.acquire_batch(batch_id, sender)
     request_sent = False
     if state == "expired":
         state, value, request_sent = store.take_over_batch(batch_id, sender)
         if state == "moved":  # its holder finished it between our two calls
-            state, value = store.acquire_batch(batch_id, sender)
+            state, value, data = store.acquire_batch_data(batch_id, sender)
+        elif state == "taken over":
+            data = store.batch(batch_id) or {}  # as the take-over left it (a new attempt)
     if state == "done":
         log.debug("batch already done; nothing to send")
         return {"batch_id": batch_id, "outcome": "already done"}
@@ -366,7 +368,6 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
         # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
         log.warning("batch changed while being acquired (%s); looking again", state)
         raise _again(task, batch_id, data, countdown=1.0)
-    data = store.batch(batch_id) or {}
     batch = _Batch(batch_id, data, started)
     bind(**_jobs_of(batch))
     attempt = int(value)

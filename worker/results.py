@@ -36,6 +36,7 @@ from typing import Any
 import redis
 
 from worker import metrics
+from worker.redis_client import queue_script
 from worker.settings import Settings
 
 PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = "pending", "created", "failed", "duplicate", "unknown"
@@ -136,22 +137,27 @@ end
 return 1
 """
 
-# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. The batch's `phase` (send or reconcile)
-# is left alone: the holder of the lease reads it after acquiring.
+# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id, '1' to get the batch's fields too (as they are
+# after the call: one round trip where a send would otherwise read the batch before and after acquiring it). The
+# batch's `phase` (send or reconcile) is left alone: the holder of the lease reads it after acquiring.
 _ACQUIRE_BATCH = """
+local function answer(state, value)
+  if ARGV[4] == '1' then return {state, value, redis.call('HGETALL', KEYS[1])} end
+  return {state, value}
+end
 local st = redis.call('HGET', KEYS[1], 'state')
-if not st then return {'missing', '0'} end
-if st == 'done' then return {'done', '0'} end
+if not st then return {'missing', '0', {}} end
+if st == 'done' then return answer('done', '0') end
 local now = tonumber(ARGV[1])
 if st == 'sending' then
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-  if lease > now then return {'busy', tostring(lease - now)} end
-  return {'expired', '0'}
+  if lease > now then return answer('busy', tostring(lease - now)) end
+  return answer('expired', '0')
 end
 redis.call('HSET', KEYS[1], 'state', 'sending', 'lease_until', tostring(now + tonumber(ARGV[2])), 'sender', ARGV[3])
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'request', attempt .. ':unsent')
-return {'acquired', tostring(attempt)}
+return answer('acquired', tostring(attempt))
 """
 
 # KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. A batch left `sending` by a worker whose lease
@@ -513,10 +519,11 @@ class ResultsStore:
     def _queue_dead_letter(self, pipe: Any, entry: dict[str, Any]) -> None:
         entry = {"created_at": now_iso(), **entry}
         labels = (entry.get("tenant", ""), entry.get("target") or "softone", entry.get("kind", ""), "dead")
-        self._store_dead_letter(
+        queue_script(
+            pipe,
+            self._store_dead_letter,
             keys=[f"{self.p}:dead", f"{self.p}:dead:index", metrics.key(self.p, metrics.DOCUMENTS)],
             args=[entry["id"], json.dumps(entry, ensure_ascii=False), time.time(), metrics.labels_field(labels)],
-            client=pipe,
         )
 
     def dead_letters(self) -> list[dict[str, Any]]:
@@ -549,7 +556,7 @@ class ResultsStore:
             for job_id, position, record in updates[start : start + 500]:
                 record.updated_at = now
                 args += [job_id, position, record.status, record.to_json()]
-            self._set_records(args=args, client=pipe)
+            queue_script(pipe, self._set_records, args=args)
 
     def commit_batches(self, batches: Sequence[BatchPlan]) -> None:
         """Store new batches and point their documents' records at them, all in one transaction.
@@ -638,7 +645,7 @@ class ResultsStore:
         counters: Sequence[metrics.Increment],
     ) -> None:
         if counters:
-            self._count_batch(keys=[self.batch_key(batch_id)], args=metrics.lua_args(counters), client=pipe)
+            queue_script(pipe, self._count_batch, keys=[self.batch_key(batch_id)], args=metrics.lua_args(counters))
         self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
             args: list[Any] = [self.s.dedup_ttl_seconds]
@@ -648,12 +655,14 @@ class ResultsStore:
                 # other targets' ids are not numbers and are looked up by our own id instead.
                 known = self.known_keys_key(tenant, kind) if isinstance(key, int) else ""
                 args += [self.dedup_key(tenant, kind, external_id), value, known, key]
-            self._mark_created(args=args, client=pipe)
+            queue_script(pipe, self._mark_created, args=args)
         for entry in dead:
             self._queue_dead_letter(pipe, entry)
         self._queue_batches(pipe, follow_up)
         for tenant, kind, external_id, owner in released:
-            self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"], client=pipe)
+            queue_script(
+                pipe, self._release, keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"]
+            )
         pipe.hset(self.batch_key(batch_id), mapping={"state": "done", "outcome": outcome, "updated_at": now_iso()})
         pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
         pipe.srem(f"{self.p}:open_batches", batch_id)
@@ -662,20 +671,19 @@ class ResultsStore:
         data = self.r.hgetall(self.batch_key(batch_id))
         return data or None
 
-    def batch_head(self, batch_id: str) -> dict[str, str] | None:
-        """A batch's routing fields (tenant, target, kind, size, phase), without its body; None if it is gone."""
-        names = ("tenant", "target", "kind", "size", "phase")
-        values = self.r.hmget(self.batch_key(batch_id), names)
-        if values[0] is None:
-            return None
-        return {name: value for name, value in zip(names, values, strict=True) if value is not None}
-
     def acquire_batch(self, batch_id: str, sender: str) -> tuple[str, float]:
         """Move a batch to `sending` under a lease. Returns (outcome, attempt number or seconds to wait)."""
-        state, value = self._acquire(
-            keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
+        state, value, _ = self.acquire_batch_data(batch_id, sender, data=False)
+        return state, value
+
+    def acquire_batch_data(self, batch_id: str, sender: str, data: bool = True) -> tuple[str, float, dict[str, str]]:
+        """`acquire_batch`, and the batch's fields as they are after it (empty when it is `missing`)."""
+        state, value, *fields = self._acquire(
+            keys=[self.batch_key(batch_id)],
+            args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender, "1" if data else "0"],
         )
-        return state, float(value)
+        flat = fields[0] if fields else []
+        return state, float(value), dict(zip(flat[::2], flat[1::2], strict=True))
 
     def take_over_batch(self, batch_id: str, sender: str) -> tuple[str, float, bool]:
         """Take a batch whose sender's lease expired (see _TAKE_OVER_BATCH).
@@ -743,7 +751,7 @@ class ResultsStore:
 
     def queue_close_job(self, pipe: Any, job_id: str) -> None:
         """`close_job`, queued on `pipe`."""
-        self._close_job(args=[self.p, now_iso(), job_id], client=pipe)
+        queue_script(pipe, self._close_job, args=[self.p, now_iso(), job_id])
 
     def queue_rejected_job(self, pipe: Any, meta: dict[str, str], reason: str) -> None:
         """A job that never got documents: status `rejected` (final) with the reason, listed like any job and

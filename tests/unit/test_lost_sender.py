@@ -262,14 +262,14 @@ def test_a_sender_whose_lease_was_taken_over_does_not_send(
     """A worker that stalled past its lease (before its POST) finds the batch taken over and sends nothing."""
     from tasks import batches
 
-    real_acquire = store.acquire_batch
+    real_acquire = store.acquire_batch_data
 
-    def stalled(batch_id: str, sender: str) -> tuple[str, float]:
+    def stalled(batch_id: str, sender: str) -> tuple[str, float, dict[str, str]]:
         got = real_acquire(batch_id, sender)
         clock.now += LEASE + 1
         assert store.take_over_batch(batch_id, "other")[0] == "taken over"
         return got
 
-    monkeypatch.setattr(store, "acquire_batch", stalled)
+    monkeypatch.setattr(store, "acquire_batch_data", stalled)
     assert batches.send_batch("b1") == {"batch_id": "b1", "outcome": "lease lost"}
     assert sending["connector"].posts == []

@@ -113,14 +113,14 @@ def test_a_group_cut_short_by_an_outage_queues_the_rest_of_its_batches_alone(
     store: ResultsStore = stack["store"]
     store_job(store, "J", 150)
     process_items([("J", 0, 150)])
-    real = store.batch_head
+    real = store.acquire_batch_data
 
-    def gone_for(batch_id: str) -> Any:
+    def gone_for(batch_id: str, sender: str) -> Any:
         if batch_id == "J@50":
             raise redis.ConnectionError("Redis went away")
-        return real(batch_id)
+        return real(batch_id, sender)
 
-    monkeypatch.setattr(store, "batch_head", gone_for)
+    monkeypatch.setattr(store, "acquire_batch_data", gone_for)
     stack["singles"].clear()  # intake's own send of J@100 (a group of two, then one alone)
     with pytest.raises(redis.ConnectionError):
         batches.send_batches(["J@0", "J@50", "J@100"])
