@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
-from schemas.types import DateOrDateTime, ExternalId, Int, Money, NonEmptyStr
+from schemas.types import DateOrDateTime, ExternalId, Int, Money, NonEmptyStr, WireAmount
 
 _WIRE = ConfigDict(
     alias_generator=to_pascal,
@@ -52,9 +52,9 @@ class InvoiceRow(BaseModel):
     customer_row_type: RowType
     row_nr: Int = Field(ge=0)
     product_nr: str | None = None
-    quantity: Money | None = None
-    amount: Money | None = None
-    unit_price: Money | None = None
+    quantity: WireAmount | None = None
+    amount: WireAmount | None = None
+    unit_price: WireAmount | None = None
     text: str | None = None
     account_sie_dim6: str | None = None
     customer_invoice_row_id: Int | None = None
@@ -71,13 +71,13 @@ class InvoiceRow(BaseModel):
     product_group_id: Int | None = None
     product_name: str | None = None
     product_name2: str | None = None
-    discount: Money | None = None
+    discount: WireAmount | None = None
     unit: str | None = None
-    vat_rate: Money | None = None
+    vat_rate: WireAmount | None = None
     account_nr: str | None = None
-    purchase_price: Money | None = None
-    vat_amount: Money | None = None
-    sum_amount: Money | None = None
+    purchase_price: WireAmount | None = None
+    vat_amount: WireAmount | None = None
+    sum_amount: WireAmount | None = None
     error_message: str | None = None
     created: DateOrDateTime | None = None
     modified: DateOrDateTime | None = None

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import DocumentKind
+from schemas.types import AMOUNT_ERROR
 from schemas.validation import DocumentError, validate_document
 from worker.ingest import CSV_COLUMNS, Source, normalise_number, open_source
 from worker.producer import SubmitError, read_documents
@@ -437,7 +438,7 @@ def test_csv_optional_columns_fill_the_invoice(tmp_path: Path) -> None:
         "ReferenceOur",
         "InvoiceRows",
     ]
-    assert valid(doc).invoice_rows[0].unit_price == Decimal("24.00")
+    assert valid(doc).invoice_rows[0].unit_price == 24.0
 
 
 def test_csv_semicolons_decimal_commas_and_swedish_column_names(tmp_path: Path) -> None:
@@ -461,8 +462,8 @@ def test_csv_semicolons_decimal_commas_and_swedish_column_names(tmp_path: Path) 
     )
     assert (second["Text"], second["UnitPrice"], "Discount" in second) == ("Ljusstake; trä", "249.90", False)
     model = valid(doc)
-    assert model.invoice_rows[0].quantity == Decimal("0.15")
-    assert model.invoice_rows[0].unit_price == Decimal("1119")
+    assert model.invoice_rows[0].quantity == 0.15
+    assert model.invoice_rows[0].unit_price == 1119.0
 
 
 def test_csv_tab_separated(tmp_path: Path) -> None:
@@ -470,7 +471,7 @@ def test_csv_tab_separated(tmp_path: Path) -> None:
     docs, source = read(path)
     assert source.delimiter == "\t"
     assert docs[0]["InvoiceRows"][0]["UnitPrice"] == "0.1"
-    assert valid(docs[0]).invoice_rows[0].unit_price == Decimal("0.1")  # exact, no binary float on the way
+    assert valid(docs[0]).to_wire()["InvoiceRows"][0]["UnitPrice"] == 0.1  # the JSON number 0.1, as in a JSON file
 
 
 def test_csv_header_names_with_blanks_and_hyphens(tmp_path: Path) -> None:
@@ -513,7 +514,7 @@ def test_csv_a_bad_number_is_kept_and_reported_by_validation(tmp_path: Path) -> 
     rows = doc["InvoiceRows"]
     assert rows[0]["Quantity"] == "12 st"
     errors = errors_of(doc)
-    assert errors["InvoiceRows[0].Quantity"] == "Input should be a valid decimal"
+    assert errors["InvoiceRows[0].Quantity"] == AMOUNT_ERROR
     # "1.234,50" unquoted in a comma-separated file spills into the next column: the row is refused, not booked
     assert rows[1]["UnitPrice"] == "1.234" and rows[1]["Discount"] == "50" and rows[1]["CsvExtraCells"] == ["25"]
     assert errors["InvoiceRows[1].CsvExtraCells"] == "is not a field of this document (misspelt?)"
@@ -776,7 +777,11 @@ def test_csv_round_trip_property(
         model = valid(doc)
         for row_model, row in zip(model.invoice_rows, receipt["InvoiceRows"], strict=True):
             if row["CustomerRowType"] == 2:
-                assert (row_model.quantity, row_model.unit_price) == (row["Quantity"][1], row["UnitPrice"][1])
+                # What is sent: the JSON number nearest the amount the file wrote.
+                assert (row_model.quantity, row_model.unit_price) == (
+                    float(row["Quantity"][1]),
+                    float(row["UnitPrice"][1]),
+                )
 
 
 # ----- the generator: examples/make_pos_day.py
@@ -794,7 +799,7 @@ def test_generator_csv_round_trips_to_the_same_invoices_as_its_jsonl(tmp_path: P
     assert source.split_receipts == 0 and source.unused_columns == []
     assert len(docs) == 400
     from_json = generator.receipts(400, "2026-11-20", 7)
-    assert _models(docs) == _models(from_json)  # same values: Decimal("2.062") == Decimal(2.062 as read from JSON)
+    assert _models(docs) == _models(from_json)  # same values: "2.062" from the CSV is the JSON number 2.062
     assert source.rows_read == sum(len(doc["InvoiceRows"]) for doc in from_json)
 
 
