@@ -63,32 +63,60 @@ end
 -- created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
 -- brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
 -- producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
-local function set_record(prefix, job_id, pos, status, record, now, ttl)
+--
+-- Sets the records of ARGV[i], ARGV[i + 4], ... while they are of the same job (a batch's documents mostly
+-- are): per document only its status is read and its record and status written; the job's counters, metric,
+-- updated_at and status are written once for the run, from what its documents changed. Appends each one's
+-- result to `out` and returns the index after the run.
+local function set_records_of_job(prefix, argv, i, now, ttl, out)
+  local job_id = argv[i]
   local jk = prefix .. ':job:' .. job_id
-  if redis.call('EXISTS', jk) == 0 then return -1 end
-  local old = redis.call('HGET', jk .. ':status', pos) or 'pending'
-  if old == 'created' or old == 'duplicate' then return 0 end
-  redis.call('HSET', jk .. ':records', pos, record)
-  if old == status then return 1 end
-  redis.call('HSET', jk .. ':status', pos, status)
+  local alive = redis.call('EXISTS', jk) == 1
+  local delta, entered, changed = {}, {}, false
+  while i <= #argv and argv[i] == job_id do
+    if not alive then
+      out[#out + 1] = -1
+    else
+      local pos, status = argv[i + 1], argv[i + 2]
+      local old = redis.call('HGET', jk .. ':status', pos) or 'pending'
+      if old == 'created' or old == 'duplicate' then
+        out[#out + 1] = 0
+      else
+        redis.call('HSET', jk .. ':records', pos, argv[i + 3])
+        if old ~= status then
+          redis.call('HSET', jk .. ':status', pos, status)
+          delta[old] = (delta[old] or 0) - 1
+          delta[status] = (delta[status] or 0) + 1
+          entered[status] = (entered[status] or 0) + 1
+          changed = true
+        end
+        out[#out + 1] = 1
+      end
+    end
+    i = i + 4
+  end
+  if not changed then return i end
   redis.call('EXPIRE', jk .. ':status', ttl)
-  redis.call('HINCRBY', jk, 'n_' .. old, -1)
-  redis.call('HINCRBY', jk, 'n_' .. status, 1)
-  if status ~= 'pending' then
-    -- erpsync_documents_total (worker/metrics.py): counted here, where a status really changes, so that a
-    -- redelivered message never counts twice; pcall: a metric never aborts the script.
-    local meta = redis.call('HMGET', jk, 'tenant', 'target', 'kind')
-    redis.pcall('HINCRBY', prefix .. '@DOCUMENTS_METRIC@',
-      (meta[1] or '') .. '|' .. (meta[2] or 'softone') .. '|' .. (meta[3] or '') .. '|' .. status, 1)
+  for status, n in pairs(delta) do
+    if n ~= 0 then redis.call('HINCRBY', jk, 'n_' .. status, n) end
+  end
+  -- erpsync_documents_total (worker/metrics.py): counted here, where a status really changes, so that a
+  -- redelivered message never counts twice; pcall: a metric never aborts the script.
+  local meta = redis.call('HMGET', jk, 'tenant', 'target', 'kind')
+  for status, n in pairs(entered) do
+    if status ~= 'pending' then
+      redis.pcall('HINCRBY', prefix .. '@DOCUMENTS_METRIC@',
+        (meta[1] or '') .. '|' .. (meta[2] or 'softone') .. '|' .. (meta[3] or '') .. '|' .. status, n)
+    end
   end
   redis.call('HSET', jk, 'updated_at', now)
   local current = redis.call('HGET', jk, 'status')
-  if current == 'receiving' then return 1 end
+  if current == 'receiving' then return i end
   if not finish_if_done(jk, prefix .. ':open_jobs', now, job_id) and current ~= 'running' then
     redis.call('HSET', jk, 'status', 'running')
     redis.call('HDEL', jk, 'finished_at')
   end
-  return 1
+  return i
 end
 """.replace("@DOCUMENTS_METRIC@", metrics.key("", metrics.DOCUMENTS))
 
@@ -97,9 +125,9 @@ end
 _SET_RECORDS = (
     _JOB_FUNCTIONS
     + """
-local out = {}
-for i = 4, #ARGV, 4 do
-  out[#out + 1] = set_record(ARGV[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[2], ARGV[3])
+local out, i = {}, 4
+while i <= #ARGV do
+  i = set_records_of_job(ARGV[1], ARGV, i, ARGV[2], ARGV[3], out)
 end
 return out
 """
@@ -127,13 +155,15 @@ return 1
 # ARGV: dedup ttl, then (dedup key, value, known-Keys zset, Key) repeated: the duplicate index learns each
 # created document's Key, and the Key joins the tenant's known Keys (reconciliation's exclusions).
 _MARK_CREATED = """
+local known = {}
 for i = 2, #ARGV, 4 do
   redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ARGV[1])
   if ARGV[i + 2] ~= '' then
     redis.call('ZADD', ARGV[i + 2], ARGV[i + 3], ARGV[i + 3])
-    redis.call('EXPIRE', ARGV[i + 2], ARGV[1])
+    known[ARGV[i + 2]] = true
   end
 end
+for zset in pairs(known) do redis.call('EXPIRE', zset, ARGV[1]) end
 return 1
 """
 

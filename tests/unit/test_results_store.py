@@ -14,6 +14,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 import worker.results as results_module
+from worker import metrics
 from worker.results import (
     CREATED,
     DOC_STATUSES,
@@ -274,6 +275,27 @@ def test_a_document_back_to_pending_reopens_a_finished_job(store: ResultsStore) 
     assert job["status"] not in JOB_FINAL
 
 
+def test_updates_of_jobs_interleaved_in_one_call_each_land_on_their_job(store: ResultsStore) -> None:
+    """A call's updates are applied a run of one job at a time: interleaved jobs, and a job that is gone."""
+    add_job(store, "a", 3)
+    add_job(store, "b", 2)
+    updates = [("a", 0, CREATED), ("b", 0, FAILED), ("a", 1, CREATED), ("gone", 0, CREATED), ("gone", 1, CREATED),
+               ("a", 0, FAILED), ("b", 1, DUPLICATE), ("a", 2, UNKNOWN)]  # fmt: skip
+    args: list[Any] = [store.p, "2026-11-21T00:00:00.000Z", 3600]
+    got = store._set_records(args=args + [x for job, pos, status in updates for x in (job, pos, status, "{}")])
+    assert got == [1, 1, 1, -1, -1, 0, 1, 1]  # a#0 is created: final, the later FAILED is refused
+    assert counters(store, "a") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 1}
+    assert counters(store, "b") == {PENDING: 0, CREATED: 0, FAILED: 1, DUPLICATE: 1, UNKNOWN: 0}
+    a, b = store.job("a"), store.job("b")
+    assert a is not None and b is not None
+    assert (a["status"], b["status"]) == ("partial", "partial")
+    assert store.r.smembers(f"{store.p}:open_jobs") == set()
+    counted = store.r.hgetall(metrics.key(store.p, metrics.DOCUMENTS))
+    assert {f.rpartition("|")[2]: int(v) for f, v in counted.items()} == {CREATED: 2, UNKNOWN: 1, FAILED: 1,
+                                                                          DUPLICATE: 1}  # fmt: skip
+    assert store.job("gone") is None
+
+
 def test_set_records_on_an_expired_job_creates_nothing(store: ResultsStore) -> None:
     store.set_records([("gone", 0, Record("x", FAILED))])
     assert store.job("gone") is None
@@ -315,12 +337,16 @@ def _apply_and_model(calls: list[list[tuple[int, str]]], n: int, check_status: b
     add_job(store, "p", n)
     model = [PENDING] * n
     changed = False
+    entered: Counter[str] = Counter()  # erpsync_documents_total: changes into each status but pending
     for call in calls:
         store.set_records([("p", pos, Record(f"p-X{pos}", status)) for pos, status in call])
         for pos, status in call:
             if model[pos] not in (CREATED, DUPLICATE) and model[pos] != status:
                 model[pos] = status
                 changed = True
+                entered[status] += status != PENDING
+        counted = store.r.hgetall(metrics.key(store.p, metrics.DOCUMENTS))
+        assert {f.rpartition("|")[2]: int(v) for f, v in counted.items()} == +entered
         got = counters(store, "p")
         assert sum(got.values()) == n
         assert got[PENDING] == model.count(PENDING)
