@@ -236,9 +236,11 @@ def _end(
                 records=[batch.record(i, PENDING, batch_id=child_id) for i in resend],
             )
         )
+    held = metrics.take_held()  # the request's duration: written with the batch's end, or on its own below
     counters = [
         *metrics.count(store.p, metrics.BATCHES, (batch.tenant, batch.target, batch.kind, outcome.replace(" ", "_"))),
         *metrics.observe(store.p, metrics.BATCH_DOCUMENTS, (batch.target,), len(batch.members)),
+        *held,
     ]
     written: list[bool] = []
     _write(
@@ -258,6 +260,7 @@ def _end(
         )
     )
     if not written[-1]:
+        _recorder(store).record(held)  # the request was made, whoever settles the batch
         if attempt_log is not None:  # what this attempt learnt stays in the batch's log for audits
             _write(lambda: store.log_attempt(batch.id, attempt_log))
         raise LeaseLost(batch.id)
@@ -328,7 +331,8 @@ class _Alone:
 
 
 def _handle(task: Any, batch_id: str) -> dict[str, Any]:
-    with log_context(batch_id=batch_id):
+    # Metrics recorded while handling the batch (its request's duration) ride on the transaction that ends it.
+    with log_context(batch_id=batch_id), metrics.deferred(_recorder(runtime.store())):
         try:
             result = _run(task, batch_id, time.perf_counter())
         except LeaseLost:

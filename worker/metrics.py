@@ -29,6 +29,8 @@ import bisect
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -226,8 +228,39 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
+# Increments recorded inside a `deferred()` block of this thread (or task), held back to be written later.
+_held: ContextVar[list[Increment] | None] = ContextVar("erpsync_held_metrics", default=None)
+
+
+@contextmanager
+def deferred(recorder: Recorder) -> Iterator[None]:
+    """Hold back what any Recorder records in this block, for `take_held()` to put in a transaction the block
+    writes anyway (a batch's end); what is left is written by `recorder` on the way out.
+
+    One round trip less per batch sent: the request's duration would otherwise be written on its own."""
+    held: list[Increment] = []
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        recorder.record(held)
+
+
+def take_held() -> list[Increment]:
+    """The increments held back so far in this `deferred()` block (none outside one); they are the caller's
+    to write now."""
+    held = _held.get()
+    if not held:
+        return []
+    taken = held[:]
+    held.clear()
+    return taken
+
+
 class Recorder:
-    """Writes increments to Redis in one non-transactional pipeline; never raises."""
+    """Writes increments to Redis in one non-transactional pipeline (held back within `deferred()`); never
+    raises."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
@@ -236,6 +269,10 @@ class Recorder:
     def record(self, increments: Iterable[Increment]) -> None:
         increments = list(increments)
         if not increments:
+            return
+        held = _held.get()
+        if held is not None:
+            held.extend(increments)
             return
         try:
             pipe = self.client.pipeline(transaction=False)

@@ -435,3 +435,48 @@ def test_a_retry_logs_its_reason_counts_it_and_its_message_shows_ids_only(
     found = samples(exposition(server))
     assert found["erpsync_retries_total", (("reason", "server_error"), ("target", "softone"))] == 1
     assert not any(name == "erpsync_batches_total" for name, _ in found)  # not ended: not a batch outcome
+
+
+class TimedConnector(FakeConnector):
+    """Records its request's duration as the process's HTTP client does, and what Redis held at that moment."""
+
+    def __init__(self, outcome: Any, server: fakeredis.FakeServer) -> None:
+        super().__init__(outcome)
+        self.server = server
+        self.written_during_request: float | None = None
+
+    def post_documents(self, kind: Any, body: bytes, request_id: str) -> list[Any]:
+        metrics.Recorder(client(self.server), PREFIX).http_request("softone", 0.03)
+        self.written_during_request = http_count(self.server)
+        return super().post_documents(kind, body, request_id)
+
+
+def http_count(server: fakeredis.FakeServer) -> float:
+    return samples(exposition(server)).get(("erpsync_http_request_duration_seconds_count", (("target", "softone"),)), 0)
+
+
+def test_a_request_duration_is_written_with_the_batch_end_not_on_its_own(
+    sending: dict[str, Any], server: fakeredis.FakeServer
+) -> None:
+    from tasks.batches import send_batch
+    from worker.connectors import Created
+
+    sending["connector"] = connector = TimedConnector([Created(11), Created(12)], server)
+    assert send_batch("b1")["outcome"] == "created"
+    assert connector.written_during_request == 0  # held back: it rode on the transaction that ended the batch
+    assert http_count(server) == 1
+
+
+def test_a_request_duration_held_back_is_written_when_the_batch_does_not_end(
+    sending: dict[str, Any], server: fakeredis.FakeServer
+) -> None:
+    from celery.exceptions import Retry
+
+    from tasks.batches import send_batch
+    from worker.errors import ServiceUnavailable
+
+    sending["connector"] = TimedConnector(ServiceUnavailable("503", status=503), server)
+    with pytest.raises(Retry):
+        send_batch("b1")
+    assert http_count(server) == 1  # written on the way out of the batch's handling
+    assert metrics.take_held() == []  # nothing held outside a batch's handling
