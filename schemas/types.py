@@ -54,7 +54,7 @@ Money = Annotated[
     Decimal,
     # Both checks are pydantic-core's own, with no Python call per field (this type is on every row, on the
     # intake hot path): a boolean is not a decimal input ("decimal_type"), NaN and Infinity are refused
-    # ("finite_number"). schemas/validation.py words both errors for producers.
+    # ("finite_number"), each with pydantic's own message.
     Field(allow_inf_nan=False),
     # The ERP wants JSON numbers; Decimal keeps exact values in Python and in comparisons.
     PlainSerializer(float, return_type=float, when_used="json"),

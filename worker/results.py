@@ -167,27 +167,26 @@ for zset in pairs(known) do redis.call('EXPIRE', zset, ARGV[1]) end
 return 1
 """
 
-# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id, '1' to get the batch's fields too (as they are
-# after the call: one round trip where a send would otherwise read the batch before and after acquiring it). The
-# batch's `phase` (send or reconcile) is left alone: the holder of the lease reads it after acquiring.
+# KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. Returns the outcome, the attempt or seconds to
+# wait, and the batch's fields as the call leaves them: one round trip where a send would otherwise read the batch
+# before and after acquiring it. The batch's `phase` (send or reconcile) is left alone: the holder of the lease
+# reads it in those fields.
 _ACQUIRE_BATCH = """
-local function answer(state, value)
-  if ARGV[4] == '1' then return {state, value, redis.call('HGETALL', KEYS[1])} end
-  return {state, value}
-end
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing', '0', {}} end
-if st == 'done' then return answer('done', '0') end
 local now = tonumber(ARGV[1])
+local out = {'done', '0'}
 if st == 'sending' then
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-  if lease > now then return answer('busy', tostring(lease - now)) end
-  return answer('expired', '0')
+  out = lease > now and {'busy', tostring(lease - now)} or {'expired', '0'}
+elseif st ~= 'done' then
+  redis.call('HSET', KEYS[1], 'state', 'sending', 'lease_until', tostring(now + tonumber(ARGV[2])), 'sender', ARGV[3])
+  local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HSET', KEYS[1], 'request', attempt .. ':unsent')
+  out = {'acquired', tostring(attempt)}
 end
-redis.call('HSET', KEYS[1], 'state', 'sending', 'lease_until', tostring(now + tonumber(ARGV[2])), 'sender', ARGV[3])
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'request', attempt .. ':unsent')
-return answer('acquired', tostring(attempt))
+out[3] = redis.call('HGETALL', KEYS[1])
+return out
 """
 
 # KEYS: batch hash. ARGV: now (epoch s), lease seconds, sender id. A batch left `sending` by a worker whose lease
@@ -703,16 +702,14 @@ class ResultsStore:
 
     def acquire_batch(self, batch_id: str, sender: str) -> tuple[str, float]:
         """Move a batch to `sending` under a lease. Returns (outcome, attempt number or seconds to wait)."""
-        state, value, _ = self.acquire_batch_data(batch_id, sender, data=False)
+        state, value, _ = self.acquire_batch_data(batch_id, sender)
         return state, value
 
-    def acquire_batch_data(self, batch_id: str, sender: str, data: bool = True) -> tuple[str, float, dict[str, str]]:
+    def acquire_batch_data(self, batch_id: str, sender: str) -> tuple[str, float, dict[str, str]]:
         """`acquire_batch`, and the batch's fields as they are after it (empty when it is `missing`)."""
-        state, value, *fields = self._acquire(
-            keys=[self.batch_key(batch_id)],
-            args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender, "1" if data else "0"],
+        state, value, flat = self._acquire(
+            keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
         )
-        flat = fields[0] if fields else []
         return state, float(value), dict(zip(flat[::2], flat[1::2], strict=True))
 
     def take_over_batch(self, batch_id: str, sender: str) -> tuple[str, float, bool]:
