@@ -330,6 +330,7 @@ class Bench:
             "A": ([invoices(a_docs, 10, f"A{uuid.uuid4().hex[:6]}")], 1),
             "B": ([[d] for d in invoices(b_docs, 1, f"B{uuid.uuid4().hex[:6]}")], 8),
         }
+        scenarios = {k: v for k, v in scenarios.items() if k in self.args.scenario}
         self.stack.start_redis()
         self.stack.start_sandbox()
         self.stack.use_in_this_process()
@@ -484,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
+        "--scenario", action="append", choices=["A", "B"], help="run only this scenario (repeatable; default both)"
+    )
+    parser.add_argument(
         "--ingest-rows",
         type=int,
         default=None,
@@ -502,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "the run's own ERPSYNC_* environment is not passed on",
     )
     args = parser.parse_args(argv)
+    args.scenario = args.scenario or ["A", "B"]
     # `timeout`/Ctrl-C must still stop every process this run started (the finally blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 1.0)

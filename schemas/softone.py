@@ -20,6 +20,7 @@ Where the specs contradict themselves we accept what the real service plainly ac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_pascal
 
 from schemas.types import DateOrDateTime, ExternalId, Int, Money, NonEmptyStr, WireAmount
+from schemas.wire import WireValidator
 
 _WIRE = ConfigDict(
     alias_generator=to_pascal,
@@ -87,21 +89,35 @@ class InvoiceRow(BaseModel):
 
     @model_validator(mode="after")
     def _mandatory_by_row_type(self) -> InvoiceRow:
-        # Runs for every row of every document: the common case (a complete row) is a few attribute reads.
-        if self.customer_row_type is _PRODUCT:
-            product_nr, quantity = self.product_nr, self.quantity
-            if product_nr is None or quantity is None or not product_nr.strip():
-                missing = [name for name, absent in (("ProductNr", product_nr is None or not product_nr.strip()),
-                                                     ("Quantity", quantity is None)) if absent]  # fmt: skip
-                raise ValueError(f"a product row (CustomerRowType 2) needs {' and '.join(missing)}")
-            if self.unit_price is None and self.amount is None:
-                raise ValueError("a product row (CustomerRowType 2) needs a price: UnitPrice or Amount")
-        elif not (self.text and self.text.strip()):
-            raise ValueError("a text row (CustomerRowType 3) needs a Text")
+        _check_row(self.customer_row_type, self.product_nr, self.quantity, self.unit_price, self.amount, self.text)
         return self
 
 
 _PRODUCT = RowType.PRODUCT  # a module global: cheaper than the enum's class attribute in the row check
+
+
+def _check_row(
+    row_type: RowType, product_nr: str | None, quantity: Any, unit_price: Any, amount: Any, text: str | None
+) -> None:
+    """What a row of each type must hold (ValueError if it does not). Runs for every row of every document, in
+    the model and in the wire validator: the common case (a complete row) is a few comparisons."""
+    if row_type is _PRODUCT:
+        if product_nr is None or quantity is None or not product_nr.strip():
+            missing = [name for name, absent in (("ProductNr", product_nr is None or not product_nr.strip()),
+                                                 ("Quantity", quantity is None)) if absent]  # fmt: skip
+            raise ValueError(f"a product row (CustomerRowType 2) needs {' and '.join(missing)}")
+        if unit_price is None and amount is None:
+            raise ValueError("a product row (CustomerRowType 2) needs a price: UnitPrice or Amount")
+    elif not (text and text.strip()):
+        raise ValueError("a text row (CustomerRowType 3) needs a Text")
+
+
+def _check_row_numbers(row_nrs: Iterable[int]) -> None:
+    seen: set[int] = set()
+    for row_nr in row_nrs:
+        if row_nr in seen:
+            raise ValueError(f"RowNr {row_nr} appears more than once in InvoiceRows")
+        seen.add(row_nr)
 
 
 class _DocumentHead(BaseModel):
@@ -166,11 +182,7 @@ class _DocumentHead(BaseModel):
 
     @model_validator(mode="after")
     def _row_numbers_unique(self) -> _DocumentHead:
-        seen: set[int] = set()
-        for row in self.invoice_rows:
-            if row.row_nr in seen:
-                raise ValueError(f"RowNr {row.row_nr} appears more than once in InvoiceRows")
-            seen.add(row.row_nr)
+        _check_row_numbers(row.row_nr for row in self.invoice_rows)
         return self
 
     def to_wire(self) -> dict[str, Any]:
@@ -188,6 +200,22 @@ class CustomerInvoice(_DocumentHead):
 
 class Order(_DocumentHead):
     """A document for `POST Billing/Orders`."""
+
+
+def _check_wire_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The model validators of a document and its rows, over the wire validator's dict (keys are aliases)."""
+    rows = document["InvoiceRows"]
+    for row in rows:
+        get = row.get
+        _check_row(row["CustomerRowType"], get("ProductNr"), get("Quantity"), get("UnitPrice"), get("Amount"),
+                   get("Text"))  # fmt: skip
+    _check_row_numbers(row["RowNr"] for row in rows)
+    return document
+
+
+_COVERED = {"_mandatory_by_row_type", "_row_numbers_unique"}
+INVOICE_WIRE = WireValidator(CustomerInvoice, _check_wire_document, _COVERED)
+ORDER_WIRE = WireValidator(Order, _check_wire_document, _COVERED)
 
 
 class OperationResult(BaseModel):

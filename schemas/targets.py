@@ -27,21 +27,23 @@ from pydantic import BaseModel
 from schemas.envelope import DocumentKind, Target
 from schemas.fortnox import FortnoxArticle, FortnoxInvoice, FortnoxOffer, FortnoxOrder
 from schemas.invoice_service import ServiceInvoice
-from schemas.softone import CustomerInvoice, Order
+from schemas.softone import INVOICE_WIRE, ORDER_WIRE, CustomerInvoice, Order
+from schemas.wire import WireValidator
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentType:
-    """A (target, kind): its model and its id field."""
+    """A (target, kind): its model, its id field and, where there is one, its wire validator (schemas/wire.py)."""
 
     model: type[BaseModel]
     id_field: str | None
     fill_id: bool
+    wire: WireValidator | None = None
 
 
 DOCUMENT_TYPES: dict[tuple[Target, DocumentKind], DocumentType] = {
-    (Target.SOFTONE, DocumentKind.CUSTOMER_INVOICE): DocumentType(CustomerInvoice, "ExternalId", True),
-    (Target.SOFTONE, DocumentKind.ORDER): DocumentType(Order, "ExternalId", True),
+    (Target.SOFTONE, DocumentKind.CUSTOMER_INVOICE): DocumentType(CustomerInvoice, "ExternalId", True, INVOICE_WIRE),
+    (Target.SOFTONE, DocumentKind.ORDER): DocumentType(Order, "ExternalId", True, ORDER_WIRE),
     (Target.FORTNOX, DocumentKind.CUSTOMER_INVOICE): DocumentType(FortnoxInvoice, "ExternalInvoiceReference1", True),
     (Target.FORTNOX, DocumentKind.ORDER): DocumentType(FortnoxOrder, "ExternalInvoiceReference1", True),
     (Target.FORTNOX, DocumentKind.OFFER): DocumentType(FortnoxOffer, None, False),

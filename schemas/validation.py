@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.envelope import DocumentKind, Target
 from schemas.targets import document_type
+from schemas.wire import WireDocument
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +87,14 @@ def validate_document(
 
 def validate_document_json(
     kind: DocumentKind, text: str | bytes, target: Target = Target.SOFTONE, max_rows: int | None = None
-) -> BaseModel | DocumentError:
+) -> BaseModel | WireDocument | DocumentError:
     """`validate_document` of a document as JSON text: the same models, rules and messages.
 
     pydantic parses the JSON itself (in Rust), which is about a third cheaper than json.loads followed
-    by validation of the Python objects: this is the intake hot path. Input that is not a JSON object
-    at all goes the Python way, for the same messages.
+    by validation of the Python objects: this is the intake hot path. Where the type has a wire validator
+    (schemas/wire.py), a document it accepts comes back as its wire JSON (a `WireDocument`) without a model
+    instance; whatever it refuses goes to the model, whose errors are the ones reported. Either answer has
+    `to_wire_json()`. Input that is not a JSON object at all goes the Python way, for the same messages.
 
     The row limit costs nothing for ordinary documents: a list of n items has n - 1 commas, so a text
     with fewer than `max_rows` commas cannot hold a list beyond it; only bigger texts are parsed for it.
@@ -103,8 +106,14 @@ def validate_document_json(
             raw = None  # not JSON: the model's parser says why, below
         if isinstance(raw, dict) and (too_long := _lists_above(raw, max_rows)):
             return too_long
+    doc_type = document_type(target, kind)
+    if doc_type.wire is not None:
+        try:
+            return doc_type.wire.validate_json(text)
+        except ValidationError:
+            pass  # the model decides, and says why: the wire validator is only a faster way to say yes
     try:
-        return document_type(target, kind).model.model_validate_json(text, by_alias=True)
+        return doc_type.model.model_validate_json(text, by_alias=True)
     except ValidationError as exc:
         if any(not err["loc"] for err in exc.errors(include_url=False, include_input=False)):
             try:

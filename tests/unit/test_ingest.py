@@ -821,9 +821,12 @@ def test_csv_documents_validate_the_same_as_json_text(tmp_path: Path) -> None:
     path = csv_file(tmp_path, "R1,013,2026-11-20,A,T,0,1,24.90,,25", "R2,014,2026-11-20,A,T,12 st,0.1,,25")
     for doc in read(path)[0] + read(EXAMPLES / "pos-end-of-day.csv")[0]:
         text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-        assert validate_json(DocumentKind.CUSTOMER_INVOICE, text) == validate_document(
-            DocumentKind.CUSTOMER_INVOICE, doc
-        )
+        by_text = validate_json(DocumentKind.CUSTOMER_INVOICE, text)
+        by_objects = validate_document(DocumentKind.CUSTOMER_INVOICE, doc)
+        if isinstance(by_objects, DocumentError):
+            assert by_text == by_objects
+        else:  # the wire JSON text the intake buffers, whichever validator made it
+            assert by_text.to_wire_json() == by_objects.to_wire_json()
 
 
 def test_generator_rows_limit_is_exact(generator: ModuleType) -> None:
