@@ -213,11 +213,15 @@ json_values = st.recursive(
 
 
 @given(json_values)
-def test_a_document_is_stored_as_the_stdlib_would_write_it(value: Any) -> None:
-    text, stdlib = encode_document(value), json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    assert json.loads(text) == json.loads(stdlib)
-    # The one difference in text: the stdlib writes 1e-07 where pydantic-core writes 1e-7 (the same number).
-    assert text in (stdlib, re.sub(r"(?<=\de[+-])0(?=\d)", "", stdlib))
+def test_a_document_is_stored_with_the_values_the_stdlib_would_write(value: Any) -> None:
+    # Floats may be written differently (0.00001 for the stdlib's 1e-05): the same double either way.
+    assert json.loads(encode_document(value)) == value
+
+
+@given(st.text())
+def test_text_is_escaped_as_the_stdlib_escapes_it(text: str) -> None:
+    # The credential scan looks for the escaped forms of the secrets in the stored text.
+    assert encode_document({"Note": text}) == json.dumps({"Note": text}, ensure_ascii=False, separators=(",", ":"))
 
 
 def test_nan_and_infinity_stay_for_the_worker_to_refuse() -> None:
