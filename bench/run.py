@@ -181,8 +181,21 @@ class Bench:
         print(f"  {scenario} {system:8s} {docs} docs in {elapsed:.1f}s = {row['documents_per_s']:.0f} docs/s, "
               f"{requests} requests, p95 {row['latency_s']['p95']:.2f}s", flush=True)  # fmt: skip
 
+    def _warm_up(self, system: str, procs: list[subprocess.Popen[bytes]]) -> None:
+        """A few documents through a freshly started system before its clock runs: its first requests log in
+        and open connections, as direct does before its clock starts; a long-running worker has done both."""
+        if system == "direct":
+            return
+        jobs = [invoices(2 * int(self.stack.env.get("ERPSYNC_BATCH_MAX_DOCS", "50")), 2, f"warm{uuid.uuid4().hex[:6]}")]
+        if system == "erpsync":
+            self.run_erpsync("warm-up", jobs, 1, measured=False)
+        else:
+            self.run_naive("warm-up", jobs, 1, procs[0], measured=False)
+
     # ----- systems
-    def run_erpsync(self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int) -> None:
+    def run_erpsync(
+        self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, *, measured: bool = True
+    ) -> None:
         from worker.producer import submit
         from worker.redis_client import get_redis
         from worker.results import ResultsStore
@@ -220,9 +233,12 @@ class Bench:
         rss = peak_rss_mb(os.getpid())
         for pid in self.worker_pids:
             rss.update(peak_rss_mb(pid))
-        self.record(scenario, "erpsync", docs, rows, last - started, self._requests() - before, latencies, rss)
+        if measured:
+            self.record(scenario, "erpsync", docs, rows, last - started, self._requests() - before, latencies, rss)
 
-    def run_naive(self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, proc: Any) -> None:
+    def run_naive(
+        self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, proc: Any, *, measured: bool = True
+    ) -> None:
         from bench.naive import send_one
 
         client = redis.Redis.from_url(self.stack.env["ERPSYNC_REDIS_URL"].replace("redis+socket://", "unix://"))
@@ -243,8 +259,9 @@ class Bench:
         latencies = [float(x) for x in client.lrange(done_key, 0, -1)]
         client.delete(done_key)
         rows = sum(len(d["InvoiceRows"]) for d in docs)
-        self.record(scenario, "naive", len(docs), rows, elapsed, self._requests() - before, latencies,
-                    peak_rss_mb(proc.pid))  # fmt: skip
+        if measured:
+            self.record(scenario, "naive", len(docs), rows, elapsed, self._requests() - before, latencies,
+                        peak_rss_mb(proc.pid))  # fmt: skip
 
     def run_direct(self, scenario: str, jobs: list[list[dict[str, Any]]]) -> None:
         docs = [d for j in jobs for d in j]
@@ -346,6 +363,7 @@ class Bench:
             for system, start in systems:
                 procs = start()
                 self.worker_pids = [p.pid for p in procs]
+                self._warm_up(system, procs)
                 for name, (jobs, producers) in scenarios.items():
                     fresh = [[{**d, "ExternalId": f"{system}-{d['ExternalId']}"} for d in j] for j in jobs]
                     # The scenarios' documents (millions of objects, all held by this process) are the bench's
