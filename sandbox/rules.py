@@ -102,30 +102,6 @@ def _invalid(field: str, value: Any, expected: str) -> RuleError:
     return RuleError(ERROR_VALIDATION, f"{field} har ett ogiltigt värde ({shown}): {expected}.")
 
 
-def _check_optional(
-    obj: Mapping[str, Any],
-    prefix: str,
-    dates: tuple[str, ...],
-    numbers: tuple[str, ...] = (),
-    ints: tuple[str, ...] = (),
-    strings: tuple[str, ...] = (),
-) -> RuleError | None:
-    """Type checks for optional fields; ``null`` counts as absent."""
-    for name in dates:
-        if obj.get(name) is not None and parse_date(obj[name]) is None:
-            return _invalid(prefix + name, obj[name], EXPECTED_DATE)
-    for name in numbers:
-        if obj.get(name) is not None and not is_number(obj[name]):
-            return _invalid(prefix + name, obj[name], "förväntade ett tal")
-    for name in ints:
-        if obj.get(name) is not None and not is_int(obj[name]):
-            return _invalid(prefix + name, obj[name], "förväntade ett heltal")
-    for name in strings:
-        if obj.get(name) is not None and not isinstance(obj[name], str):
-            return _invalid(prefix + name, obj[name], "förväntade en sträng")
-    return None
-
-
 def _is_date(value: Any) -> bool:
     return parse_date(value) is not None
 
@@ -134,28 +110,44 @@ def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+#: A field's type check and what the error says it expected.
+_TypeCheck = tuple[Callable[[Any], bool], str]
+
+
 def _type_checks(
     dates: tuple[str, ...], numbers: tuple[str, ...] = (), ints: tuple[str, ...] = (), strings: tuple[str, ...] = ()
-) -> dict[str, Callable[[Any], bool]]:
-    """The checks of `_check_optional` by field name, for `_all_clear`."""
-    checks: dict[str, Callable[[Any], bool]] = {}
-    for names, check in ((dates, _is_date), (numbers, is_number), (ints, is_int), (strings, _is_str)):
+) -> dict[str, _TypeCheck]:
+    """The type checks of optional fields by name, in the order they are made: dates, numbers, integers, strings."""
+    checks: dict[str, _TypeCheck] = {}
+    for names, check in (
+        (dates, (_is_date, EXPECTED_DATE)),
+        (numbers, (is_number, "förväntade ett tal")),
+        (ints, (is_int, "förväntade ett heltal")),
+        (strings, (_is_str, "förväntade en sträng")),
+    ):
         for name in names:
             assert name not in checks, f"{name} has two types"
             checks[name] = check
     return checks
 
 
-def _all_clear(obj: Mapping[str, Any], checks: Mapping[str, Callable[[Any], bool]]) -> bool:
-    """True if no optional field of `obj` has the wrong type: the same checks as `_check_optional`, made only on
-    the fields the object has (a row carries 8 of the 14 checked) and without building a message. A row or header
-    that is not clear then goes through `_check_optional`, which names its first problem in the order the checks
-    have always been made."""
+def _check_optional(obj: Mapping[str, Any], prefix: str, checks: Mapping[str, _TypeCheck]) -> RuleError | None:
+    """Type checks for optional fields; ``null`` counts as absent.
+
+    First only the fields the object has are checked (a row carries 8 of the 14), without building a message; an
+    object that is not clear is then walked in the order of `checks`, so the first problem named is the same
+    whatever order its fields came in."""
     for name, value in obj.items():
         check = checks.get(name)
-        if check is not None and value is not None and not check(value):
-            return False
-    return True
+        if check is not None and value is not None and not check[0](value):
+            break
+    else:
+        return None
+    for name, (is_valid, expected) in checks.items():
+        value = obj.get(name)
+        if value is not None and not is_valid(value):
+            return _invalid(prefix + name, value, expected)
+    return None  # pragma: no cover - the first loop found a field that fails its check
 
 
 def _non_empty_str(value: Any) -> bool:
@@ -194,9 +186,7 @@ def validate_row(row: Any, index: int, seen_row_nrs: set[int]) -> RuleError | No
             return _missing(p + "Text")
         if not _non_empty_str(row["Text"]):
             return _invalid(p + "Text", row["Text"], "förväntade en icke-tom sträng")
-    if _all_clear(row, _ROW_CHECKS):
-        return None
-    return _check_optional(row, p, ROW_DATE_FIELDS, ROW_NUMBER_FIELDS, strings=ROW_STR_FIELDS)
+    return _check_optional(row, p, _ROW_CHECKS)
 
 
 def validate_document(doc: Mapping[str, Any], customers: Mapping[str, str]) -> RuleError | None:
@@ -225,8 +215,9 @@ def validate_document(doc: Mapping[str, Any], customers: Mapping[str, str]) -> R
         error = validate_row(row, i, seen)
         if error:
             return error
-    if not _all_clear(doc, _HEADER_CHECKS):
-        return _check_optional(doc, "", HEADER_DATE_FIELDS, ints=HEADER_INT_FIELDS, strings=HEADER_STR_FIELDS)
+    error = _check_optional(doc, "", _HEADER_CHECKS)
+    if error:
+        return error
     # Business rule, checked last like a lookup after model binding: the customer must exist.
     if customer_nr not in customers:
         return RuleError(ERROR_UNKNOWN_CUSTOMER, f"Kund med kundnummer '{customer_nr}' hittades inte.")
