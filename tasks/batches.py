@@ -149,22 +149,21 @@ def _write(operation: Any, attempts: int = 6) -> None:
             time.sleep(min(10.0, 0.5 * 2**attempt))
 
 
-def _describe(batch_id: str, data: dict[str, str]) -> str:
+def describe(
+    tenant: str | None, target: str, kind: str | None, documents: int, *, phase: str = "send", batches: int = 1
+) -> str:
     """The kwargsrepr of a send message (what Flower and Celery's log lines show): ids and counts only."""
-    return repr(
-        {
-            "tenant": data.get("tenant"),
-            "target": data.get("target", "softone"),
-            "kind": data.get("kind"),
-            "documents": int(data.get("size") or 0),
-            "phase": data.get("phase") or "send",
-        }
-    )
+    shown: dict[str, Any] = {"tenant": tenant, "target": target, "kind": kind}
+    if batches > 1:
+        shown["batches"] = batches
+    return repr(shown | {"documents": documents, "phase": phase})
 
 
 def _again(task: Any, batch_id: str, data: dict[str, str], countdown: float) -> Any:
     """Schedule this send again; the new message shows ids and counts like the first one."""
-    return task.retry(countdown=countdown, argsrepr=repr([batch_id]), kwargsrepr=_describe(batch_id, data))
+    shown = describe(data.get("tenant"), data.get("target", "softone"), data.get("kind"), int(data.get("size") or 0),
+                     phase=data.get("phase") or "send")  # fmt: skip
+    return task.retry(countdown=countdown, argsrepr=repr([batch_id]), kwargsrepr=shown)
 
 
 def _jobs_of(batch: _Batch) -> dict[str, Any]:

@@ -83,29 +83,24 @@ def push(tenant: str, kind: str, items: list[tuple[str, int, str, str]]) -> int:
 
 
 def enqueue_send(batch_id: str, tenant: str, kind: str, size: int, *, target: str | None = None) -> None:
-    from tasks.batches import send_batch
+    from tasks.batches import describe, send_batch
 
     target = target or runtime.batch_shape(tenant, kind)[0]
-    send_batch.apply_async(
-        args=[batch_id],
-        argsrepr=repr([batch_id]),
-        kwargsrepr=repr({"tenant": tenant, "target": target, "kind": kind, "documents": size, "phase": "send"}),
-    )
+    send_batch.apply_async(args=[batch_id], argsrepr=repr([batch_id]), kwargsrepr=describe(tenant, target, kind, size))
 
 
 def enqueue_sends(batches: list[tuple[str, int]], tenant: str, kind: str, *, target: str) -> None:
     """Queue the sends of (batch id, documents) stored together: one send_batches message for them all (one
     send_batch for a single one). Flower and the log lines see their ids and counts."""
-    from tasks.batches import send_batches
+    from tasks.batches import describe, send_batches
 
     if len(batches) == 1:
         batch_id, size = batches[0]
         enqueue_send(batch_id, tenant, kind, size, target=target)
         return
     ids = [batch_id for batch_id, _ in batches]
-    shown = {"tenant": tenant, "target": target, "kind": kind, "batches": len(ids)}
-    shown |= {"documents": sum(size for _, size in batches), "phase": "send"}
-    send_batches.apply_async(args=[ids], argsrepr=repr([ids]), kwargsrepr=repr(shown))
+    shown = describe(tenant, target, kind, sum(size for _, size in batches), batches=len(ids))
+    send_batches.apply_async(args=[ids], argsrepr=repr([ids]), kwargsrepr=shown)
 
 
 def _repeated(external_id: str, other: int) -> Record:
