@@ -10,9 +10,10 @@ are given to it as one function over the dict (`check`). It validates a ten-row 
 
 It is a fast path, not a second authority: `validate_document_json` tries it first and asks the model about any
 document it refuses, so the errors reported are always the model's. It therefore must never accept a document
-the model refuses, and what it accepts must encode exactly as the model encodes it; a model whose shape it cannot
-mirror (non-None defaults, model validators that `check` does not cover) makes `derive` fail at import, and
-tests/unit/test_wire.py compares the two on the spec examples and on generated documents.
+the model refuses, and what it accepts must encode exactly as the model encodes it. Making a `WireValidator` of a
+model whose shape it cannot mirror (non-None defaults, extra fields allowed, model validators that `check` does
+not cover) fails at import, and tests/unit/test_wire.py compares the two on the spec examples and on generated
+documents.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class WireValidator:
     def __init__(self, model: type[BaseModel], check: Callable[[dict[str, Any]], Any], covers: set[str]) -> None:
         """`check(document)` raises ValueError for what the model validators named in `covers` (of the model
         and the models within it) refuse; every model validator must be named there."""
-        self.model = model
         declared = _model_validators(model)
         if declared != covers:
             raise TypeError(f"{model.__name__}: model validators {sorted(declared)}, covered {sorted(covers)}")

@@ -6,7 +6,6 @@ Every job goes through here (the CLI, the benchmark, dead-letter replay), so the
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
 import uuid
@@ -75,11 +74,8 @@ class CredentialScan:
 
     def __init__(self, settings: Settings) -> None:
         values = settings.secret_values()
-        # Encoded documents are JSON text: a value with quotes or backslashes appears escaped in them (both
-        # encoders' escapes, though they agree: `encode_document` uses pydantic-core's).
-        forms = {
-            form for v in values for form in (v, json.dumps(v, ensure_ascii=False)[1:-1], encode_document(v)[1:-1])
-        }
+        # Encoded documents are JSON text (`encode_document`): a value with quotes or backslashes appears escaped.
+        forms = {form for v in values for form in (v, encode_document(v)[1:-1])}
         ordered = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
