@@ -116,7 +116,9 @@ class Bench:
         self.stack = LocalStack(
             workdir=workdir, redis_url=os.environ.get("ERPSYNC_REDIS_URL") or None, latency_ms=args.latency_ms,
             concurrency=args.concurrency, pool=args.pool,
-            extra_env={**dict(args.setting), "ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix,
+            # The tenant's cap on requests in flight is direct's concurrency: both keep as many requests going.
+            extra_env={"ERPSYNC_TENANT_MAX_IN_FLIGHT": str(args.concurrency), **dict(args.setting),
+                       "ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix,
                        "NAIVE_QUEUE": f"{prefix}-naive"},
         )  # fmt: skip
         self.sandbox: httpx.Client | None = None
@@ -151,7 +153,7 @@ class Bench:
                 self.stack.start_worker(
                     name="intake", concurrency=os.cpu_count() or 2, pool="prefork", queues="intake"
                 ),
-                self.stack.start_worker(name="send", concurrency=self.args.concurrency, pool="threads", queues="send"),
+                self.stack.start_worker(name="send", concurrency=self.args.send_threads, pool="threads", queues="send"),
             ]
         if app == "worker":
             return [self.stack.start_worker(name="bench")]
@@ -409,6 +411,7 @@ class Bench:
                 "latency_ms": self.args.latency_ms,
                 "pool": self.args.pool,
                 "concurrency": self.args.concurrency,
+                "send_threads": self.args.send_threads,
                 "quick": self.args.quick,
                 "set": dict(self.args.setting),
             },
@@ -420,9 +423,11 @@ class Bench:
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
+    sends = f" ({s['send_threads']} send threads)" if s["pool"] == "split" and s.get("send_threads") else ""
     lines = [
         f"Run {report['when']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"sandbox latency {s['latency_ms']} ms, worker pool {s['pool']} x {s['concurrency']}"
+        f"{sends}"
         f"{' (quick mode)' if s['quick'] else ''}"
         f"{''.join(f', {k}={v}' for k, v in s.get('set', {}).items())}.",
         "",
@@ -504,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         help="split: intake in prefork (a process per core), sends in threads (--concurrency)",
     )
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--send-threads",
+        type=int,
+        default=12,
+        help="threads of the split's send worker; requests in flight stay capped at --concurrency (the tenant's cap)",
+    )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
         "--scenario", action="append", choices=["A", "B"], help="run only this scenario (repeatable; default both)"

@@ -72,6 +72,7 @@ from worker.errors import (
     WaitingForRetryAfter,
 )
 from worker.failpoints import failpoint
+from worker.inflight import Slot
 from worker.logs import bind, fields, log_context
 from worker.results import CREATED, FAILED, PENDING, UNKNOWN, BatchPlan, Record, ResultsStore
 from worker.retry import backoff_seconds
@@ -389,7 +390,7 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
         try:
             if data.get("phase") == "reconcile":
                 return _reconcile(task, store, batch, attempt)
-            return _send(task, store, batch, attempt)
+            return _send(task, store, batch, attempt, ok)
         except (Retry, LeaseLost):
             raise
         except Exception as exc:
@@ -496,7 +497,9 @@ def _unreachable(task: Any, store: ResultsStore, batch: _Batch, attempt: int, ex
     return _again(task, batch.id, {**batch.data, "phase": phase}, countdown=delay)
 
 
-def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[str, Any]:
+def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int, slot: Slot) -> dict[str, Any]:
+    """POST the batch and settle it by the answer. The tenant's slot is given back as soon as the ERP has
+    answered (or the request failed): the cap counts requests in flight, and recording the outcome is ours."""
     settings = get_settings()
     kind = DocumentKind(batch.kind)
     started = time.perf_counter()
@@ -508,7 +511,10 @@ def _send(task: Any, store: ResultsStore, batch: _Batch, attempt: int) -> dict[s
             log.warning("the batch was taken over by another worker (our lease ran out); not sending")
             return {"batch_id": batch.id, "outcome": "lease lost"}
         failpoint("post.sending")
-        created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
+        try:
+            created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
+        finally:
+            slot.release()
         failpoint("post.answered")
     except TransientError as exc:
         if isinstance(exc, WaitingForRetryAfter):

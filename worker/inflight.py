@@ -18,6 +18,13 @@ relative (PEXPIRE) and does not depend on any clock agreement.
 
 Lowering the limit does not evict holders: it takes effect as they release or expire.
 
+Waiting: a sender thread that finds the cap full polls (a freed slot of another process is seen within
+MAX_POLL_S), and a release in the same process wakes one of that process's waiters for the tenant at once,
+so that a slot given back by one thread of a sender is taken by another without a poll's delay. Slots
+are only held while a request is in flight (tasks/batches.py gives the slot back as soon as the ERP has
+answered), so a sender with more threads than the cap keeps the cap's requests in flight while its other
+threads record outcomes and fetch the next batches.
+
 Keys (prefix p):
     {p}:inflight:{tenant}   zset   holder id -> lease deadline (epoch s); expires a little after the
                                    latest deadline, so an idle tenant leaves no key
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +66,37 @@ return {1, '0'}
 """
 
 
+class Slot:
+    """A slot taken (or not) by `InflightLimiter.slot`: true when taken; `release()` gives it back early."""
+
+    def __init__(self, limiter: InflightLimiter, tenant: str, holder: str, *, acquired: bool, held: bool) -> None:
+        self.limiter, self.tenant, self.holder = limiter, tenant, holder
+        self.acquired = acquired  # the caller may go on (a limit <= 0 always lets it)
+        self._held = held  # a slot is stored in Redis and not given back yet
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    def release(self) -> None:
+        """Give the slot back now (once; later calls and the with-statement's end do nothing). Should that
+        fail (Redis unreachable), the error is logged, not raised: the lease ends the slot anyway."""
+        if not self._held:
+            return
+        self._held = False
+        try:
+            self.limiter.release(self.tenant, self.holder)
+        except redis.RedisError:
+            log.warning("could not release ERP slot %s of tenant %s; its lease will end it", self.holder, self.tenant)
+
+
+class _Freed:
+    """Per tenant, the releases made by this process: a count that waiters compare, and a condition they wait on."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.count = 0
+
+
 class InflightLimiter:
     """Take and give back per-tenant ERP request slots; one instance per process is enough."""
 
@@ -65,6 +104,15 @@ class InflightLimiter:
         self.r = client
         self.p = prefix
         self._try_acquire = client.register_script(_TRY_ACQUIRE)
+        self._freed: dict[str, _Freed] = {}
+        self._freed_lock = threading.Lock()
+
+    def _freed_for(self, tenant: str) -> _Freed:
+        freed = self._freed.get(tenant)
+        if freed is None:
+            with self._freed_lock:
+                freed = self._freed.setdefault(tenant, _Freed())
+        return freed
 
     def key(self, tenant: str) -> str:
         return f"{self.p}:inflight:{tenant}"
@@ -100,7 +148,9 @@ class InflightLimiter:
         """
         give_up = time.monotonic() + max(0.0, timeout_s)
         interval = min(max(poll_s, 0.001), MAX_POLL_S)
+        freed = self._freed_for(tenant)
         while True:
+            seen = freed.count  # read before trying: a release after the try is not missed
             acquired, wait = self.try_acquire(tenant, holder, limit, lease_s)
             if acquired:
                 return True
@@ -108,30 +158,34 @@ class InflightLimiter:
             if left <= 0:
                 return False
             pause = min(interval * random.uniform(0.5, 1.5), MAX_POLL_S, left, max(wait, 0.001))
-            time.sleep(pause)
+            with freed.condition:
+                if freed.count == seen:
+                    freed.condition.wait(pause)  # a release in this process wakes one waiter at once
             interval = min(interval * 1.5, MAX_POLL_S)
 
     def release(self, tenant: str, holder: str) -> None:
         """Give back `holder`'s slot; harmless if it holds none (never acquired, expired or released)."""
-        self.r.zrem(self.key(tenant), holder)
+        removed = self.r.zrem(self.key(tenant), holder)
+        if removed:
+            freed = self._freed_for(tenant)
+            with freed.condition:
+                freed.count += 1
+                freed.condition.notify()
 
     @contextmanager
-    def slot(self, tenant: str, holder: str, limit: int, lease_s: float, timeout_s: float) -> Iterator[bool]:
-        """`acquire` for the body of a with-statement: yields whether the slot was taken.
+    def slot(self, tenant: str, holder: str, limit: int, lease_s: float, timeout_s: float) -> Iterator[Slot]:
+        """`acquire` for the body of a with-statement: yields a `Slot`, true when taken.
 
-        A slot taken is always given back on the way out, even when the body raises. Should that release
-        fail (Redis unreachable), the error is logged, not raised over the body's outcome: the lease ends
-        the slot anyway.
+        A slot taken is given back on the way out, even when the body raises, unless the body gave it back
+        earlier (`Slot.release`). Should that release fail (Redis unreachable), the error is logged, not
+        raised over the body's outcome: the lease ends the slot anyway.
         """
         acquired = self.acquire(tenant, holder, limit, lease_s, timeout_s)
+        slot = Slot(self, tenant, holder, acquired=acquired, held=acquired and limit > 0)
         try:
-            yield acquired
+            yield slot
         finally:
-            if acquired and limit > 0:
-                try:
-                    self.release(tenant, holder)
-                except redis.RedisError:
-                    log.warning("could not release ERP slot %s of tenant %s; its lease will end it", holder, tenant)
+            slot.release()
 
     def holders(self, tenant: str) -> dict[str, float]:
         """Every stored holder -> lease deadline (epoch s), including expired ones not swept yet."""

@@ -240,3 +240,60 @@ def test_cap_holds_across_threads_on_real_redis(real_redis: tuple[redis.Redis, s
     assert done == threads * rounds
     assert 1 <= peak <= limit
     assert client.exists(f"{prefix}:inflight:acme") == 0  # every slot given back, no key left
+
+
+def test_a_slot_given_back_early_is_given_back_once(limiter: InflightLimiter) -> None:
+    with limiter.slot("acme", "a", 1, 60, timeout_s=0) as slot:
+        assert slot
+        slot.release()
+        assert limiter.holders("acme") == {}
+        assert limiter.acquire("acme", "b", 1, 60, timeout_s=0)  # the freed slot is another's now
+        slot.release()  # a second release does nothing (and takes nothing from b)
+    assert limiter.holders("acme").keys() == {"b"}  # nor does the end of the with-statement
+
+
+def test_a_release_in_this_process_wakes_a_waiter_at_once(
+    limiter: InflightLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polling alone would next look after 5 s here (polls of 10 s, cut to the timeout of 5 s); the release after
+    0.2 s wakes the waiter instead, which takes the slot long before that (a behaviour, not a speed: 5 s of margin)."""
+    from worker import inflight
+
+    monkeypatch.setattr(inflight, "MAX_POLL_S", 10.0)
+    assert limiter.acquire("acme", "a", 1, 60, timeout_s=0)
+    releaser = threading.Timer(0.2, limiter.release, args=("acme", "a"))
+    releaser.start()
+    started = time.monotonic()
+    try:
+        assert limiter.acquire("acme", "b", 1, 60, timeout_s=5, poll_s=10)
+    finally:
+        releaser.join()
+    assert time.monotonic() - started < 4.5
+    assert limiter.holders("acme").keys() == {"b"}
+
+
+def test_a_release_of_another_tenant_or_of_nothing_wakes_no_waiter(
+    limiter: InflightLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker import inflight
+
+    monkeypatch.setattr(inflight, "MAX_POLL_S", 10.0)
+    assert limiter.acquire("acme", "a", 1, 60, timeout_s=0)
+    assert limiter.acquire("globex", "g", 1, 60, timeout_s=0)
+    tries: list[str] = []
+    real = limiter.try_acquire
+
+    def counted(tenant: str, holder: str, *args: object, **kwargs: object) -> tuple[bool, float]:
+        tries.append(holder)
+        return real(tenant, holder, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(limiter, "try_acquire", counted)
+    waiter = threading.Thread(
+        target=limiter.acquire, args=("acme", "b", 1, 60), kwargs={"timeout_s": 0.6, "poll_s": 10}
+    )
+    waiter.start()
+    time.sleep(0.1)
+    limiter.release("globex", "g")  # another tenant's slot
+    limiter.release("acme", "never")  # a holder that holds nothing
+    waiter.join()
+    assert tries == ["b", "b"]  # its first try, and the one at its timeout: nobody woke it in between

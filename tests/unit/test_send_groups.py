@@ -127,3 +127,33 @@ def test_a_group_cut_short_by_an_outage_queues_the_rest_of_its_batches_alone(
     assert stack["erp"].posts == ["J@0"]
     assert stack["singles"] == [("J@100", None)]  # J@50 stays open: the recovery after reconnecting re-queues it
     assert store.r.sismember(f"{store.p}:open_batches", "J@50")
+
+
+def test_the_tenants_slot_is_held_for_the_request_only(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cap counts requests in flight: the slot is taken before the POST and given back as soon as the ERP
+    has answered, before the outcome is written, so a sender with more threads than the cap keeps the cap's
+    requests going while other threads record outcomes."""
+    from tasks.batches import send_batch
+    from tasks.jobs import process_items
+    from worker import runtime
+
+    store: ResultsStore = stack["store"]
+    store_job(store, "J", 50)
+    process_items([("J", 0, 50)])
+    seen: list[tuple[str, int]] = []
+    erp_post = stack["erp"].post_documents
+
+    def post(kind: DocumentKind, body: bytes, request_id: str) -> Any:
+        seen.append(("posting", runtime.inflight().in_flight("demo")))
+        return erp_post(kind, body, request_id)
+
+    real_complete = store.complete_batch
+
+    def complete(*args: Any, **kwargs: Any) -> bool:
+        seen.append(("recording", runtime.inflight().in_flight("demo")))
+        return real_complete(*args, **kwargs)
+
+    monkeypatch.setattr(stack["erp"], "post_documents", post)
+    monkeypatch.setattr(store, "complete_batch", complete)
+    assert send_batch("J@0")["outcome"] == "created"
+    assert seen == [("posting", 1), ("recording", 0)]
