@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from worker import metrics
+from worker import fastjson, metrics
 from worker.redis_client import queue_script
 from worker.settings import Settings
 
@@ -297,7 +297,7 @@ class Record:
     updated_at: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
+        return fastjson.dumps(
             {
                 "external_id": self.external_id,
                 "status": self.status,
@@ -307,13 +307,12 @@ class Record:
                 "errors": self.errors,
                 "batch_id": self.batch_id,
                 "updated_at": self.updated_at or now_iso(),
-            },
-            ensure_ascii=False,
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Record:
-        data = json.loads(text)
+        data = fastjson.loads(text)
         return cls(**{k: data.get(k) for k in cls.__slots__ if k in data})  # type: ignore[attr-defined]
 
 
