@@ -58,7 +58,7 @@ import redis
 from celery.exceptions import Retry
 
 from schemas import DocumentKind
-from worker import fastjson, metrics, runtime
+from worker import metrics, runtime
 from worker.celery_app import app
 from worker.connectors import LookupRequest
 from worker.errors import (
@@ -92,8 +92,8 @@ class _Batch:
         self.tenant = data["tenant"]
         self.kind = data["kind"]
         self.target = data.get("target", "softone")
-        self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in fastjson.loads(data["members"])]
-        self.external_ids: list[str] = fastjson.loads(data["external_ids"])
+        self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in json.loads(data["members"])]
+        self.external_ids: list[str] = json.loads(data["external_ids"])
         self.started = time.perf_counter() if started is None else started
         self.attempt: int | None = None  # the attempt holding the batch, once acquired: it fences the batch's end
         self._docs: list[dict[str, Any]] | None = None
