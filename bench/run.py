@@ -506,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         "--pool",
         default="split",
         choices=["prefork", "threads", "split"],
-        help="split: intake in prefork (a process per core), sends in threads (--concurrency)",
+        help="split: intake in prefork (a process per core), sends in threads (--send-threads; at most --concurrency "
+        "requests in flight)",
     )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(

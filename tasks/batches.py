@@ -381,16 +381,16 @@ def _run(task: Any, batch_id: str, started: float) -> dict[str, Any]:
         settled = _take_over(task, store, batch, attempt, request_sent)
         if settled is not None:
             return settled
-    limit, wait = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds
-    with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, settings.send_lease_seconds, wait) as ok:
-        if not ok:
+    limit, wait, lease = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds, settings.send_lease_seconds
+    with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, lease, wait) as slot:
+        if not slot:
             # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
             phase = data.get("phase") or "send"
             raise _not_sent(task, store, batch, phase, countdown=random.uniform(0.2, 1.0), reason="in_flight_cap")
         try:
             if data.get("phase") == "reconcile":
                 return _reconcile(task, store, batch, attempt)
-            return _send(task, store, batch, attempt, ok)
+            return _send(task, store, batch, attempt, slot)
         except (Retry, LeaseLost):
             raise
         except Exception as exc:
