@@ -98,3 +98,19 @@ def test_make_batch_stores_what_the_flush_stores_and_skips_assigned_documents() 
     assert buffer.make_batch("acme", "customer_invoice", "j@0", items, high_water=7) == -1  # exists: untouched
     assert buffer.make_batch("acme", "customer_invoice", "j@9", items, high_water=7) == 0  # none free: no batch
     assert not client.exists("t:batch:j@9")
+
+
+def test_make_batch_of_many_jobs_assigns_each_document_and_expires_each_jobs_hash() -> None:
+    """Small jobs coalesced into one batch: every job's `assigned` hash names the batch and gets the results' TTL
+    (set once per job, not once per document)."""
+    client = fakeredis.FakeRedis(decode_responses=True)
+    buffer = CoalescingBuffer(client, Settings(key_prefix="t", result_ttl_seconds=600))
+    items = [(f"j{i % 3}", i, f"x{i}", doc_of(6)) for i in range(7)]
+    assert buffer.make_batch("acme", "customer_invoice", "j0@0", items, high_water=0) == 7
+    for job in ("j0", "j1", "j2"):
+        assigned = client.hgetall(f"t:job:{job}:assigned")
+        assert assigned == {str(i): "j0@0" for i in range(7) if i % 3 == int(job[1])}
+        assert 0 < client.ttl(f"t:job:{job}:assigned") <= 600
+    batch = client.hgetall("t:batch:j0@0")
+    assert json.loads(batch["members"]) == [[f"j{i % 3}", i] for i in range(7)]
+    assert batch["body"] == "[" + ",".join(doc_of(6) for _ in range(7)) + "]"
