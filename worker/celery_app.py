@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import click
 import redis.exceptions as redis_errors
 from celery import Celery, bootsteps
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 from kombu import Exchange, Queue
 
-from worker import logs, redaction
+from worker import logs, priority, redaction
 from worker.settings import get_settings
 from worker.submissions import SubmissionListener
 
@@ -76,6 +77,32 @@ app.conf.update(
     timezone="UTC",
     enable_utc=True,
 )
+app.user_options["worker"].add(
+    click.Option(
+        ("--nice",),
+        type=click.IntRange(0, 19),
+        default=0,
+        help="erpsync: run this worker at a lower CPU priority (nice N; the session's autogroup too when the worker "
+        "leads its session). The intake worker's Procfile line uses it, so that sends and the ERP get the CPU first "
+        "(worker/priority.py).",
+    )
+)
+
+
+class LowerPriority(bootsteps.Step):
+    """`--nice N`: lower the worker's CPU priority before its pool forks (the children inherit it)."""
+
+    label = "erpsync CPU priority"
+
+    def __init__(self, parent: Any, nice: int = 0, **options: Any) -> None:
+        super().__init__(parent, **options)
+        done = priority.lower_priority(nice)
+        if done:
+            logging.getLogger(__name__).info("CPU priority lowered: %s", ", ".join(done))
+
+
+app.steps["worker"].add(LowerPriority)
+
 # rediss://: kombu needs the TLS options as broker_use_ssl (the same ones our own client takes).
 if settings.redis_uses_tls:
     app.conf.broker_use_ssl = settings.redis_ssl_options()

@@ -207,10 +207,11 @@ class LocalStack:
         *,
         pool: str | None = None,
         queues: str = "both",
+        nice: int = 0,
     ) -> subprocess.Popen[bytes]:
         """A `celery worker` process (own session, so that `kill_worker` can take its pool down with it).
 
-        `queues`: "both", "intake" (jobs, flushes) or "send" (POSTs)."""
+        `queues`: "both", "intake" (jobs, flushes) or "send" (POSTs); `nice`: `--nice` (worker/priority.py)."""
         name = name or f"w{len(self.workers) + 1}"
         worker_env = {**self.env, **(env or {})}  # a worker of another deployment (`env`) serves that one's queues
         base = worker_env.get("ERPSYNC_QUEUE", "erpsync")
@@ -231,6 +232,7 @@ class LocalStack:
             f"{name}.{base}@%h",
             "--without-gossip",
             "--without-mingle",
+            *(["--nice", str(nice)] if nice else []),
         )
         log = open(self.workdir / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
