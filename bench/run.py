@@ -151,7 +151,11 @@ class Bench:
             # Intake (CPU-bound validation) in one process per core; sends (I/O-bound POSTs) in threads.
             return [
                 self.stack.start_worker(
-                    name="intake", concurrency=os.cpu_count() or 2, pool="prefork", queues="intake"
+                    name="intake",
+                    concurrency=os.cpu_count() or 2,
+                    pool="prefork",
+                    queues="intake",
+                    nice=self.args.intake_nice,
                 ),
                 self.stack.start_worker(name="send", concurrency=self.args.send_threads, pool="threads", queues="send"),
             ]
@@ -412,6 +416,7 @@ class Bench:
                 "pool": self.args.pool,
                 "concurrency": self.args.concurrency,
                 "send_threads": self.args.send_threads,
+                "intake_nice": self.args.intake_nice,
                 "quick": self.args.quick,
                 "set": dict(self.args.setting),
             },
@@ -424,6 +429,8 @@ class Bench:
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     sends = f" ({s['send_threads']} send threads)" if s["pool"] == "split" and s.get("send_threads") else ""
+    if s["pool"] == "split" and s.get("intake_nice"):
+        sends += f", intake at nice {s['intake_nice']}"
     lines = [
         f"Run {report['when']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"sandbox latency {s['latency_ms']} ms, worker pool {s['pool']} x {s['concurrency']}"
@@ -515,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=12,
         help="threads of the split's send worker; requests in flight stay capped at --concurrency (the tenant's cap)",
+    )
+    parser.add_argument(
+        "--intake-nice",
+        type=int,
+        default=6,
+        help="the split's intake worker runs at this CPU priority (`celery worker --nice`, as in the Procfile), so "
+        "that sends and the sandbox get the CPU first; 0: the same priority as everything else",
     )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(

@@ -32,9 +32,11 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     assert ingest["documents"] > 0 and ingest["created"] == ingest["documents"]
     assert ingest["submitter_peak_rss_mb"] > 0 and ingest["largest_worker_process_peak_rss_mb"] > 0
     assert report["settings"]["set"] == {"ERPSYNC_SEND_GROUP_BATCHES": "2"}
+    assert report["settings"]["intake_nice"] == 6  # the split's intake worker yields the CPU (worker/priority.py)
     markdown = (tmp_path / "latest.md").read_text()
     assert "| A | erpsync |" in markdown and "Streaming submit:" in markdown
     assert "ERPSYNC_SEND_GROUP_BATCHES=2" in markdown.splitlines()[0]
+    assert "intake at nice 6" in markdown.splitlines()[0]
 
 
 def test_bench_refuses_a_setting_that_is_not_ours() -> None:
