@@ -428,13 +428,14 @@ class Bench:
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
-    sends = f" ({s['send_threads']} send threads)" if s["pool"] == "split" and s.get("send_threads") else ""
-    if s["pool"] == "split" and s.get("intake_nice"):
-        sends += f", intake at nice {s['intake_nice']}"
+    split = ""  # how the split's two workers ran (older reports lack these settings)
+    if s["pool"] == "split":
+        split += f" ({s['send_threads']} send threads)" if s.get("send_threads") else ""
+        split += f", intake at nice {s['intake_nice']}" if s.get("intake_nice") else ""
     lines = [
         f"Run {report['when']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"sandbox latency {s['latency_ms']} ms, worker pool {s['pool']} x {s['concurrency']}"
-        f"{sends}"
+        f"{split}"
         f"{' (quick mode)' if s['quick'] else ''}"
         f"{''.join(f', {k}={v}' for k, v in s.get('set', {}).items())}.",
         "",

@@ -56,9 +56,14 @@ def _autogroup_nice() -> int:
     return int(AUTOGROUP.read_text().split()[-1])
 
 
-def _leads_own_autogroup() -> bool:
-    """Autogroup scheduling is on and this process leads its session (so the autogroup is its own)."""
+def autogroups_enabled() -> bool:
+    """The kernel schedules with autogroups (per session) on this machine."""
     try:
-        return AUTOGROUP_ENABLED.read_text().strip() == "1" and AUTOGROUP.exists() and os.getsid(0) == os.getpid()
+        return AUTOGROUP_ENABLED.read_text().strip() == "1"
     except OSError:
         return False
+
+
+def _leads_own_autogroup() -> bool:
+    """Autogroup scheduling is on and this process leads its session (so the autogroup is its own)."""
+    return autogroups_enabled() and AUTOGROUP.exists() and os.getsid(0) == os.getpid()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.priority import autogroups_enabled
 from worker.stack import LocalStack
 
 pytestmark = [
@@ -31,8 +32,7 @@ def test_a_worker_started_with_nice_runs_its_pool_at_that_priority(stack: LocalS
             assert os.getpriority(os.PRIO_PROCESS, pid) == 5
         log = (stack.workdir / "worker-nice.log").read_text()
         assert "CPU priority lowered: process nice 5" in log
-        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled")
-        if enabled.exists() and enabled.read_text().strip() == "1":  # it leads its session: its autogroup too
+        if autogroups_enabled():  # it leads its session: its autogroup too
             assert Path(f"/proc/{proc.pid}/autogroup").read_text().split()[-1] == "5"
     finally:
         stack.kill_worker(proc)

@@ -33,15 +33,10 @@ def probe(*nice: int, own_session: bool, start_at: int = 0) -> tuple[int, str, s
     return int(value), group, what
 
 
-def autogroups_on() -> bool:
-    flag = priority.AUTOGROUP_ENABLED
-    return flag.exists() and flag.read_text().strip() == "1"
-
-
 def test_a_session_leader_lowers_its_process_and_its_autogroup() -> None:
     value, group, what = probe(4, own_session=True)
     assert value == 4
-    if autogroups_on():
+    if priority.autogroups_enabled():
         assert group.endswith("nice 4") and what == "process nice 4, session autogroup nice 4"
     else:
         assert what == "process nice 4"
@@ -49,15 +44,15 @@ def test_a_session_leader_lowers_its_process_and_its_autogroup() -> None:
 
 def test_a_process_sharing_its_session_leaves_the_autogroup_alone() -> None:
     """Lowering a shared session's autogroup would lower every process of it (the sender next to it, the shell)."""
-    before = Path("/proc/self/autogroup").read_text().strip() if Path("/proc/self/autogroup").exists() else "-"
+    before = priority.AUTOGROUP.read_text().strip() if priority.AUTOGROUP.exists() else "-"
     value, group, what = probe(4, own_session=False)
     assert (value, group, what) == (4, before, "process nice 4")
 
 
 def test_a_priority_is_never_raised_and_zero_changes_nothing() -> None:
     value, group, what = probe(3, own_session=True, start_at=7)  # the process is lower already: left as it is
-    assert value == 7 and what == ("session autogroup nice 3" if autogroups_on() else "")
+    assert value == 7 and what == ("session autogroup nice 3" if priority.autogroups_enabled() else "")
     value, group, what = probe(6, 3, own_session=True)  # the second call would raise both: it does nothing
-    assert value == 6 and (group.endswith("nice 6") or not autogroups_on())
-    assert what == ("process nice 6, session autogroup nice 6" if autogroups_on() else "process nice 6")
+    assert value == 6 and (group.endswith("nice 6") or not priority.autogroups_enabled())
+    assert what == ("process nice 6, session autogroup nice 6" if priority.autogroups_enabled() else "process nice 6")
     assert priority.lower_priority(0) == []
