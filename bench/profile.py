@@ -4,8 +4,10 @@ Each stage runs alone and in order, against a real Redis (embedded unless ERPSYN
 (no latency): submit (encode and store the job), intake (validate, claim, batch), flush (what the buffer
 still holds) and send (POST, record the Keys; Celery's eager `apply`, so without the worker's own overhead).
 The figures are CPU seconds of this process (time.process_time), so the waits on Redis and the sandbox are
-not in them; `--stage intake` adds cProfile's top functions for that stage. It is how the hot path was
-profiled for issue 4 (README, "Benchmark"); `make bench` measures the whole system.
+not in them, then the CPU the stage cost the Redis server (its INFO) and the sandbox process. `--stage intake`
+adds cProfile's top functions for that stage and its Redis commands; `--repeat N` runs it all N times and
+prints the median per stage, to compare two versions of the code on a noisy machine. It is how the hot path
+was profiled for issue 4 (README, "Benchmark"); `make bench` measures the whole system.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import tempfile
 import time
 import uuid
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.run import invoices
+from bench.run import cpu_seconds, invoices
 from worker.stack import LocalStack
 
 STAGES = ("submit", "intake", "flush", "send")
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=4000, help="invoices of 10 rows (default 4,000)")
     parser.add_argument("--stage", choices=STAGES, help="also print cProfile's top functions of this stage")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=1, help="run N times; print the median µs per stage")
     args = parser.parse_args(argv)
     prefix = f"erpsync-profile-{uuid.uuid4().hex[:6]}"
     stack = LocalStack(
@@ -43,13 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     stack.start_sandbox()
     stack.use_in_this_process()
     try:
-        run(args)
+        runs = [run(args, stack.sandbox.pid if stack.sandbox else None) for _ in range(args.repeat)]
+        if args.repeat > 1:
+            print(f"median of {args.repeat} runs, µs per document (this process / Redis / sandbox):")
+            for name in STAGES:
+                mid = [statistics.median(r[name][i] for r in runs) for i in range(3)]
+                print(f"{name:7s} {mid[0]:6.1f} / {mid[1]:6.1f} / {mid[2]:6.1f}")
     finally:
         stack.stop()
     return 0
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[float, float, float]]:
+    """One pass over the stages: µs per document of each, (this process, Redis, sandbox)."""
     from tasks.batches import send_batch
     from tasks.flush import _flush
     from tasks.jobs import process_items
@@ -73,7 +83,12 @@ def run(args: argparse.Namespace) -> None:
         for batch_id in sorted(store.r.smembers(f"{store.p}:open_batches")):
             send_batch.apply(args=[batch_id])
 
+    def redis_cpu() -> float:
+        info = store.r.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     job: dict[str, Any] = {}
+    out: dict[str, tuple[float, float, float]] = {}
     steps: dict[str, Callable[[], Any]] = {
         "submit": lambda: job.setdefault("id", submit(docs, kind="customer_invoice", tenant="demo")),
         "intake": drain,
@@ -84,20 +99,36 @@ def run(args: argparse.Namespace) -> None:
         if name == "flush":  # the buffer's rest is flushed once old enough (ERPSYNC_BATCH_MAX_WAIT_MS); not timed
             time.sleep(get_settings().batch_max_wait_ms / 1000 + 0.05)
         profiler = cProfile.Profile() if name == args.stage else None
-        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler:
+            store.r.config_resetstat()
+        cpu, wall, rcpu, scpu = time.process_time(), time.perf_counter(), redis_cpu(), cpu_seconds(sandbox_pid)
         if profiler:
             profiler.enable()
         steps[name]()
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        print(f"{name:7s} CPU {cpu:6.2f} s = {1e6 * cpu / n:5.0f} us per document   (wall {wall:5.2f} s)", flush=True)
+        rcpu, scpu = redis_cpu() - rcpu, cpu_seconds(sandbox_pid) - scpu
+        out[name] = (1e6 * cpu / n, 1e6 * rcpu / n, 1e6 * scpu / n)
+        print(
+            f"{name:7s} CPU {cpu:6.2f} s = {1e6 * cpu / n:5.0f} us per document, Redis {1e6 * rcpu / n:4.0f} us, "
+            f"sandbox {1e6 * scpu / n:4.0f} us   (wall {wall:5.2f} s)",
+            flush=True,
+        )
         if profiler:
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.top)
             print(text.getvalue())
+            print("Redis commands of this stage (a command in a script or MULTI counts in both):")
+            stats = sorted(store.r.info("commandstats").items(), key=lambda kv: -kv[1]["usec"])
+            for command, stat in stats[:15]:
+                print(
+                    f"  {command:28s} {stat['calls']:7d} calls {stat['usec'] / 1000:8.1f} ms "
+                    f"{stat['usec_per_call']:8.1f} us/call"
+                )
     final = store.job(job["id"]) or {}
     print(f"job {job['id']}: {final.get('status')}, {final.get('n_created')} of {n} created")
+    return out
 
 
 if __name__ == "__main__":

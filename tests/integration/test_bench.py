@@ -16,17 +16,28 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "ERPSYNC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--set", "ERPSYNC_SEND_GROUP_BATCHES=2"],
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--set", "ERPSYNC_SEND_GROUP_BATCHES=2",
+         "--rounds", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((tmp_path / "latest.json").read_text())
-    systems = {(r["scenario"], r["system"]) for r in report["results"]}
-    assert systems == {(s, x) for s in "AB" for x in ("erpsync", "naive", "direct")}
+    runs = sorted((r["scenario"], r["system"], r["round"]) for r in report["results"])
+    # erpsync and direct take turns, two rounds each; the naive worker runs once
+    assert runs == sorted((s, x, n) for s in "AB" for x, rounds in (("erpsync", 2), ("naive", 1), ("direct", 2))
+                          for n in range(1, rounds + 1))  # fmt: skip
     for row in report["results"]:
         assert row["documents"] > 0 and row["documents_per_s"] > 0 and row["http_requests"] > 0
         assert set(row["latency_s"]) == {"p50", "p95", "p99"} and row["peak_rss_mb"]
     assert set(report["ratios"]["A"]) >= {"vs_naive", "vs_direct", "requests_per_document"}
+    for scenario in "AB":  # the ratio to direct is the median of the rounds' own, each of its own round's pair
+        ratios = report["ratios"][scenario]
+        assert len(ratios["vs_direct_rounds"]) == 2
+        assert ratios["vs_direct"] == round(sum(ratios["vs_direct_rounds"]) / 2, 2)
+        for n, ratio in enumerate(ratios["vs_direct_rounds"], start=1):
+            ours, direct = (next(r for r in report["results"] if (r["scenario"], r["system"], r["round"]) ==
+                                 (scenario, system, n)) for system in ("erpsync", "direct"))  # fmt: skip
+            assert ratio == round(ours["documents_per_s"] / direct["documents_per_s"], 2)
     assert all(row["cpu_s"]["worker"] > 0 for row in report["results"] if row["system"] != "direct")
     ingest = report["ingest"]  # the streaming CSV submit, by its own process
     assert ingest["documents"] > 0 and ingest["created"] == ingest["documents"]
@@ -37,6 +48,7 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     assert "| A | erpsync |" in markdown and "Streaming submit:" in markdown
     assert "ERPSYNC_SEND_GROUP_BATCHES=2" in markdown.splitlines()[0]
     assert "intake at nice 6" in markdown.splitlines()[0]
+    assert "2 rounds of erpsync and direct" in markdown.splitlines()[0] and "| A | direct | 2 |" in markdown
 
 
 def test_bench_refuses_a_setting_that_is_not_ours() -> None:
