@@ -34,7 +34,9 @@ STAGES = ("submit", "intake", "flush", "send")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=4000, help="invoices of 10 rows (default 4,000)")
-    parser.add_argument("--stage", choices=STAGES, help="also print cProfile's top functions of this stage")
+    parser.add_argument(
+        "--stage", choices=STAGES, help="also print cProfile's top functions of this stage, and its Redis commands"
+    )
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=1, help="run N times; print the median µs per stage")
     args = parser.parse_args(argv)
@@ -99,8 +101,9 @@ def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[fl
         if name == "flush":  # the buffer's rest is flushed once old enough (ERPSYNC_BATCH_MAX_WAIT_MS); not timed
             time.sleep(get_settings().batch_max_wait_ms / 1000 + 0.05)
         profiler = cProfile.Profile() if name == args.stage else None
-        if profiler:
-            store.r.config_resetstat()
+        # The stage's Redis commands are what it adds to the server's counters: read, not reset, since
+        # ERPSYNC_REDIS_URL may name a Redis that others watch.
+        commands_before = store.r.info("commandstats") if profiler else {}
         cpu, wall, rcpu, scpu = time.process_time(), time.perf_counter(), redis_cpu(), cpu_seconds(sandbox_pid)
         if profiler:
             profiler.enable()
@@ -120,12 +123,14 @@ def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[fl
             pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.top)
             print(text.getvalue())
             print("Redis commands of this stage (a command in a script or MULTI counts in both):")
-            stats = sorted(store.r.info("commandstats").items(), key=lambda kv: -kv[1]["usec"])
-            for command, stat in stats[:15]:
-                print(
-                    f"  {command:28s} {stat['calls']:7d} calls {stat['usec'] / 1000:8.1f} ms "
-                    f"{stat['usec_per_call']:8.1f} us/call"
-                )
+            stage_commands = []
+            for command, stat in store.r.info("commandstats").items():
+                before = commands_before.get(command, {"calls": 0, "usec": 0})
+                calls, usec = stat["calls"] - before["calls"], stat["usec"] - before["usec"]
+                if calls:
+                    stage_commands.append((usec, calls, command))
+            for usec, calls, command in sorted(stage_commands, reverse=True)[:15]:
+                print(f"  {command:28s} {calls:7d} calls {usec / 1000:8.1f} ms {usec / calls:8.1f} us/call")
     final = store.job(job["id"]) or {}
     print(f"job {job['id']}: {final.get('status')}, {final.get('n_created')} of {n} created")
     return out
