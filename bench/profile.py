@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         "--stage", choices=STAGES, help="also print cProfile's top functions of this stage, and its Redis commands"
     )
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--sort", choices=["tottime", "cumulative"], default="tottime", help="order of --stage's functions"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="run N times; print the median µs per stage")
     args = parser.parse_args(argv)
     prefix = f"erpsync-profile-{uuid.uuid4().hex[:6]}"
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[fl
         )
         if profiler:
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.top)
+            pstats.Stats(profiler, stream=text).sort_stats(args.sort).print_stats(args.top)
             print(text.getvalue())
             print("Redis commands of this stage (a command in a script or MULTI counts in both):")
             stage_commands = []

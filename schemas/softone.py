@@ -101,7 +101,7 @@ def _check_row(
 ) -> None:
     """What a row of each type must hold (ValueError if it does not). Runs for every row of every document, in
     the model and in the wire validator: the common case (a complete row) is a few comparisons."""
-    if row_type is _PRODUCT:
+    if row_type == _PRODUCT:  # a RowType in the model, an int in the wire validator (schemas/wire.py, _in_rust)
         if product_nr is None or quantity is None or not product_nr.strip():
             missing = [name for name, absent in (("ProductNr", product_nr is None or not product_nr.strip()),
                                                  ("Quantity", quantity is None)) if absent]  # fmt: skip
@@ -207,9 +207,20 @@ def _check_wire_document(document: dict[str, Any]) -> dict[str, Any]:
     rows = document["InvoiceRows"]
     for row in rows:
         get = row.get
-        _check_row(row["CustomerRowType"], get("ProductNr"), get("Quantity"), get("UnitPrice"), get("Amount"),
-                   get("Text"))  # fmt: skip
-    _check_row_numbers(row["RowNr"] for row in rows)
+        product_nr = get("ProductNr")
+        # A complete product row, the common case, is passed here; any other goes to _check_row (the rule, and
+        # its messages). Inline, as a call per row costs as much as the comparisons.
+        if not (
+            row["CustomerRowType"] == _PRODUCT
+            and product_nr is not None
+            and get("Quantity") is not None
+            and (get("UnitPrice") is not None or get("Amount") is not None)
+            and product_nr.strip()
+        ):
+            _check_row(row["CustomerRowType"], product_nr, get("Quantity"), get("UnitPrice"), get("Amount"),
+                       get("Text"))  # fmt: skip
+    if len({row["RowNr"] for row in rows}) < len(rows):
+        _check_row_numbers(row["RowNr"] for row in rows)  # says which
     return document
 
 

@@ -47,7 +47,10 @@ def _id_to_str(value: Any) -> Any:
     return value
 
 
-Int = Annotated[int, BeforeValidator(_no_bool)]
+INT_CHECK = BeforeValidator(_no_bool)
+"""`Int`'s check, by which the wire validator (schemas/wire.py) knows an `Int` to replace with a strict int."""
+
+Int = Annotated[int, INT_CHECK]
 """An integer; "6" is accepted, True and 6.5 are not."""
 
 Money = Annotated[

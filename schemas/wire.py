@@ -4,8 +4,9 @@ A document model declares every field its ERP knows (a SoftOne invoice 46, each 
 builds an instance holding all of them, the absent ones as None, then walks all of them again to leave the Nones
 out of the JSON. A POS row carries eight. `WireValidator` derives from a model's own fields a TypedDict schema that
 holds only the keys a document has, validated by the same field types (their constraints and type-level
-validators included) and the model's field validators; the model's whole-document rules, which read attributes,
-are given to it as one function over the dict (`check`). It validates a ten-row invoice and encodes it in about
+validators included; integers and integer enums by stricter equivalents without a Python call, `_in_rust`) and the
+model's field validators; the model's whole-document rules, which read attributes, are given to it as one
+function over the dict (`check`). It validates a ten-row invoice and encodes it in about
 40 % of the model's time (README, "Benchmark").
 
 It is a fast path, not a second authority: `validate_document_json` tries it first and asks the model about any
@@ -21,10 +22,22 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, NotRequired, Required
+from enum import IntEnum
+from typing import Annotated, Any, Literal, NotRequired, Required
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainValidator, TypeAdapter, WrapValidator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    Strict,
+    TypeAdapter,
+    WrapValidator,
+)
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+from schemas.types import INT_CHECK
 
 _VALIDATOR_OF_MODE = {
     "before": BeforeValidator, "after": AfterValidator, "plain": PlainValidator, "wrap": WrapValidator
@@ -103,9 +116,12 @@ def _typed_dict(model: type[BaseModel], made: dict[type[BaseModel], Any]) -> Any
 
 
 def _swap_models(annotation: Any, made: dict[type[BaseModel], Any]) -> Any:
-    """`annotation` with each model in it replaced by its TypedDict (list[Row] -> list[RowWire], ...)."""
+    """`annotation` with each model in it replaced by its TypedDict (list[Row] -> list[RowWire], ...), and each
+    type that `_in_rust` knows replaced by its equivalent that pydantic-core checks without calling Python."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _typed_dict(annotation, made)
+    if (fast := _in_rust(annotation)) is not None:
+        return fast
     args = typing.get_args(annotation)
     if not args:
         return annotation
@@ -118,3 +134,24 @@ def _swap_models(annotation: Any, made: dict[type[BaseModel], Any]) -> Any:
     if origin in (typing.Union, types.UnionType):
         return typing.Union[swapped]  # noqa: UP007 (built from a tuple)
     return origin[swapped if len(swapped) > 1 else swapped[0]]
+
+
+def _in_rust(annotation: Any) -> Any:
+    """A type of the wire shape that pydantic-core checks without a Python call, where the model's needs one per
+    value; None for any other type. Each accepts a subset of what the model's type accepts and holds it as the
+    model dumps it, so what the wire validator refuses of it, the model decides (and may accept):
+
+    - an integer enum (RowType) -> `Literal` of its values: the same integers, held as int (the model's member
+      dumps as its value); "2" goes to the model;
+    - `Int` (a Python check refusing booleans) -> a strict int, which refuses booleans in pydantic-core; the
+      laxer forms `Int` also takes ("6", 6.0) go to the model. Other constraints on it (`ge=0`) stay.
+
+    On a ten-row invoice these are 21 Python calls and 10 enum members (each read again by the encoder) less.
+    """
+    if isinstance(annotation, type) and issubclass(annotation, IntEnum):
+        return Literal[tuple(member.value for member in annotation)]
+    if typing.get_origin(annotation) is Annotated and typing.get_args(annotation)[0] is int:
+        metadata = annotation.__metadata__
+        if INT_CHECK in metadata:
+            return Annotated[(int, Strict(), *(m for m in metadata if m is not INT_CHECK))]
+    return None

@@ -55,6 +55,26 @@ def test_what_only_the_model_accepts_is_still_accepted(spec_invoice: dict[str, A
     assert isinstance(result, CustomerInvoice) and result.customer_nr == "013"
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "sent"),
+    [("OriginType", "6", 6), ("OriginType", 6.0, 6), ("Rows.0.RowNr", "1", 1), ("Rows.0.CustomerRowType", "2", 2)],
+)
+def test_lax_integers_are_left_to_the_model_and_sent_as_integers(
+    spec_invoice: dict[str, Any], field: str, value: Any, sent: int
+) -> None:
+    # The wire shape checks integers and row types in pydantic-core, strictly (no Python call per value): the
+    # laxer forms the model also takes go the model's way, and come out the same.
+    target = spec_invoice["InvoiceRows"][0] if field.startswith("Rows.0.") else spec_invoice
+    target[field.removeprefix("Rows.0.")] = value
+    assert not agrees(CustomerInvoice, INVOICE_WIRE, spec_invoice)
+    result = validate_document_json(INVOICE, json.dumps(spec_invoice))
+    assert isinstance(result, CustomerInvoice)
+    wire = json.loads(result.to_wire_json())
+    assert (wire["InvoiceRows"][0] if field.startswith("Rows.0.") else wire)[field.removeprefix("Rows.0.")] == sent
+    target[field.removeprefix("Rows.0.")] = sent
+    assert agrees(CustomerInvoice, INVOICE_WIRE, spec_invoice)
+
+
 def test_nulls_and_blanks_encode_as_the_model_encodes_them(spec_invoice: dict[str, Any]) -> None:
     spec_invoice.update({"Note": None, "CustomerNr": "  013 ", "Currency": None})
     spec_invoice["InvoiceRows"][0].update({"Amount": None, "Quantity": "2", "Created": "2026-01-01T10:00:00Z"})
