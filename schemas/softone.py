@@ -207,20 +207,9 @@ def _check_wire_document(document: dict[str, Any]) -> dict[str, Any]:
     rows = document["InvoiceRows"]
     for row in rows:
         get = row.get
-        product_nr = get("ProductNr")
-        # A complete product row, the common case, is passed here; any other goes to _check_row (the rule, and
-        # its messages). Inline, as a call per row costs as much as the comparisons.
-        if not (
-            row["CustomerRowType"] == _PRODUCT
-            and product_nr is not None
-            and get("Quantity") is not None
-            and (get("UnitPrice") is not None or get("Amount") is not None)
-            and product_nr.strip()
-        ):
-            _check_row(row["CustomerRowType"], product_nr, get("Quantity"), get("UnitPrice"), get("Amount"),
-                       get("Text"))  # fmt: skip
-    if len({row["RowNr"] for row in rows}) < len(rows):
-        _check_row_numbers(row["RowNr"] for row in rows)  # says which
+        _check_row(row["CustomerRowType"], get("ProductNr"), get("Quantity"), get("UnitPrice"), get("Amount"),
+                   get("Text"))  # fmt: skip
+    _check_row_numbers(row["RowNr"] for row in rows)
     return document
 
 
