@@ -64,14 +64,15 @@ def test_lax_integers_are_left_to_the_model_and_sent_as_integers(
 ) -> None:
     # The wire shape checks integers and row types in pydantic-core, strictly (no Python call per value): the
     # laxer forms the model also takes go the model's way, and come out the same.
-    target = spec_invoice["InvoiceRows"][0] if field.startswith("Rows.0.") else spec_invoice
-    target[field.removeprefix("Rows.0.")] = value
+    in_row, name = field.startswith("Rows.0."), field.removeprefix("Rows.0.")
+    target = spec_invoice["InvoiceRows"][0] if in_row else spec_invoice
+    target[name] = value
     assert not agrees(CustomerInvoice, INVOICE_WIRE, spec_invoice)
     result = validate_document_json(INVOICE, json.dumps(spec_invoice))
     assert isinstance(result, CustomerInvoice)
     wire = json.loads(result.to_wire_json())
-    assert (wire["InvoiceRows"][0] if field.startswith("Rows.0.") else wire)[field.removeprefix("Rows.0.")] == sent
-    target[field.removeprefix("Rows.0.")] = sent
+    assert (wire["InvoiceRows"][0] if in_row else wire)[name] == sent
+    target[name] = sent
     assert agrees(CustomerInvoice, INVOICE_WIRE, spec_invoice)
 
 
