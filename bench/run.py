@@ -112,6 +112,38 @@ def cpu_seconds(pid: int | None, children: bool = True) -> float:
     return total
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what `platform` knows)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+# The probe's work: one ten-row invoice as plain data, fixed here so that the probe never changes with erpsync.
+_PROBE_DOCUMENT = {
+    "ExternalId": "probe-1", "CustomerNr": "10001", "InvoiceDate": "2026-11-20", "Currency": "SEK",
+    "InvoiceRows": [{"RowType": 2, "ProductNr": f"ART-{n}", "Text": f"Article {n}", "Quantity": n + 1,
+                     "UnitPrice": 99.5 + n, "DiscountPercent": 0, "VatRate": 25.0, "OriginType": 2}
+                    for n in range(10)],
+}  # fmt: skip
+
+
+def cpu_probe_ms(repeat: int = 5) -> float:
+    """Milliseconds of a fixed CPU-only task, the best of `repeat`: a stdlib JSON round trip of one ten-row invoice,
+    1,000 times. The same work on every machine and every version of erpsync, so that runs on different machines can
+    be told apart by how much a CPU-second does there; that moves erpsync, which is bound by CPU, far more than
+    direct, which mostly waits on the sandbox's latency (README "Benchmark")."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(1000):
+            json.loads(json.dumps(_PROBE_DOCUMENT))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -131,6 +163,7 @@ class Bench:
         self.ingest: dict[str, Any] | None = None
         self._cpu_before: dict[str, float] = {}
         self._round = 1  # the round of erpsync and direct being measured (`record` notes it)
+        self.cpu_probe_ms: list[float] = []  # before and after the scenarios
 
     def _cpu(self) -> dict[str, float]:
         """CPU seconds so far of each part of the run: where a scenario's time went, on 2 shared cores."""
@@ -361,6 +394,7 @@ class Bench:
             "B": ([[d] for d in invoices(b_docs, 1, f"B{uuid.uuid4().hex[:6]}")], 8),
         }
         scenarios = {k: v for k, v in scenarios.items() if k in self.args.scenario}
+        self.cpu_probe_ms.append(cpu_probe_ms())
         self.stack.start_redis()
         self.stack.start_sandbox()
         self.stack.use_in_this_process()
@@ -386,6 +420,7 @@ class Bench:
                 self._stop(procs)
         finally:
             self.stack.stop()
+        self.cpu_probe_ms.append(cpu_probe_ms())
         return self.report()
 
     def _start(self, system: str) -> list[subprocess.Popen[bytes]]:
@@ -446,7 +481,13 @@ class Bench:
             ratios[scenario] = entry
         return {
             "when": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "cpu_model": cpu_model(),
+                "cpu_probe_ms": self.cpu_probe_ms,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
             "settings": {
                 "latency_ms": self.args.latency_ms,
                 "pool": self.args.pool,
@@ -471,6 +512,15 @@ def representative(results: list[dict[str, Any]], scenario: str, system: str) ->
     return runs[(len(runs) - 1) // 2] if runs else None
 
 
+def machine_speed(machine: dict[str, Any]) -> str:
+    """` (model; CPU probe N ms, M ms after)` for the report's first line; empty for reports made before the probe."""
+    probes = machine.get("cpu_probe_ms") or []
+    if not probes:
+        return ""
+    after = f", {probes[-1]:g} ms after the run" if len(probes) > 1 else ""
+    return f" ({machine.get('cpu_model', 'unknown')}; CPU probe {probes[0]:g} ms{after})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     split = ""  # how the split's two workers ran (older reports lack these settings)
@@ -478,7 +528,8 @@ def markdown(report: dict[str, Any]) -> str:
         split += f" ({s['send_threads']} send threads)" if s.get("send_threads") else ""
         split += f", intake at nice {s['intake_nice']}" if s.get("intake_nice") else ""
     lines = [
-        f"Run {report['when']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
+        f"Run {report['when']} on {report['machine']['cpus']} CPUs{machine_speed(report['machine'])}, "
+        f"Python {report['machine']['python']}; "
         f"sandbox latency {s['latency_ms']} ms, worker pool {s['pool']} x {s['concurrency']}"
         f"{split}"
         f"{f', {rounds} rounds of erpsync and direct' if (rounds := s.get('rounds', 1)) > 1 else ''}"

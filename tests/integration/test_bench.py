@@ -44,7 +44,10 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     assert ingest["submitter_peak_rss_mb"] > 0 and ingest["largest_worker_process_peak_rss_mb"] > 0
     assert report["settings"]["set"] == {"ERPSYNC_SEND_GROUP_BATCHES": "2"}
     assert report["settings"]["intake_nice"] == 6  # the split's intake worker yields the CPU (worker/priority.py)
+    machine = report["machine"]  # what the run ran on, and how fast its CPU was before and after (bench.run)
+    assert machine["cpu_model"] and len(machine["cpu_probe_ms"]) == 2 and min(machine["cpu_probe_ms"]) > 0
     markdown = (tmp_path / "latest.md").read_text()
+    assert f"{machine['cpu_model']}; CPU probe {machine['cpu_probe_ms'][0]:g} ms" in markdown.splitlines()[0]
     assert "| A | erpsync |" in markdown and "Streaming submit:" in markdown
     assert "ERPSYNC_SEND_GROUP_BATCHES=2" in markdown.splitlines()[0]
     assert "intake at nice 6" in markdown.splitlines()[0]
