@@ -16,7 +16,9 @@ the same run: the machine is shared and noisy.
 erpsync and direct take turns, `--rounds` times per scenario (3 by default, 1 in quick mode), each round in
 the other order: the speed of a shared machine drifts by a quarter and more within a minute, and a drift then
 falls on both systems alike. Each round gives its own ratio; the report's `vs_direct` is their median, with
-every round's ratio beside it. The naive worker runs once: its gap is far beyond any drift.
+every round's ratio beside it. The naive worker runs once: its gap is far beyond any drift. Between machines,
+the ratio moves with how much a CPU-second does (erpsync is bound by CPU, direct mostly waits): the report names
+the CPU and times a fixed task before and after the run (`cpu_probe_ms`), so that runs can be compared.
 """
 
 from __future__ import annotations
