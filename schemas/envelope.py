@@ -8,31 +8,14 @@ good ones beside it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-#: Tenant names become part of Redis keys and log lines: keep them to a safe alphabet.
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
+from schemas.kinds import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, Target
+from schemas.targets import check_supported
 
-
-class Target(StrEnum):
-    """Which ERP API a job is for."""
-
-    SOFTONE = "softone"
-    FORTNOX = "fortnox"
-    INVOICE_SERVICE = "invoiceservice"
-
-
-class DocumentKind(StrEnum):
-    """What the documents of a job are: with the target, decides the endpoint and the schema."""
-
-    CUSTOMER_INVOICE = "customer_invoice"
-    ORDER = "order"
-    OFFER = "offer"
-    ARTICLE = "article"
+__all__ = ["JOB_ID_PATTERN", "TENANT_PATTERN", "DocumentKind", "JobEnvelope", "Target", "derived_external_id"]
 
 
 class JobEnvelope(BaseModel):
@@ -50,8 +33,6 @@ class JobEnvelope(BaseModel):
 
     @model_validator(mode="after")
     def _target_takes_kind(self) -> JobEnvelope:
-        from schemas.targets import check_supported  # targets.py builds on this module's enums
-
         check_supported(self.target, self.kind)
         return self
 

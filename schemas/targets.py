@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from schemas.envelope import DocumentKind, Target
 from schemas.fortnox import FortnoxArticle, FortnoxInvoice, FortnoxOffer, FortnoxOrder
 from schemas.invoice_service import ServiceInvoice
+from schemas.kinds import DocumentKind, Target
 from schemas.softone import INVOICE_WIRE, ORDER_WIRE, CustomerInvoice, Order
 from schemas.wire import WireValidator
 

@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.envelope import DocumentKind, Target
+from schemas.kinds import DocumentKind, Target
 from schemas.targets import document_type
-from schemas.wire import WireDocument
+
+
+class ValidDocument(Protocol):
+    """A document that passed validation: a model of schemas/ or a wire validator's WireDocument."""
+
+    def to_wire_json(self) -> str:
+        """The document as the ERP takes it (wire names, no nulls)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +94,7 @@ def validate_document(
 
 def validate_document_json(
     kind: DocumentKind, text: str | bytes, target: Target = Target.SOFTONE, max_rows: int | None = None
-) -> BaseModel | WireDocument | DocumentError:
+) -> ValidDocument | DocumentError:
     """`validate_document` of a document as JSON text: the same models, rules and messages.
 
     pydantic parses the JSON itself (in Rust), which is about a third cheaper than json.loads followed

@@ -1,0 +1,429 @@
+"""`erpsync` command line: submit jobs, follow them, read results, replay dead letters, run the sandbox and the
+demo; the pipeline-wide views (status without a job id, jobs, metrics) and Flower are in worker/cli/ops.py.
+
+Exit codes (worker/cli/console.py): 0 every document created (or already there), or a listing shown; 1 some
+document not created; 2 usage or configuration error; 3 timed out waiting. User errors are one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from schemas.envelope import DocumentKind, Target
+from worker.cli.console import (
+    EXIT_NOT_ALL_CREATED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    FINISHED,
+    JOB_STATUS_CHOICES,
+    UserError,
+    err,
+    out,
+)
+from worker.cli.ops import FLOWER_STATE_SAVE_MS, cmd_flower, cmd_jobs, cmd_metrics, status_overview
+from worker.errors import ConfigurationError
+from worker.redaction import redact_url
+from worker.settings import get_settings
+
+PROGRESS_THRESHOLD_BYTES = 1 << 20  # a bar for files of a megabyte or more
+
+
+def _store() -> Any:
+    from worker.store.client import get_redis
+    from worker.store.results import ResultsStore
+
+    settings = get_settings()
+    return ResultsStore(get_redis(settings), settings)
+
+
+def _job_or_fail(job_id: str) -> dict[str, str]:
+    job = _store().job(job_id)
+    if job is None:
+        raise UserError(f"no job {job_id!r} in the results store (wrong id, or older than the retention)")
+    return job
+
+
+def results_payload(job_id: str) -> dict[str, Any]:
+    """The `results --json` contract."""
+    store = _store()
+    job = store.job(job_id)
+    if job is None:
+        raise UserError(f"no job {job_id!r} in the results store (wrong id, or older than the retention)")
+    return {
+        "job_id": job_id,
+        "status": job.get("status"),
+        "records": [
+            {
+                "external_id": r.external_id,
+                "status": r.status,
+                "key": r.key,
+                "number": r.number,
+                "error": r.error,
+                "errors": r.errors,
+            }
+            for r in store.records(job_id)
+        ],
+    }
+
+
+def _exit_code(job: dict[str, str]) -> int:
+    if job.get("status") == "succeeded":
+        return EXIT_OK
+    if job.get("status") in ("partial", "failed", "rejected"):
+        return EXIT_NOT_ALL_CREATED
+    return EXIT_TIMEOUT
+
+
+def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
+    from worker.store.records import job_summary
+
+    summary = job_summary(job)
+    counts = summary["counts"]
+    out.print(
+        f"job [bold]{summary['job_id']}[/] [bold]{summary['status']}[/]: {summary['total']} documents "
+        f"({summary['kind']}, tenant {summary['tenant']}) — created {counts['created']}, duplicate "
+        f"{counts['duplicate']}, failed {counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
+    )
+    records = _store().records(summary["job_id"])
+    keyed = [r for r in records if r.key is not None][:show_keys]
+    if keyed:
+        table = Table("ExternalId", "status", "Key", "number", title=f"created Keys (first {len(keyed)})")
+        for r in keyed:
+            table.add_row(r.external_id, r.status, str(r.key), r.number or "")
+        out.print(table)
+    bad = [r for r in records if r.status in ("failed", "unknown")][:show_keys]
+    if bad:
+        table = Table("ExternalId", "status", "error", title=f"not created (first {len(bad)})")
+        for r in bad:
+            table.add_row(r.external_id, r.status, r.error or "")
+        out.print(table)
+
+
+# ----- commands
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from worker.producer.ingest import open_source
+    from worker.producer.submit import submit, wait_for
+
+    settings = get_settings()
+    source = open_source(Path(args.file), args.format)
+    header = source.header
+    kind = args.kind or header.get("kind") or "customer_invoice"
+    tenant = args.tenant or header.get("tenant") or settings.default_tenant
+    show = source.size >= PROGRESS_THRESHOLD_BYTES and not args.json
+    with Progress(
+        TextColumn("submitting {task.fields[rows]:,} rows → {task.fields[docs]:,} documents"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show,
+    ) as progress:
+        task = progress.add_task("read", total=max(source.size, 1), rows=0, docs=0)
+
+        def advance(_: int) -> None:
+            progress.update(task, completed=source.bytes_read, rows=source.rows_read, docs=source.documents_read)
+
+        job_id = submit(
+            source.documents(),
+            kind=kind,
+            tenant=tenant,
+            target=args.target or header.get("target"),
+            source=header.get("source") or Path(args.file).name,
+            job_id=header.get("job_id"),
+            on_progress=advance,
+        )
+    count = source.documents_read
+    if source.split_receipts:
+        examples = ", ".join(source.split_receipt_ids[:3])
+        err.print(
+            f"warning: {source.split_receipts} receipt(s) have rows apart from each other in the file (e.g. "
+            f"{examples}); each later part is a document of its own and fails as a repeated ExternalId. "
+            "Sort the export by receipt id."
+        )
+    if not args.wait:
+        if args.json:
+            print(json.dumps({"job_id": job_id, "status": "queued", "documents": count, "rows": source.rows_read}))
+        else:
+            out.print(f"submitted job [bold]{job_id}[/] ({count} documents, {kind}, tenant {tenant})")
+        return EXIT_OK
+    if not args.json:
+        err.print(f"submitted job {job_id} ({count} documents); waiting…")
+    job = wait_for(job_id, timeout=args.timeout, settings=settings)
+    if args.json:
+        print(json.dumps(results_payload(job_id), ensure_ascii=False))
+    else:
+        _print_summary(job)
+        if job.get("status") not in FINISHED:
+            err.print(f"still {job.get('status')} after {args.timeout:.0f}s; follow it with: erpsync status {job_id}")
+    return _exit_code(job)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from worker.store.records import job_summary
+
+    if args.job_id is None:
+        return status_overview(args)
+    if args.watch is not None:
+        raise UserError("--watch is for the overview (erpsync status --watch), not for one job")
+    job = _job_or_fail(args.job_id)
+    summary = job_summary(job)
+    if job.get("reason"):  # a rejected job says why
+        summary["reason"] = job["reason"]
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        _print_summary(job, show_keys=0)
+        for name in ("submitted_at", "started_at", "finished_at", "reason"):
+            if summary.get(name):
+                out.print(f"  {name.replace('_', ' ')}: {summary[name]}")
+    return _exit_code(job) if job.get("status") in FINISHED else EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    payload = results_payload(args.job_id)
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False))
+    else:
+        table = Table(
+            "#", "ExternalId", "status", "Key", "number", "error", title=f"job {args.job_id}: {payload['status']}"
+        )
+        for i, r in enumerate(payload["records"]):
+            table.add_row(
+                str(i), r["external_id"], r["status"], str(r["key"] or ""), r["number"] or "", r["error"] or ""
+            )
+        out.print(table)
+    job = _job_or_fail(args.job_id)
+    return _exit_code(job) if job.get("status") in FINISHED else EXIT_OK
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    from worker.ops import deadletters
+
+    store = _store()
+    if args.action == "list":
+        entries = [deadletters.summary(e) for e in store.dead_letters()]
+        if args.json:
+            print(json.dumps({"count": len(entries), "dead_letters": entries}, ensure_ascii=False))
+        else:
+            table = Table("id", "status", "tenant", "kind", "ExternalId", "replays", "reason",
+                          title=f"{len(entries)} dead letters")  # fmt: skip
+            for e in entries:
+                table.add_row(e["id"], e["status"], e["tenant"], e["kind"], e["external_id"], str(e["replays"]),
+                              (e["reason"] or "")[:120])  # fmt: skip
+            out.print(table)
+        return EXIT_OK
+    if args.action == "replay" and args.all:
+        targets = [e for e in store.dead_letters() if not e.get("replays")]
+    else:
+        if not args.id:
+            raise UserError(f"erpsync dead {args.action} needs a dead-letter id" + (" or --all" if args.action ==
+                            "replay" else ""))  # fmt: skip
+        entry = store.dead_letter(args.id)
+        if entry is None:
+            raise UserError(f"no dead letter {args.id!r} (see: erpsync dead list)")
+        targets = [entry]
+    if args.action == "show":
+        print(json.dumps(targets[0], ensure_ascii=False, indent=None if args.json else 2))
+    elif args.action == "drop":
+        store.drop_dead_letter(targets[0]["id"])
+        if not args.json:
+            out.print(f"dropped dead letter {targets[0]['id']}")
+    else:
+        jobs = [{"id": e["id"], "job_id": deadletters.replay(store, e)} for e in targets]
+        if args.json:
+            print(json.dumps({"replayed": jobs}))
+        else:
+            for j in jobs:
+                out.print(f"replayed {j['id']} as job {j['job_id']}")
+            if not jobs:
+                out.print("nothing to replay")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    # The only place production code touches the sandbox: to start it.
+    import sandbox
+
+    sandbox.serve(  # ValueError (bad --faults, unreadable --customers, ...) -> "error: ..." and exit 2
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        config_path=args.config,
+        token_ttl_seconds=args.token_ttl_seconds,
+        faults=args.faults,
+        seed=args.seed,
+        retry_after=args.retry_after,
+        slow_ms=args.slow_ms,
+        customers_path=args.customers,
+        fortnox_token_ttl_seconds=args.fortnox_token_ttl_seconds,
+        fortnox_rate_limit=args.fortnox_rate_limit,
+        fortnox_rate_window=args.fortnox_rate_window,
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from worker.devstack.demo import run_demo
+
+    return run_demo(Path(args.file), latency_ms=args.latency_ms, concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="erpsync", description="Sync business documents into ERP APIs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("submit", help="submit a JSON, JSONL or POS CSV file of documents as one job (streamed)")
+    p.add_argument("file", help="JSON (a document, a list, or an envelope), JSONL, or a POS end-of-day CSV")
+    p.add_argument("--format", choices=["json", "jsonl", "csv"], help="file format (default: by the file's suffix)")
+    p.add_argument("--tenant", help="tenant name (default: ERPSYNC_DEFAULT_TENANT)")
+    p.add_argument("--kind", choices=[k.value for k in DocumentKind], help="document kind (default customer_invoice)")
+    p.add_argument(
+        "--target",
+        choices=[t.value for t in Target],
+        help="the ERP the job is for (default: the tenant's; a tenant is at one ERP)",
+    )
+    p.add_argument("--wait", action="store_true", help="wait for the job to finish and print its summary")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default 600)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser(
+        "status",
+        help="without JOB_ID: queues, workers, open jobs (stalled ones), failures, dead letters; "
+        "with JOB_ID: that job's status and counts",
+    )
+    p.add_argument("job_id", nargs="?", help="a job id (default: the overview of the whole pipeline)")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        metavar="SECONDS",
+        help="refresh the overview every SECONDS (default 2) until Ctrl-C",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output (with --watch: one object per line)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("jobs", help="recent jobs, newest first")
+    p.add_argument("--tenant", help="only this tenant's jobs")
+    p.add_argument("--since", help="submitted since: 30m, 1h, 2d, 1w or an ISO-8601 date-time (UTC by default)")
+    p.add_argument("--status", choices=JOB_STATUS_CHOICES, help="only jobs in this status")
+    p.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("metrics", help="serve Prometheus metrics (queue depths, buffers, jobs, worker counters)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default ERPSYNC_METRICS_PORT, 9808)")
+    p.add_argument("--once", action="store_true", help="print the exposition text once and exit")
+    p.add_argument("--json", action="store_true", help="print the samples once as JSON and exit")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("flower", help="run Flower with basic auth from FLOWER_BASIC_AUTH, on loopback, state kept")
+    p.add_argument(
+        "--address",
+        default=os.environ.get("FLOWER_ADDRESS") or "127.0.0.1",
+        help="address to listen on (default 127.0.0.1: put a TLS proxy in front)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("FLOWER_PORT") or "5555",
+        help="port (default FLOWER_PORT or 5555)",
+    )
+    p.add_argument(
+        "--db", default=os.environ.get("FLOWER_DB") or "flower.db", help="state file (default FLOWER_DB or ./flower.db)"
+    )
+    p.add_argument(
+        "--state-save-interval-ms",
+        type=int,
+        default=FLOWER_STATE_SAVE_MS,
+        help=f"save the state this often too, not only on exit (default {FLOWER_STATE_SAVE_MS})",
+    )
+    p.add_argument("--url-prefix", default=None, help="when the proxy serves Flower under a path, e.g. flower")
+    p.set_defaults(func=cmd_flower)
+
+    p = sub.add_parser("results", help="every document's outcome in a job")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("dead", help="dead letters: list, show, replay, drop")
+    p.add_argument("action", choices=["list", "show", "replay", "drop"])
+    p.add_argument("id", nargs="?", help="dead-letter id (job_id#position)")
+    p.add_argument("--all", action="store_true", help="replay: every dead letter not replayed yet")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dead)
+
+    p = sub.add_parser("sandbox", help="run the sandbox ERP server (SoftOne GO, Fortnox, invoice service)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--latency-ms", type=int, default=None, help="delay per ERP request (default: config, else 0)")
+    p.add_argument("--config", help="sandbox config JSON (companies, customers)")
+    p.add_argument(
+        "--customers",
+        help='JSON {"<CustomerNr>": "<name>"} or [<CustomerNr>, ...] replacing the customer register '
+        "(default: every all-digit number is a customer)",
+    )
+    p.add_argument("--token-ttl-seconds", type=int, default=None)
+    p.add_argument("--fortnox-token-ttl-seconds", type=int, default=None, help="Fortnox access tokens (default 3600)")
+    p.add_argument("--fortnox-rate-limit", type=int, default=None, help="Fortnox requests per window (default 25)")
+    p.add_argument("--fortnox-rate-window", type=float, default=None, help="Fortnox window in seconds (default 5)")
+    p.add_argument(
+        "--faults",
+        metavar="KIND=P,...",
+        help="random faults per ERP request, e.g. 429=0.05,503=0.05,slow=0.05,drop_after_commit=0.05,"
+        "500_after_commit=0.05,token_expiry=0.01 (probabilities 0..1, sum <= 1)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed of the random faults (default: chosen and logged)")
+    p.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds of a random 429 (default 1)")
+    p.add_argument("--slow-ms", type=int, default=None, help="how long a random 'slow' holds the answer (default 3000)")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, sandbox, worker)")
+    p.add_argument("--file", default="examples/pos-end-of-day.jsonl")
+    p.add_argument("--latency-ms", type=int, default=30)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UserError, ConfigurationError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+    except ValidationError as exc:  # settings from the environment
+        for e in exc.errors(include_url=False):
+            name = "ERPSYNC_" + "_".join(str(p) for p in e["loc"]).upper() if e["loc"] else "settings"
+            err.print(f"[red]error:[/] {name}: {e['msg']}")
+    except ValueError as exc:  # SubmitError
+        err.print(f"[red]error:[/] {exc}")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        url = redact_url(get_settings().redis_url)
+        err.print(f"[red]error:[/] cannot reach Redis at {url} ({exc}); set ERPSYNC_REDIS_URL")
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Per-process singletons the tasks share: settings, results store, HTTP client and connectors."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+
+from schemas import DocumentKind
+from worker.connectors import CONNECTORS, Connector
+from worker.connectors.http import get_client
+from worker.errors import ConfigurationError
+from worker.settings import get_settings
+from worker.store.buffer import CoalescingBuffer
+from worker.store.client import get_redis
+from worker.store.inflight import InflightLimiter
+from worker.store.intake import IntakeQueue
+from worker.store.ratelimit import RateLimiter
+from worker.store.results import ResultsStore
+
+
+@lru_cache(maxsize=1)
+def store() -> ResultsStore:
+    settings = get_settings()
+    return ResultsStore(get_redis(settings), settings)
+
+
+@lru_cache(maxsize=1)
+def buffer() -> CoalescingBuffer:
+    settings = get_settings()
+    return CoalescingBuffer(get_redis(settings), settings)
+
+
+def connector(tenant: str) -> Connector:
+    """The connector of a configured tenant's target (ConfigurationError if the tenant is not configured)."""
+    settings = get_settings()
+    config = settings.tenant(tenant)
+    return CONNECTORS[config.target.value](config, settings, get_client(), get_redis(settings), limiter())
+
+
+def batch_shape(tenant: str, kind: str) -> tuple[str, int]:
+    """(target, documents per request) of a tenant's batches of `kind`."""
+    settings = get_settings()
+    try:
+        target = settings.tenant(tenant).target.value
+    except ConfigurationError:
+        return "softone", settings.batch_max_docs  # its documents fail at intake; nothing reaches a batch
+    return target, CONNECTORS[target].max_batch_docs(settings, DocumentKind(kind))
+
+
+@lru_cache(maxsize=1)
+def limiter() -> RateLimiter:
+    settings = get_settings()
+    return RateLimiter(get_redis(settings), settings.key_prefix, settings.rate_limit_margin_seconds)
+
+
+def sender_id() -> str:
+    """Who holds a batch's sending lease: host and pid (diagnostics only)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@lru_cache(maxsize=1)
+def intake() -> IntakeQueue:
+    settings = get_settings()
+    return IntakeQueue(get_redis(settings), settings)
+
+
+@lru_cache(maxsize=1)
+def inflight() -> InflightLimiter:
+    settings = get_settings()
+    return InflightLimiter(get_redis(settings), settings.key_prefix)

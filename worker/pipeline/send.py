@@ -1,0 +1,370 @@
+"""`erpsync.send_batch`: POST one array body to the ERP and record every document's outcome.
+
+`erpsync.send_batches` does the same for a few batches stored together (a big file's chunk), one after the
+other, so that one Celery message serves several batches; a batch of it that must come back later comes back
+alone, in a send_batch message.
+
+The batch's state in Redis is the truth about its request, whatever Celery redelivers:
+
+    queued/waiting ──acquire──▶ sending (lease) ──mark sent──▶ POST ──answer──▶ done
+                                   │
+                                   └─ lease expired: the sender died (killed, lost machine) → taken over:
+                                      request never marked sent → sent now; marked sent → the ERP may
+                                      have created the documents: reconciled like an ambiguous answer
+                                      (`unknown` where the ERP cannot be asked), never resent blindly
+
+`sending` is written before anything is sent, `request: <attempt>:sent` just before the POST (restarting
+the lease, so that it covers the whole request), and `done` (with the Keys) in the same transaction as the
+results, so a crash at any point either leaves the request certainly unsent or makes its outcome a question
+for the ERP.
+
+When the ERP's answer leaves the outcome open — no answer, a 500, or SoftOne rejecting an array part-way
+(it saves the documents before the rejected one and returns no Keys) — the batch goes to its `reconcile`
+phase: after a short delay the ERP is asked what it holds (the connector's `look_up`); found documents get
+the Key found, the rejected one fails with the ERP's message, documents certainly not saved go on in a new
+batch, and anything doubtful is `unknown` and kept as a dead letter, with the connector's reason. Kinds
+their ERP cannot be asked about (SoftOne orders, Fortnox offers, the invoice service) have their open
+outcomes `unknown` dead letters at once.
+
+An ERP that cannot be reached (connection refused, connect timeout, the body not sent whole: ConnectFailed)
+received nothing. Waiting for it is not an attempt: the batch comes back with a backoff that grows with the
+waits (up to ERPSYNC_RETRY_BACKOFF_CAP) for as long as the outage lasts, so an outage gives up no document;
+the same holds for the look-ups of the reconcile phase. Attempts (ERPSYNC_RETRY_MAX_ATTEMPTS) count answers
+of an ERP that is there and says "not now" (503, 500 before anything was saved, ...).
+
+Only the attempt holding a batch may end it: `complete_batch` is fenced by the attempt, so a worker that outlived
+its lease and was taken over writes nothing ("lease lost"). A look-up keeps its lease alive while it pages
+through the ERP (_keep_lease): a busy day can take longer than a lease.
+
+Observability: every line logged while a batch is handled carries its batch_id, tenant, target, kind, attempt
+(and job_id when all its documents are of one job); each run that sends or looks up writes exactly one
+`batch outcome` line (created/failed/unknown/reconciled/... or retrying/reconciling) with its counts, HTTP
+status and duration. Batch outcomes and sizes are counted in the transaction that ends the batch, retries by
+reason as they are scheduled (worker/observability/metrics.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from schemas import DocumentKind
+from worker.errors import (
+    AmbiguousError,
+    BatchRejected,
+    ConfigurationError,
+    ConnectFailed,
+    ErpSyncError,
+    LeaseLost,
+    PermanentError,
+    RetryLater,
+    TransientError,
+    WaitingForRetryAfter,
+)
+from worker.failpoints import failpoint
+from worker.observability import metrics
+from worker.observability.logs import bind, fields, log_context
+from worker.pipeline import runtime
+from worker.pipeline.queue import Enqueue, Message, TaskName
+from worker.pipeline.reconcile import reconcile
+from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_batch, for_all, jobs_of, log_outcome, recorder_for
+from worker.pipeline.retry import come_back, not_sent, retry_later, unreachable
+from worker.settings import get_settings
+from worker.store.inflight import Slot
+from worker.store.records import BatchState, LeaseState
+from worker.store.results import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+def send(enqueue: Enqueue, batch_id: str) -> dict[str, Any]:
+    """Send (or reconcile) one batch; idempotent: a done batch is not sent again, one in flight elsewhere waits.
+
+    Raises RetryLater when the batch must come back (a retry, the reconcile delay, a lease held elsewhere).
+    Returns ids and counts only (Celery logs the return value)."""
+    # Metrics recorded while handling the batch (its request's duration) ride on the transaction that ends it.
+    with log_context(batch_id=batch_id), metrics.deferred(recorder_for(runtime.store())):
+        try:
+            result = _run(enqueue, batch_id, time.perf_counter())
+        except LeaseLost:
+            # The worker that took the batch over settles it; what this attempt found is dropped, unwritten.
+            log.warning("the batch was taken over by another worker while this attempt finished; nothing written")
+            result = {"batch_id": batch_id, "outcome": "lease lost"}
+    failpoint("batch.finished")  # tests: the outcome is written, the message not yet acknowledged
+    return result
+
+
+def send_group(enqueue: Enqueue, batch_ids: list[str]) -> dict[str, Any]:
+    """Send several ready batches one after the other, in one message (ERPSYNC_SEND_GROUP_BATCHES): intake
+    queues a big file's whole batches this way, because Celery's handling of a message costs as much CPU as
+    sending a batch.
+
+    Each batch is handled exactly as by `send`, its state in Redis deciding what happens; one that must come
+    back later (a retry, the reconcile delay, a lease held elsewhere) comes back alone, in a send_batch message
+    of its own, and the group goes on. A redelivered group finds its done batches done."""
+    outcomes: dict[str, int] = {}
+    for n, batch_id in enumerate(batch_ids):
+        try:
+            outcome = send(enqueue, batch_id)["outcome"]
+        except RetryLater as later:
+            enqueue(
+                Message(
+                    TaskName.SEND_BATCH,
+                    args=[batch_id],
+                    countdown=later.countdown,
+                    argsrepr=later.argsrepr,
+                    kwargsrepr=later.kwargsrepr,
+                )
+            )
+            outcome = "comes back alone"
+        except BaseException:
+            # An outage of our own (Redis gone while reading the batch): what follows in the group gets messages
+            # of its own where the broker takes them; the recovery after reconnecting re-queues the rest.
+            with contextlib.suppress(Exception):
+                for rest in batch_ids[n + 1 :]:
+                    enqueue(Message(TaskName.SEND_BATCH, args=[rest], argsrepr=repr([rest])))
+            raise
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"batches": len(batch_ids), "outcomes": outcomes}
+
+
+def _run(enqueue: Enqueue, batch_id: str, started: float) -> dict[str, Any]:
+    settings = get_settings()
+    store = runtime.store()
+    sender = runtime.sender_id()
+    # One round trip: the lease, and the batch (body included) as it is once acquired.
+    state, value, data = store.acquire_batch_data(batch_id, sender)
+    if state == LeaseState.MISSING:
+        log.error("batch not found in the results store (expired?); nothing to do")
+        return {"batch_id": batch_id, "outcome": "missing"}
+    bind(tenant=data.get("tenant"), target=data.get("target", "softone"), kind=data.get("kind"))
+    request_sent = False
+    if state == LeaseState.EXPIRED:
+        state, value, request_sent = store.take_over_batch(batch_id, sender)
+        if state == LeaseState.MOVED:  # its holder finished it between our two calls
+            state, value, data = store.acquire_batch_data(batch_id, sender)
+        elif state == LeaseState.TAKEN_OVER:
+            data = store.batch(batch_id) or {}  # as the take-over left it (a new attempt)
+    if state == LeaseState.DONE:
+        log.debug("batch already done; nothing to send")
+        return {"batch_id": batch_id, "outcome": "already done"}
+    if state == LeaseState.BUSY:
+        # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
+        log.debug("batch is being sent by another worker; checking again when its lease ends")
+        recorder_for(store).retry(data.get("target", "softone"), "lease_busy")
+        raise come_back(batch_id, data, countdown=min(value + 1.0, settings.retry_backoff_cap))
+    if state not in (LeaseState.ACQUIRED, LeaseState.TAKEN_OVER):
+        # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
+        log.warning("batch changed while being acquired (%s); looking again", state)
+        raise come_back(batch_id, data, countdown=1.0)
+    batch = StoredBatch(batch_id, data, started)
+    bind(**jobs_of(batch))
+    attempt = int(value)
+    batch.attempt = attempt
+    bind(attempt=attempt)
+    if state == LeaseState.TAKEN_OVER:
+        settled = _take_over(enqueue, store, batch, attempt, request_sent)
+        if settled is not None:
+            return settled
+    limit, wait, lease = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds, settings.send_lease_seconds
+    with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, lease, wait) as slot:
+        if not slot:
+            # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
+            phase = data.get("phase") or "send"
+            raise not_sent(store, batch, phase, countdown=random.uniform(0.2, 1.0), reason="in_flight_cap")
+        try:
+            if data.get("phase") == "reconcile":
+                return reconcile(enqueue, store, batch, attempt)
+            return _send(enqueue, store, batch, attempt, slot)
+        except (RetryLater, LeaseLost):
+            raise
+        except Exception as exc:
+            # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come
+            # back after the lease: the batch is then taken over like a dead worker's (reconciled if it was
+            # marked sent), never resent blindly.
+            countdown = settings.send_lease_seconds + 1
+            log_outcome(batch, "internal_error", logging.ERROR, retry_in_s=countdown, exc_info=True)
+            with contextlib.suppress(Exception):  # Redis itself may be what failed
+                store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
+            recorder_for(store).retry(batch.target, "internal_error")
+            raise come_back(batch_id, data, countdown=countdown) from None
+
+
+def _take_over(
+    enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, request_sent: bool
+) -> dict[str, Any] | None:
+    """The worker holding this batch stopped before finishing it (killed, its machine lost) and its lease ran out.
+
+    A request it never marked sent never left: the batch is simply sent now (None: carry on), as is a look-up
+    (it only reads). A request marked sent may have reached the ERP, whose answer nobody read: that is an
+    ambiguous outcome, settled the same way — the ERP is asked what it holds after the reconcile delay — or,
+    where the ERP cannot be asked, the documents are `unknown` dead letters."""
+    settings = get_settings()
+    phase = batch.data.get("phase") or "send"
+    store.log_attempt(
+        batch.id, {"attempt": attempt, "outcome": "lease expired", "phase": phase, "request_sent": request_sent}
+    )
+    if phase == "reconcile" or not request_sent:
+        extra = fields(phase=phase, request_sent=request_sent)
+        log.warning("the worker holding this batch stopped before finishing it; taken over", extra=extra)
+        return None
+    kind = DocumentKind(batch.kind)
+    try:
+        can_look_up = runtime.connector(batch.tenant).can_look_up(kind)
+    except ConfigurationError:
+        can_look_up = False  # a tenant no longer configured: nobody can ask its ERP
+    lost = "the worker sending this batch stopped while its request was in flight"
+    if not can_look_up:
+        end_batch(
+            enqueue,
+            store,
+            batch,
+            "unknown",
+            unknown=for_all(batch, f"{lost} and {kind.value} documents cannot be looked up at the ERP; {UNKNOWN_HINT}"),
+            reason="sender_lost",
+        )
+        return {"batch_id": batch.id, "outcome": "unknown"}
+    store.set_batch_state(
+        batch.id, BatchState.WAITING, phase="reconcile", reconcile_reason="lost", reconcile_error=lost
+    )
+    log_outcome(
+        batch, "reconciling", logging.WARNING, reason="sender_lost", retry_in_s=settings.reconcile_delay_seconds
+    )
+    recorder_for(store).retry(batch.target, "ambiguous")
+    raise come_back(batch.id, {**batch.data, "phase": "reconcile"}, countdown=settings.reconcile_delay_seconds)
+
+
+def _tenant_cap(tenant: str) -> int:
+    settings = get_settings()
+    try:
+        own = settings.tenant(tenant).max_in_flight
+    except ConfigurationError:
+        own = None  # the send itself reports the unknown tenant
+    return settings.tenant_max_in_flight if own is None else own
+
+
+def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, slot: Slot) -> dict[str, Any]:
+    """POST the batch and settle it by the answer. The tenant's slot is given back as soon as the ERP has
+    answered (or the request failed): the cap counts requests in flight, and recording the outcome is ours."""
+    settings = get_settings()
+    kind = DocumentKind(batch.kind)
+    started = time.perf_counter()
+    try:
+        connector = runtime.connector(batch.tenant)
+        # From here on the request may be out: a worker dying now leaves the batch to be reconciled, not resent.
+        # The lease restarts so that it covers the longest wait for a turn and the whole request.
+        if not store.mark_sent(batch.id, attempt, settings.send_lease_seconds + settings.rate_limit_wait_seconds):
+            log.warning("the batch was taken over by another worker (our lease ran out); not sending")
+            return {"batch_id": batch.id, "outcome": "lease lost"}
+        failpoint("post.sending")
+        try:
+            created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
+        finally:
+            slot.release()
+        failpoint("post.answered")
+    except TransientError as exc:
+        if isinstance(exc, WaitingForRetryAfter):
+            raise retry_later(store, batch, attempt, exc, "send") from None
+        if isinstance(exc, ConnectFailed):
+            raise unreachable(store, batch, attempt, exc, "send") from None
+        store.log_attempt(
+            batch.id,
+            {
+                "attempt": attempt,
+                "outcome": "transient",
+                "status": exc.status,
+                "error": str(exc),
+                "retry_after": exc.retry_after,
+            },
+        )
+        if attempt >= settings.retry_max_attempts:
+            end_batch(
+                enqueue,
+                store,
+                batch,
+                "gave up",
+                failed=for_all(batch, f"gave up after {attempt} attempts; last error: {exc}"),
+                error_type=type(exc).__name__,
+                http_status=exc.status,
+            )
+            return {"batch_id": batch.id, "outcome": "gave up"}
+        raise retry_later(store, batch, attempt, exc, "send") from None
+    except (AmbiguousError, BatchRejected) as exc:
+        rejected = isinstance(exc, BatchRejected)
+        store.log_attempt(
+            batch.id,
+            {
+                "attempt": attempt,
+                "outcome": "rejected" if rejected else "ambiguous",
+                "status": exc.status,
+                "error": str(exc),
+            },
+        )
+        why = {"error_type": type(exc).__name__, "http_status": exc.status}
+        if rejected and len(batch.members) == 1:
+            # The only document was the rejected one: nothing was saved.
+            end_batch(enqueue, store, batch, "rejected", failed={0: f"rejected by the ERP: {exc}"}, **why)
+            return {"batch_id": batch.id, "outcome": "rejected"}
+        if not connector.can_look_up(kind):
+            what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
+            reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
+            end_batch(enqueue, store, batch, "unknown", unknown=for_all(batch, reason), **why)
+            return {"batch_id": batch.id, "outcome": "unknown"}
+        store.set_batch_state(
+            batch.id,
+            BatchState.WAITING,
+            phase="reconcile",
+            reconcile_reason="rejected" if rejected else "ambiguous",
+            reconcile_error=str(exc),
+        )
+        retry_reason = metrics.retry_reason(exc)
+        log_outcome(batch, "reconciling", reason=retry_reason, retry_in_s=settings.reconcile_delay_seconds, **why)
+        recorder_for(store).retry(batch.target, retry_reason)
+        raise come_back(
+            batch.id, {**batch.data, "phase": "reconcile"}, countdown=settings.reconcile_delay_seconds
+        ) from None
+    except (PermanentError, ConfigurationError) as exc:
+        status = exc.status if isinstance(exc, PermanentError) else None
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "permanent", "status": status, "error": str(exc)})
+        end_batch(
+            enqueue,
+            store,
+            batch,
+            "failed",
+            failed=for_all(batch, str(exc)),
+            error_type=type(exc).__name__,
+            http_status=status,
+        )
+        return {"batch_id": batch.id, "outcome": "failed"}
+    except ErpSyncError as exc:  # pragma: no cover - every branch of the hierarchy is handled above
+        raise AssertionError(f"unhandled error type {type(exc).__name__}") from exc
+
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if len(created) != len(batch.members):
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "key mismatch", "keys": [c.key for c in created]})
+        end_batch(
+            enqueue,
+            store,
+            batch,
+            "unknown",
+            unknown=for_all(
+                batch,
+                f"the ERP reported success with {len(created)} Keys for {len(batch.members)} documents; {UNKNOWN_HINT}",
+            ),
+            keys=len(created),
+        )
+        return {"batch_id": batch.id, "outcome": "unknown"}
+    # The ERP created the documents: from here a Redis blip is waited out, never turned into an internal error.
+    end_batch(
+        enqueue,
+        store,
+        batch,
+        "created",
+        created={i: (c.key, c.number) for i, c in enumerate(created)},
+        attempt_log={"attempt": attempt, "outcome": "created", "keys": len(created), "ms": round(elapsed_ms)},
+        request_ms=round(elapsed_ms),
+    )
+    return {"batch_id": batch.id, "outcome": "created", "documents": len(created)}
