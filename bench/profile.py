@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import cpu_seconds, invoices
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
 
 STAGES = ("submit", "intake", "flush", "send")
 
@@ -65,27 +65,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[float, float, float]]:
     """One pass over the stages: µs per document of each, (this process, Redis, sandbox)."""
-    from tasks.batches import send_batch
-    from tasks.flush import _flush
-    from tasks.jobs import process_items
-    from worker import runtime
-    from worker.producer import submit
+    from tasks.send import send_batch
+    from worker.celery_app.enqueue import publish
+    from worker.pipeline import runtime
+    from worker.pipeline.batch import flush
+    from worker.pipeline.intake import process_items
+    from worker.producer.submit import submit
     from worker.settings import get_settings
 
     n = args.docs
     docs = invoices(n, 10, f"P{uuid.uuid4().hex[:6]}")
     store, intake = runtime.store(), runtime.intake()
 
-    class FlushTask:  # what _flush reads of its task: the id its batch ids derive from
-        request = type("Request", (), {"id": f"profile-{uuid.uuid4().hex[:8]}"})
+    flush_id = f"profile-{uuid.uuid4().hex[:8]}"  # what a flush's batch ids derive from (its task's id)
 
     def drain() -> None:
         while taken := intake.take("profile"):
-            process_items([(i.job_id, i.start, i.end) for i in taken])
+            process_items(publish, [(i.job_id, i.start, i.end) for i in taken])
             intake.done("profile")
 
     def send() -> None:
-        for batch_id in sorted(store.r.smembers(f"{store.p}:open_batches")):
+        for batch_id in sorted(store.open_batch_ids()):
             send_batch.apply(args=[batch_id])
 
     def redis_cpu() -> float:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[fl
     steps: dict[str, Callable[[], Any]] = {
         "submit": lambda: job.setdefault("id", submit(docs, kind="customer_invoice", tenant="demo")),
         "intake": drain,
-        "flush": lambda: _flush(FlushTask, "demo", "customer_invoice", None),
+        "flush": lambda: flush(publish, flush_id, "demo", "customer_invoice", None),
         "send": send,
     }
     for name in STAGES:

@@ -9,7 +9,7 @@ Stores invoice to their own customer number (1001-1012, known to the sandbox); r
 article texts, decimal quantities (weighed goods), öre prices, line discounts and 12 %/25 % VAT.
 
 The CSV is what a till system exports at the end of the day, one line per sold row (the columns that
-`erpsync submit` reads, see `worker.ingest.CSV_COLUMNS`). `--rows N` stops after exactly N rows (the
+`erpsync submit` reads, see `worker.producer.ingest.CSV_COLUMNS`). `--rows N` stops after exactly N rows (the
 last receipt may be cut short); output is streamed, so a file of millions of rows needs no more memory
 than one receipt.
 """
@@ -70,7 +70,7 @@ CSV_HEADER = [
     "currency",
     "reference",
 ]
-"""English column names, as `worker.ingest.CSV_COLUMNS` reads them."""
+"""English column names, as `worker.producer.ingest.CSV_COLUMNS` reads them."""
 
 _DECIMAL_FIELDS = ("Quantity", "UnitPrice", "Discount")
 

@@ -41,9 +41,10 @@ from typing import Any
 import httpx
 import redis
 
-from worker.results import DUPLICATE, FAILED, JOB_FINAL, PENDING, UNKNOWN, ResultsStore
+from worker.devstack.stack import ROOT, EmbeddedRedis, LocalStack, free_port, stop
 from worker.settings import Settings
-from worker.stack import ROOT, EmbeddedRedis, LocalStack, free_port, stop
+from worker.store.records import DUPLICATE, FAILED, JOB_FINAL, PENDING, UNKNOWN
+from worker.store.results import ResultsStore
 
 #: Settings for scenario stacks: short leases and timeouts so that a dead worker's batch is taken over in
 #: seconds. The lease must exceed connect + write + read timeouts (settings refuse it otherwise); the lease
@@ -520,7 +521,7 @@ class FaultStack:
 
 def _submit_main() -> None:
     """`submit()`'s other end: read {"jobs", "kind", "tenant"} from stdin, print the job ids as JSON."""
-    from worker.producer import submit
+    from worker.producer.submit import submit
 
     request = json.load(sys.stdin)
     ids = [submit(docs, kind=request["kind"], tenant=request["tenant"], source="faults") for docs in request["jobs"]]

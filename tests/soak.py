@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults import FAST_SETTINGS, Audit, FaultStack, invoice
+from worker.devstack.stack import ROOT
 from worker.failpoints import FAILPOINTS
-from worker.results import JOB_FINAL
-from worker.stack import ROOT
+from worker.store.records import JOB_FINAL
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -1,7 +1,12 @@
-"""The one exception hierarchy of the worker: what went wrong is a type, not a string.
+"""The one exception hierarchy of erpsync: what went wrong is a type, not a string.
 
     ErpSyncError
     ├── ConfigurationError          our own setup is wrong (unknown tenant, bad tenants file)
+    ├── UserError                   a command's input or options are wrong: one line and an exit code
+    │   └── SubmitError             a file or job cannot be submitted as a whole (also a ValueError)
+    ├── RetryLater                  a pipeline step's work must come back later (its task adapter maps it
+    │                               to a Celery retry); carries the countdown and what Flower may show
+    ├── LeaseLost                   this attempt no longer holds its batch: another worker took it over
     ├── TransientError              nothing was created; the same request may succeed later → retry
     │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
     │   ├── RateLimited             429, with the server's Retry-After
@@ -36,6 +41,39 @@ class ErpSyncError(Exception):
 
 class ConfigurationError(ErpSyncError):
     """Our configuration is missing or wrong; fix the settings, not the documents."""
+
+
+class UserError(ErpSyncError):
+    """A problem the user can fix; the command line prints it as one line, no traceback."""
+
+
+class SubmitError(UserError, ValueError):
+    """A file or a job that cannot be submitted as a whole (unreadable, unknown tenant, no documents)."""
+
+
+class RetryLater(ErpSyncError):
+    """The step's work comes back after `countdown` seconds, as a new message of the same task.
+
+    `args` replaces the message's arguments when given (e.g. only the documents still waiting); `argsrepr` and
+    `kwargsrepr` are what Flower and the log lines show of it: ids and counts only."""
+
+    def __init__(
+        self,
+        countdown: float,
+        *,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
+        args: list[object] | None = None,
+    ) -> None:
+        super().__init__(f"comes back in {countdown:.3f}s")
+        self.countdown = countdown
+        self.argsrepr = argsrepr
+        self.kwargsrepr = kwargsrepr
+        self.args_ = args
+
+
+class LeaseLost(ErpSyncError):
+    """This attempt no longer holds its batch (it outlived its lease and another worker took it over)."""
 
 
 class TransientError(ErpSyncError):

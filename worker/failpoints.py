@@ -12,7 +12,7 @@ FAILPOINTS). Nothing happens unless the worker's environment names the point:
     several at once: "intake.validated=kill@2,batch.finished=sleep=1s"
 
 "kill" is `kill -9` of the whole worker: SIGKILL to the process group, i.e. the main process and its pool
-children together (workers started by worker/stack.py have a session and group of their own), so nothing
+children together (workers started by worker/devstack/stack.py have a session and group of their own), so nothing
 gets to ack, flush or clean up: the crash is exactly at that line. Counts (`@N`) are per process: with a
 prefork pool each child counts on its own. A point fires once, on the Nth time only.
 

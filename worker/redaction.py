@@ -81,7 +81,8 @@ def secrets_filter() -> SecretsFilter:
 def install(logger: logging.Logger | None = None) -> None:
     """Attach the filter to every handler of `logger` (root by default).
 
-    httpx's own request log (full URLs) is silenced where clients are made: worker.http.quieten_httpx_logging.
+    httpx's own request log (full URLs) is silenced where clients are made:
+    worker.connectors.http.quieten_httpx_logging.
     """
     target = logger or logging.getLogger()
     for handler in target.handlers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +17,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.envelope import TENANT_PATTERN, Target
+from schemas.kinds import TENANT_PATTERN, Target
 from worker.errors import ConfigurationError
-from worker.ratelimit import Rate
 
 #: Keys the sandbox accepts out of the box (see sandbox/config.py); not secrets of any real company.
 DEMO_COMPANY_API_KEY = "demo-company-key"
@@ -27,6 +27,35 @@ DEMO_FORTNOX_CLIENT_ID = "demo-fortnox-client"
 DEMO_FORTNOX_CLIENT_SECRET = "demo-fortnox-secret"
 DEMO_FORTNOX_TENANT_ID = "demo-fortnox-tenant"
 DEMO_INVOICE_SERVICE_TOKEN = "demo-invoice-service-token"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`limit` requests per `window` seconds."""
+
+    limit: int
+    window: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """`"25/5"` (25 per 5 seconds), `"25/5s"`, `"300/60"`; ValueError with the reason otherwise."""
+        head, sep, tail = text.strip().partition("/")
+        try:
+            if not sep:
+                raise ValueError
+            limit, window = int(head), float(tail.strip().removesuffix("s"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a rate: write requests/seconds, e.g. 25/5") from None
+        if limit < 1 or not window > 0:
+            raise ValueError(f"{text!r}: the limit must be at least 1 and the window above 0 seconds")
+        return cls(limit, window)
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.window:g}"
+
+    @property
+    def per_second(self) -> float:
+        return self.limit / self.window
 
 
 class TenantConfig(BaseModel):
@@ -203,9 +232,9 @@ class Settings(BaseSettings):
     max_document_rows: int = Field(default=5000, ge=1)
     submit_poll_seconds: float = Field(default=0.2, gt=0, le=5)
 
-    # Logs: JSON lines, or key=value when stderr is a terminal ("auto"); see worker/logs.py.
+    # Logs: JSON lines, or key=value when stderr is a terminal ("auto"); see worker/observability/logs.py.
     log_format: Literal["auto", "json", "text"] = "auto"
-    # `erpsync metrics` serves Prometheus text here (worker/metrics.py).
+    # `erpsync metrics` serves Prometheus text here (worker/observability/metrics.py).
     metrics_port: int = Field(default=9808, ge=1, le=65535)
     # An open job with no document settled for this long is shown as stalled by `erpsync status`.
     stall_seconds: int = Field(default=120, ge=1)
@@ -289,7 +318,7 @@ class Settings(BaseSettings):
         Flower's basic-auth passwords (FLOWER_BASIC_AUTH, `user:pass[,user:pass]`), longest first.
 
         What must never appear in a log line, a result, a task's arguments, or a document we store (see
-        worker/producer.py). Values shorter than SECRET_MIN_LENGTH are left out: masking "demo" everywhere would
+        worker/producer/submit.py). Values shorter than SECRET_MIN_LENGTH are left out: masking "demo" everywhere would
         garble logs and refuse innocent documents, and no real credential is that short."""
         values: list[str] = []
         for tenant in self.tenants().values():

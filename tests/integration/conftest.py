@@ -20,14 +20,14 @@ import pytest
 import redis
 
 from tests.faults import FaultStack
-from worker.results import JOB_FINAL
-from worker.stack import EmbeddedRedis, FlowerProcess, LocalStack, redis_answers
+from worker.devstack.stack import EmbeddedRedis, FlowerProcess, LocalStack, redis_answers
+from worker.store.records import JOB_FINAL
 
 HERE = Path(__file__).resolve().parent
 ACME_COMPANY_KEY = "acme-company-key-7f3a9c1e5b"
 ACME_CONNECT_KEY = "acme-connect-key-2d8e4f6a0c"
 # One environment for every process of the session, as under the Procfile: the workers know Flower's
-# password too (a document carrying it is refused, worker/producer.py).
+# password too (a document carrying it is refused, worker/producer/submit.py).
 FLOWER_USER, FLOWER_PASSWORD = "ops", secrets.token_urlsafe(18)
 
 
@@ -156,7 +156,7 @@ def ledger_for(client: httpx.Client, external_ids: set[str]) -> list[dict[str, A
 
 def wait_job(stack: LocalStack, job_id: str, timeout: float = 120) -> dict[str, Any]:
     """Poll `erpsync results --json` style data through the store until the job is finished."""
-    from worker.cli import results_payload
+    from worker.cli.commands import results_payload
 
     deadline = time.monotonic() + timeout
     while True:

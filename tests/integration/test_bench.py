@@ -43,7 +43,9 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     assert ingest["documents"] > 0 and ingest["created"] == ingest["documents"]
     assert ingest["submitter_peak_rss_mb"] > 0 and ingest["largest_worker_process_peak_rss_mb"] > 0
     assert report["settings"]["set"] == {"ERPSYNC_SEND_GROUP_BATCHES": "2"}
-    assert report["settings"]["intake_nice"] == 6  # the split's intake worker yields the CPU (worker/priority.py)
+    assert (
+        report["settings"]["intake_nice"] == 6
+    )  # the split's intake worker yields the CPU (worker/celery_app/priority.py)
     machine = report["machine"]  # what the run ran on, and how fast its CPU was before and after (bench.run)
     assert machine["cpu_model"] and len(machine["cpu_probe_ms"]) == 2 and min(machine["cpu_probe_ms"]) > 0
     markdown = (tmp_path / "latest.md").read_text()

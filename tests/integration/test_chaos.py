@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.integration.conftest import wait_job
-from worker.producer import submit
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
+from worker.producer.submit import submit
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +129,6 @@ def test_chaos_orders(stack: LocalStack, sandbox: httpx.Client) -> None:
 
 
 def _dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
-    from worker.cli import _store
+    from worker.cli.commands import _store
 
     return _store().dead_letters()

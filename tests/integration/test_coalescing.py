@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from tests.integration.conftest import pos_invoice, wait_job
-from worker.producer import submit
-from worker.results import JOB_FINAL
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
+from worker.producer.submit import submit
+from worker.store.records import JOB_FINAL
 
 pytestmark = pytest.mark.integration
 INVOICES = "POST /Economy/Billing/CustomerInvoices"

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from tests.integration.conftest import ACME_COMPANY_KEY, ACME_CONNECT_KEY, pos_invoice, wait_job
-from worker.producer import submit
-from worker.redis_client import get_redis
-from worker.results import ResultsStore
+from worker.devstack.stack import FlowerProcess, LocalStack
+from worker.producer.submit import submit
 from worker.settings import get_settings
-from worker.stack import FlowerProcess, LocalStack
+from worker.store.client import get_redis
+from worker.store.results import ResultsStore
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ import redis
 
 from tests.integration.conftest import wait_job
 from tests.integration.test_targets import fortnox_invoice
-from worker.producer import submit
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
+from worker.producer.submit import submit
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,14 @@ import uuid
 
 import pytest
 
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_pickled_task_message_is_refused_not_run(stack: LocalStack) -> None:
     """JSON only: pickle would let whoever can write to Redis run code in the worker."""
-    from worker.celery_app import app
+    from worker.celery_app.application import app
 
     marker = f"pickled-{uuid.uuid4().hex[:10]}"
     sent = app.send_task("erpsync.process_job", args=[marker], serializer="pickle", queue=stack.env["ERPSYNC_QUEUE"])

@@ -20,8 +20,8 @@ from tests.integration.conftest import (
     pos_invoice,
     wait_job,
 )
-from worker.producer import submit
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
+from worker.producer.submit import submit
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

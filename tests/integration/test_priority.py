@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.priority import autogroups_enabled
-from worker.stack import LocalStack
+from worker.celery_app.priority import autogroups_enabled
+from worker.devstack.stack import LocalStack
 
 pytestmark = [
     pytest.mark.integration,

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests.integration.conftest import ledger_for, pos_invoice
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from tests.integration.conftest import ACME_COMPANY_KEY, ACME_CONNECT_KEY, pos_invoice, wait_job
-from worker.producer import CREDENTIAL_IN_DOCUMENT, submit
-from worker.results import JOB_FINAL
+from worker.devstack.stack import FlowerProcess, LocalStack
+from worker.producer.submit import CREDENTIAL_IN_DOCUMENT, submit
 from worker.settings import (
     DEMO_COMPANY_API_KEY,
     DEMO_CONNECT_API_KEY,
@@ -28,7 +28,7 @@ from worker.settings import (
     DEMO_INVOICE_SERVICE_TOKEN,
     get_settings,
 )
-from worker.stack import FlowerProcess, LocalStack
+from worker.store.records import JOB_FINAL
 
 pytestmark = pytest.mark.integration
 

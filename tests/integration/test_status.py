@@ -21,8 +21,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import pos_invoice, wait_job
-from worker.producer import submit
-from worker.stack import ROOT, LocalStack, free_port, stop, wait_until
+from worker.devstack.stack import ROOT, LocalStack, free_port, stop, wait_until
+from worker.producer.submit import submit
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +167,7 @@ def test_metrics_once_and_served_include_the_gauges(stack: LocalStack, idle: Dep
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "metrics", "--port", str(port)],
+        [sys.executable, "-m", "worker.cli.commands", "metrics", "--port", str(port)],
         cwd=ROOT,
         env=idle.env,
         stdout=subprocess.DEVNULL,

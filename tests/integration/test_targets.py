@@ -21,8 +21,8 @@ import pytest
 from tests.conftest import example_json
 from tests.integration.conftest import wait_job
 from tests.integration.test_chaos import FAULTS
-from worker.producer import SubmitError, submit
-from worker.stack import LocalStack
+from worker.devstack.stack import LocalStack
+from worker.producer.submit import SubmitError, submit
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +118,7 @@ def test_fortnox_orders_offers_and_articles(stack: LocalStack, sandbox: httpx.Cl
 
 def test_fortnox_refresh_token_tenant(stack: LocalStack, sandbox: httpx.Client) -> None:
     """The tenants file's refresh token is spent once; its successor, kept in Redis, renews afterwards."""
-    from worker.runtime import store
+    from worker.pipeline.runtime import store
 
     tag = f"fr-{uuid.uuid4().hex[:6]}"
     first = wait_job(stack, submit([fortnox_invoice(f"{tag}-1")], tenant="fx-refresh"))

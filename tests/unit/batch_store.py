@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import fakeredis
 
-from worker.results import PENDING, BatchPlan, Record, ResultsStore
 from worker.settings import Settings
+from worker.store.records import PENDING, BatchPlan, Record
+from worker.store.results import ResultsStore
 
 
 def store_with_a_batch(settings: Settings) -> ResultsStore:

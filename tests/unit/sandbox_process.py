@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from worker.stack import free_port
+from worker.devstack.stack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

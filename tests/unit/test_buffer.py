@@ -1,6 +1,6 @@
 """The coalescing buffer's flush: order kept, count and byte limits respected, nothing lost or repeated.
 
-These are the batching rules; they live in the flush Lua script (worker/buffer.py), tested here on fakeredis.
+These are the batching rules; they live in the flush Lua script (worker/store/buffer.py), tested here on fakeredis.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import fakeredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.buffer import CoalescingBuffer, full_batches
 from worker.settings import Settings
+from worker.store.buffer import CoalescingBuffer, full_batches
 
 
 def doc_of(size: int) -> str:

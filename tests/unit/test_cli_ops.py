@@ -17,9 +17,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from worker import cli, cli_ops, overview
-from worker.results import CREATED, Record, ResultsStore
+from worker.cli import commands as cli
+from worker.cli import ops as cli_ops
+from worker.ops import overview
 from worker.settings import get_settings
+from worker.store.records import CREATED, Record
+from worker.store.results import ResultsStore
 
 PREFIX = "cliops"
 
@@ -44,7 +47,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
     """A fakeredis behind get_redis, and no worker broadcast (no broker in unit tests)."""
     client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr("worker.redis_client.get_redis", lambda settings=None: client)
+    monkeypatch.setattr("worker.store.client.get_redis", lambda settings=None: client)
     monkeypatch.setattr(
         overview, "workers", lambda settings, timeout=1.0: {"workers": [], "other_workers": 0, "error": None}
     )
@@ -367,7 +370,7 @@ def test_the_procfile_runs_flower_and_metrics_through_erpsync_without_credential
 
 
 def test_a_rejected_job_is_finished_and_not_created(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
-    """A raw producer message refused as a whole (worker/submissions.py) ends as a job in status `rejected`."""
+    """A raw producer message refused as a whole (worker/producer/submissions.py) ends as a job in status `rejected`."""
     r.hset(
         f"{PREFIX}:job:rej",
         mapping={

@@ -1,4 +1,4 @@
-"""A document that carries one of our credentials is refused on its own and stored masked (worker/producer.py)."""
+"""A document carrying one of our credentials is refused on its own and stored masked (worker/producer/submit.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Any
 import fakeredis
 import pytest
 
-import tasks.jobs
-import worker.producer
-from worker.producer import CREDENTIAL_IN_DOCUMENT, CredentialScan, submit
-from worker.results import ResultsStore
+import worker.producer.submit
+from worker.producer.submit import CREDENTIAL_IN_DOCUMENT, CredentialScan, submit
 from worker.settings import DEMO_CONNECT_API_KEY, Settings
+from worker.store.results import ResultsStore
 
 REDIS_PASSWORD = "redis-pw-4b8e1d"
 FLOWER_PASSWORD = "flower-pw-9a7c3f"
@@ -45,9 +44,9 @@ def test_a_credential_fails_its_document_only_and_is_never_stored(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    monkeypatch.setattr(worker.producer, "get_redis", lambda _settings=None: client)
+    monkeypatch.setattr(worker.producer.submit, "get_redis", lambda _settings=None: client)
     queued: list[tuple[int, str | None]] = []
-    monkeypatch.setattr(tasks.jobs, "request_intake", lambda n, job_id=None: queued.append((n, job_id)))
+    monkeypatch.setattr(worker.producer.submit, "request_intake", lambda q, n, job_id=None: queued.append((n, job_id)))
     docs: list[dict[str, Any]] = [
         {"ExternalId": "ok-1", "CustomerNr": "1001"},
         {"ExternalId": "leak-1", "CustomerNr": "1001", "Text": f"pw {FLOWER_PASSWORD}"},

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from worker import failpoints
+from worker.devstack.stack import ROOT
 from worker.failpoints import Action, failpoint, parse
-from worker.stack import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def test_a_malformed_spec_is_refused(spec: str) -> None:
 def test_every_point_in_the_code_is_listed() -> None:
     """The names the code uses are the ones documented (a typo would make a scenario wait for nothing)."""
     used = set()
-    for path in [*(ROOT / "tasks").glob("*.py"), *(ROOT / "worker").glob("*.py")]:
+    for path in [*(ROOT / "tasks").glob("*.py"), *(ROOT / "worker").rglob("*.py")]:
         text = path.read_text()
         used |= {part.split('")')[0] for part in text.split('failpoint("')[1:]}
     assert used == set(failpoints.FAILPOINTS)

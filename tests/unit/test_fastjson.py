@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker import fastjson
-from worker.results import Record
+from worker.store.records import Record
 
 # What a record or a member list can hold: text (any, lone surrogates included), integers of any size, None,
 # booleans, and lists and objects of those.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from worker.connectors.http import classify_exception, classify_status, parse_retry_after
 from worker.errors import (
     AmbiguousError,
     ConnectFailed,
@@ -14,7 +15,6 @@ from worker.errors import (
     ServiceUnavailable,
     TransientError,
 )
-from worker.http import classify_exception, classify_status, parse_retry_after
 
 URL = "http://erp/Economy/Billing/CustomerInvoices?companyApiKey=k1&connectApiKey=k2&token=t"
 

@@ -1,4 +1,4 @@
-"""The per-tenant cap on ERP requests in flight (worker/inflight.py): limit, leases, release, waiting.
+"""The per-tenant cap on ERP requests in flight (worker/store/inflight.py): limit, leases, release, waiting.
 
 Most tests run the Lua script on fakeredis with an explicit clock; one runs many threads against a real
 Redis (redis://127.0.0.1:6379/15, skipped when none answers) to check the cap under real concurrency.
@@ -17,7 +17,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.inflight import InflightLimiter
+from worker.store.inflight import InflightLimiter
 
 T0 = 1_700_000_000.0
 REAL_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -257,7 +257,7 @@ def test_a_release_in_this_process_wakes_a_waiter_at_once(
 ) -> None:
     """Polling alone would next look after 5 s here (polls of 10 s, cut to the timeout of 5 s); the release after
     0.2 s wakes the waiter instead, which takes the slot long before that (a behaviour, not a speed: 5 s of margin)."""
-    from worker import inflight
+    from worker.store import inflight
 
     monkeypatch.setattr(inflight, "MAX_POLL_S", 10.0)
     assert limiter.acquire("acme", "a", 1, 60, timeout_s=0)
@@ -275,7 +275,7 @@ def test_a_release_in_this_process_wakes_a_waiter_at_once(
 def test_a_release_of_another_tenant_or_of_nothing_wakes_no_waiter(
     limiter: InflightLimiter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from worker import inflight
+    from worker.store import inflight
 
     monkeypatch.setattr(inflight, "MAX_POLL_S", 10.0)
     assert limiter.acquire("acme", "a", 1, 60, timeout_s=0)

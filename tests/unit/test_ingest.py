@@ -1,4 +1,4 @@
-"""worker/ingest.py: streaming JSON/JSONL readers and the POS end-of-day CSV reader, and the CSV generator."""
+"""worker/producer/ingest.py: streaming JSON/JSONL readers and the POS end-of-day CSV reader, and the CSV generator."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from schemas import DocumentKind
 from schemas.types import AMOUNT_ERROR
 from schemas.validation import DocumentError, validate_document
-from worker.ingest import CSV_COLUMNS, Source, normalise_number, open_source
-from worker.producer import SubmitError, read_documents
+from worker.producer.ingest import CSV_COLUMNS, Source, normalise_number, open_source
+from worker.producer.submit import SubmitError, read_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -1,4 +1,4 @@
-"""Streaming jobs and the intake queue (worker/results.py, worker/intake.py) against fakeredis.
+"""Streaming jobs and the intake queue (worker/store/results.py, worker/store/intake.py) against fakeredis.
 
 A job streamed in chunks is `receiving` until its producer closes it: it may be worked on, but never
 finishes early, even if every stored document already has its outcome. Intake items are taken by
@@ -13,9 +13,10 @@ import fakeredis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.intake import IntakeQueue, Item
-from worker.results import CREATED, FAILED, Record, ResultsStore
 from worker.settings import Settings
+from worker.store.intake import IntakeQueue, Item
+from worker.store.records import CREATED, FAILED, Record
+from worker.store.results import ResultsStore
 
 
 def make() -> tuple[ResultsStore, IntakeQueue]:

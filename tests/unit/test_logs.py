@@ -1,4 +1,4 @@
-"""Structured logs (worker/logs.py): context fields on every line, JSON or key=value, secrets never written."""
+"""Structured logs (worker/observability/logs.py): context fields on every line, JSON or key=value, no secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from worker import logs
+from worker.observability import logs
 from worker.redaction import SecretsFilter, secrets_filter
 
 
@@ -177,7 +177,7 @@ def test_celery_lines_keep_task_ids_and_reprs_but_not_a_second_traceback(logger:
 
 
 def test_the_celery_hook_configures_what_celery_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import celery_app
+    from worker.celery_app import bootsteps as celery_app
 
     monkeypatch.setattr(celery_app.settings, "log_format", "json")
     task_logger = logging.getLogger(f"test.logs.celery.{uuid.uuid4().hex[:8]}")

@@ -17,19 +17,22 @@ from celery.exceptions import Retry
 
 from schemas import DocumentKind
 from tests.unit.batch_store import store_with_a_batch
-from worker import results as results_module
+from tests.unit.fake_runtime import capture_messages
 from worker.connectors import Created
+from worker.connectors.reconcile import Settlement
 from worker.errors import ConfigurationError
-from worker.reconcile import Settlement
-from worker.results import CREATED, PENDING, UNKNOWN, ResultsStore
+from worker.pipeline.queue import TaskName
 from worker.settings import Settings
+from worker.store import results as results_module
+from worker.store.records import CREATED, PENDING, UNKNOWN
+from worker.store.results import ResultsStore
 
 LEASE = 10
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """A fake clock for worker.results only (the leases)."""
+    """A fake clock for worker.store.results only (the leases)."""
     fake = SimpleNamespace(now=1_700_000_000.0)
     monkeypatch.setattr(results_module, "time", SimpleNamespace(time=lambda: fake.now))
     return fake
@@ -127,9 +130,9 @@ class FakeConnector:
 
 @pytest.fixture
 def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore, clock: SimpleNamespace) -> dict[str, Any]:
-    from tasks import batches
-    from worker import runtime
-    from worker.inflight import InflightLimiter
+    from tasks import send as batches
+    from worker.pipeline import runtime
+    from worker.store.inflight import InflightLimiter
 
     state: dict[str, Any] = {"connector": FakeConnector(), "retries": [], "sent": []}
 
@@ -146,7 +149,7 @@ def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore, clock: SimpleN
     monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, "ls"))
     monkeypatch.setattr(runtime, "connector", connector)
     monkeypatch.setattr(batches.send_batch, "retry", retry)
-    monkeypatch.setattr("tasks.jobs.enqueue_send", lambda batch_id, *a, **k: state["sent"].append(batch_id))
+    state["sent"] = capture_messages(monkeypatch)  # a follow-up batch's send
     return state
 
 
@@ -165,7 +168,7 @@ def statuses(store: ResultsStore) -> list[tuple[str, Any]]:
 def test_a_request_that_never_left_is_sent_by_the_next_worker(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     die_while_holding(store, clock, marked_sent=False)
     assert send_batch("b1")["outcome"] == "created"
@@ -180,7 +183,7 @@ def test_a_request_that_may_have_left_is_reconciled_not_resent(
 ) -> None:
     """The dead worker's POST reached the ERP (it holds both documents with Keys 70 and 71): after the reconcile
     delay the look-up finds them; nothing is POSTed again."""
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["connector"] = FakeConnector(holds={0: 70, 1: 71})
     die_while_holding(store, clock, marked_sent=True)
@@ -205,14 +208,14 @@ def test_a_request_that_may_have_left_is_reconciled_not_resent(
 def test_documents_the_erp_does_not_hold_go_on_in_a_new_batch(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["connector"] = FakeConnector(holds={0: 70})  # the request was cut after the first document
     die_while_holding(store, clock, marked_sent=True)
     with pytest.raises(Retry):
         send_batch("b1")
     assert send_batch("b1") == {"batch_id": "b1", "outcome": "reconciled", "found": 1, "resend": 1}
-    assert sending["sent"] == ["b1.r3"]
+    assert [m.args[0] for m in sending["sent"] if m.task == TaskName.SEND_BATCH] == ["b1.r3"]
     assert statuses(store) == [(CREATED, 70), (PENDING, None)]
     assert sending["connector"].posts == []
 
@@ -220,7 +223,7 @@ def test_documents_the_erp_does_not_hold_go_on_in_a_new_batch(
 def test_where_the_erp_cannot_be_asked_the_documents_are_unknown(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["connector"] = FakeConnector(can_look_up=False)
     die_while_holding(store, clock, marked_sent=True)
@@ -236,7 +239,7 @@ def test_where_the_erp_cannot_be_asked_the_documents_are_unknown(
 def test_a_tenant_no_longer_configured_cannot_be_asked_either(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["connector"] = None
     die_while_holding(store, clock, marked_sent=True)
@@ -246,7 +249,7 @@ def test_a_tenant_no_longer_configured_cannot_be_asked_either(
 def test_a_look_up_cut_short_is_simply_asked_again(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["connector"] = FakeConnector(holds={0: 70, 1: 71})
     store.set_batch_state("b1", "waiting", phase="reconcile", reconcile_reason="ambiguous", reconcile_error="500")
@@ -260,7 +263,7 @@ def test_a_sender_whose_lease_was_taken_over_does_not_send(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker that stalled past its lease (before its POST) finds the batch taken over and sends nothing."""
-    from tasks import batches
+    from tasks import send as batches
 
     real_acquire = store.acquire_batch_data
 

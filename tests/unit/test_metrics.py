@@ -1,4 +1,5 @@
-"""Metrics in Redis (worker/metrics.py): written by many processes, summed by one collector, never failing work."""
+"""Metrics in Redis (worker/observability/metrics.py, worker/store/counters.py): written by many processes, summed
+by one collector, never failing work."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
+from worker.connectors.http import classify_exception, make_client
 from worker.errors import (
     AmbiguousError,
     AuthenticationFailed,
@@ -24,10 +25,11 @@ from worker.errors import (
     TransientError,
     WaitingForRetryAfter,
 )
-from worker.http import classify_exception, make_client
-from worker.logs import log_context
-from worker.results import CREATED, DUPLICATE, FAILED, UNKNOWN, Record, ResultsStore
+from worker.observability import metrics
+from worker.observability.logs import log_context
 from worker.settings import Settings
+from worker.store.records import CREATED, DUPLICATE, FAILED, UNKNOWN, Record
+from worker.store.results import ResultsStore
 
 PREFIX = "mt"
 
@@ -171,7 +173,7 @@ def test_a_redis_error_while_recording_is_swallowed(caplog: pytest.LogCaptureFix
     server = fakeredis.FakeServer()
     server.connected = False
     recorder = metrics.Recorder(client(server), PREFIX)
-    caplog.set_level(logging.DEBUG, logger="worker.metrics")
+    caplog.set_level(logging.DEBUG, logger="worker.store.counters")
     recorder.retry("softone", "timeout")
     recorder.http_request("softone", 0.1)
     assert any("metrics not recorded" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
@@ -332,10 +334,10 @@ def sending(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> di
     """send_batch against fakeredis and a fake connector; a retry is captured instead of being sent."""
     from celery.exceptions import Retry
 
-    from tasks import batches
-    from worker import runtime
-    from worker.inflight import InflightLimiter
-    from worker.results import PENDING, BatchPlan
+    from tasks import send as batches
+    from worker.pipeline import runtime
+    from worker.store.inflight import InflightLimiter
+    from worker.store.records import PENDING, BatchPlan
 
     store = store_on(server)
     store.create_job(
@@ -366,7 +368,7 @@ def sending(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> di
 
 
 def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    from worker.logs import record_fields
+    from worker.observability.logs import record_fields
 
     return [record_fields(r) for r in caplog.records if r.getMessage() == "batch outcome"]
 
@@ -374,9 +376,9 @@ def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 def test_a_created_batch_logs_one_outcome_line_and_counts(
     sending: dict[str, Any], server: fakeredis.FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
     from worker.connectors import Created
-    from worker.logs import context_filter
+    from worker.observability.logs import context_filter
 
     sending["connector"] = FakeConnector([Created(11), Created(12)])
     caplog.set_level(logging.INFO)
@@ -413,7 +415,7 @@ def test_a_retry_logs_its_reason_counts_it_and_its_message_shows_ids_only(
 ) -> None:
     from celery.exceptions import Retry
 
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["connector"] = FakeConnector(ServiceUnavailable("POST http://erp/x?token=abc answered 503", status=503))
     caplog.set_level(logging.INFO)
@@ -458,7 +460,7 @@ def http_count(server: fakeredis.FakeServer) -> float:
 def test_a_request_duration_is_written_with_the_batch_end_not_on_its_own(
     sending: dict[str, Any], server: fakeredis.FakeServer
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
     from worker.connectors import Created
 
     sending["connector"] = connector = TimedConnector([Created(11), Created(12)], server)
@@ -472,7 +474,7 @@ def test_a_request_duration_held_back_is_written_when_the_batch_does_not_end(
 ) -> None:
     from celery.exceptions import Retry
 
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
     from worker.errors import ServiceUnavailable
 
     sending["connector"] = TimedConnector(ServiceUnavailable("503", status=503), server)

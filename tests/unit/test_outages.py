@@ -23,10 +23,11 @@ from celery.exceptions import Retry
 from schemas import DocumentKind
 from tests.unit.batch_store import store_with_a_batch
 from worker.connectors import Created
+from worker.connectors.reconcile import Settlement
 from worker.errors import ConnectFailed, ServiceUnavailable
-from worker.reconcile import Settlement
-from worker.results import CREATED, FAILED, PENDING, Record, ResultsStore
 from worker.settings import Settings
+from worker.store.records import CREATED, FAILED, PENDING, Record
+from worker.store.results import ResultsStore
 
 MAX_ATTEMPTS = 3
 
@@ -66,9 +67,10 @@ class Erp:
 
 @pytest.fixture
 def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore) -> dict[str, Any]:
-    from tasks import batches
-    from worker import runtime
-    from worker.inflight import InflightLimiter
+    from tasks import send as batches
+    from worker.pipeline import reconcile, runtime, send
+    from worker.pipeline import retry as retry_policy
+    from worker.store.inflight import InflightLimiter
 
     state: dict[str, Any] = {"erp": Erp(down=0), "retries": []}
 
@@ -80,7 +82,8 @@ def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore) -> dict[str, A
     monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, "out"))
     monkeypatch.setattr(runtime, "connector", lambda tenant: state["erp"])
     monkeypatch.setattr(batches.send_batch, "retry", retry)
-    monkeypatch.setattr(batches, "get_settings", lambda: store.s)
+    for step in (send, retry_policy, reconcile):
+        monkeypatch.setattr(step, "get_settings", lambda: store.s)
     return state
 
 
@@ -91,7 +94,7 @@ def statuses(store: ResultsStore) -> list[tuple[str, Any]]:
 def test_an_unreachable_erp_is_waited_for_without_using_up_attempts(
     sending: dict[str, Any], store: ResultsStore
 ) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     waits = 4 * MAX_ATTEMPTS  # far more refusals than attempts allowed
     sending["erp"] = Erp(down=waits)
@@ -114,7 +117,7 @@ def test_an_unreachable_erp_is_waited_for_without_using_up_attempts(
 
 
 def test_the_backoff_while_unreachable_reaches_the_cap(sending: dict[str, Any], store: ResultsStore) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["erp"] = Erp(down=40)
     for _ in range(40):
@@ -127,7 +130,7 @@ def test_the_backoff_while_unreachable_reaches_the_cap(sending: dict[str, Any], 
 
 def test_answers_of_an_erp_that_is_up_still_use_up_attempts(sending: dict[str, Any], store: ResultsStore) -> None:
     """503s come from an ERP that is there and says no: they count, and the documents fail after the last one."""
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     sending["erp"] = Erp(down=10, error=ServiceUnavailable("503 from the ERP", status=503))
     for _ in range(MAX_ATTEMPTS - 1):
@@ -138,7 +141,7 @@ def test_answers_of_an_erp_that_is_up_still_use_up_attempts(sending: dict[str, A
 
 
 def test_a_look_up_while_the_erp_is_unreachable_waits_too(sending: dict[str, Any], store: ResultsStore) -> None:
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     store.acquire_batch("b1", "w1")
     store.set_batch_state("b1", "waiting", phase="reconcile", reconcile_reason="ambiguous", reconcile_error="cut")
@@ -155,9 +158,10 @@ def test_a_look_up_while_the_erp_is_unreachable_waits_too(sending: dict[str, Any
 def test_a_redis_blip_after_the_answer_does_not_undo_the_created_batch(
     sending: dict[str, Any], store: ResultsStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import batches
+    from tasks import send as batches
+    from worker.pipeline import record
 
-    monkeypatch.setattr(batches.time, "sleep", lambda s: None)
+    monkeypatch.setattr(record.time, "sleep", lambda s: None)
     real, calls = store.complete_batch, []
 
     def flaky(batch_id: str, outcome: str, *args: Any, **kwargs: Any) -> bool:
@@ -174,11 +178,11 @@ def test_a_redis_blip_after_the_answer_does_not_undo_the_created_batch(
 
 
 def test_recovery_runs_again_when_the_broker_connection_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks import recovery
-    from worker.celery_app import RecoverAfterReconnect, app
+    from worker.celery_app import app, bootsteps
+    from worker.celery_app.bootsteps import RecoverAfterReconnect
 
     runs: list[int] = []
-    monkeypatch.setattr(recovery, "recover", lambda: runs.append(1) or {})
+    monkeypatch.setattr(bootsteps, "recover", lambda enqueue: runs.append(1) or {})
     assert RecoverAfterReconnect in app.steps["consumer"]
     step = RecoverAfterReconnect(SimpleNamespace())
     step.start(SimpleNamespace())  # the first connection: worker_ready runs the recovery on start
@@ -189,13 +193,13 @@ def test_recovery_runs_again_when_the_broker_connection_comes_back(monkeypatch: 
 
 
 def test_a_failed_recovery_after_a_reconnect_does_not_stop_the_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks import recovery
-    from worker.celery_app import RecoverAfterReconnect
+    from worker.celery_app import bootsteps
+    from worker.celery_app.bootsteps import RecoverAfterReconnect
 
-    def broken() -> dict[str, int]:
+    def broken(enqueue: Any) -> dict[str, int]:
         raise redis.ConnectionError("still down")
 
-    monkeypatch.setattr(recovery, "recover", broken)
+    monkeypatch.setattr(bootsteps, "recover", broken)
     step = RecoverAfterReconnect(SimpleNamespace())
     step.start(SimpleNamespace())
     step.start(SimpleNamespace())  # logged, not raised
@@ -205,7 +209,7 @@ def test_a_failed_recovery_after_a_reconnect_does_not_stop_the_consumer(monkeypa
 
 
 def test_only_the_attempt_holding_a_batch_can_end_it(store: ResultsStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import results as results_module
+    from worker.store import results as results_module
 
     clock = SimpleNamespace(now=1_700_000_000.0)
     monkeypatch.setattr(results_module, "time", SimpleNamespace(time=lambda: clock.now))
@@ -228,7 +232,7 @@ def test_a_settlement_overtaken_by_a_take_over_is_dropped_not_written(
     """What the soak found: attempt 2 looked up for longer than its lease, attempt 3 took over, attempt 2 wrote the
     Keys it found, and attempt 3 (whose look-up skips Keys already recorded) resent all 50. Now attempt 2's end
     is refused, and attempt 3 settles the batch alone."""
-    from tasks.batches import send_batch
+    from tasks.send import send_batch
 
     store.acquire_batch("b1", "w0")
     store.set_batch_state("b1", "waiting", phase="reconcile", reconcile_reason="ambiguous", reconcile_error="cut")
@@ -252,13 +256,14 @@ def test_a_settlement_overtaken_by_a_take_over_is_dropped_not_written(
 def test_a_long_look_up_keeps_its_lease(store: ResultsStore) -> None:
     import time
 
-    from tasks.batches import _Batch, _keep_lease
+    from worker.pipeline.reconcile import keep_lease
+    from worker.pipeline.record import StoredBatch
 
     store.acquire_batch("b1", "w1")
-    batch = _Batch("b1", store.batch("b1") or {})
+    batch = StoredBatch("b1", store.batch("b1") or {})
     batch.attempt = 1
     first = float(store.batch("b1")["lease_until"])  # type: ignore[index]
-    with _keep_lease(store, batch, 0.3):
+    with keep_lease(store, batch, 0.3):
         time.sleep(0.5)
     renewed = float(store.batch("b1")["lease_until"])  # type: ignore[index]
     # The acquire gave the settings' lease (300 s); each beat restarted it from then on for 0.3 s.

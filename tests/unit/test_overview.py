@@ -1,4 +1,4 @@
-"""worker/overview.py against fakeredis: queue and buffer depths, open and stalled jobs, recent jobs with
+"""worker/ops/overview.py against fakeredis: queue and buffer depths, open and stalled jobs, recent jobs with
 filters, recent failures, dead letters, the worker broadcast, and the Prometheus gauges."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from kombu.exceptions import OperationalError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import overview
-from worker.buffer import CoalescingBuffer
-from worker.intake import IntakeQueue, Item
-from worker.results import CREATED, FAILED, UNKNOWN, Record, ResultsStore
+from worker.ops import overview
 from worker.settings import Settings
+from worker.store.buffer import CoalescingBuffer
+from worker.store.intake import IntakeQueue, Item
+from worker.store.records import CREATED, FAILED, UNKNOWN, Record
+from worker.store.results import ResultsStore
 
 
 @pytest.fixture
@@ -197,7 +198,7 @@ def test_recent_failures_name_job_document_and_reason_and_rejected_jobs(
         ]
     )
     make_job(store, "clean", n=1)
-    # a raw producer message refused as a whole (worker/submissions.py writes these)
+    # a raw producer message refused as a whole (worker/producer/submissions.py writes these)
     r.hset(
         "ov:job:rej",
         mapping={
@@ -255,7 +256,7 @@ class FakeInspect:
 
 
 def use_inspect(monkeypatch: pytest.MonkeyPatch, fake: FakeInspect) -> None:
-    from worker.celery_app import app
+    from worker.celery_app.application import app
 
     monkeypatch.setattr(app.control, "inspect", lambda timeout: fake)
 

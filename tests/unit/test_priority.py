@@ -1,4 +1,4 @@
-"""worker/priority.py: a worker lowers its CPU priority (and its own session's autogroup), never raises it."""
+"""worker/celery_app/priority.py: a worker lowers its CPU priority (and its session's autogroup), never raises it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker import priority
+from worker.celery_app import priority
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values and autogroups: Linux")
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ni
 # Run in a child process (a real one: the OS decides), which prints its nice value and its autogroup line.
 PROBE = """
 import os, sys
-from worker.priority import lower_priority
+from worker.celery_app.priority import lower_priority
 done = [what for value in sys.argv[1:] for what in lower_priority(int(value))]
 group = open('/proc/self/autogroup').read().strip() if os.path.exists('/proc/self/autogroup') else '-'
 print(os.getpriority(os.PRIO_PROCESS, 0), '|', group, '|', ', '.join(done))

@@ -1,4 +1,4 @@
-"""worker/producer.py without Redis or Celery: reading job files and filling in ExternalIds."""
+"""worker/producer/submit.py without Redis or Celery: reading job files and filling in ExternalIds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.envelope import JOB_ID_PATTERN, derived_external_id
-from worker.producer import SubmitError, _external_id_of, encode_document, new_job_id, read_documents
+from worker.producer.submit import SubmitError, _external_id_of, encode_document, new_job_id, read_documents
 
 DOC_A = {"ExternalId": "R-1", "CustomerNr": "013", "Text": "Καφές"}
 DOC_B = {"ExternalId": 2, "CustomerNr": "014"}

@@ -1,4 +1,4 @@
-"""The distributed sliding-window rate limiter (worker/ratelimit.py).
+"""The distributed sliding-window rate limiter (worker/store/ratelimit.py).
 
 fakeredis runs the Lua script for the single-process rules; the sharing across processes is tested with
 real processes against a real Redis (redis://127.0.0.1:6379/15, skipped when none answers): the times at
@@ -16,7 +16,8 @@ import fakeredis
 import pytest
 import redis
 
-from worker.ratelimit import Rate, RateLimiter
+from worker.settings import Rate
+from worker.store.ratelimit import RateLimiter
 
 REAL_REDIS_URL = "redis://127.0.0.1:6379/15"
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import FilteredInvoice
-from worker.reconcile import document_signature, invoice_signature, reconcile, settle
+from worker.connectors.reconcile import document_signature, invoice_signature, reconcile, settle
 
 
 def doc(customer: str, product: str = "P1", qty: float = 1.0, price: float = 10.0, **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""ResultsStore (worker/results.py) against fakeredis: job counters, duplicate index, batches, leases."""
+"""ResultsStore (worker/store/results.py) against fakeredis: job counters, duplicate index, batches, leases."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-import worker.results as results_module
-from worker import metrics
-from worker.results import (
+import worker.store.results as results_module
+from worker.observability import metrics
+from worker.settings import Settings
+from worker.store.records import (
     CREATED,
     DOC_STATUSES,
     DUPLICATE,
@@ -26,10 +27,9 @@ from worker.results import (
     BatchPlan,
     Claim,
     Record,
-    ResultsStore,
     parse_claim,
 )
-from worker.settings import Settings
+from worker.store.results import ResultsStore
 
 RESULT_TTL = 3600
 DEDUP_TTL = 7200
@@ -534,7 +534,7 @@ def test_commit_batches_with_nothing_does_nothing(monkeypatch: pytest.MonkeyPatc
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """A fake clock for worker.results only (fakeredis keeps the real one)."""
+    """A fake clock for worker.store.results only (fakeredis keeps the real one)."""
     fake = SimpleNamespace(now=1_700_000_000.0)
     monkeypatch.setattr(results_module, "time", SimpleNamespace(time=lambda: fake.now))
     return fake

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from worker.retry import backoff_seconds
+from worker.backoff import backoff_seconds
 
 
 def test_full_jitter_stays_under_exponential_ceiling() -> None:

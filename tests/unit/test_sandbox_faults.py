@@ -553,7 +553,7 @@ def test_build_config_arms_the_start_up_profile() -> None:
 
 
 def test_erpsync_sandbox_passes_the_new_options_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import cli
+    from worker.cli import commands as cli
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(sandbox, "serve", lambda **kwargs: calls.append(kwargs))
@@ -569,7 +569,7 @@ def test_erpsync_sandbox_passes_the_new_options_through(monkeypatch: pytest.Monk
 
 
 def test_erpsync_sandbox_rejects_an_invalid_spec(capsys: pytest.CaptureFixture[str]) -> None:
-    from worker import cli
+    from worker.cli import commands as cli
 
     assert cli.main(["sandbox", "--faults", "429=0.7,503=0.7"]) == cli.EXIT_USAGE
     assert "more than 1" in capsys.readouterr().err

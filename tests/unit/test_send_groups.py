@@ -15,10 +15,14 @@ import pytest
 from schemas import DocumentKind
 from tests.unit.fake_runtime import fake_runtime
 from tests.unit.test_intake_batches import store_job
+from worker.celery_app.enqueue import publish
 from worker.connectors import Created
 from worker.errors import ServiceUnavailable
-from worker.results import CREATED, PENDING, ResultsStore
+from worker.pipeline.intake import process_items
+from worker.pipeline.queue import TaskName
 from worker.settings import Settings
+from worker.store.records import CREATED, PENDING
+from worker.store.results import ResultsStore
 
 
 class Erp:
@@ -42,31 +46,33 @@ class Erp:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from tasks import batches, jobs
-    from worker import runtime
-    from worker.inflight import InflightLimiter
+    from worker.celery_app import app
+    from worker.pipeline import batch, intake, runtime, send
+    from worker.pipeline import retry as retry_policy
+    from worker.store.inflight import InflightLimiter
 
     settings = Settings(demo_tenant=True, send_group_batches=2)
     parts = {**fake_runtime(monkeypatch, settings), "singles": [], "groups": [], "erp": Erp()}
     store: ResultsStore = parts["store"]
 
-    def single(args: list[str], **options: Any) -> None:
-        parts["singles"].append((args[0], options.get("countdown")))
+    def send_task(name: str, args: Any = None, countdown: float | None = None, **_: Any) -> None:
+        if name == TaskName.SEND_BATCH:
+            parts["singles"].append((args[0], countdown))
+        elif name == TaskName.SEND_BATCHES:
+            parts["groups"].append(args[0])
 
-    monkeypatch.setattr(batches.send_batch, "apply_async", single)
-    monkeypatch.setattr(batches.send_batches, "apply_async", lambda args, **k: parts["groups"].append(args[0]))
-    monkeypatch.setattr(jobs, "get_settings", lambda: settings)
-    monkeypatch.setattr(batches, "get_settings", lambda: settings)
+    monkeypatch.setattr(app, "send_task", send_task)
+    for step in (intake, batch, send, retry_policy):
+        monkeypatch.setattr(step, "get_settings", lambda: settings)
     monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, "grp"))
     monkeypatch.setattr(runtime, "connector", lambda tenant: parts["erp"])
     return parts
 
 
 def test_intake_queues_a_chunks_whole_batches_in_groups(stack: dict[str, Any]) -> None:
-    from tasks.jobs import process_items
 
     store_job(stack["store"], "J", 260)
-    process_items([("J", 0, 260)])
+    process_items(publish, [("J", 0, 260)])
     # Five whole batches of 50 at two per message; the last one alone goes as a send_batch; ten wait in the buffer.
     assert stack["groups"] == [["J@0", "J@50"], ["J@100", "J@150"]]
     assert stack["singles"] == [("J@200", None)]
@@ -74,12 +80,11 @@ def test_intake_queues_a_chunks_whole_batches_in_groups(stack: dict[str, Any]) -
 
 
 def test_a_group_sends_every_batch_and_one_that_must_wait_comes_back_alone(stack: dict[str, Any]) -> None:
-    from tasks.batches import send_batch, send_batches
-    from tasks.jobs import process_items
+    from tasks.send import send_batch, send_batches
 
     store: ResultsStore = stack["store"]
     store_job(store, "J", 200)
-    process_items([("J", 0, 200)])
+    process_items(publish, [("J", 0, 200)])
     assert stack["groups"] == [["J@0", "J@50"], ["J@100", "J@150"]]
     stack["erp"].refuse = {"J@0"}
 
@@ -107,12 +112,11 @@ def test_a_group_cut_short_by_an_outage_queues_the_rest_of_its_batches_alone(
 ) -> None:
     import redis
 
-    from tasks import batches
-    from tasks.jobs import process_items
+    from tasks import send as batches
 
     store: ResultsStore = stack["store"]
     store_job(store, "J", 150)
-    process_items([("J", 0, 150)])
+    process_items(publish, [("J", 0, 150)])
     real = store.acquire_batch_data
 
     def gone_for(batch_id: str, sender: str) -> Any:
@@ -133,13 +137,12 @@ def test_the_tenants_slot_is_held_for_the_request_only(stack: dict[str, Any], mo
     """The cap counts requests in flight: the slot is taken before the POST and given back as soon as the ERP
     has answered, before the outcome is written, so a sender with more threads than the cap keeps the cap's
     requests going while other threads record outcomes."""
-    from tasks.batches import send_batch
-    from tasks.jobs import process_items
-    from worker import runtime
+    from tasks.send import send_batch
+    from worker.pipeline import runtime
 
     store: ResultsStore = stack["store"]
     store_job(store, "J", 50)
-    process_items([("J", 0, 50)])
+    process_items(publish, [("J", 0, 50)])
     seen: list[tuple[str, int]] = []
     erp_post = stack["erp"].post_documents
 

@@ -1,4 +1,4 @@
-"""The raw-Redis producer contract (worker/submissions.py, tasks/submissions.py) against fakeredis.
+"""The raw-Redis producer contract (worker/producer/submissions.py, tasks/submissions.py) against fakeredis.
 
 Every message pushed to `{p}:submit` must end as a job stored exactly as `submit()` stores one, or as a
 rejection with a reason (a `rejected` job when its id is readable and free, and always an entry in
@@ -29,19 +29,13 @@ from hypothesis import strategies as st
 
 from schemas import DocumentError, DocumentKind
 from schemas.validation import validate_document, validate_document_json
+from worker.celery_app.bootsteps import SubmissionListener
+from worker.celery_app.listener import Listener
 from worker.errors import ConfigurationError
-from worker.results import ResultsStore
+from worker.producer.submissions import ACCEPTED, GONE, REJECTED, Outcome, accept
 from worker.settings import DEMO_COMPANY_API_KEY, Settings
-from worker.submissions import (
-    ACCEPTED,
-    GONE,
-    REJECTED,
-    Listener,
-    Outcome,
-    SubmissionListener,
-    SubmissionQueue,
-    accept,
-)
+from worker.store.results import ResultsStore
+from worker.store.submissions import SubmissionQueue
 
 INVOICE = DocumentKind.CUSTOMER_INVOICE
 INTERNAL_ERROR = "could not be checked"
@@ -136,16 +130,15 @@ def message(**fields: Any) -> dict[str, Any]:
 
 
 def test_a_valid_message_becomes_a_job_stored_as_submit_stores_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.jobs
-    import worker.producer
-    from worker.producer import submit
+    import worker.producer.submit
+    from worker.producer.submit import submit
 
     env = Env()
     docs = [{"ExternalId": "R-1", "CustomerNr": "1001"}, {"CustomerNr": "1002", "Text": "Kanelbulle"}] + [
         {"ExternalId": f"R-{i}"} for i in range(2, 13)
     ]
-    monkeypatch.setattr(worker.producer, "get_redis", lambda settings=None: env.client)
-    monkeypatch.setattr(tasks.jobs, "request_intake", lambda n, job_id=None: None)
+    monkeypatch.setattr(worker.producer.submit, "get_redis", lambda settings=None: env.client)
+    monkeypatch.setattr(worker.producer.submit, "request_intake", lambda enqueue, n, job_id=None: None)
     python_job = submit(
         copy.deepcopy(docs), tenant="demo", kind="customer_invoice", source="pos", job_id="py-1", settings=env.settings
     )
@@ -363,9 +356,9 @@ def test_a_rejected_job_id_is_not_reused_either() -> None:
 
 
 def test_the_rejection_log_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.submissions
+    import worker.producer.submissions
 
-    monkeypatch.setattr(worker.submissions, "REJECTED_KEEP", 3)
+    monkeypatch.setattr(worker.producer.submissions, "REJECTED_KEEP", 3)
     env = Env()
     for i in range(5):
         env.submit(f"not json {i}")
@@ -576,14 +569,14 @@ def test_the_bootstep_runs_on_workers_of_the_intake_queue_only(monkeypatch: pyte
 
 
 def test_the_task_queues_intake_for_an_accepted_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.jobs
     import tasks.submissions
+    from worker.producer import submissions
 
     env = Env()
     asked: list[tuple[int, str | None]] = []
-    monkeypatch.setattr(tasks.submissions, "get_redis", lambda settings=None: env.client)
-    monkeypatch.setattr(tasks.submissions, "get_settings", lambda: env.settings)
-    monkeypatch.setattr(tasks.jobs, "request_intake", lambda n, job_id=None: asked.append((n, job_id)))
+    monkeypatch.setattr(submissions, "get_redis", lambda settings=None: env.client)
+    monkeypatch.setattr(submissions, "get_settings", lambda: env.settings)
+    monkeypatch.setattr(submissions, "request_intake", lambda enqueue, n, job_id=None: asked.append((n, job_id)))
     submission_id = env.push(json.dumps(message(documents=[{}] * 13)))
     result = tasks.submissions.accept_submission(submission_id)
     assert result["status"] == ACCEPTED and result["documents"] == 13
@@ -592,13 +585,18 @@ def test_the_task_queues_intake_for_an_accepted_job(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_task_message_shows_the_id_and_size_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.submissions
+    from tests.unit.fake_runtime import capture_messages
+    from worker.celery_app.bootsteps import send_accept
+    from worker.pipeline.queue import Message, TaskName
 
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.submissions.accept_submission, "apply_async", lambda **kw: calls.append(kw))
-    tasks.submissions.send_accept("20261121T000000-0123456789ab", 4711)
-    assert calls == [
-        {"args": ["20261121T000000-0123456789ab"], "argsrepr": "('20261121T000000-0123456789ab', 4711 bytes)"}
+    sent = capture_messages(monkeypatch)
+    send_accept("20261121T000000-0123456789ab", 4711)
+    assert sent == [
+        Message(
+            TaskName.ACCEPT_SUBMISSION,
+            args=["20261121T000000-0123456789ab"],
+            argsrepr="('20261121T000000-0123456789ab', 4711 bytes)",
+        )
     ]
 
 

@@ -16,7 +16,7 @@ knows nothing about any ERP. A target plugs in with:
     (after an ambiguous answer); without it such documents end `unknown` for an operator.
 
 Every request goes through `Connector.take_turn()` first: the tenant's in-flight cap is held by the send
-task, this adds the tenant's rate limit (shared by every worker, worker/ratelimit.py).
+task, this adds the tenant's rate limit (shared by every worker, worker/store/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import httpx
 import redis
 
 from schemas import DocumentKind
+from worker.connectors.http import quieten_httpx_logging
+from worker.connectors.reconcile import Settlement
 from worker.errors import WaitingForRetryAfter
-from worker.http import quieten_httpx_logging
-from worker.ratelimit import RateLimiter
-from worker.reconcile import Settlement
 from worker.redaction import secrets_filter
 from worker.settings import Settings, TenantConfig
+from worker.store.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ Authentication. Access tokens live an hour and are cached in Redis for every wor
 A 401 on a call drops the cached token (unless another worker replaced it already) and renews once.
 
 Rate limit: Fortnox allows 25 requests per access token in any sliding 5 s and answers 429 beyond it;
-every request (POSTs and look-ups) takes a turn from the tenant's shared limiter first (worker/ratelimit.py).
+every request (POSTs and look-ups) takes a turn from the tenant's shared limiter first (worker/store/ratelimit.py).
 
 Errors: Fortnox answers `{"ErrorInformation": {"Error", "Message", "Code"}}`, keys capitalised or not;
 the message and code go into the document's reason (e.g. 2004167: an account is needed for a custom VAT
@@ -36,9 +36,9 @@ from redis.exceptions import LockError
 from schemas import DocumentKind
 from schemas.fortnox import parse_error
 from worker.connectors.base import Connector, Created, LookupRequest, single_document
+from worker.connectors.http import classify_exception, classify_status
+from worker.connectors.reconcile import Settlement
 from worker.errors import AmbiguousError, AuthenticationFailed, ConnectFailed, PermanentError, RequestRejected
-from worker.http import classify_exception, classify_status
-from worker.reconcile import Settlement
 from worker.redaction import redact_url, secrets_filter
 
 log = logging.getLogger(__name__)

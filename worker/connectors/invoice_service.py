@@ -16,8 +16,8 @@ import httpx
 
 from schemas import DocumentKind
 from worker.connectors.base import Connector, Created, single_document
+from worker.connectors.http import classify_exception, classify_status
 from worker.errors import AmbiguousError, AuthenticationFailed, RequestRejected
-from worker.http import classify_exception, classify_status
 from worker.redaction import redact_url, secrets_filter
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,10 @@ from pydantic import ValidationError
 from redis.exceptions import LockError
 
 from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
+from worker.backoff import backoff_seconds
 from worker.connectors.base import Connector, Created, LookupRequest
+from worker.connectors.http import classify_exception, classify_status
+from worker.connectors.reconcile import Settlement, reconcile, settle
 from worker.errors import (
     AmbiguousError,
     AuthenticationFailed,
@@ -32,10 +35,7 @@ from worker.errors import (
     TransientError,
     WaitingForRetryAfter,
 )
-from worker.http import classify_exception, classify_status
-from worker.reconcile import Settlement, reconcile, settle
 from worker.redaction import redact_url, secrets_filter
-from worker.retry import backoff_seconds
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class SoftOneConnector(Connector):
         """POST an array of documents; the Keys (and, for orders, numbers) of a fully successful call.
 
         Raises BatchRejected for `Success: false` (documents before the rejected one are saved), and the
-        error types of worker/http.py for everything else.
+        error types of worker/connectors/http.py for everything else.
         """
         response = self._call(self.path_for(kind), body, request_id)
         result = _read_result(response)
@@ -193,7 +193,7 @@ class SoftOneConnector(Connector):
         return kind is DocumentKind.CUSTOMER_INVOICE
 
     def look_up(self, request: LookupRequest) -> Settlement:
-        """Match the batch to the invoices of its days by content (worker/reconcile.py): the Filter returns
+        """Match the batch to the invoices of its days by content (worker/connectors/reconcile.py): the Filter returns
         no ExternalId."""
         days = sorted(str(d.get("InvoiceDate", ""))[:10] for d in request.docs)
         try:

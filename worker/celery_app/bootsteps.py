@@ -1,0 +1,121 @@
+"""What a Celery worker of erpsync does besides running tasks: its bootsteps and signal handlers.
+
+- `LowerPriority`: `celery worker --nice N` lowers the worker's CPU priority before its pool forks.
+- `SubmissionListener`: on workers that consume the intake queue, a thread takes raw producers' job messages
+  off the submit list and sends their accept tasks (worker/celery_app/listener.py).
+- Recovery (worker/pipeline/recovery.py) when the worker is ready, and again whenever the consumer's broker
+  connection comes back (`RecoverAfterReconnect`): a lost connection can lose messages.
+- Every log handler Celery sets up gets the secrets filter, the log context and the structured formatter.
+
+Registered on the app when this module is imported (worker/celery_app/__init__.py does).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
+from celery.utils.log import get_multiprocessing_logger
+
+from worker import redaction
+from worker.celery_app.application import app, settings
+from worker.celery_app.enqueue import publish
+from worker.celery_app.listener import Listener
+from worker.celery_app.priority import lower_priority
+from worker.observability import logs
+from worker.pipeline.queue import Message, TaskName
+from worker.pipeline.recovery import recover
+from worker.settings import get_settings
+from worker.store.client import get_redis
+
+__all__ = ["LowerPriority", "RecoverAfterReconnect", "SubmissionListener", "send_accept"]
+
+log = logging.getLogger(__name__)
+
+
+class LowerPriority(bootsteps.Step):
+    """`--nice N`: lower the worker's CPU priority before its pool forks (the children inherit it)."""
+
+    label = "erpsync CPU priority"
+
+    def __init__(self, parent: Any, nice: int = 0, **options: Any) -> None:
+        super().__init__(parent, **options)
+        done = lower_priority(nice)
+        if done:
+            log.info("CPU priority lowered: %s", ", ".join(done))
+
+
+def send_accept(submission_id: str, size: int) -> None:
+    """Queue the accept task of a held message; what Flower and the logs show is its id and size only."""
+    publish(Message(TaskName.ACCEPT_SUBMISSION, args=[submission_id], argsrepr=f"({submission_id!r}, {size} bytes)"))
+
+
+class SubmissionListener(bootsteps.StartStopStep):
+    """The listener as a step of the Celery worker: on workers that consume the intake queue only, started after
+    the pool (so no pool process is forked from a process with a running listener thread at start-up) and
+    stopped with the worker."""
+
+    label = "erpsync submissions"
+    requires = ("celery.worker.components:Pool",)
+
+    def include_if(self, w: Any) -> bool:
+        return get_settings().queue in w.app.amqp.queues.consume_from
+
+    def create(self, w: Any) -> Listener:
+        settings = get_settings()
+        return Listener(get_redis(settings), settings, send_accept)
+
+
+class RecoverAfterReconnect(bootsteps.StartStopStep):
+    """Run the recovery again each time the consumer's broker connection is re-established.
+
+    Celery restarts the consumer's steps after a lost connection; the first start is worker_ready's. The copies
+    recovery queues are idempotent (worker/pipeline/recovery.py), so a reconnect that lost nothing costs a few
+    no-op tasks."""
+
+    label = "erpsync recovery after reconnect"
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.connected_before = False
+
+    def start(self, parent: Any) -> None:
+        if not self.connected_before:
+            self.connected_before = True
+            return
+        try:
+            recover(publish)
+        except Exception:  # the consumer must keep running; a later reconnect or worker start tries again
+            log.exception("recovery after the broker connection came back failed")
+
+
+@worker_ready.connect
+def _recover_on_start(**_: Any) -> None:
+    """Re-queue what a worker that died may have held (see worker/pipeline/recovery.py)."""
+    try:
+        recover(publish)
+    except Exception:  # a worker that cannot recover still serves new work; the log says why
+        log.exception("recovery on start failed")
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    """Every handler Celery sets up gets the secrets filter, the log context and the structured formatter
+    (worker/observability/logs.py; ERPSYNC_LOG_FORMAT), Celery's own lines included."""
+    redaction.install(logger)
+    redaction.install()
+    logs.configure(settings, logger)
+    if logger is logging.getLogger():
+        # billiard's pool logger (errors of pool processes) has a handler of its own.
+        pool_logger = get_multiprocessing_logger()
+        if pool_logger is not None:
+            logs.configure(settings, pool_logger)
+
+
+app.steps["worker"].add(LowerPriority)
+app.steps["worker"].add(SubmissionListener)  # raw-Redis producers' job messages (worker/producer/submissions.py)
+app.steps["consumer"].add(RecoverAfterReconnect)

@@ -1,0 +1,63 @@
+"""How a pipeline step hands work on without knowing Celery: a message for a task named by its contract.
+
+The steps (worker/pipeline/) say *what* must run next — drain the intake queue, flush a buffer, send a batch,
+settle waiting duplicates — as a `Message` passed to an `Enqueue` they are given. The Celery layer
+(worker/celery_app/enqueue.py) publishes it by task name; a test passes a list's `append`. Work that must come
+back later is raised as `worker.errors.RetryLater`, which the task adapters in tasks/ turn into Celery retries.
+
+Messages carry ids and counts only (documents stay in Redis, credentials in settings); `argsrepr` and
+`kwargsrepr` are what Flower and Celery's log lines show of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+__all__ = ["Enqueue", "Message", "TaskName", "describe_send"]
+
+
+class TaskName(StrEnum):
+    """The tasks of the pipeline, by the names their messages carry (the contract with running workers)."""
+
+    ACCEPT_SUBMISSION = "erpsync.accept_submission"
+    DRAIN_INTAKE = "erpsync.drain_intake"
+    PROCESS_JOB = "erpsync.process_job"
+    FLUSH_BUFFER = "erpsync.flush_buffer"
+    SEND_BATCH = "erpsync.send_batch"
+    SEND_BATCHES = "erpsync.send_batches"
+    SETTLE_DUPLICATE = "erpsync.settle_duplicate"
+
+
+#: The tasks that go to the send queue (`<queue>.send`), served by the sender workers' threads.
+SEND_TASKS = frozenset({TaskName.SEND_BATCH, TaskName.SEND_BATCHES})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One task message to publish: its task, arguments, delay and what may be shown of it."""
+
+    task: TaskName
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    countdown: float | None = None
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+
+
+class Enqueue(Protocol):
+    """Publishes a message (worker/celery_app/enqueue.py in a worker; a recorder in tests)."""
+
+    def __call__(self, message: Message, /) -> None: ...
+
+
+def describe_send(
+    tenant: str | None, target: str, kind: str | None, documents: int, *, phase: str = "send", batches: int = 1
+) -> str:
+    """The kwargsrepr of a send message (what Flower and Celery's log lines show): ids and counts only."""
+    shown: dict[str, Any] = {"tenant": tenant, "target": target, "kind": kind}
+    if batches > 1:
+        shown["batches"] = batches
+    return repr(shown | {"documents": documents, "phase": phase})

@@ -1,0 +1,214 @@
+"""Recording, the pipeline's last step: a batch's end written in one transaction, and its one outcome line.
+
+    send ──▶ [record: Keys, failures (claims released), unknowns, dead letters, follow-up batch, metrics, `done`]
+
+`end_batch` is fenced by the attempt holding the batch: an attempt that outlived its lease and was taken over
+writes nothing (LeaseLost). Every run that sends or looks up writes exactly one `batch outcome` log line
+(created/failed/unknown/reconciled/... or retrying/reconciling) with its counts, HTTP status and duration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from worker.errors import LeaseLost
+from worker.observability import metrics
+from worker.observability.logs import fields
+from worker.pipeline.batch import enqueue_send
+from worker.pipeline.queue import Enqueue
+from worker.store.records import BatchPlan, DocStatus, Record, RecordUpdate
+from worker.store.results import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+UNKNOWN_HINT = "the ERP may have created it: an operator must check before it is sent again"
+
+
+class StoredBatch:
+    """A stored batch: who is in it (job, position, ExternalId) and its body."""
+
+    def __init__(self, batch_id: str, data: dict[str, str], started: float | None = None) -> None:
+        self.id = batch_id
+        self.data = data
+        self.tenant = data["tenant"]
+        self.kind = data["kind"]
+        self.target = data.get("target", "softone")
+        self.members: list[tuple[str, int]] = [(j, int(p)) for j, p in json.loads(data["members"])]
+        self.external_ids: list[str] = json.loads(data["external_ids"])
+        self.started = time.perf_counter() if started is None else started
+        self.attempt: int | None = None  # the attempt holding the batch, once acquired: it fences the batch's end
+        self._docs: list[dict[str, Any]] | None = None
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        if self._docs is None:
+            self._docs = json.loads(self.data["body"])
+        return self._docs
+
+    def owner(self, i: int) -> str:
+        job_id, position = self.members[i]
+        return f"{job_id}#{position}"
+
+    def record(self, i: int, status: DocStatus, **fields: Any) -> RecordUpdate:
+        job_id, position = self.members[i]
+        fields.setdefault("batch_id", self.id)
+        return RecordUpdate(job_id, position, Record(self.external_ids[i], status, **fields))
+
+    def claim(self, i: int) -> tuple[str, str, str, str]:
+        return self.tenant, self.kind, self.external_ids[i], self.owner(i)
+
+    def dead_letter(self, i: int, status: str, reason: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+        job_id, position = self.members[i]
+        return {
+            "id": self.owner(i),
+            "job_id": job_id,
+            "position": position,
+            "external_id": self.external_ids[i],
+            "tenant": self.tenant,
+            "kind": self.kind,
+            "target": self.target,
+            "status": status,
+            "reason": reason,
+            "batch_id": self.id,
+            "document": self.docs[i],
+            "attempts": attempts,
+        }
+
+
+def _write(operation: Any, attempts: int = 6) -> None:
+    """Results must be written once the ERP has answered: retry Redis hiccups in-process for a while."""
+    for attempt in range(1, attempts + 1):
+        try:
+            operation()
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if attempt == attempts:
+                raise
+            time.sleep(min(10.0, 0.5 * 2**attempt))
+
+
+def jobs_of(batch: StoredBatch) -> dict[str, Any]:
+    """job_id when every document of the batch is of one job (a big file), else how many jobs it serves."""
+    jobs = {job_id for job_id, _ in batch.members}
+    return {"job_id": next(iter(jobs))} if len(jobs) == 1 else {"jobs": len(jobs)}
+
+
+def log_outcome(
+    batch: StoredBatch, outcome: str, level: int = logging.INFO, *, exc_info: bool = False, **values: Any
+) -> None:
+    """The one line per batch outcome (see the module docstring); the context adds batch_id, tenant, ...
+
+    An error is named by its type and HTTP status, never its text: an ERP's message may quote the document
+    (a customer number, a name). The text is in the documents' records, dead letters and the batch's log."""
+    counts = {"created": 0, "failed": 0, "duplicate": 0, "unknown": 0}
+    counts |= {k: values.pop(k) for k in list(counts) if k in values}
+    log.log(
+        level,
+        "batch outcome",
+        exc_info=exc_info,
+        extra=fields(
+            outcome=outcome,
+            documents=len(batch.members),
+            **counts,
+            **values,
+            duration_ms=round((time.perf_counter() - batch.started) * 1000),
+        ),
+    )
+
+
+def end_batch(
+    enqueue: Enqueue,
+    store: ResultsStore,
+    batch: StoredBatch,
+    outcome: str,
+    *,
+    created: dict[int, tuple[int, str | None]] | None = None,
+    failed: dict[int, str] | None = None,
+    unknown: dict[int, str] | None = None,
+    resend: list[int] | None = None,
+    attempt_log: dict[str, Any] | None = None,
+    **log_fields: Any,
+) -> None:
+    """Write a batch's end in one transaction: Keys, failures (claims released), unknowns, dead letters for
+    both, a follow-up batch for documents certainly not saved, and the batch's metrics; then its outcome line."""
+    created, failed, unknown, resend = created or {}, failed or {}, unknown or {}, resend or []
+    attempts = store.attempts(batch.id) if failed or unknown else []
+    updates = [batch.record(i, DocStatus.CREATED, key=k, number=n) for i, (k, n) in created.items()]
+    updates += [batch.record(i, DocStatus.FAILED, error=e) for i, e in failed.items()]
+    updates += [batch.record(i, DocStatus.UNKNOWN, error=e) for i, e in unknown.items()]
+    dead = [batch.dead_letter(i, DocStatus.FAILED, e, attempts) for i, e in failed.items()]
+    dead += [batch.dead_letter(i, DocStatus.UNKNOWN, e, attempts) for i, e in unknown.items()]
+    follow_up = []
+    if resend:
+        child_id = f"{batch.id}.r{batch.data.get('attempts', '0')}"
+        follow_up.append(
+            BatchPlan(
+                batch_id=child_id,
+                meta={
+                    "tenant": batch.tenant,
+                    "kind": batch.kind,
+                    "target": batch.target,
+                    "external_ids": json.dumps([batch.external_ids[i] for i in resend], ensure_ascii=False),
+                    "high_water": batch.data.get("high_water", "0"),
+                    "parent": batch.id,
+                },
+                members=[batch.members[i] for i in resend],
+                body=json.dumps([batch.docs[i] for i in resend], ensure_ascii=False, separators=(",", ":")),
+                records=[batch.record(i, DocStatus.PENDING, batch_id=child_id) for i in resend],
+            )
+        )
+    held = metrics.take_held()  # the request's duration: written with the batch's end, or on its own below
+    counters = [
+        *metrics.count(store.p, metrics.BATCHES, (batch.tenant, batch.target, batch.kind, outcome.replace(" ", "_"))),
+        *metrics.observe(store.p, metrics.BATCH_DOCUMENTS, (batch.target,), len(batch.members)),
+        *held,
+    ]
+    written: list[bool] = []
+    _write(
+        lambda: written.append(
+            store.complete_batch(
+                batch.id,
+                outcome,
+                updates,
+                created=[(*batch.claim(i)[:3], batch.owner(i), k, n) for i, (k, n) in created.items()],
+                released=[batch.claim(i) for i in failed],
+                dead=dead,
+                follow_up=follow_up,
+                counters=counters,
+                attempt=batch.attempt,
+                log=attempt_log,
+            )
+        )
+    )
+    if not written[-1]:
+        recorder_for(store).record(held)  # the request was made, whoever settles the batch
+        if attempt_log is not None:  # what this attempt learnt stays in the batch's log for audits
+            _write(lambda: store.log_attempt(batch.id, attempt_log))
+        raise LeaseLost(batch.id)
+    for plan in follow_up:
+        enqueue_send(enqueue, plan.batch_id, batch.tenant, batch.kind, len(plan.members), target=batch.target)
+    log_outcome(
+        batch,
+        outcome.replace(" ", "_"),
+        logging.WARNING if failed or unknown else logging.INFO,
+        created=len(created),
+        failed=len(failed),
+        unknown=len(unknown),
+        resent=len(resend),
+        **log_fields,
+    )
+
+
+def for_all(batch: StoredBatch, message: str) -> dict[int, str]:
+    return dict.fromkeys(range(len(batch.members)), message)
+
+
+def recorder_for(store: ResultsStore) -> metrics.Recorder:
+    """Metrics go where the store writes (its Redis client and key prefix)."""
+    return metrics.Recorder(store.r, store.p)

@@ -1,0 +1,98 @@
+"""When a batch comes back later, and why: the pipeline's retry policy for sends and look-ups.
+
+- An answer that says "not now" (503, a 500 before anything was saved, a timeout before sending) is an attempt:
+  the batch comes back with exponential backoff (full jitter, capped, never before Retry-After) until
+  ERPSYNC_RETRY_MAX_ATTEMPTS.
+- An ERP that cannot be reached (ConnectFailed) received nothing: waiting for it is not an attempt, and the
+  backoff grows with the batch's consecutive waits for as long as the outage lasts.
+- A turn that sent nothing (a tenant's Retry-After pause, its cap of requests in flight) gives its attempt back.
+
+Each is raised as RetryLater (worker/errors.py); the task adapter turns it into a Celery retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from worker.backoff import backoff_seconds
+from worker.errors import ConnectFailed, RetryLater, TransientError, WaitingForRetryAfter
+from worker.observability import metrics
+from worker.pipeline.queue import describe_send
+from worker.pipeline.record import StoredBatch, log_outcome, recorder_for
+from worker.settings import get_settings
+from worker.store.records import BatchState
+from worker.store.results import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+def come_back(batch_id: str, data: dict[str, str], countdown: float) -> RetryLater:
+    """Schedule this send again; the new message shows ids and counts like the first one."""
+    shown = describe_send(
+        data.get("tenant"),
+        data.get("target", "softone"),
+        data.get("kind"),
+        int(data.get("size") or 0),
+        phase=data.get("phase") or "send",
+    )
+    return RetryLater(countdown, argsrepr=repr([batch_id]), kwargsrepr=shown)
+
+
+def not_sent(store: ResultsStore, batch: StoredBatch, phase: str, countdown: float, reason: str) -> RetryLater:
+    """This turn sent nothing (a tenant pause, the in-flight cap): give the attempt back, come again."""
+    store.uncount_attempt(batch.id)
+    store.set_batch_state(batch.id, BatchState.WAITING, phase=phase)
+    log.debug("nothing sent (%s); trying again in %.1fs", reason, countdown)
+    recorder_for(store).retry(batch.target, reason)
+    return come_back(batch.id, batch.data, countdown=countdown)
+
+
+def retry_later(store: ResultsStore, batch: StoredBatch, attempt: int, exc: TransientError, phase: str) -> RetryLater:
+    settings = get_settings()
+    if isinstance(exc, WaitingForRetryAfter):  # nothing was sent: not an attempt
+        countdown = (exc.retry_after or 0) + random.uniform(0.05, 0.5)
+        return not_sent(store, batch, phase, countdown=countdown, reason=metrics.retry_reason(exc))
+    delay = backoff_seconds(
+        attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap, retry_after=exc.retry_after
+    )
+    # `not_before` is when the ERP allowed us back (Retry-After); kept for audits.
+    store.set_batch_state(batch.id, BatchState.WAITING, phase=phase, not_before=f"{time.time() + delay:.3f}")
+    reason = metrics.retry_reason(exc)
+    log_outcome(
+        batch,
+        "retrying",
+        phase=phase,
+        reason=reason,
+        error_type=type(exc).__name__,
+        http_status=exc.status,
+        retry_in_s=round(delay, 3),
+    )
+    recorder_for(store).retry(batch.target, reason)
+    return come_back(batch.id, batch.data, countdown=delay)
+
+
+def unreachable(store: ResultsStore, batch: StoredBatch, attempt: int, exc: ConnectFailed, phase: str) -> RetryLater:
+    """Nothing reached the ERP: this turn was a wait for it to come back, not an attempt (see the module
+    docstring). The backoff grows with the batch's consecutive waits, each logged as `unreachable`."""
+    settings = get_settings()
+    store.uncount_attempt(batch.id)
+    waits = store.count_unreachable(batch.id)
+    delay = backoff_seconds(waits, base=settings.retry_backoff_base, cap=settings.retry_backoff_cap)
+    store.log_attempt(
+        batch.id, {"attempt": attempt, "outcome": "unreachable", "phase": phase, "waits": waits, "error": str(exc)}
+    )
+    store.set_batch_state(batch.id, BatchState.WAITING, phase=phase, not_before=f"{time.time() + delay:.3f}")
+    log_outcome(
+        batch,
+        "retrying",
+        phase=phase,
+        reason="connection",
+        error_type=type(exc).__name__,
+        counted=False,
+        waits=waits,
+        retry_in_s=round(delay, 3),
+    )
+    recorder_for(store).retry(batch.target, metrics.retry_reason(exc))
+    return come_back(batch.id, {**batch.data, "phase": phase}, countdown=delay)

@@ -1,0 +1,15 @@
+"""The only owner of Redis state: every key (keys.py), every Lua script (lua/), every read and write.
+
+keys.py         every key family, in one place
+client.py       one Redis client per process
+scripts.py      the Lua scripts of lua/, loaded once
+records.py      the types the store hands out: statuses and states as enums, records, plans
+results.py      jobs, documents, records, the duplicate index, batches and their leases, dead letters
+intake.py       the intake queue: job ranges waiting to be validated
+buffer.py       the coalescing buffer: documents of many jobs per (tenant, kind), cut into batches
+inflight.py     a tenant's cap on requests in flight
+ratelimit.py    a tenant's requests per time window (Fortnox)
+submissions.py  raw producers' submit list and held messages
+counters.py     metric counters
+tokens.py       ERP access tokens shared by every worker, and a tenant's Retry-After pause
+"""

@@ -1,0 +1,170 @@
+"""Every Redis key erpsync uses, in one place: the families, their types and who writes them.
+
+All keys start with the deployment's prefix (ERPSYNC_KEY_PREFIX, `erpsync` by default), so several
+deployments can share one Redis. Only worker/store/ reads and writes them; the Lua scripts in
+worker/store/lua/ build the per-job and per-batch keys from the prefix the same way (`prefix .. ':job:' .. id`),
+since one script call serves documents of many jobs.
+
+    jobs and documents (worker/store/results.py)
+    {p}:job:{job_id}                    hash    job fields and counters n_pending, n_created, ...
+    {p}:job:{job_id}:docs               list    the submitted documents (JSON), ExternalId filled in
+    {p}:job:{job_id}:records            hash    position -> record JSON (external_id, status, key, number, ...)
+    {p}:job:{job_id}:status             hash    position -> status (missing = pending)
+    {p}:job:{job_id}:assigned           hash    position -> "buffer" or the batch id (a document is pushed once)
+    {p}:jobs                            zset    job ids by submission time (trimmed to the retention)
+    {p}:open_jobs                       set     jobs not finished yet (a restarted worker re-queues them)
+    duplicate index and Keys (worker/store/results.py)
+    {p}:dedup:{tenant}:{kind}:{xid}     string  "claimed|owner" or "created|owner|key|number"
+    {p}:erpkeys:{tenant}:{kind}         zset    every Key we recorded (score = Key): reconciliation's exclusions
+    batches (worker/store/results.py, buffer.py)
+    {p}:batch:{batch_id}                hash    members, body, state, attempts, lease, request
+    {p}:batch:{batch_id}:log            list    one JSON line per attempt
+    {p}:open_batches                    set     batches not done yet (a restarted worker re-queues their sends)
+    {p}:buffer:{tenant}:{kind}          list    the coalescing buffer's items (worker/store/buffer.py)
+    {p}:buffer:{tenant}:{kind}:bytes    string  bytes of the documents in it
+    {p}:buffers                         set     "tenant|kind" of every buffer that has been used
+    {p}:flushq:{tenant}:{kind}:{when}   string  a flush (`now` or `timer`) is queued already
+    intake and submissions (worker/store/intake.py, submissions.py)
+    {p}:intake                          list    job ranges waiting to be validated
+    {p}:intake:taken:{holder}           list    ranges a drain task took, until it is done with them
+    {p}:intakeq                         string  a drain task is queued already
+    {p}:submit                          list    raw producers' job messages (LPUSH), taken oldest first
+    {p}:submit:held:{id}                string  a taken message, until its task has stored or rejected it
+    {p}:submit:held                     set     the ids of taken messages
+    {p}:rejected                        list    newest first, capped: one entry per rejected message
+    dead letters (worker/store/results.py)
+    {p}:dead                            hash    dead-letter id -> entry (document, reason, attempts); no expiry
+    {p}:dead:index                      zset    dead-letter ids by time
+    sending limits and ERP sessions (worker/store/inflight.py, ratelimit.py, tokens.py)
+    {p}:inflight:{tenant}               zset    the tenant's requests in flight, by lease end
+    {p}:rate:{target}:{tenant}          zset    the tenant's recent requests (sliding window)
+    {p}:token:{tenant}                  string  the tenant's shared ERP access token
+    {p}:fortnox:refresh:{tenant}        string  the Fortnox refresh token (rotates on every use)
+    {p}:pause:{tenant}                  string  a Retry-After pause after a 429, until it expires
+    metrics (worker/store/counters.py)
+    {p}:metrics:{metric}                hash    Prometheus counters and histogram buckets
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys of one deployment (its prefix): `Keys("erpsync").job("J1")` is `erpsync:job:J1`."""
+
+    prefix: str
+
+    # ----- jobs and documents
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_docs(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:docs"
+
+    def job_records(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:records"
+
+    def job_status(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:status"
+
+    def job_assigned(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:assigned"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def open_jobs(self) -> str:
+        return f"{self.prefix}:open_jobs"
+
+    # ----- duplicate index and Keys
+    def dedup(self, tenant: str, kind: str, external_id: str) -> str:
+        return f"{self.prefix}:dedup:{tenant}:{kind}:{external_id}"
+
+    def erp_keys(self, tenant: str, kind: str) -> str:
+        return f"{self.prefix}:erpkeys:{tenant}:{kind}"
+
+    # ----- batches, the buffer and flushes
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_log(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:log"
+
+    @property
+    def open_batches(self) -> str:
+        return f"{self.prefix}:open_batches"
+
+    def buffer(self, tenant: str, kind: str) -> str:
+        return f"{self.prefix}:buffer:{tenant}:{kind}"
+
+    def buffer_bytes(self, tenant: str, kind: str) -> str:
+        return f"{self.prefix}:buffer:{tenant}:{kind}:bytes"
+
+    @property
+    def buffers(self) -> str:
+        return f"{self.prefix}:buffers"
+
+    def flush_flag(self, tenant: str, kind: str, now: bool) -> str:
+        return f"{self.prefix}:flushq:{tenant}:{kind}:{'now' if now else 'timer'}"
+
+    # ----- intake and submissions
+    @property
+    def intake(self) -> str:
+        return f"{self.prefix}:intake"
+
+    def intake_taken(self, holder: str) -> str:
+        return f"{self.prefix}:intake:taken:{holder}"
+
+    @property
+    def intake_flag(self) -> str:
+        return f"{self.prefix}:intakeq"
+
+    @property
+    def submit(self) -> str:
+        return f"{self.prefix}:submit"
+
+    @property
+    def submit_held_set(self) -> str:
+        return f"{self.prefix}:submit:held"
+
+    def submit_held(self, submission_id: str) -> str:
+        return f"{self.prefix}:submit:held:{submission_id}"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}:rejected"
+
+    # ----- dead letters
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def dead_index(self) -> str:
+        return f"{self.prefix}:dead:index"
+
+    # ----- sending limits and ERP sessions
+    def inflight(self, tenant: str) -> str:
+        return f"{self.prefix}:inflight:{tenant}"
+
+    def rate(self, target: str, tenant: str) -> str:
+        return f"{self.prefix}:rate:{target}:{tenant}"
+
+    def token(self, tenant: str) -> str:
+        return f"{self.prefix}:token:{tenant}"
+
+    def fortnox_refresh(self, tenant: str) -> str:
+        return f"{self.prefix}:fortnox:refresh:{tenant}"
+
+    def pause(self, tenant: str) -> str:
+        return f"{self.prefix}:pause:{tenant}"
+
+    # ----- metrics
+    def metric(self, name: str) -> str:
+        return f"{self.prefix}:metrics:{name}"

@@ -1,0 +1,74 @@
+-- The results store's `job_functions` (worker/store/results.py).
+-- Lua functions shared by the scripts below. A job's keys derive from the prefix and job id (the same as
+-- ResultsStore.job_key), so one script call can update documents of many jobs.
+local function finish_if_done(jk, open_jobs, now, job_id)
+  local pending = tonumber(redis.call('HGET', jk, 'n_pending') or '0')
+  if pending > 0 then return false end
+  local total = tonumber(redis.call('HGET', jk, 'total') or '0')
+  local ok = tonumber(redis.call('HGET', jk, 'n_created') or '0')
+           + tonumber(redis.call('HGET', jk, 'n_duplicate') or '0')
+  local status = 'partial'
+  if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
+  redis.call('HSET', jk, 'status', status, 'finished_at', now)
+  redis.call('SREM', open_jobs, job_id)
+  return true
+end
+
+-- created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
+-- brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
+-- producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
+--
+-- Sets the records of ARGV[i], ARGV[i + 4], ... while they are of the same job (a batch's documents mostly
+-- are): per document only its status is read and its record and status written; the job's counters, metric,
+-- updated_at and status are written once for the run, from what its documents changed. Appends each one's
+-- result to `out` and returns the index after the run.
+local function set_records_of_job(prefix, argv, i, now, ttl, out)
+  local job_id = argv[i]
+  local jk = prefix .. ':job:' .. job_id
+  local alive = redis.call('EXISTS', jk) == 1
+  local delta, entered, changed = {}, {}, false
+  while i <= #argv and argv[i] == job_id do
+    if not alive then
+      out[#out + 1] = -1
+    else
+      local pos, status = argv[i + 1], argv[i + 2]
+      local old = redis.call('HGET', jk .. ':status', pos) or 'pending'
+      if old == 'created' or old == 'duplicate' then
+        out[#out + 1] = 0
+      else
+        redis.call('HSET', jk .. ':records', pos, argv[i + 3])
+        if old ~= status then
+          redis.call('HSET', jk .. ':status', pos, status)
+          delta[old] = (delta[old] or 0) - 1
+          delta[status] = (delta[status] or 0) + 1
+          entered[status] = (entered[status] or 0) + 1
+          changed = true
+        end
+        out[#out + 1] = 1
+      end
+    end
+    i = i + 4
+  end
+  if not changed then return i end
+  redis.call('EXPIRE', jk .. ':status', ttl)
+  for status, n in pairs(delta) do
+    if n ~= 0 then redis.call('HINCRBY', jk, 'n_' .. status, n) end
+  end
+  -- erpsync_documents_total (worker/observability/metrics.py): counted here, where a status really changes, so that a
+  -- redelivered message never counts twice; pcall: a metric never aborts the script.
+  local meta = redis.call('HMGET', jk, 'tenant', 'target', 'kind')
+  for status, n in pairs(entered) do
+    if status ~= 'pending' then
+      redis.pcall('HINCRBY', prefix .. ':metrics:erpsync_documents_total',
+        (meta[1] or '') .. '|' .. (meta[2] or 'softone') .. '|' .. (meta[3] or '') .. '|' .. status, n)
+    end
+  end
+  redis.call('HSET', jk, 'updated_at', now)
+  local current = redis.call('HGET', jk, 'status')
+  if current == 'receiving' then return i end
+  if not finish_if_done(jk, prefix .. ':open_jobs', now, job_id) and current ~= 'running' then
+    redis.call('HSET', jk, 'status', 'running')
+    redis.call('HDEL', jk, 'finished_at')
+  end
+  return i
+end
