@@ -1,0 +1,160 @@
+"""The package's layering, held against the code: every import (inside functions too) goes down the layers or
+stays in its own, and no import cycle exists anywhere. The layers, lowest first, are the ones worker/__init__.py
+lists; a module belongs to the layer with the longest matching prefix."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.unit import layering
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("schemas", "worker", "tasks")
+
+LAYERS: list[list[str]] = [
+    ["schemas"],  # pure data: pydantic models
+    # what every layer uses
+    ["worker.errors", "worker.settings", "worker.redaction", "worker.backoff", "worker.failpoints", "worker.fastjson"],
+    ["worker.store"],  # the only owner of Redis state
+    ["worker.observability"],  # logs, metrics
+    ["worker.connectors"],  # one ERP each, the HTTP boundary
+    ["worker.pipeline"],  # intake -> batch -> send -> record, no Celery
+    ["worker.celery_app"],  # the app, publishing by task name, bootsteps
+    ["worker.producer"],  # submit(), readers, raw-Redis job messages
+    ["tasks"],  # thin task adapters
+    ["worker.ops"],
+    ["worker.devstack"],
+    ["worker.cli"],
+    ["worker"],  # the public surface
+]
+
+#: Third-party packages that are Celery (the pipeline's steps know none of them).
+CELERY = {"celery", "kombu", "billiard"}
+#: What a pure schema may not touch.
+IO = {"redis", "httpx", "celery", "kombu", "billiard", "worker", "tasks", "sandbox"}
+ERPS = ("worker.connectors.softone", "worker.connectors.fortnox", "worker.connectors.invoice_service")
+
+
+@pytest.fixture(scope="module")
+def graph() -> tuple[dict[str, Path], list[layering.Edge]]:
+    return layering.imports(ROOT, PACKAGES)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The first name of everything a file imports (absolute imports only), inside functions too."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_module_is_in_a_layer_and_imports_only_its_own_and_those_below(
+    graph: tuple[dict[str, Path], list[layering.Edge]],
+) -> None:
+    known, edges = graph
+    assert len(known) > 60 and len(edges) > 300  # the graph was read at all
+    assert [m for m in known if layering.layer_of(m, LAYERS) is None] == []
+    assert layering.upward(edges, LAYERS) == []
+
+
+def test_no_module_imports_one_that_imports_it_back(graph: tuple[dict[str, Path], list[layering.Edge]]) -> None:
+    assert layering.cycles(graph[1]) == []
+
+
+def test_schemas_are_pure(graph: tuple[dict[str, Path], list[layering.Edge]]) -> None:
+    known, _ = graph
+    impure = {m: sorted(top_level_imports(p) & IO) for m, p in known.items() if m.startswith("schemas")}
+    assert {m: found for m, found in impure.items() if found} == {}
+
+
+def test_the_pipelines_steps_know_no_celery(graph: tuple[dict[str, Path], list[layering.Edge]]) -> None:
+    known, _ = graph
+    steps = {m: sorted(top_level_imports(p) & CELERY) for m, p in known.items() if m.startswith("worker.pipeline")}
+    assert {m: found for m, found in steps.items() if found} == {}
+
+
+def test_each_connector_knows_one_erp(graph: tuple[dict[str, Path], list[layering.Edge]]) -> None:
+    _, edges = graph
+    crossing = [e for e in edges if e.source.startswith(ERPS) and e.target.startswith(ERPS)]
+    assert [e for e in crossing if e.source.split(".")[2] != e.target.split(".")[2]] == []
+
+
+def test_tasks_are_thin_adapters(graph: tuple[dict[str, Path], list[layering.Edge]]) -> None:
+    """Every function in tasks/ is a Celery task whose body calls a step: a docstring, at most a context or two and
+    the call; no classes, no helpers."""
+    known, _ = graph
+    for module, path in known.items():
+        if not module.startswith("tasks"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert not [n.name for n in tree.body if isinstance(n, ast.ClassDef)], module
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                decorators = [ast.unparse(d) for d in node.decorator_list]
+                assert any(d.startswith("app.task(") for d in decorators), f"{module}.{node.name} is not a task"
+                statements = sum(1 for n in ast.walk(node) if isinstance(n, ast.stmt)) - 1  # the def itself
+                assert statements <= 4, f"{module}.{node.name}: {statements} statements; the logic belongs in a step"
+
+
+def test_the_sandbox_imports_nothing_of_ours() -> None:
+    """The sandbox stands for the real ERPs: it is written from their specs, never from our code."""
+    ours = {"worker", "tasks", "schemas", "bench", "tests"}
+    used = {p.name: sorted(top_level_imports(p) & ours) for p in (ROOT / "sandbox").rglob("*.py")}
+    assert {name: found for name, found in used.items() if found} == {}
+
+
+# ----- the rules themselves catch what they are for: an upward import and a cycle hidden inside functions
+
+
+def tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def test_an_upward_import_inside_a_function_is_caught(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/store/__init__.py": "",
+            "app/store/keys.py": "def key():\n    from app.pipeline import send  # upward\n    return send\n",
+            "app/pipeline/__init__.py": "",
+            "app/pipeline/send.py": "from app.store.keys import key\n",
+        },
+    )
+    layers = [["app.store"], ["app.pipeline"], ["app"]]
+    _, edges = layering.imports(root, ["app"])
+    assert layering.upward(edges, layers) == ["app.store.keys:2 -> app.pipeline.send"]
+    [cycle] = layering.cycles(edges)
+    assert set(cycle.split(" -> ")) == {"app.store.keys", "app.pipeline.send"}
+
+
+def test_a_cycle_within_one_layer_is_caught(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/a.py": "import app.b\n",
+            "app/b.py": "def late():\n    from app import c\n",
+            "app/c.py": "def later():\n    from . import a\n",
+        },
+    )
+    _, edges = layering.imports(root, ["app"])
+    assert layering.upward(edges, [["app"]]) == []  # one layer: nothing goes up
+    [cycle] = layering.cycles(edges)
+    assert set(cycle.split(" -> ")) == {"app.a", "app.b", "app.c"}
+
+
+def test_a_module_in_no_layer_is_reported(tmp_path: Path) -> None:
+    root = tree(tmp_path, {"app/__init__.py": "", "app/x.py": "from app import y\n", "app/y.py": ""})
+    _, edges = layering.imports(root, ["app"])
+    assert layering.upward(edges, [["app.y"]]) == ["app.x:1 -> app.y"]
