@@ -7,6 +7,8 @@
     ├── RetryLater                  a pipeline step's work must come back later (its task adapter maps it
     │                               to a Celery retry); carries the countdown and what Flower may show
     ├── LeaseLost                   this attempt no longer holds its batch: another worker took it over
+    ├── StoreUnavailable            Redis failed a call whose caller carries on without it (the ERP token
+    │                               cache, worker/store/tokens.py)
     ├── TransientError              nothing was created; the same request may succeed later → retry
     │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
     │   ├── RateLimited             429, with the server's Retry-After
@@ -74,6 +76,15 @@ class RetryLater(ErpSyncError):
 
 class LeaseLost(ErpSyncError):
     """This attempt no longer holds its batch (it outlived its lease and another worker took it over)."""
+
+
+class StoreUnavailable(ErpSyncError):
+    """Redis could not do what a token-cache call asked. `kind` is the name of Redis's error (`ConnectionError`,
+    `TimeoutError`, `LockError`, `LockNotOwnedError`...); the error itself is the `__cause__`."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.kind = type(error).__name__
 
 
 class TransientError(ErpSyncError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -177,6 +178,36 @@ def test_client_credentials_for_service_accounts(cache: fakeredis.FakeRedis) -> 
                                    "tenant": "tenant-42"}]  # fmt: skip
     assert erp.api_requests[0].url.path == "/3/orders"
     assert cache.get("t:fortnox:refresh:acme") is None
+
+
+def test_token_cache_down_is_connect_failed_and_nothing_is_sent() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    erp = FakeFortnox()
+    with pytest.raises(ConnectFailed, match=r"^token cache unavailable \(ConnectionError\); nothing was sent$"):
+        make_connector(erp, fakeredis.FakeRedis(server=server, decode_responses=True)).post_documents(
+            DocumentKind.CUSTOMER_INVOICE, INVOICE, "b1"
+        )
+    assert erp.token_requests == [] and erp.api_requests == []
+
+
+def test_a_renewal_that_outlives_its_lock_is_connect_failed(cache: fakeredis.FakeRedis) -> None:
+    """The new pair is stored, but the renewal held the lock past its timeout: another worker may have renewed
+    meanwhile, so this request is not sent (the next one finds the stored token)."""
+    erp = FakeFortnox()
+    connector = make_connector(erp, cache)
+    connector.token_lock_seconds = 0.05
+    renew = connector._renew
+
+    def slow_renew() -> str:
+        token = renew()
+        time.sleep(0.2)
+        return token
+
+    connector._renew = slow_renew  # type: ignore[method-assign]
+    with pytest.raises(ConnectFailed, match=r"^token cache unavailable \(LockNotOwnedError\); nothing was sent$"):
+        connector.post_documents(DocumentKind.CUSTOMER_INVOICE, INVOICE, "b1")
+    assert erp.api_requests == [] and cache.get("t:token:acme") == "at-1"
 
 
 def test_401_drops_the_token_and_renews_once(cache: fakeredis.FakeRedis) -> None:

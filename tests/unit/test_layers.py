@@ -36,6 +36,13 @@ CELERY = {"celery", "kombu", "billiard"}
 #: What a pure schema may not touch.
 IO = {"redis", "httpx", "celery", "kombu", "billiard", "worker", "tasks", "sandbox"}
 ERPS = ("worker.connectors.softone", "worker.connectors.fortnox", "worker.connectors.invoice_service")
+#: worker.store is the only owner of Redis state, so the only importer of the `redis` package; these modules may
+#: import it too, each for the names listed and nothing else ("Redis (type)": the client's class in annotations only).
+#: All but the dev stack could take the same from the store (worker/store/errors.py, client.py's RedisClient).
+REDIS_OUTSIDE_THE_STORE: dict[str, set[str]] = {
+    # Everyone else names Redis's errors and client through worker/store/errors.py and worker/store/client.py.
+    "worker.devstack.stack": {"Redis", "RedisError"},  # starts the local redis-server: pings it, shuts it down
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +59,49 @@ def top_level_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             names.add(node.module.split(".")[0])
     return names
+
+
+def redis_names(path: Path) -> set[str]:
+    """What a file takes from the `redis` package (inside functions too): `redis.X`, `alias.X` of a module of it
+    imported under another name, `from redis... import X`; "X (type)" where it appears in annotations only."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases: set[str] = set()
+    names: set[str] = set()
+    in_annotations: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {alias.asname or "redis" for alias in node.names if alias.name.split(".")[0] == "redis"}
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "redis":
+            names |= {alias.name for alias in node.names}
+        annotations = [getattr(node, "annotation", None), getattr(node, "returns", None)]
+        in_annotations |= {id(n) for a in annotations if isinstance(a, ast.expr) for n in ast.walk(a)}
+    typed: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            (typed if id(node) in in_annotations else names).add(node.attr)
+    return names | {f"{name} (type)" for name in typed - names}
+
+
+def redis_outside_the_store(known: dict[str, Path], allowed: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Per module outside worker.store, what it takes from `redis` beyond what `allowed` lets it; and an entry of
+    `allowed` that no longer imports redis, as `stale` (the list only shrinks)."""
+    found: dict[str, list[str]] = {}
+    importers = set()
+    for module, path in known.items():
+        if module == "worker.store" or module.startswith("worker.store.") or "redis" not in top_level_imports(path):
+            continue
+        importers.add(module)
+        extra = sorted(redis_names(path) - allowed.get(module, set())) or ([] if module in allowed else ["import"])
+        if extra:
+            found[module] = extra
+    found |= {module: ["stale"] for module in sorted(set(allowed) - importers)}
+    return found
+
+
+def test_only_the_store_imports_redis(graph: tuple[dict[str, Path], list[layering.Edge]]) -> None:
+    """Redis state has one owner: elsewhere `redis` is imported only by the modules listed, for the names listed."""
+    known, _ = graph
+    assert redis_outside_the_store(known, REDIS_OUTSIDE_THE_STORE) == {}
 
 
 def test_every_module_is_in_a_layer_and_imports_only_its_own_and_those_below(
@@ -158,3 +208,24 @@ def test_a_module_in_no_layer_is_reported(tmp_path: Path) -> None:
     root = tree(tmp_path, {"app/__init__.py": "", "app/x.py": "from app import y\n", "app/y.py": ""})
     _, edges = layering.imports(root, ["app"])
     assert layering.upward(edges, [["app.y"]]) == ["app.x:1 -> app.y"]
+
+
+def test_redis_outside_the_store_is_caught(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/store.py": "import redis\n\ndef get(r: redis.Redis) -> str:\n    return r.get('k')\n",
+            "app/cli.py": "import redis\n\ndef run(r: redis.Redis) -> None:\n    try:\n        r.ping()\n"
+            "    except redis.ConnectionError:\n        pass\n",
+            "app/send.py": "def send() -> None:\n    from redis.exceptions import LockError\n"
+            "    import redis.client as rc\n    rc.Pipeline\n",
+            "app/tidy.py": "",
+        },
+    )
+    known = {name.removeprefix("app."): path for name, path in layering.modules(root, ["app"]).items()}
+    known["worker.store.keys"] = known.pop("store")  # the store's own import is fine
+    allowed = {"cli": {"ConnectionError", "Redis (type)"}, "tidy": {"RedisError"}}
+    assert redis_outside_the_store(known, allowed) == {"send": ["LockError", "Pipeline"], "tidy": ["stale"]}
+    allowed["cli"] = {"ConnectionError"}  # the client's class in an annotation is a name taken too
+    assert redis_outside_the_store(known, allowed)["cli"] == ["Redis (type)"]

@@ -10,6 +10,7 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from schemas import DocumentKind, InvoiceFilter
@@ -25,8 +26,10 @@ from worker.errors import (
     RequestRejected,
     ServiceUnavailable,
     TransientError,
+    WaitingForRetryAfter,
 )
 from worker.settings import Settings, TenantConfig
+from worker.store.errors import StoreUnavailable
 
 COMPANY_KEY = "company-KEY-6f1d2a77"
 CONNECT_KEY = "connect-KEY-9b8c7d55"
@@ -195,9 +198,49 @@ def test_token_cache_down_is_connect_failed_and_nothing_is_sent() -> None:
     server.connected = False
     erp = FakeErp()
     connector = make_connector(erp, fakeredis.FakeRedis(server=server, decode_responses=True))
-    with pytest.raises(ConnectFailed):
+    with pytest.raises(ConnectFailed, match=r"^token cache unavailable \(ConnectionError\); nothing was sent$"):
         connector.post_documents(DocumentKind.CUSTOMER_INVOICE, DOCS)
     assert erp.logins == [] and erp.posts == []
+
+
+def test_a_renewal_lock_not_had_in_time_is_connect_failed_and_nothing_is_sent(
+    redis_client: fakeredis.FakeRedis,
+) -> None:
+    redis_client.set(TOKEN_KEY + ":lock", "another worker", px=60_000)  # another worker is logging in, and stays
+    erp = FakeErp()
+    connector = make_connector(erp, redis_client)
+    connector.token_lock_seconds = 0.2
+    with pytest.raises(ConnectFailed, match=r"^token cache unavailable \(LockError\); nothing was sent$"):
+        connector.post_documents(DocumentKind.CUSTOMER_INVOICE, DOCS)
+    assert erp.logins == [] and erp.posts == []
+
+
+def test_a_retry_after_pauses_every_worker_of_the_tenant(redis_client: fakeredis.FakeRedis) -> None:
+    erp = FakeErp(posts=[httpx.Response(429, headers={"Retry-After": "30"})])
+    with pytest.raises(RateLimited):
+        make_connector(erp, redis_client).post_documents(DocumentKind.CUSTOMER_INVOICE, DOCS)
+    assert 29_000 < redis_client.pttl("t:pause:acme") <= 30_001
+    with pytest.raises(WaitingForRetryAfter) as info:  # another worker: nothing sent while the pause runs
+        make_connector(erp, redis_client).post_documents(DocumentKind.CUSTOMER_INVOICE, DOCS)
+    assert 29 < (info.value.retry_after or 0) <= 30.001  # the pause is written to the millisecond
+    assert len(erp.posts) == 1
+
+
+def test_what_the_token_cache_cannot_do_after_a_login_does_not_fail_the_post(
+    redis_client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pause that cannot be read is no pause; a fresh token that cannot be shared is kept to ourselves."""
+    erp = FakeErp(posts=[httpx.Response(401)])
+    connector = make_connector(erp, redis_client)
+
+    def unavailable(*args: Any) -> Any:
+        raise StoreUnavailable(redis.ConnectionError("Error 111 connecting"))
+
+    monkeypatch.setattr(connector.tokens, "paused_until", unavailable)
+    monkeypatch.setattr(connector.tokens, "offer", unavailable)
+    assert [c.key for c in connector.post_documents(DocumentKind.CUSTOMER_INVOICE, DOCS)] == [501, 502]
+    assert erp.tokens_used() == [TOKENS[0], TOKENS[1]]
+    assert redis_client.get(TOKEN_KEY) is None  # not shared: the next request logs in again
 
 
 @pytest.mark.parametrize(

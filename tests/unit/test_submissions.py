@@ -35,7 +35,7 @@ from worker.errors import ConfigurationError
 from worker.producer.submissions import ACCEPTED, GONE, REJECTED, Outcome, accept
 from worker.settings import DEMO_COMPANY_API_KEY, Settings
 from worker.store.results import ResultsStore
-from worker.store.submissions import SubmissionQueue
+from worker.store.submissions import NewJob, Rejection, SubmissionQueue
 
 INVOICE = DocumentKind.CUSTOMER_INVOICE
 INTERNAL_ERROR = "could not be checked"
@@ -205,6 +205,37 @@ def test_accepting_twice_does_nothing_the_second_time() -> None:
     assert (first.status, second.status) == (ACCEPTED, GONE)
     assert env.job_keys("twice") == before
     assert env.client.llen(f"{env.p}:intake") == 1
+
+
+def test_a_job_id_used_while_the_message_is_stored_makes_it_a_rejection() -> None:
+    """SubmissionQueue.settle watches the job: a job stored under the same id between the check and the write
+    aborts the write, and the producer's choice is asked again, now told the id is used."""
+    env = Env()
+    submission_id = env.push(json.dumps(message(job_id="raced-1")))
+    other = fakeredis.FakeRedis(server=env.server, decode_responses=True)
+    asked: list[bool] = []
+
+    def choose(used: bool) -> NewJob | Rejection:
+        asked.append(used)
+        if not used:  # another producer's job takes the id meanwhile
+            other.hset(env.store.job_key("raced-1"), "status", "queued")
+            return NewJob({"job_id": "raced-1"})
+        return Rejection({"id": submission_id, "job_id": "raced-1"}, 10, "job id taken")
+
+    settled = env.queue.settle(submission_id, "raced-1", choose)
+    assert asked == [False, True] and isinstance(settled, Rejection)
+    assert env.client.hgetall(env.store.job_key("raced-1")) == {"status": "queued"}  # not touched
+    assert [e["id"] for e in env.store.rejections()] == [submission_id]
+    assert not env.client.exists(env.queue.held_key(submission_id))
+    assert submission_id not in env.client.smembers(env.queue.held_set)
+
+
+def test_a_message_settled_by_another_run_is_gone_and_nothing_is_written() -> None:
+    env = Env()
+    submission_id = env.push(json.dumps(message()))
+    env.client.delete(env.queue.held_key(submission_id))  # another run of the task stored it
+    assert env.queue.settle(submission_id, None, lambda used: pytest.fail("nothing to choose")) is None
+    assert env.client.smembers(env.queue.held_set) == set() and env.store.rejections() == []
 
 
 def test_an_id_that_is_not_ours_is_ignored() -> None:

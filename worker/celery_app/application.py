@@ -23,13 +23,16 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import redis.exceptions as redis_errors
-from celery import Celery
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 from kombu import Exchange, Queue
 
 from worker.pipeline.queue import SEND_TASKS
 from worker.settings import get_settings
+from worker.store.errors import OUTAGE_ERRORS
 
+__all__ = ["REDIS_OUTAGE_RETRY", "TASK_MODULES", "app", "settings"]
+
+#: The settings the app is configured with, read at import (bootsteps.py configures the logs with them too).
 settings = get_settings()
 
 #: The task modules a worker imports (tasks/): thin adapters of the pipeline's steps.
@@ -63,7 +66,7 @@ app.conf.update(
     ],
     task_routes={name.value: {"queue": settings.send_queue_name} for name in SEND_TASKS},
     # Task events cost a sender about a quarter of its CPU per batch (measured: 7.8-10.4 ms per batch without,
-    # 11.8-12.9 ms with; bench/README "Benchmark"), so workers start without them and Flower turns them on
+    # 11.8-12.9 ms with; README, "Benchmark"), so workers start without them and Flower turns them on
     # while it runs (`erpsync flower` at once, Flower itself every 5 s for workers started later: Celery's
     # enable_events broadcast). `celery worker -E` keeps them on for good. No task-sent events: a queue's depth
     # is in `erpsync status` and the metrics, and every publish would pay for one.
@@ -93,7 +96,7 @@ if settings.redis_uses_tls:
 # Tasks that only talk to Redis (intake, flushes) ride out a Redis restart: Celery retries them with
 # backoff (at most a minute apart, 20 times) instead of failing the work.
 REDIS_OUTAGE_RETRY: dict[str, Any] = {
-    "autoretry_for": (redis_errors.ConnectionError, redis_errors.TimeoutError),
+    "autoretry_for": OUTAGE_ERRORS,
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "max_retries": 20,

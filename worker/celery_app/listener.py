@@ -12,9 +12,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-import redis
-
 from worker.settings import Settings
+from worker.store.client import RedisClient
+from worker.store.errors import OUTAGE_ERRORS
 from worker.store.submissions import SubmissionQueue
 
 __all__ = ["Listener"]
@@ -32,7 +32,7 @@ class Listener:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         settings: Settings,
         send: Callable[[str, int], None],
         *,
@@ -72,7 +72,7 @@ class Listener:
                     type(exc).__name__,
                     exc,
                     pause,
-                    exc_info=failures == 1 and not isinstance(exc, redis.ConnectionError | redis.TimeoutError),
+                    exc_info=failures == 1 and not isinstance(exc, OUTAGE_ERRORS),
                 )
                 self.stopping.wait(pause)
                 continue

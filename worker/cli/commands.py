@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import redis
 from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -35,18 +34,20 @@ from worker.cli.console import (
 )
 from worker.cli.ops import FLOWER_STATE_SAVE_MS, cmd_flower, cmd_jobs, cmd_metrics, status_overview
 from worker.errors import ConfigurationError
+from worker.producer.ingest import open_source
 from worker.redaction import redact_url
 from worker.settings import get_settings
+from worker.store import client as redis_client  # get_redis through its module: tests replace it there
+from worker.store.errors import OUTAGE_ERRORS
+from worker.store.records import job_summary
+from worker.store.results import ResultsStore
 
 PROGRESS_THRESHOLD_BYTES = 1 << 20  # a bar for files of a megabyte or more
 
 
-def _store() -> Any:
-    from worker.store.client import get_redis
-    from worker.store.results import ResultsStore
-
+def _store() -> ResultsStore:
     settings = get_settings()
-    return ResultsStore(get_redis(settings), settings)
+    return ResultsStore(redis_client.get_redis(settings), settings)
 
 
 def _job_or_fail(job_id: str) -> dict[str, str]:
@@ -88,8 +89,6 @@ def _exit_code(job: dict[str, str]) -> int:
 
 
 def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
-    from worker.store.records import job_summary
-
     summary = job_summary(job)
     counts = summary["counts"]
     out.print(
@@ -116,7 +115,8 @@ def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from worker.producer.ingest import open_source
+    # Imported on use: the producer imports the Celery app, which reads the settings when imported; inside a
+    # command, a bad setting is main()'s one-line error rather than a traceback.
     from worker.producer.submit import submit, wait_for
 
     settings = get_settings()
@@ -175,8 +175,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from worker.store.records import job_summary
-
     if args.job_id is None:
         return status_overview(args)
     if args.watch is not None:
@@ -213,31 +211,14 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
+    # Imported on use: replaying submits, and the producer imports the Celery app (see cmd_submit).
     from worker.ops import deadletters
 
     store = _store()
     if args.action == "list":
-        entries = [deadletters.summary(e) for e in store.dead_letters()]
-        if args.json:
-            print(json.dumps({"count": len(entries), "dead_letters": entries}, ensure_ascii=False))
-        else:
-            table = Table("id", "status", "tenant", "kind", "ExternalId", "replays", "reason",
-                          title=f"{len(entries)} dead letters")  # fmt: skip
-            for e in entries:
-                table.add_row(e["id"], e["status"], e["tenant"], e["kind"], e["external_id"], str(e["replays"]),
-                              (e["reason"] or "")[:120])  # fmt: skip
-            out.print(table)
+        _print_dead_letters([deadletters.summary(e) for e in store.dead_letters()], as_json=args.json)
         return EXIT_OK
-    if args.action == "replay" and args.all:
-        targets = [e for e in store.dead_letters() if not e.get("replays")]
-    else:
-        if not args.id:
-            raise UserError(f"erpsync dead {args.action} needs a dead-letter id" + (" or --all" if args.action ==
-                            "replay" else ""))  # fmt: skip
-        entry = store.dead_letter(args.id)
-        if entry is None:
-            raise UserError(f"no dead letter {args.id!r} (see: erpsync dead list)")
-        targets = [entry]
+    targets = _dead_letter_targets(store, args)
     if args.action == "show":
         print(json.dumps(targets[0], ensure_ascii=False, indent=None if args.json else 2))
     elif args.action == "drop":
@@ -245,19 +226,52 @@ def cmd_dead(args: argparse.Namespace) -> int:
         if not args.json:
             out.print(f"dropped dead letter {targets[0]['id']}")
     else:
-        jobs = [{"id": e["id"], "job_id": deadletters.replay(store, e)} for e in targets]
-        if args.json:
-            print(json.dumps({"replayed": jobs}))
-        else:
-            for j in jobs:
-                out.print(f"replayed {j['id']} as job {j['job_id']}")
-            if not jobs:
-                out.print("nothing to replay")
+        replayed = [{"id": e["id"], "job_id": deadletters.replay(store, e)} for e in targets]
+        _print_replayed(replayed, as_json=args.json)
     return EXIT_OK
 
 
+def _dead_letter_targets(store: ResultsStore, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """What `dead show|drop|replay` acts on: the entry named by its id or, for `replay --all`, every entry not
+    replayed yet."""
+    if args.action == "replay" and args.all:
+        return [e for e in store.dead_letters() if not e.get("replays")]
+    if not args.id:
+        raise UserError(f"erpsync dead {args.action} needs a dead-letter id" + (" or --all" if args.action ==
+                        "replay" else ""))  # fmt: skip
+    entry = store.dead_letter(args.id)
+    if entry is None:
+        raise UserError(f"no dead letter {args.id!r} (see: erpsync dead list)")
+    return [entry]
+
+
+def _print_dead_letters(entries: list[dict[str, Any]], *, as_json: bool) -> None:
+    """`dead list`: the entries' summaries (worker/ops/deadletters.py), as a table or JSON."""
+    if as_json:
+        print(json.dumps({"count": len(entries), "dead_letters": entries}, ensure_ascii=False))
+        return
+    table = Table("id", "status", "tenant", "kind", "ExternalId", "replays", "reason",
+                  title=f"{len(entries)} dead letters")  # fmt: skip
+    for e in entries:
+        table.add_row(e["id"], e["status"], e["tenant"], e["kind"], e["external_id"], str(e["replays"]),
+                      (e["reason"] or "")[:120])  # fmt: skip
+    out.print(table)
+
+
+def _print_replayed(jobs: list[dict[str, str]], *, as_json: bool) -> None:
+    """`dead replay`: each replayed entry's id and the job it was submitted again as."""
+    if as_json:
+        print(json.dumps({"replayed": jobs}))
+        return
+    for j in jobs:
+        out.print(f"replayed {j['id']} as job {j['job_id']}")
+    if not jobs:
+        out.print("nothing to replay")
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    # The only place production code touches the sandbox: to start it.
+    # The only place production code touches the sandbox: to start it. Imported on use: starlette and uvicorn
+    # are for this command alone.
     import sandbox
 
     sandbox.serve(  # ValueError (bad --faults, unreadable --customers, ...) -> "error: ..." and exit 2
@@ -279,7 +293,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.devstack.demo import run_demo
+    from worker.devstack.demo import run_demo  # imported on use: the local stack's httpx is for this command alone
 
     return run_demo(Path(args.file), latency_ms=args.latency_ms, concurrency=args.concurrency)
 
@@ -416,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print(f"[red]error:[/] {name}: {e['msg']}")
     except ValueError as exc:  # SubmitError
         err.print(f"[red]error:[/] {exc}")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except OUTAGE_ERRORS as exc:
         url = redact_url(get_settings().redis_url)
         err.print(f"[red]error:[/] cannot reach Redis at {url} ({exc}); set ERPSYNC_REDIS_URL")
     except KeyboardInterrupt:

@@ -1,40 +1,50 @@
 """The pipeline at a glance for people and scripts: `erpsync status` (no job id), `jobs`, `metrics`, and
-`erpsync flower`. The data comes from worker/ops/overview.py; this module only renders and serves it."""
+`erpsync flower`. The data comes from worker/ops/overview.py; this module only renders and serves it.
+
+The overview and the workers' metrics (prometheus_client, httpx) are imported by the functions that use them, so
+that the other commands start without them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-import redis
 from rich.columns import Columns
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from worker.cli.console import EXIT_OK, UserError, err, out
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
+from worker.store import client as redis_client  # get_redis through its module: tests replace it there
+from worker.store.client import RedisClient
+from worker.store.errors import OUTAGE_ERRORS, REDIS_ERRORS
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 OVERVIEW_ROWS = 30  # open jobs on the status screen (--json has them all)
 
 
-def _client_and_settings() -> tuple[redis.Redis, Any]:
-    from worker.store.client import get_redis
-
+def _client_and_settings() -> tuple[RedisClient, Settings]:
     settings = get_settings()
-    return get_redis(settings), settings
+    return redis_client.get_redis(settings), settings
 
 
 def _age(seconds: float | None) -> str:
-    from worker.ops.overview import since_text
+    from worker.ops.overview import since_text  # imported on use (module docstring)
 
     return since_text(seconds)
 
@@ -54,54 +64,14 @@ def _table(title: str, *columns: str) -> Table:
 
 def render_overview(data: dict[str, Any]) -> Group:
     """One screen: queues and waiting input, workers, open jobs (stalled ones in red), failures, dead letters."""
-    stalled = f"[bold red]{data['stalled_jobs']} stalled[/]" if data["stalled_jobs"] else "0 stalled"
-    parts: list[Any] = [
-        Text.from_markup(
-            f"[bold]erpsync[/] (prefix {data['key_prefix']}) at {data['generated_at']}: {data['open_jobs_total']} "
-            f"open job(s), {stalled} (no progress for {data['stall_seconds']}s), oldest pending document "
-            f"{_age(data['oldest_pending_seconds'])} old"
-        )
+    parts: list[RenderableType] = [
+        _headline(data),
+        Columns([_waiting_table(data), _workers_table(data)]),
+        _open_jobs(data["open_jobs"], data["open_jobs_total"]),
     ]
-    queues = _table("waiting", "where", "count")
-    for q in data["queues"]:
-        queues.add_row(f"celery queue {q['queue']}", str(q["messages"]))
-    queues.add_row("intake items (job chunks)", str(data["intake_items"]))
-    queues.add_row("raw producer messages", f"{data['submissions_waiting']} (+{data['submissions_held']} held)")
-    for b in data["buffers"]:
-        if b["documents"]:
-            queues.add_row(f"buffer {b['tenant']}/{b['kind']}", f"{b['documents']} documents")
-    workers = _table("workers", "worker", "queues")
-    for w in data["workers"]:
-        workers.add_row(w["name"], ", ".join(w["queues"]))
-    if not data["workers"]:
-        why = f" ({data['workers_error']})" if data["workers_error"] else ""
-        workers.add_row(Text("none answering" + why, style="bold red"), ", ".join(q["queue"] for q in data["queues"]))
-    if data["other_workers"]:
-        workers.caption = f"{data['other_workers']} more on this broker serve other queues"
-    parts.append(Columns([queues, workers]))
-    shown = data["open_jobs"][:OVERVIEW_ROWS]
-    jobs = _table(f"open jobs, oldest first ({len(shown)} of {data['open_jobs_total']})",
-                  "job", "tenant", "kind", "status", "done", "age", "idle", "")  # fmt: skip
-    for j in shown:
-        jobs.add_row(j["job_id"], j["tenant"], j["kind"], j["status"], f"{j['total'] - j['pending']}/{j['total']}",
-                     _age(j["age_seconds"]), _age(j["idle_seconds"]), "STALLED" if j["stalled"] else "",
-                     style="bold red" if j["stalled"] else None)  # fmt: skip
-    parts.append(jobs if shown else Text("open jobs: none"))
     if data["recent_failures"]:
-        failures = _table("recent failures", "job", "tenant", "#", "ExternalId", "status", "reason")
-        for f in data["recent_failures"]:
-            failures.add_row(f["job_id"], f["tenant"] or "", "" if f["position"] is None else str(f["position"]),
-                             f["external_id"] or "", f["status"], (f["reason"] or "")[:160])  # fmt: skip
-        parts.append(failures)
-    dead = data["dead_letters"]
-    if dead["newest"]:
-        table = _table(f"dead letters: {dead['count']} (newest; see erpsync dead list)",
-                       "id", "status", "tenant", "ExternalId", "reason")  # fmt: skip
-        for d in dead["newest"]:
-            table.add_row(d["id"], d["status"], d["tenant"], d["external_id"] or "", (d["reason"] or "")[:160])
-        parts.append(table)
-    else:
-        parts.append(Text(f"dead letters: {dead['count']}"))
+        parts.append(_failures_table(data["recent_failures"]))
+    parts.append(_dead_letters(data["dead_letters"]))
     rejected = data["rejected_messages"]
     if rejected["count"]:
         newest = rejected["newest"][0]
@@ -110,8 +80,76 @@ def render_overview(data: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def _headline(data: dict[str, Any]) -> Text:
+    stalled = f"[bold red]{data['stalled_jobs']} stalled[/]" if data["stalled_jobs"] else "0 stalled"
+    return Text.from_markup(
+        f"[bold]erpsync[/] (prefix {data['key_prefix']}) at {data['generated_at']}: {data['open_jobs_total']} "
+        f"open job(s), {stalled} (no progress for {data['stall_seconds']}s), oldest pending document "
+        f"{_age(data['oldest_pending_seconds'])} old"
+    )
+
+
+def _waiting_table(data: dict[str, Any]) -> Table:
+    """What waits: the Celery queues, the intake queue, raw producers' messages, the buffers that hold documents."""
+    table = _table("waiting", "where", "count")
+    for q in data["queues"]:
+        table.add_row(f"celery queue {q['queue']}", str(q["messages"]))
+    table.add_row("intake items (job chunks)", str(data["intake_items"]))
+    table.add_row("raw producer messages", f"{data['submissions_waiting']} (+{data['submissions_held']} held)")
+    for b in data["buffers"]:
+        if b["documents"]:
+            table.add_row(f"buffer {b['tenant']}/{b['kind']}", f"{b['documents']} documents")
+    return table
+
+
+def _workers_table(data: dict[str, Any]) -> Table:
+    """The workers serving our queues; in red when none answers."""
+    table = _table("workers", "worker", "queues")
+    for w in data["workers"]:
+        table.add_row(w["name"], ", ".join(w["queues"]))
+    if not data["workers"]:
+        why = f" ({data['workers_error']})" if data["workers_error"] else ""
+        table.add_row(Text("none answering" + why, style="bold red"), ", ".join(q["queue"] for q in data["queues"]))
+    if data["other_workers"]:
+        table.caption = f"{data['other_workers']} more on this broker serve other queues"
+    return table
+
+
+def _open_jobs(jobs: list[dict[str, Any]], total: int) -> RenderableType:
+    """The oldest open jobs (OVERVIEW_ROWS of them), stalled ones in red."""
+    shown = jobs[:OVERVIEW_ROWS]
+    if not shown:
+        return Text("open jobs: none")
+    table = _table(f"open jobs, oldest first ({len(shown)} of {total})",
+                   "job", "tenant", "kind", "status", "done", "age", "idle", "")  # fmt: skip
+    for j in shown:
+        table.add_row(j["job_id"], j["tenant"], j["kind"], j["status"], f"{j['total'] - j['pending']}/{j['total']}",
+                      _age(j["age_seconds"]), _age(j["idle_seconds"]), "STALLED" if j["stalled"] else "",
+                      style="bold red" if j["stalled"] else None)  # fmt: skip
+    return table
+
+
+def _failures_table(failures: list[dict[str, Any]]) -> Table:
+    table = _table("recent failures", "job", "tenant", "#", "ExternalId", "status", "reason")
+    for f in failures:
+        table.add_row(f["job_id"], f["tenant"] or "", "" if f["position"] is None else str(f["position"]),
+                      f["external_id"] or "", f["status"], (f["reason"] or "")[:160])  # fmt: skip
+    return table
+
+
+def _dead_letters(dead: dict[str, Any]) -> RenderableType:
+    """The dead letters' count, with the newest ones when there are any."""
+    if not dead["newest"]:
+        return Text(f"dead letters: {dead['count']}")
+    table = _table(f"dead letters: {dead['count']} (newest; see erpsync dead list)",
+                   "id", "status", "tenant", "ExternalId", "reason")  # fmt: skip
+    for d in dead["newest"]:
+        table.add_row(d["id"], d["status"], d["tenant"], d["external_id"] or "", (d["reason"] or "")[:160])
+    return table
+
+
 def status_overview(args: argparse.Namespace) -> int:
-    from worker.ops.overview import overview
+    from worker.ops.overview import overview  # imported on use (module docstring)
 
     client, settings = _client_and_settings()
     if args.watch is None:
@@ -124,27 +162,39 @@ def status_overview(args: argparse.Namespace) -> int:
     if args.watch <= 0:
         raise UserError(f"--watch {args.watch}: the refresh interval must be above 0 seconds")
     data = overview(client, settings)  # a first read outside the loop: Redis unreachable is a plain error
+    read = functools.partial(overview, client, settings)
     try:
-        if args.json:  # one JSON object per line, for a script to follow
-            while True:
-                print(json.dumps(data, ensure_ascii=False), flush=True)
-                time.sleep(args.watch)
-                data = overview(client, settings)
-        with Live(render_overview(data), console=out, auto_refresh=False, screen=False) as live:
-            while True:
-                time.sleep(args.watch)
-                try:
-                    live.update(render_overview(overview(client, settings)), refresh=True)
-                except (redis.ConnectionError, redis.TimeoutError) as exc:  # keep watching through an outage
-                    live.update(
-                        Text(f"{time.strftime('%H:%M:%S')} Redis unreachable: {exc}", style="bold red"), refresh=True
-                    )
+        if args.json:
+            _watch_json(data, read, args.watch)
+        else:
+            _watch_screen(data, read, args.watch)
     except KeyboardInterrupt:  # Ctrl-C is how --watch ends
         return EXIT_OK
 
 
+def _watch_json(data: dict[str, Any], read: Callable[[], dict[str, Any]], interval: float) -> NoReturn:
+    """`status --watch --json`: one JSON object per line, for a script to follow."""
+    while True:
+        print(json.dumps(data, ensure_ascii=False), flush=True)
+        time.sleep(interval)
+        data = read()
+
+
+def _watch_screen(data: dict[str, Any], read: Callable[[], dict[str, Any]], interval: float) -> NoReturn:
+    """`status --watch`: the screen redrawn in place; while Redis is unreachable it says so, and goes on watching."""
+    with Live(render_overview(data), console=out, auto_refresh=False, screen=False) as live:
+        while True:
+            time.sleep(interval)
+            try:
+                live.update(render_overview(read()), refresh=True)
+            except OUTAGE_ERRORS as exc:
+                live.update(
+                    Text(f"{time.strftime('%H:%M:%S')} Redis unreachable: {exc}", style="bold red"), refresh=True
+                )
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from worker.ops.overview import parse_since, recent_jobs
+    from worker.ops.overview import parse_since, recent_jobs  # imported on use (module docstring)
 
     try:
         since = parse_since(args.since) if args.since else None
@@ -176,29 +226,22 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def metrics_registry(client: redis.Redis, settings: Any) -> Any:
-    """A registry with the scrape-time gauges and, when worker/observability/metrics.py is there, the workers'
-    counters."""
+def metrics_registry(client: RedisClient, settings: Settings) -> CollectorRegistry:
+    """A registry with the scrape-time gauges and the workers' counters."""
+    # Imported on use (module docstring).
     from prometheus_client import CollectorRegistry
 
+    from worker.observability.metrics import RedisCountersCollector
     from worker.ops.overview import OverviewCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OverviewCollector(client, settings))
-    try:
-        from worker.observability.metrics import RedisCountersCollector
-    except (
-        ModuleNotFoundError
-    ) as exc:  # only while worker/observability/metrics.py does not exist; any other import error shows
-        if exc.name != "worker.observability.metrics":
-            raise
-    else:
-        registry.register(RedisCountersCollector(client, settings))
+    registry.register(RedisCountersCollector(client, settings))
     return registry
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from prometheus_client import generate_latest
+    from prometheus_client import generate_latest  # imported on use (module docstring)
 
     client, settings = _client_and_settings()
     registry = metrics_registry(client, settings)
@@ -229,17 +272,17 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _metrics_app(registry: Any) -> Any:
+def _metrics_app(registry: CollectorRegistry) -> WSGIApplication:
     """WSGI app: /metrics in Prometheus text; a scrape while Redis is down answers 503 in one line."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # imported on use (module docstring)
 
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         if environ.get("PATH_INFO") not in ("/metrics", "/"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics\n"]
         try:
             body = generate_latest(registry)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [f"redis unavailable: {type(exc).__name__}\n".encode()]
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
@@ -281,7 +324,7 @@ def flower_credentials(value: str | None) -> list[str]:
 def flower_command(args: argparse.Namespace) -> list[str]:
     """`celery -A worker flower` with our flags. Credentials stay in the environment (FLOWER_BASIC_AUTH, which
     Flower reads itself): on the command line, every local user could read them in `ps`."""
-    from worker.devstack.stack import celery_command
+    from worker.devstack.stack import celery_command  # imported on use: the local stack's httpx is not needed here
 
     cmd = celery_command(
         "flower",
@@ -308,6 +351,7 @@ def _is_loopback(address: str) -> bool:
 def _enable_task_events() -> None:
     """Turn on the running workers' task events now (they start without: worker/celery_app/application.py), so that
     Flower sees the very next task; Flower itself repeats this every 5 s for workers started after it."""
+    # Imported on use: the Celery app reads the settings when imported (cmd_flower has checked them by then).
     from worker.celery_app.application import app
 
     try:

@@ -17,6 +17,10 @@ knows nothing about any ERP. A target plugs in with:
 
 Every request goes through `Connector.take_turn()` first: the tenant's in-flight cap is held by the send
 task, this adds the tenant's rate limit (shared by every worker, worker/store/ratelimit.py).
+
+What a connector keeps in Redis (an access token shared by every worker, a refresh token, a Retry-After pause)
+it keeps through `self.tokens` (worker/store/tokens.py), whose token calls raise StoreUnavailable when Redis
+fails: a connector never touches Redis itself.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-import redis
 
 from schemas import DocumentKind
 from worker.connectors.http import quieten_httpx_logging
@@ -34,7 +37,9 @@ from worker.connectors.reconcile import Settlement
 from worker.errors import WaitingForRetryAfter
 from worker.redaction import secrets_filter
 from worker.settings import Settings, TenantConfig
+from worker.store.client import RedisClient
 from worker.store.ratelimit import RateLimiter
+from worker.store.tokens import TokenStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,34 +76,34 @@ class Connector:
         tenant: TenantConfig,
         settings: Settings,
         client: httpx.Client,
-        cache: redis.Redis,
+        cache: RedisClient,
         limiter: RateLimiter | None = None,
     ) -> None:
+        """`cache`: the Redis client of the tenant's shared session state and, unless `limiter` is given, of its
+        rate limit."""
         self.tenant = tenant
         self.settings = settings
         self.client = client
-        self.cache = cache
+        self.tokens = TokenStore(cache, settings.key_prefix, tenant.name)
         self.limiter = limiter or RateLimiter(cache, settings.key_prefix, settings.rate_limit_margin_seconds)
         self.base_url = tenant.base_url.rstrip("/")
-        self._token_key = f"{settings.key_prefix}:token:{tenant.name}"
         quieten_httpx_logging()
         self.setup()
 
     def setup(self) -> None:
         """Called at the end of __init__: what a subclass prepares from its tenant's configuration (secrets
-        for the log filter, token cache keys). The base needs nothing more."""
+        for the log filter, ids). The base needs nothing more."""
 
     def shared_token(self, renew: Callable[[], str]) -> str:
         """The tenant's token, shared by every worker through Redis; when there is none, `renew` gets one and
-        stores it, under a lock: one worker renews, the others wait for it and then find the new token."""
-        cached = self.cache.get(self._token_key)
+        stores it, under a lock: one worker renews, the others wait for it and then find the new token.
+        StoreUnavailable (worker/store/errors.py) when Redis fails or the lock cannot be had."""
+        cached = self.tokens.get()
         if cached:
             secrets_filter().add_secret(cached)
             return cached
-        with self.cache.lock(
-            f"{self._token_key}:lock", timeout=self.token_lock_seconds, blocking_timeout=self.token_lock_seconds
-        ):
-            cached = self.cache.get(self._token_key)
+        with self.tokens.renewal(self.token_lock_seconds):
+            cached = self.tokens.get()
             if cached:
                 secrets_filter().add_secret(cached)
                 return cached
@@ -106,12 +111,7 @@ class Connector:
 
     def invalidate(self, token: str) -> None:
         """Forget `token` unless another worker has already replaced it."""
-        self.cache.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            1,
-            self._token_key,
-            token,
-        )
+        self.tokens.forget(token)
 
     @classmethod
     def max_batch_docs(cls, settings: Settings, kind: DocumentKind) -> int:

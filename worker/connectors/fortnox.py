@@ -6,7 +6,7 @@ Authentication. Access tokens live an hour and are cached in Redis for every wor
 - authorization-code tenants (`refresh_token` in the tenants file): a refresh token is SINGLE-USE, and its
   successor comes back with the new access token. One worker renews, under a Redis lock, and stores the new
   pair in one transaction before anyone uses it; the others wait for the lock and then find it. The current
-  refresh token lives in Redis (`{p}:fortnox:refresh:{tenant}`, no expiry); the tenants file's one is used
+  refresh token lives in Redis (worker/store/tokens.py, no expiry); the tenants file's one is used
   only until the first renewal. If a renewal's answer is lost after Fortnox spent the old refresh token,
   nothing can renew any more: the error says an operator must authorise the integration again.
 - service accounts (`tenant_id`): the client-credentials grant, asked again (under the same lock) when the
@@ -30,8 +30,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import redis
-from redis.exceptions import LockError
 
 from schemas import DocumentKind
 from schemas.fortnox import parse_error
@@ -40,6 +38,7 @@ from worker.connectors.http import classify_exception, classify_status
 from worker.connectors.reconcile import Settlement
 from worker.errors import AmbiguousError, AuthenticationFailed, ConnectFailed, PermanentError, RequestRejected
 from worker.redaction import redact_url, secrets_filter
+from worker.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ class FortnoxConnector(Connector):
         assert tenant.client_id is not None and tenant.client_secret is not None  # TenantConfig checks
         self.auth_url = (tenant.auth_url or tenant.base_url).rstrip("/") + settings.fortnox_token_path
         self._secret = tenant.client_secret.get_secret_value()
-        self._refresh_key = f"{settings.key_prefix}:fortnox:refresh:{tenant.name}"
         secrets_filter().add_secret(self._secret)
         if tenant.refresh_token is not None:
             secrets_filter().add_secret(tenant.refresh_token.get_secret_value())
@@ -81,7 +79,7 @@ class FortnoxConnector(Connector):
             refresh = None
         else:
             assert self.tenant.refresh_token is not None
-            refresh = self.cache.get(self._refresh_key) or self.tenant.refresh_token.get_secret_value()
+            refresh = self.tokens.refresh_token() or self.tenant.refresh_token.get_secret_value()
             secrets_filter().add_secret(refresh)
             form = {"grant_type": "refresh_token", "refresh_token": refresh}
             headers = {}
@@ -108,9 +106,9 @@ class FortnoxConnector(Connector):
                 "an operator must authorise the integration again",
                 status=response.status_code,
             )
-        error = classify_status(response)
-        if error is not None:
-            raise error
+        refused = classify_status(response)
+        if refused is not None:
+            raise refused
         try:
             data = response.json()
             access = str(data["access_token"])
@@ -120,12 +118,10 @@ class FortnoxConnector(Connector):
             raise PermanentError("Fortnox's token answer carries no access_token") from None
         secrets_filter().add_secret(access)
         ttl = max(10, expires_in - self.settings.fortnox_token_renew_seconds)
-        pipe = self.cache.pipeline(transaction=True)
-        pipe.set(self._token_key, access, ex=ttl)
         if new_refresh:
             secrets_filter().add_secret(str(new_refresh))
-            pipe.set(self._refresh_key, str(new_refresh))  # refresh tokens live 45 days; used before that
-        pipe.execute()
+        # With its new refresh token in one transaction (refresh tokens live 45 days; used before that).
+        self.tokens.save(access, ttl, refresh=str(new_refresh) if new_refresh else None)
         log.info(
             "fortnox token renewed", extra={"tenant": self.tenant.name, "grant": form["grant_type"], "token_ttl_s": ttl}
         )
@@ -139,8 +135,8 @@ class FortnoxConnector(Connector):
         for attempt in (1, 2):
             try:
                 token = self.token()
-            except (redis.RedisError, LockError) as exc:
-                raise ConnectFailed(f"token cache unavailable ({type(exc).__name__}); nothing was sent") from None
+            except StoreUnavailable as exc:
+                raise ConnectFailed(f"token cache unavailable ({exc.kind}); nothing was sent") from None
             self.take_turn()
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             if content is not None:

@@ -16,9 +16,7 @@ import time
 from typing import Any
 
 import httpx
-import redis
 from pydantic import ValidationError
-from redis.exceptions import LockError
 
 from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResult
 from worker.backoff import backoff_seconds
@@ -37,6 +35,7 @@ from worker.errors import (
 )
 from worker.redaction import redact_url, secrets_filter
 from worker.settings import Settings
+from worker.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +46,10 @@ class SoftOneConnector(Connector):
     target = "softone"
 
     def setup(self) -> None:
-        tenant, settings = self.tenant, self.settings
+        tenant = self.tenant
         assert tenant.company_api_key is not None and tenant.connect_api_key is not None  # TenantConfig checks
         self._company_key = tenant.company_api_key.get_secret_value()
         self._connect_key = tenant.connect_api_key.get_secret_value()
-        self._pause_key = f"{settings.key_prefix}:pause:{tenant.name}"
         secrets_filter().add_secret(self._company_key)
         secrets_filter().add_secret(self._connect_key)
 
@@ -65,7 +63,7 @@ class SoftOneConnector(Connector):
 
     def _login_for_all(self) -> str:
         token, ttl = self._login()
-        self.cache.set(self._token_key, token, ex=ttl)
+        self.tokens.save(token, ttl)
         return token
 
     def _login(self) -> tuple[str, int]:
@@ -80,9 +78,9 @@ class SoftOneConnector(Connector):
             raise error from None
         if response.status_code == 401:
             raise AuthenticationFailed(f"{url} refused tenant {self.tenant.name!r}'s API keys (401)", status=401)
-        error = classify_status(response)
-        if error is not None:
-            raise error
+        refused = classify_status(response)
+        if refused is not None:
+            raise refused
         token, expires_in = _read_token(response)
         secrets_filter().add_secret(token)
         ttl = self.settings.token_ttl_seconds
@@ -102,8 +100,8 @@ class SoftOneConnector(Connector):
                 # First the shared token; after a 401 one we log in for ourselves, so that the renewed
                 # token's first use is this very request (not another worker's, which could spend it).
                 token = self.token() if fresh is None else fresh[0]
-            except (redis.RedisError, LockError) as exc:
-                raise ConnectFailed(f"token cache unavailable ({type(exc).__name__}); nothing was sent") from None
+            except StoreUnavailable as exc:
+                raise ConnectFailed(f"token cache unavailable ({exc.kind}); nothing was sent") from None
             params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
             self.take_turn()
             started = time.perf_counter()
@@ -135,14 +133,12 @@ class SoftOneConnector(Connector):
                     status=401,
                 )
             if fresh is not None:
-                with contextlib.suppress(redis.RedisError):  # share it now that it works; never fail the POST
-                    self.cache.set(self._token_key, fresh[0], ex=fresh[1], nx=True)
+                with contextlib.suppress(StoreUnavailable):  # share it now that it works; never fail the POST
+                    self.tokens.offer(*fresh)
             error = classify_status(response)
             if isinstance(error, RateLimited) and error.retry_after:
                 # Retry-After speaks to the client, not to one request: every worker of this tenant waits.
-                self.cache.set(
-                    self._pause_key, f"{time.time() + error.retry_after:.3f}", px=int(error.retry_after * 1000) + 1
-                )
+                self.tokens.pause(error.retry_after)
             if error is not None:
                 raise error
             return response
@@ -151,10 +147,10 @@ class SoftOneConnector(Connector):
     def _respect_retry_after(self, url: str) -> None:
         """Raise RateLimited (nothing sent) while the ERP's last Retry-After for this tenant runs."""
         try:
-            until = self.cache.get(self._pause_key)
-        except redis.RedisError:
+            until = self.tokens.paused_until()
+        except StoreUnavailable:
             return
-        remaining = float(until) - time.time() if until else 0.0
+        remaining = until - time.time() if until else 0.0
         if remaining > 0:
             raise WaitingForRetryAfter(
                 f"waiting {remaining:.1f}s more as the ERP asked (Retry-After); nothing sent", retry_after=remaining

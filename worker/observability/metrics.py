@@ -33,10 +33,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import httpx
-import redis
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
@@ -49,9 +47,9 @@ from worker.errors import (
     ServiceUnavailable,
     WaitingForRetryAfter,
 )
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 from worker.store import counters
-from worker.store.client import get_redis
+from worker.store.client import RedisClient, get_redis
 from worker.store.counters import DOCUMENTS_METRIC, SEP, SUM_FIELD, Increment, labels_field
 from worker.store.keys import Keys
 
@@ -220,7 +218,7 @@ class Recorder:
     """Writes increments to Redis in one non-transactional pipeline (held back within `deferred()`); never
     raises."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
 
@@ -265,7 +263,7 @@ class RedisCountersCollector:
         generate_latest(registry)
     """
 
-    def __init__(self, client: redis.Redis, prefix: str | Any, metrics: Sequence[MetricDef] = METRICS) -> None:
+    def __init__(self, client: RedisClient, prefix: str | Settings, metrics: Sequence[MetricDef] = METRICS) -> None:
         """`prefix`: the key prefix, or the Settings it is read from (`key_prefix`)."""
         self.client = client
         self.prefix: str = prefix if isinstance(prefix, str) else prefix.key_prefix

@@ -6,13 +6,10 @@ or repaired (that is the workers' recovery, worker/pipeline/recovery.py). Every 
 so many recent jobs, so many status entries per job — so a status screen or a scrape stays cheap with a
 backlog of a million documents.
 
-Where the numbers come from (prefix p = ERPSYNC_KEY_PREFIX; see worker/store/results.py, buffer.py, intake.py):
-- Celery queues: the Redis transport keeps a queue as a list named after it, plus one list per priority
-  step (`<queue>\\x06\\x16<3|6|9>`); a queue's depth is the sum of them.
-- intake items `{p}:intake`, raw producer messages `{p}:submit` (and `{p}:submit:held` being accepted),
-  coalescing buffers `{p}:buffer:{tenant}:{kind}` listed in `{p}:buffers`;
-- open jobs `{p}:open_jobs`, every job by submission time `{p}:jobs`, dead letters `{p}:dead:index`, refused
-  producer messages `{p}:rejected` (a capped log).
+Where the numbers come from: the store's read-only views (worker/store/views.py, OperatorView), which read
+- the Celery queues' lists (every priority of a queue counted),
+- intake items, raw producer messages waiting and being accepted, the coalescing buffers;
+- open jobs, every job by submission time, dead letters, refused producer messages (a capped log).
 
 A job is *stalled* when it is not finished, still has documents to settle, and none of its documents has
 changed state for `stall_seconds`: its `updated_at` (set by the results store's Lua script on every status
@@ -21,49 +18,30 @@ change) or, before any change, when it was created, received or started.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker.settings import Settings
+from worker.store.client import RedisClient
+from worker.store.errors import REDIS_ERRORS
 from worker.store.records import DOC_STATUSES, JOB_FINAL
+from worker.store.views import OperatorView
 
 # Finished jobs: the results store's final statuses, and `rejected` (a producer message refused as a whole).
 FINAL_STATUSES = frozenset(JOB_FINAL) | {"rejected"}
 JOB_STATUSES = ("receiving", "queued", "running", "succeeded", "partial", "failed", "rejected")
 
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (3, 6, 9)  # kombu's Redis transport: step 0 is the queue's own list
-
 OPEN_JOBS_READ = 5000  # open jobs read in detail (the oldest ones: they are the ones that stall)
 JOBS_SCAN_LIMIT = 20_000  # `jobs` looks at most this many of the newest jobs to fill its filtered page
 STATUS_SCAN_LIMIT = 10_000  # per job, status entries scanned for failed documents
 PAGE = 500
-
-_JOB_FIELDS = (
-    "job_id",
-    "status",
-    "tenant",
-    "target",
-    "kind",
-    "source",
-    "total",
-    "reason",
-    *(f"n_{s}" for s in DOC_STATUSES),
-    "created_at",
-    "submitted_at",
-    "received_at",
-    "started_at",
-    "updated_at",
-    "finished_at",
-)
+BAD_STATUSES = ("failed", "unknown")  # what `recent_failures` lists of a job's documents
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -111,43 +89,25 @@ def queue_names(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.queue, settings.send_queue_name]))
 
 
-def queue_depths(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+def _view(client: RedisClient, settings: Settings) -> OperatorView:
+    return OperatorView(client, settings.key_prefix)
+
+
+def queue_depths(client: RedisClient, settings: Settings) -> list[dict[str, Any]]:
     """Messages waiting in each Celery queue of this deployment (not counting those a worker holds)."""
     names = queue_names(settings)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.llen(name)
-        for step in PRIORITY_STEPS:
-            pipe.llen(f"{name}{PRIORITY_SEPARATOR}{step}")
-    lengths = pipe.execute()
-    width = 1 + len(PRIORITY_STEPS)
-    return [{"queue": n, "messages": sum(lengths[i * width : (i + 1) * width])} for i, n in enumerate(names)]
+    depths = _view(client, settings).queue_depths(names)
+    return [{"queue": n, "messages": depth} for n, depth in zip(names, depths, strict=True)]
 
 
-def waiting_input(client: redis.Redis, settings: Settings) -> dict[str, int]:
+def waiting_input(client: RedisClient, settings: Settings) -> dict[str, int]:
     """Intake items not taken yet, raw producer messages waiting and being accepted."""
-    p = settings.key_prefix
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(f"{p}:intake")
-    pipe.llen(f"{p}:submit")
-    pipe.scard(f"{p}:submit:held")
-    intake, submitted, held = pipe.execute()
-    return {"intake_items": int(intake), "submissions_waiting": int(submitted), "submissions_held": int(held)}
+    return _view(client, settings).waiting_input()._asdict()
 
 
-def buffer_depths(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+def buffer_depths(client: RedisClient, settings: Settings) -> list[dict[str, Any]]:
     """Documents (and their bytes) waiting in each tenant's coalescing buffer, per kind."""
-    p = settings.key_prefix
-    buffers = sorted(tuple(b.split("|", 1)) for b in client.smembers(f"{p}:buffers") if "|" in b)
-    pipe = client.pipeline(transaction=False)
-    for tenant, kind in buffers:
-        pipe.llen(f"{p}:buffer:{tenant}:{kind}")
-        pipe.get(f"{p}:buffer:{tenant}:{kind}:bytes")
-    out = pipe.execute()
-    return [
-        {"tenant": tenant, "kind": kind, "documents": int(out[2 * i]), "bytes": int(out[2 * i + 1] or 0)}
-        for i, (tenant, kind) in enumerate(buffers)
-    ]
+    return [b._asdict() for b in _view(client, settings).buffer_depths()]
 
 
 # ----- jobs
@@ -155,7 +115,7 @@ def buffer_depths(client: redis.Redis, settings: Settings) -> list[dict[str, Any
 
 def job_entry(job: dict[str, Any], stall_seconds: float, now: float, score: float | None = None) -> dict[str, Any]:
     """One job as `status`/`jobs` show it: ids, counts, times, age, and whether it is stalled."""
-    counts = {s: int(job.get(f"n_{s}") or 0) for s in DOC_STATUSES}
+    counts: dict[str, int] = {s: int(job.get(f"n_{s}") or 0) for s in DOC_STATUSES}
     status = job.get("status") or "unknown"
     created = epoch_of(job.get("created_at")) or score or epoch_of(job.get("submitted_at"))
     progress = [epoch_of(job.get(k)) for k in ("updated_at", "received_at", "started_at")]
@@ -184,39 +144,21 @@ def job_entry(job: dict[str, Any], stall_seconds: float, now: float, score: floa
     }
 
 
-def _read_jobs(client: redis.Redis, settings: Settings, job_ids: list[str]) -> list[dict[str, Any] | None]:
-    pipe = client.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hmget(f"{settings.key_prefix}:job:{job_id}", _JOB_FIELDS)
-    out = []
-    for job_id, values in zip(job_ids, pipe.execute(), strict=True):
-        job = {k: v for k, v in zip(_JOB_FIELDS, values, strict=True) if v is not None}
-        out.append({**job, "job_id": job.get("job_id", job_id)} if job else None)  # None: expired
-    return out
-
-
-def _scores(client: redis.Redis, key: str, members: list[str]) -> list[float | None]:
-    out: list[float | None] = []
-    for start in range(0, len(members), PAGE):
-        out += client.zmscore(key, members[start : start + PAGE])
-    return out
-
-
 def open_jobs(
-    client: redis.Redis, settings: Settings, *, now: float | None = None, limit: int = OPEN_JOBS_READ
+    client: RedisClient, settings: Settings, *, now: float | None = None, limit: int = OPEN_JOBS_READ
 ) -> dict[str, Any]:
     """Unfinished jobs, oldest first: the `limit` oldest in detail, and how many there are in all."""
     now = time.time() if now is None else now
-    p = settings.key_prefix
-    members = sorted(client.smembers(f"{p}:open_jobs"))
+    view = _view(client, settings)
+    members = view.open_job_ids()
     scored = sorted(
-        zip(_scores(client, f"{p}:jobs", members), members, strict=True), key=lambda x: (x[0] is None, x[0] or 0, x[1])
+        zip(view.submission_times(members, PAGE), members, strict=True), key=lambda x: (x[0] is None, x[0] or 0, x[1])
     )[:limit]
     ids = [job_id for _, job_id in scored]
     entries, gone = [], 0
     for start in range(0, len(ids), PAGE):
         chunk = scored[start : start + PAGE]
-        for (score, _), job in zip(chunk, _read_jobs(client, settings, ids[start : start + PAGE]), strict=True):
+        for (score, _), job in zip(chunk, view.jobs(ids[start : start + PAGE]), strict=True):
             if job is None or job.get("status") in FINAL_STATUSES:  # expired, or finished a moment ago
                 gone += 1  # left in the set until a starting worker's recovery tidies it
             else:
@@ -231,7 +173,7 @@ def oldest_pending_seconds(jobs: Iterable[dict[str, Any]]) -> float | None:
 
 
 def recent_jobs(
-    client: redis.Redis,
+    client: RedisClient,
     settings: Settings,
     *,
     tenant: str | None = None,
@@ -246,8 +188,8 @@ def recent_jobs(
     Looks at no more than `scan_limit` of the newest jobs (after `since`); `truncated` says when that bound,
     rather than the end of the list, stopped the search."""
     now = time.time() if now is None else now
-    key = f"{settings.key_prefix}:jobs"
-    low = "-inf" if since is None else since
+    view = _view(client, settings)
+    low: float | str = "-inf" if since is None else since
     found: list[dict[str, Any]] = []
     scanned, truncated = 0, False
     high: float | str = "+inf"
@@ -255,15 +197,13 @@ def recent_jobs(
         if scanned >= scan_limit:
             truncated = True
             break
-        page = client.zrevrangebyscore(
-            key, high, low, start=scanned, num=min(PAGE, scan_limit - scanned), withscores=True
-        )
+        page = view.jobs_page(high, low, scanned, min(PAGE, scan_limit - scanned))
         if not page:
             break
         if high == "+inf":  # later pages stay below the newest job seen: jobs submitted meanwhile cannot shift them
             high = page[0][1]
         scanned += len(page)
-        jobs = _read_jobs(client, settings, [job_id for job_id, _ in page])
+        jobs = view.jobs([job_id for job_id, _ in page])
         for (_, score), job in zip(page, jobs, strict=True):
             if job is None or (tenant and job.get("tenant") != tenant) or (status and job.get("status") != status):
                 continue
@@ -274,16 +214,16 @@ def recent_jobs(
 
 
 def recent_failures(
-    client: redis.Redis, settings: Settings, *, jobs: int = 20, per_job: int = 5, limit: int = 20
+    client: RedisClient, settings: Settings, *, jobs: int = 20, per_job: int = 5, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Documents that failed or ended unknown in the `jobs` newest jobs, and rejected jobs, newest first.
 
     At most `per_job` documents of a job and `limit` in all; each job's status hash is scanned for at
     most STATUS_SCAN_LIMIT entries (its counters say how many failed in all: `failed_in_job`)."""
-    p = settings.key_prefix
-    ids = client.zrevrange(f"{p}:jobs", 0, max(0, jobs - 1))
+    view = _view(client, settings)
+    ids = view.newest_job_ids(jobs)
     out: list[dict[str, Any]] = []
-    for job_id, job in zip(ids, _read_jobs(client, settings, ids), strict=True):
+    for job_id, job in zip(ids, view.jobs(ids), strict=True):
         if job is None or len(out) >= limit:
             continue
         base = {"job_id": job_id, "tenant": job.get("tenant"), "kind": job.get("kind"), "target": job.get("target")}
@@ -303,12 +243,13 @@ def recent_failures(
         bad = int(job.get("n_failed") or 0) + int(job.get("n_unknown") or 0)
         if not bad:
             continue
-        positions = _bad_positions(client, f"{p}:job:{job_id}:status", min(per_job, limit - len(out)))
+        positions = view.positions_with_status(
+            job_id, BAD_STATUSES, min(per_job, limit - len(out)), page=PAGE, scan_limit=STATUS_SCAN_LIMIT
+        )
         if not positions:
             continue
-        records = client.hmget(f"{p}:job:{job_id}:records", [str(pos) for pos, _ in positions])
-        for (pos, status), raw in zip(positions, records, strict=True):
-            record = json.loads(raw) if raw else {}
+        records = view.records(job_id, [pos for pos, _ in positions])
+        for (pos, status), record in zip(positions, records, strict=True):
             out.append(
                 {
                     **base,
@@ -323,34 +264,18 @@ def recent_failures(
     return out
 
 
-def _bad_positions(client: redis.Redis, key: str, want: int) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
-    for scanned, (position, status) in enumerate(client.hscan_iter(key, count=PAGE), start=1):
-        if status in ("failed", "unknown"):
-            found.append((int(position), status))
-            if len(found) >= want:
-                break
-        if scanned >= STATUS_SCAN_LIMIT:
-            break
-    return sorted(found)
-
-
-def dead_letters(client: redis.Redis, settings: Settings, *, newest: int = 5) -> dict[str, Any]:
+def dead_letters(client: RedisClient, settings: Settings, *, newest: int = 5) -> dict[str, Any]:
     """How many dead letters there are, and the newest few (without their documents)."""
     from worker.ops.deadletters import summary
 
-    p = settings.key_prefix
-    count = int(client.zcard(f"{p}:dead:index"))
-    ids = client.zrevrange(f"{p}:dead:index", 0, newest - 1) if newest > 0 and count else []
-    entries = [json.loads(v) for v in client.hmget(f"{p}:dead", ids) if v] if ids else []
+    count, entries = _view(client, settings).dead_letters(newest)
     return {"count": count, "newest": [summary(e) for e in entries]}
 
 
-def rejected_messages(client: redis.Redis, settings: Settings, *, newest: int = 3) -> dict[str, Any]:
+def rejected_messages(client: RedisClient, settings: Settings, *, newest: int = 3) -> dict[str, Any]:
     """Raw producer messages refused (worker/producer/submissions.py logs each, capped, without its content)."""
-    key = f"{settings.key_prefix}:rejected"
-    entries = client.lrange(key, 0, newest - 1) if newest > 0 else []
-    return {"count": int(client.llen(key)), "newest": [json.loads(e) for e in entries]}
+    count, entries = _view(client, settings).rejected_messages(newest)
+    return {"count": count, "newest": entries}
 
 
 # ----- workers
@@ -368,9 +293,10 @@ def workers(settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
     from worker.redaction import redact
 
     ours = set(queue_names(settings))
+    broker_errors: tuple[type[Exception], ...] = (OperationalError, *REDIS_ERRORS, OSError)  # the broker is Redis too
     try:
         replies = app.control.inspect(timeout=timeout).active_queues() or {}
-    except (OperationalError, redis.RedisError, OSError) as exc:
+    except broker_errors as exc:
         return {"workers": [], "other_workers": 0, "error": redact(str(exc))}
     serving, others = [], 0
     for name, queues in sorted(replies.items()):
@@ -386,7 +312,7 @@ def workers(settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
 
 
 def overview(
-    client: redis.Redis, settings: Settings, *, with_workers: bool = True, now: float | None = None
+    client: RedisClient, settings: Settings, *, with_workers: bool = True, now: float | None = None
 ) -> dict[str, Any]:
     """The `erpsync status --json` object."""
     now = time.time() if now is None else now
@@ -415,7 +341,7 @@ def overview(
 class OverviewCollector(Collector):
     """Prometheus gauges computed at scrape time from Redis (no worker broadcast: Flower has worker metrics)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.s = settings
 
@@ -453,7 +379,7 @@ class OverviewCollector(Collector):
             value=oldest_pending_seconds(jobs["jobs"]) or 0.0,
         )
         yield GaugeMetricFamily(
-            "erpsync_dead_letters", "Dead letters kept", value=int(self.r.zcard(f"{self.s.key_prefix}:dead:index"))
+            "erpsync_dead_letters", "Dead letters kept", value=_view(self.r, self.s).dead_letter_count()
         )
 
 

@@ -15,17 +15,18 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import redis
-
 from schemas import DocumentKind
-from worker.connectors import LookupRequest
+from worker.connectors import Created, LookupRequest
 from worker.errors import AmbiguousError, ConnectFailed, ErpSyncError, TransientError, WaitingForRetryAfter
 from worker.pipeline import runtime
 from worker.pipeline.queue import Enqueue
 from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_batch, for_all
 from worker.pipeline.retry import retry_later, unreachable
 from worker.settings import get_settings
+from worker.store.errors import REDIS_ERRORS
 from worker.store.results import ResultsStore
+
+__all__ = ["keep_lease", "reconcile"]
 
 
 @contextlib.contextmanager
@@ -42,7 +43,7 @@ def keep_lease(store: ResultsStore, batch: StoredBatch, lease_seconds: float) ->
             try:
                 if not store.extend_lease(batch.id, attempt, lease_seconds):
                     return  # taken over after all: the fence in complete_batch keeps this attempt from writing
-            except redis.RedisError:
+            except REDIS_ERRORS:
                 continue  # a Redis blip: try again at the next beat
 
     beat = threading.Thread(target=renew, name=f"lease-{batch.id}", daemon=True)
@@ -105,7 +106,7 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
         )
         return {"batch_id": batch.id, "outcome": "unknown"}
 
-    created = {i: (key, None) for i, key in plan.created.items()}
+    created = {i: Created(key) for i, key in plan.created.items()}
     failed = {plan.rejected: f"rejected by the ERP: {erp_error}"} if plan.rejected is not None else {}
     unknown = dict.fromkeys(plan.doubtful, f"{plan.doubt}; {UNKNOWN_HINT}")
     resend = plan.resend

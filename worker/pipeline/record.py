@@ -2,8 +2,9 @@
 
     send ──▶ [record: Keys, failures (claims released), unknowns, dead letters, follow-up batch, metrics, `done`]
 
-`end_batch` is fenced by the attempt holding the batch: an attempt that outlived its lease and was taken over
-writes nothing (LeaseLost). Every run that sends or looks up writes exactly one `batch outcome` log line
+`StoredBatch` is a batch as the send and reconcile steps hold it (its members, ExternalIds, body and the attempt
+holding it). `end_batch` is fenced by that attempt: an attempt that outlived its lease and was taken over writes
+nothing (LeaseLost). Every run that sends or looks up writes exactly one `batch outcome` log line
 (created/failed/unknown/reconciled/... or retrying/reconciling) with its counts, HTTP status and duration.
 """
 
@@ -12,17 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis
-
+from worker.connectors import Created
 from worker.errors import LeaseLost
 from worker.observability import metrics
 from worker.observability.logs import fields
 from worker.pipeline.batch import enqueue_send
 from worker.pipeline.queue import Enqueue
+from worker.store.errors import OUTAGE_ERRORS
 from worker.store.records import BatchPlan, DocStatus, Record, RecordUpdate
 from worker.store.results import ResultsStore
+
+__all__ = ["UNKNOWN_HINT", "StoredBatch", "end_batch", "for_all", "jobs_of", "log_outcome", "recorder_for"]
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +59,30 @@ class StoredBatch:
         job_id, position = self.members[i]
         return f"{job_id}#{position}"
 
-    def record(self, i: int, status: DocStatus, **fields: Any) -> RecordUpdate:
+    def record(
+        self,
+        i: int,
+        status: DocStatus,
+        *,
+        key: int | str | None = None,
+        number: str | None = None,
+        error: str | None = None,
+        batch_id: str | None = None,
+    ) -> RecordUpdate:
+        """Document `i`'s new record, in this batch unless `batch_id` names another (a follow-up batch)."""
         job_id, position = self.members[i]
-        fields.setdefault("batch_id", self.id)
-        return RecordUpdate(job_id, position, Record(self.external_ids[i], status, **fields))
+        batch_id = self.id if batch_id is None else batch_id
+        return RecordUpdate(
+            job_id,
+            position,
+            Record(self.external_ids[i], status, key=key, number=number, error=error, batch_id=batch_id),
+        )
 
     def claim(self, i: int) -> tuple[str, str, str, str]:
+        """Document `i`'s claim in the duplicate index: (tenant, kind, ExternalId, owner)."""
         return self.tenant, self.kind, self.external_ids[i], self.owner(i)
 
-    def dead_letter(self, i: int, status: str, reason: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    def dead_letter(self, i: int, status: DocStatus, reason: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
         job_id, position = self.members[i]
         return {
             "id": self.owner(i),
@@ -81,13 +100,13 @@ class StoredBatch:
         }
 
 
-def _write(operation: Any, attempts: int = 6) -> None:
+def _write(operation: Callable[[], object], attempts: int = 6) -> None:
     """Results must be written once the ERP has answered: retry Redis hiccups in-process for a while."""
     for attempt in range(1, attempts + 1):
         try:
             operation()
             return
-        except (redis.ConnectionError, redis.TimeoutError):
+        except OUTAGE_ERRORS:
             if attempt == attempts:
                 raise
             time.sleep(min(10.0, 0.5 * 2**attempt))
@@ -128,18 +147,23 @@ def end_batch(
     batch: StoredBatch,
     outcome: str,
     *,
-    created: dict[int, tuple[int, str | None]] | None = None,
-    failed: dict[int, str] | None = None,
-    unknown: dict[int, str] | None = None,
+    created: Mapping[int, Created] | None = None,
+    failed: Mapping[int, str] | None = None,
+    unknown: Mapping[int, str] | None = None,
     resend: list[int] | None = None,
     attempt_log: dict[str, Any] | None = None,
     **log_fields: Any,
 ) -> None:
     """Write a batch's end in one transaction: Keys, failures (claims released), unknowns, dead letters for
-    both, a follow-up batch for documents certainly not saved, and the batch's metrics; then its outcome line."""
+    both, a follow-up batch for documents certainly not saved, and the batch's metrics; then its outcome line.
+
+    `created`, `failed` and `unknown` are by the documents' places in the batch (what the ERP answered for each,
+    the reason each failed, why each is unknown); `resend`, the places of those to send again in a new batch.
+    Raises LeaseLost (writing only what this attempt learnt, to the batch's log) if the attempt no longer
+    holds the batch."""
     created, failed, unknown, resend = created or {}, failed or {}, unknown or {}, resend or []
     attempts = store.attempts(batch.id) if failed or unknown else []
-    updates = [batch.record(i, DocStatus.CREATED, key=k, number=n) for i, (k, n) in created.items()]
+    updates = [batch.record(i, DocStatus.CREATED, key=c.key, number=c.number) for i, c in created.items()]
     updates += [batch.record(i, DocStatus.FAILED, error=e) for i, e in failed.items()]
     updates += [batch.record(i, DocStatus.UNKNOWN, error=e) for i, e in unknown.items()]
     dead = [batch.dead_letter(i, DocStatus.FAILED, e, attempts) for i, e in failed.items()]
@@ -176,7 +200,7 @@ def end_batch(
                 batch.id,
                 outcome,
                 updates,
-                created=[(*batch.claim(i)[:3], batch.owner(i), k, n) for i, (k, n) in created.items()],
+                created=[(*batch.claim(i), c.key, c.number) for i, c in created.items()],
                 released=[batch.claim(i) for i in failed],
                 dead=dead,
                 follow_up=follow_up,
@@ -206,6 +230,7 @@ def end_batch(
 
 
 def for_all(batch: StoredBatch, message: str) -> dict[int, str]:
+    """The same `message` for every document of the batch (as `failed` or `unknown` of `end_batch`)."""
     return dict.fromkeys(range(len(batch.members)), message)
 
 

@@ -11,8 +11,9 @@ takes the oldest message with one Lua call that moves it to a key of its own (`h
 `erpsync.accept_submission` with the message's id only. The task (`accept`) checks the message — size, UTF-8,
 JSON, envelope schema, tenant, target, number of documents, job id not used before — and stores it as a job
 exactly as `worker.producer.submit.submit()` does, or rejects it with a reason, in one MULTI with the removal of
-the held message. So a message is never lost (a worker that dies after the move leaves its id in the held
-set, and a starting worker sends its task again) and never applied twice (a second run finds it gone).
+the held message (worker/store/submissions.py, SubmissionQueue.settle). So a message is never lost (a worker that
+dies after the move leaves its id in the held set, and a starting worker sends its task again) and never applied
+twice (a second run finds it gone).
 
 Keys (prefix p):
     {p}:submit               list    job messages as producers pushed them (LPUSH); taken oldest first (RPOP)
@@ -36,7 +37,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import redis
 from pydantic import ValidationError
 
 from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Target
@@ -47,11 +47,9 @@ from worker.pipeline.intake import request_intake
 from worker.pipeline.queue import Enqueue
 from worker.producer.submit import CREDENTIAL_IN_DOCUMENT, CredentialScan, encoded_chunks
 from worker.settings import Settings, get_settings
-from worker.store.client import get_redis
-from worker.store.intake import IntakeQueue, Item
-from worker.store.records import FAILED, Record
-from worker.store.results import ResultsStore
-from worker.store.submissions import HEAD_BYTES, SubmissionQueue
+from worker.store.client import RedisClient, get_redis
+from worker.store.records import FAILED, Record, RecordUpdate
+from worker.store.submissions import HEAD_BYTES, JobChunk, NewJob, Rejection, SubmissionQueue
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +119,7 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-def accept(client: redis.Redis, settings: Settings, submission_id: str) -> Outcome:
+def accept(client: RedisClient, settings: Settings, submission_id: str) -> Outcome:
     """Store a held message as a job, or reject it; idempotent (a settled message is gone: `GONE`).
 
     Raises only for Redis errors (the task retries) and for a worker configuration that cannot be read
@@ -133,7 +131,7 @@ def accept(client: redis.Redis, settings: Settings, submission_id: str) -> Outco
     queue = SubmissionQueue(client, settings)
     read = queue.read(submission_id, settings.max_message_bytes)
     if read is None:
-        client.srem(queue.held_set, submission_id)
+        queue.forget(submission_id)
         return Outcome(submission_id, GONE)
     raw, size, sha256 = read
     if size > settings.max_message_bytes:
@@ -143,7 +141,7 @@ def accept(client: redis.Redis, settings: Settings, submission_id: str) -> Outco
         )
     else:
         verdict = _examine(raw, settings)
-    return _settle(client, settings, queue, submission_id, verdict, size, sha256)
+    return _settle(queue, submission_id, verdict, size, sha256)
 
 
 def _examine(raw: bytes, settings: Settings) -> _Verdict:
@@ -215,84 +213,53 @@ def _check(raw: bytes, settings: Settings, known: dict[str, str]) -> _Verdict:
     return _Verdict(known, envelope=envelope, chunks=chunks)
 
 
-def _settle(
-    client: redis.Redis,
-    settings: Settings,
-    queue: SubmissionQueue,
-    submission_id: str,
-    verdict: _Verdict,
-    size: int,
-    sha256: str,
-) -> Outcome:
-    """Write the job or the rejection and drop the held message, in one MULTI.
+def _settle(queue: SubmissionQueue, submission_id: str, verdict: _Verdict, size: int, sha256: str) -> Outcome:
+    """Write the job or the rejection and drop the held message, in one MULTI (SubmissionQueue.settle).
 
-    WATCH on the held message and the job: if another run of this task (a redelivery) settles the
-    message first, we find it gone and do nothing; if the job id gets used meanwhile, we see it.
-    """
-    store, intake = ResultsStore(client, settings), IntakeQueue(client, settings)
-    held = queue.held_key(submission_id)
+    The store watches the held message and the job: if another run of this task (a redelivery) settles the
+    message first, we find it gone and do nothing; if the job id gets used meanwhile, we see it."""
     job_id = verdict.known.get("job_id")
-    watched = [held] + ([store.job_key(job_id)] if job_id else [])
-    for _ in range(20):
-        with client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(*watched)
-                if not pipe.exists(held):
-                    pipe.reset()
-                    client.srem(queue.held_set, submission_id)
-                    return Outcome(submission_id, GONE, job_id)
-                used = job_id is not None and bool(pipe.exists(store.job_key(job_id)))
-                pipe.multi()
-                if verdict.envelope is not None and not used:
-                    outcome = _queue_job(pipe, store, intake, submission_id, verdict)
-                else:
-                    outcome = _queue_rejection(pipe, store, submission_id, verdict, used, size, sha256)
-                pipe.delete(held)
-                pipe.srem(queue.held_set, submission_id)
-                pipe.execute()
-                return outcome
-            except redis.WatchError:
-                continue
-    raise RuntimeError(f"submission {submission_id}: its keys kept changing while it was being stored")
+
+    def choose(used: bool) -> NewJob | Rejection:
+        if verdict.envelope is not None and not used:
+            return _job(submission_id, verdict)
+        return _rejection(submission_id, verdict, used, size, sha256)
+
+    settled = queue.settle(submission_id, job_id, choose)
+    if settled is None:
+        return Outcome(submission_id, GONE, job_id)
+    if isinstance(settled, NewJob):
+        sizes = tuple(len(chunk.documents) for chunk in settled.chunks)
+        return Outcome(submission_id, ACCEPTED, settled.meta["job_id"], chunks=sizes)
+    return Outcome(submission_id, REJECTED, job_id, settled.reason)
 
 
-def _queue_job(pipe: Any, store: ResultsStore, intake: IntakeQueue, submission_id: str, verdict: _Verdict) -> Outcome:
-    """The job, stored the way worker/producer/submit.py's submit() stores one: keys, ExternalIds, documents refused
-    for a credential in them, intake items."""
+def _job(submission_id: str, verdict: _Verdict) -> NewJob:
+    """The job, as worker/producer/submit.py's submit() stores one: its fields, ExternalIds, documents, and those
+    refused for a credential in them (never pending: their records say why)."""
     envelope = verdict.envelope
     assert envelope is not None
-    store.queue_open_job(
-        pipe,
-        {
-            "job_id": envelope.job_id,
-            "tenant": envelope.tenant,
-            "target": envelope.target.value,
-            "kind": envelope.kind.value,
-            "source": envelope.source or "",
-            "submitted_at": envelope.submitted_at.isoformat(),
-            "submission": submission_id,
-        },
-    )
-    start, sizes = 0, []
+    meta = {
+        "job_id": envelope.job_id,
+        "tenant": envelope.tenant,
+        "target": envelope.target.value,
+        "kind": envelope.kind.value,
+        "source": envelope.source or "",
+        "submitted_at": envelope.submitted_at.isoformat(),
+        "submission": submission_id,
+    }
+    start, chunks = 0, []
     for external_ids, encoded, refused in verdict.chunks:
-        store.append_documents(envelope.job_id, start, encoded, external_ids, pipe=pipe)
-        store.queue_records(
-            pipe,
-            [
-                (envelope.job_id, start + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
-                for i in refused
-            ],
-        )
-        intake.push([Item(envelope.job_id, start, start + len(encoded))], pipe=pipe)
+        failed = [
+            RecordUpdate(envelope.job_id, start + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
+            for i in refused
+        ]
+        chunks.append(JobChunk(start, external_ids, encoded, failed))
         start += len(encoded)
-        sizes.append(len(encoded))
-    store.queue_close_job(pipe, envelope.job_id)
-    return Outcome(submission_id, ACCEPTED, envelope.job_id, chunks=tuple(sizes))
+    return NewJob(meta, chunks)
 
 
-def _queue_rejection(
-    pipe: Any, store: ResultsStore, submission_id: str, verdict: _Verdict, used: bool, size: int, sha256: str
-) -> Outcome:
+def _rejection(submission_id: str, verdict: _Verdict, used: bool, size: int, sha256: str) -> Rejection:
     """The rejected job's record (when its id is known and free) and, always, the entry in {p}:rejected."""
     job_id = verdict.known.get("job_id")
     if verdict.reason is None:  # a valid message whose job id is taken: a producer's retry, or a clash
@@ -301,8 +268,9 @@ def _queue_rejection(
         reason = f"{verdict.reason} (job id already submitted: that job was not touched)"
     else:
         reason = verdict.reason
-    if job_id is not None and not used:
-        store.queue_rejected_job(pipe, {**verdict.known, "submission": submission_id, "bytes": str(size)}, reason)
+    job = (
+        {**verdict.known, "submission": submission_id, "bytes": str(size)} if job_id is not None and not used else None
+    )
     entry = {
         "id": submission_id,
         "job_id": job_id,
@@ -311,8 +279,7 @@ def _queue_rejection(
         "bytes": size,
         "sha256": sha256,
     }
-    store.queue_rejection(pipe, entry, REJECTED_KEEP)
-    return Outcome(submission_id, REJECTED, job_id, reason)
+    return Rejection(entry, REJECTED_KEEP, reason, job)
 
 
 # ----- reading what a message says, without echoing it

@@ -1,7 +1,8 @@
 """The only owner of Redis state: every key (keys.py), every Lua script (lua/), every read and write.
 
 keys.py         every key family, in one place
-client.py       one Redis client per process
+client.py       one Redis client per process (`RedisClient`, its type for the layers above)
+errors.py       what the store raises when Redis fails, named for callers that do not import redis
 scripts.py      the Lua scripts of lua/, loaded once
 records.py      the types the store hands out: statuses and states as enums, records, plans
 results.py      jobs, documents, records, the duplicate index, batches and their leases, dead letters
@@ -9,7 +10,11 @@ intake.py       the intake queue: job ranges waiting to be validated
 buffer.py       the coalescing buffer: documents of many jobs per (tenant, kind), cut into batches
 inflight.py     a tenant's cap on requests in flight
 ratelimit.py    a tenant's requests per time window (Fortnox)
-submissions.py  raw producers' submit list and held messages
+submissions.py  raw producers' submit list and held messages, each settled in one transaction
 counters.py     metric counters
 tokens.py       ERP access tokens shared by every worker, and a tenant's Retry-After pause
+views.py        read-only views for operators (worker/ops/overview.py)
+
+Outside it, redis is imported only by the modules tests/unit/test_layers.py lists, for the names it lists: error
+types to catch, the client's class in annotations, the local stack's redis-server.
 """

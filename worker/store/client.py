@@ -1,17 +1,29 @@
-"""One Redis client per process for our own keys (results, duplicate index, batches, tokens)."""
+"""One Redis client per process for our own keys (results, duplicate index, batches, tokens).
+
+`RedisClient` names the client's type for the layers above, which hand a client to the store without
+importing redis themselves.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TypeAlias, cast
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 
 from worker.errors import ConfigurationError
 from worker.redaction import redact_url
 from worker.settings import Settings, get_settings
+
+__all__ = ["Arg", "RedisClient", "get_redis", "queue_script"]
+
+#: The client the store works with (decode_responses: every reply is text).
+RedisClient: TypeAlias = redis.Redis
+#: Redis's (script) argument types: text and numbers.
+Arg: TypeAlias = str | int | float
 
 
 @lru_cache(maxsize=4)
@@ -38,13 +50,14 @@ def get_redis(settings: Settings | None = None) -> redis.Redis:
 
 
 def queue_script(
-    pipe: redis.client.Pipeline, script: Script, keys: Sequence[Any] = (), args: Sequence[Any] = ()
+    pipe: Pipeline | redis.Redis, script: Script, keys: Sequence[str] = (), args: Sequence[Arg] = ()
 ) -> None:
-    """Queue `script` on `pipe` as an EVAL of its text.
+    """Queue `script` on `pipe` as an EVAL of its text (on a client rather than a pipeline: run it at once).
 
     redis-py queues a registered script as EVALSHA and, before every execute of a pipeline holding one, asks
     the server SCRIPT EXISTS: one more round trip, on the send and intake hot paths, to guard against a server
     that lost its script cache (restarted). EVAL needs no such guard, and costs no compilation after the first
     call: Redis keeps compiled scripts by the SHA of their text. In a MULTI it is the safe choice, since an
     EVALSHA refused there (NOSCRIPT) would leave the rest of the transaction applied."""
-    pipe.eval(script.script, len(keys), *keys, *args)
+    # The text is a str: every script is registered from worker/store/scripts.py's script_text.
+    pipe.eval(cast(str, script.script), len(keys), *keys, *args)

@@ -25,9 +25,11 @@ are only held while a request is in flight (tasks/send.py gives the slot back as
 answered), so a sender with more threads than the cap keeps the cap's requests in flight while its other
 threads record outcomes and fetch the next batches.
 
-Keys (prefix p):
+Keys (prefix p; worker/store/keys.py):
     {p}:inflight:{tenant}   zset   holder id -> lease deadline (epoch s); expires a little after the
                                    latest deadline, so an idle tenant leaves no key
+
+Script (worker/store/lua/): inflight_acquire.lua, one try to take a slot.
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import redis
+
+from worker.store.client import RedisClient
+from worker.store.keys import Keys
+from worker.store.scripts import load_script
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +54,6 @@ log = logging.getLogger(__name__)
 MAX_POLL_S = 0.1
 # The key outlives its latest lease by this much (ms), so rounding never drops a live lease with the key.
 _EXPIRY_SLACK_MS = 1000
-
-# KEYS: the tenant's zset. ARGV: now (epoch s), holder, limit (> 0), lease seconds, expiry slack (ms).
-# Returns {1, '0'} when acquired (newly or by refreshing the holder's own lease), otherwise
-# {0, seconds until the earliest lease ends} (as a string: Lua numbers become integers on the way out).
-_TRY_ACQUIRE = """
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tostring(tonumber(first[2]) - now)}
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local ms = math.ceil((tonumber(last[2]) - now) * 1000) + tonumber(ARGV[5])
-redis.call('PEXPIRE', KEYS[1], string.format('%d', ms))
-return {1, '0'}
-"""
 
 
 class Slot:
@@ -100,10 +90,11 @@ class _Freed:
 class InflightLimiter:
     """Take and give back per-tenant ERP request slots; one instance per process is enough."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self.r = client
         self.p = prefix
-        self._try_acquire = client.register_script(_TRY_ACQUIRE)
+        self.keys = Keys(prefix)
+        self._try_acquire = load_script(client, "inflight_acquire")
         self._freed: dict[str, _Freed] = {}
         self._freed_lock = threading.Lock()
 
@@ -115,7 +106,7 @@ class InflightLimiter:
         return freed
 
     def key(self, tenant: str) -> str:
-        return f"{self.p}:inflight:{tenant}"
+        return self.keys.inflight(tenant)
 
     def try_acquire(
         self, tenant: str, holder: str, limit: int, lease_s: float, now: float | None = None
@@ -189,7 +180,7 @@ class InflightLimiter:
 
     def holders(self, tenant: str) -> dict[str, float]:
         """Every stored holder -> lease deadline (epoch s), including expired ones not swept yet."""
-        members = self.r.zrange(self.key(tenant), 0, -1, withscores=True)
+        members = cast(list[tuple[str | bytes, float]], self.r.zrange(self.key(tenant), 0, -1, withscores=True))
         return {h.decode() if isinstance(h, bytes) else str(h): float(s) for h, s in members}
 
     def in_flight(self, tenant: str, now: float | None = None) -> int:

@@ -3,7 +3,8 @@
 All keys start with the deployment's prefix (ERPSYNC_KEY_PREFIX, `erpsync` by default), so several
 deployments can share one Redis. Only worker/store/ reads and writes them; the Lua scripts in
 worker/store/lua/ build the per-job and per-batch keys from the prefix the same way (`prefix .. ':job:' .. id`),
-since one script call serves documents of many jobs.
+since one script call serves documents of many jobs. Celery's own queues (lists named after the queue, kombu's
+layout) are not ours: worker/store/views.py only counts them for operators.
 
     jobs and documents (worker/store/results.py)
     {p}:job:{job_id}                    hash    job fields and counters n_pending, n_created, ...
@@ -39,6 +40,7 @@ since one script call serves documents of many jobs.
     {p}:inflight:{tenant}               zset    the tenant's requests in flight, by lease end
     {p}:rate:{target}:{tenant}          zset    the tenant's recent requests (sliding window)
     {p}:token:{tenant}                  string  the tenant's shared ERP access token
+    {p}:token:{tenant}:lock             string  held by the one worker renewing it (a redis-py lock)
     {p}:fortnox:refresh:{tenant}        string  the Fortnox refresh token (rotates on every use)
     {p}:pause:{tenant}                  string  a Retry-After pause after a 429, until it expires
     metrics (worker/store/counters.py)
@@ -158,6 +160,9 @@ class Keys:
 
     def token(self, tenant: str) -> str:
         return f"{self.prefix}:token:{tenant}"
+
+    def token_lock(self, tenant: str) -> str:
+        return f"{self.prefix}:token:{tenant}:lock"
 
     def fortnox_refresh(self, tenant: str) -> str:
         return f"{self.prefix}:fortnox:refresh:{tenant}"

@@ -16,43 +16,34 @@ The script reads Redis's own clock (`TIME`), so workers on machines whose clocks
 The margin (default 0.4 s: 8 % of Fortnox's 5 s) covers the jitter between our sending and the ERP's counting:
 with paced turns, up to 0.4 s of arrivals bunching together (measured: about 0.2 s on a loaded 2-core machine).
 
-Keys (prefix p):
+Keys (prefix p; worker/store/keys.py):
     {p}:rate:{target}:{tenant}     string   the next free slot, microseconds on Redis's clock
+
+Script (worker/store/lua/): rate_reserve.lua, one reservation.
 """
 
 from __future__ import annotations
 
 import time
 
-import redis
-
 from worker.settings import Rate
-
-# KEYS: the stream's next-free-slot key. ARGV: interval (µs), longest wait the caller accepts (µs).
-# Returns {1, µs to wait before sending} (the slot is the caller's) or {0, µs until one could be had}.
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2])
-local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-if slot - now > max_wait then return {0, string.format('%.0f', slot - now - max_wait)} end
-redis.call('SET', KEYS[1], string.format('%.0f', slot + interval),
-           'PX', math.ceil((slot + interval - now) / 1000) + 1000)
-return {1, string.format('%.0f', slot - now)}
-"""
+from worker.store.client import RedisClient
+from worker.store.keys import Keys
+from worker.store.scripts import load_script
 
 
 class RateLimiter:
     """Reserve paced turns under a shared rate; one instance per process (stateless apart from the client)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, margin: float = 0.4) -> None:
+    def __init__(self, client: RedisClient, prefix: str, margin: float = 0.4) -> None:
         self.r = client
         self.p = prefix
+        self.keys = Keys(prefix)
         self.margin = margin
-        self._reserve = client.register_script(_RESERVE)
+        self._reserve = load_script(client, "rate_reserve")
 
     def key(self, target: str, tenant: str) -> str:
-        return f"{self.p}:rate:{target}:{tenant}"
+        return self.keys.rate(target, tenant)
 
     def interval(self, rate: Rate) -> float:
         """Seconds between two turns: the window, widened by the margin, shared out evenly."""

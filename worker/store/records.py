@@ -168,7 +168,7 @@ class Record:
     @classmethod
     def from_json(cls, text: str) -> Record:
         data = json.loads(text)
-        return cls(**{k: data.get(k) for k in cls.__slots__ if k in data})  # type: ignore[attr-defined]
+        return cls(**{k: data.get(k) for k in cls.__slots__ if k in data})
 
 
 class RecordUpdate(NamedTuple):

@@ -22,19 +22,23 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index              zset   dead-letter ids by time
     {p}:metrics:{metric}        hash   Prometheus counters written by the scripts here (worker/store/counters.py)
+
+Every key is spelled by worker/store/keys.py; the scripts (worker/store/lua/) build a job's keys from the prefix.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias, cast
 
 import redis
+from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from worker.settings import Settings
-from worker.store.client import queue_script
+from worker.store.client import Arg, RedisClient, queue_script
 from worker.store.counters import DOCUMENTS_METRIC, Increment, labels_field, lua_args
 from worker.store.keys import Keys
 from worker.store.records import (
@@ -53,11 +57,15 @@ from worker.store.records import (
 )
 from worker.store.scripts import load_script
 
+#: A hash's fields as redis-py's hset takes them: its Mapping is invariant in the key type, so a dict built from our
+#: dict[str, str] metas (str keys, text and number values) is handed over as this.
+HashFields: TypeAlias = Mapping[FieldT, EncodableT]
+
 
 class ResultsStore:
     """All reads and writes of job/document/batch state; one instance per process is enough."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.s = settings
         self.p = settings.key_prefix
@@ -73,16 +81,17 @@ class ResultsStore:
         self._close_job = load_script(client, "close_job")
         self._store_dead_letter = load_script(client, "store_dead_letter")
         self._count_batch = load_script(client, "count_batch")
+        self._mark_running = load_script(client, "mark_running")
 
     # ----- keys (worker/store/keys.py)
     def job_key(self, job_id: str) -> str:
-        return f"{self.p}:job:{job_id}"
+        return self.keys.job(job_id)
 
     def batch_key(self, batch_id: str) -> str:
-        return f"{self.p}:batch:{batch_id}"
+        return self.keys.batch(batch_id)
 
     def dedup_key(self, tenant: str, kind: str, external_id: str) -> str:
-        return f"{self.p}:dedup:{tenant}:{kind}:{external_id}"
+        return self.keys.dedup(tenant, kind, external_id)
 
     # ----- jobs
     def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
@@ -105,27 +114,32 @@ class ResultsStore:
         pipe.execute()
 
     def append_documents(
-        self, job_id: str, start: int, documents: Sequence[str], external_ids: Sequence[str], pipe: Any = None
+        self,
+        job_id: str,
+        start: int,
+        documents: Sequence[str],
+        external_ids: Sequence[str],
+        pipe: Pipeline | None = None,
     ) -> None:
         """Store documents at positions [start, start + n) with pending records, and count them in.
 
         Positions are given, not implied, so a repeated call (a retried producer) cannot shift them; it
         is the caller's job to append each range once. Queued on `pipe` when given, else sent at once.
         """
-        jk = self.job_key(job_id)
+        jk, docs, records = self.keys.job(job_id), self.keys.job_docs(job_id), self.keys.job_records(job_id)
         own = pipe is None
-        pipe = self.r.pipeline(transaction=True) if own else pipe
+        pipe = self.r.pipeline(transaction=True) if pipe is None else pipe
         now = now_iso()
-        pipe.rpush(f"{jk}:docs", *documents)
+        pipe.rpush(docs, *documents)
         pipe.hset(
-            f"{jk}:records",
+            records,
             mapping={
                 str(start + i): Record(external_id=x, updated_at=now).to_json() for i, x in enumerate(external_ids)
             },
         )
         pipe.hincrby(jk, "total", len(documents))
         pipe.hincrby(jk, "n_pending", len(documents))
-        for key in (f"{jk}:docs", f"{jk}:records"):
+        for key in (docs, records):
             pipe.expire(key, self.s.result_ttl_seconds)
         if own:
             pipe.execute()
@@ -135,49 +149,45 @@ class ResultsStore:
         self.queue_close_job(self.r, job_id)
 
     def job(self, job_id: str) -> dict[str, str] | None:
-        data = self.r.hgetall(self.job_key(job_id))
+        data = cast(dict[str, str], self.r.hgetall(self.keys.job(job_id)))
         return data or None
 
     def documents(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
         """The submitted documents at positions [start, end)."""
-        return self.r.lrange(f"{self.job_key(job_id)}:docs", start, -1 if end is None else end - 1)
+        return cast(list[str], self.r.lrange(self.keys.job_docs(job_id), start, -1 if end is None else end - 1))
 
     def records(self, job_id: str) -> list[Record]:
-        raw = self.r.hgetall(f"{self.job_key(job_id)}:records")
+        raw = cast(dict[str, str], self.r.hgetall(self.keys.job_records(job_id)))
         return [Record.from_json(raw[k]) for k in sorted(raw, key=int)]
 
     def record(self, job_id: str, position: int) -> Record | None:
-        raw = self.r.hget(f"{self.job_key(job_id)}:records", str(position))
+        raw = cast(str | None, self.r.hget(self.keys.job_records(job_id), str(position)))
         return Record.from_json(raw) if raw else None
 
     def statuses(self, job_id: str) -> dict[int, str]:
-        return {int(k): v for k, v in self.r.hgetall(f"{self.job_key(job_id)}:status").items()}
+        raw = cast(dict[str, str], self.r.hgetall(self.keys.job_status(job_id)))
+        return {int(k): v for k, v in raw.items()}
 
-    def mark_running(self, job_id: str, pipe: Any = None) -> None:
+    def mark_running(self, job_id: str, pipe: Pipeline | None = None) -> None:
         """A queued job becomes running (a finished one keeps its status on redelivery); queued on `pipe`."""
-        (pipe or self.r).eval(
-            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
-            "redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1]) "
-            "if redis.call('HGET', KEYS[1], 'status') == 'queued' then "
-            "redis.call('HSET', KEYS[1], 'status', 'running') end return 1",
-            1,
-            self.job_key(job_id),
-            now_iso(),
-        )
+        if pipe is None:
+            self._mark_running(keys=[self.keys.job(job_id)], args=[now_iso()])
+        else:
+            queue_script(pipe, self._mark_running, keys=[self.keys.job(job_id)], args=[now_iso()])
 
     def intake_state(self, items: Sequence[tuple[str, int, int]]) -> list[IntakeState]:
         """Everything intake needs about (job_id, start, end) ranges, in one round trip, each job marked
         running on the way. A job that expired (or never was) comes back with an empty `job`."""
         pipe = self.r.pipeline(transaction=False)
+        keys = self.keys
         for job_id, start, end in items:
-            jk = self.job_key(job_id)
             self.mark_running(job_id, pipe)
-            pipe.hgetall(jk)
-            pipe.hmget(f"{jk}:records", [str(p) for p in range(start, end)])
-            pipe.lrange(f"{jk}:docs", start, end - 1)
+            pipe.hgetall(keys.job(job_id))
+            pipe.hmget(keys.job_records(job_id), [str(p) for p in range(start, end)])
+            pipe.lrange(keys.job_docs(job_id), start, end - 1)
             # position -> "buffer" or batch id (worker/store/buffer.py), of this range only: the whole hash of a big job
             # would be read again for every chunk of it.
-            pipe.hmget(f"{jk}:assigned", [str(p) for p in range(start, end)])
+            pipe.hmget(keys.job_assigned(job_id), [str(p) for p in range(start, end)])
         out = pipe.execute()
         states = []
         for (_, start, _), i in zip(items, range(0, len(out), 5), strict=True):
@@ -202,11 +212,11 @@ class ResultsStore:
     # ----- duplicate index
     def claim(self, tenant: str, kind: str, external_id: str, owner: str) -> Claim:
         """Claim an ExternalId for sending, or learn who has it (and its Key once created)."""
-        key = self.dedup_key(tenant, kind, external_id)
+        key = self.keys.dedup(tenant, kind, external_id)
         for _ in range(5):
             if self.r.set(key, f"claimed|{owner}", nx=True, ex=self.s.dedup_ttl_seconds):
                 return Claim(ClaimState.MINE, owner)
-            value = self.r.get(key)
+            value = cast(str | None, self.r.get(key))
             if value is None:
                 continue  # released between our two calls; try again
             return parse_claim(value, owner)
@@ -215,11 +225,12 @@ class ResultsStore:
     def claim_all(self, items: Sequence[tuple[str, str, str, str]]) -> list[Claim]:
         """`claim()` for many (tenant, kind, external_id, owner): one script call per 1,000, whatever their number."""
         claims: list[Claim] = []
+        dedup = self.keys.dedup
         for start in range(0, len(items), 1000):
             part = items[start : start + 1000]
-            args: list[str | int] = [self.s.dedup_ttl_seconds]
+            args: list[Arg] = [self.s.dedup_ttl_seconds]
             for tenant, kind, external_id, owner in part:
-                args += [self.dedup_key(tenant, kind, external_id), owner]
+                args += [dedup(tenant, kind, external_id), owner]
             found = self._claim_all(args=args)
             claims += [
                 Claim(ClaimState.MINE, owner) if not value else parse_claim(value, owner)
@@ -228,67 +239,68 @@ class ResultsStore:
         return claims
 
     def lookup(self, tenant: str, kind: str, external_id: str) -> Claim | None:
-        value = self.r.get(self.dedup_key(tenant, kind, external_id))
+        value = cast(str | None, self.r.get(self.keys.dedup(tenant, kind, external_id)))
         return parse_claim(value, "") if value else None
 
     def release(self, tenant: str, kind: str, external_id: str, owner: str) -> None:
         """Give up our claim (the document was not created) so a corrected re-submission can go."""
-        self._release(keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"])
+        self._release(keys=[self.keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}"])
 
     # ----- Keys we recorded (for reconciliation: an invoice with one of these Keys is not a candidate)
     def known_keys_key(self, tenant: str, kind: str) -> str:
-        return f"{self.p}:erpkeys:{tenant}:{kind}"
+        return self.keys.erp_keys(tenant, kind)
 
     def known_keys(self, tenant: str, kind: str, keys: Iterable[int]) -> set[int]:
         keys = list(keys)
+        zset = self.keys.erp_keys(tenant, kind)
         pipe = self.r.pipeline(transaction=False)
         for key in keys:
-            pipe.zscore(self.known_keys_key(tenant, kind), str(key))
+            pipe.zscore(zset, str(key))
         return {key for key, score in zip(keys, pipe.execute(), strict=True) if score is not None}
 
     def high_water(self, tenant: str, kind: str) -> int:
         """The highest Key recorded for this tenant and kind (0 if none)."""
-        top = self.r.zrevrange(self.known_keys_key(tenant, kind), 0, 0, withscores=True)
+        top = cast(list[tuple[str, float]], self.r.zrevrange(self.keys.erp_keys(tenant, kind), 0, 0, withscores=True))
         return int(top[0][1]) if top else 0
 
     # ----- dead letters
-    def _queue_dead_letter(self, pipe: Any, entry: dict[str, Any]) -> None:
+    def _queue_dead_letter(self, pipe: Pipeline, entry: dict[str, Any]) -> None:
         entry = {"created_at": now_iso(), **entry}
         labels = (entry.get("tenant", ""), entry.get("target") or "softone", entry.get("kind", ""), "dead")
         queue_script(
             pipe,
             self._store_dead_letter,
-            keys=[f"{self.p}:dead", f"{self.p}:dead:index", self.keys.metric(DOCUMENTS_METRIC)],
+            keys=[self.keys.dead, self.keys.dead_index, self.keys.metric(DOCUMENTS_METRIC)],
             args=[entry["id"], json.dumps(entry, ensure_ascii=False), time.time(), labels_field(labels)],
         )
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        ids = self.r.zrange(f"{self.p}:dead:index", 0, -1)
+        ids = cast(list[str], self.r.zrange(self.keys.dead_index, 0, -1))
         if not ids:
             return []
-        values = self.r.hmget(f"{self.p}:dead", ids)
+        values = cast(list[str | None], self.r.hmget(self.keys.dead, ids))
         return [json.loads(v) for v in values if v]
 
     def dead_letter(self, dead_id: str) -> dict[str, Any] | None:
-        value = self.r.hget(f"{self.p}:dead", dead_id)
-        return json.loads(value) if value else None
+        value = cast(str | None, self.r.hget(self.keys.dead, dead_id))
+        return cast(dict[str, Any], json.loads(value)) if value else None
 
     def update_dead_letter(self, entry: dict[str, Any]) -> None:
-        self.r.hset(f"{self.p}:dead", entry["id"], json.dumps(entry, ensure_ascii=False))
+        self.r.hset(self.keys.dead, entry["id"], json.dumps(entry, ensure_ascii=False))
 
     def drop_dead_letter(self, dead_id: str) -> bool:
         pipe = self.r.pipeline(transaction=True)
-        pipe.hdel(f"{self.p}:dead", dead_id)
-        pipe.zrem(f"{self.p}:dead:index", dead_id)
+        pipe.hdel(self.keys.dead, dead_id)
+        pipe.zrem(self.keys.dead_index, dead_id)
         return bool(pipe.execute()[0])
 
     # ----- batches
-    def queue_records(self, pipe: Any, updates: Sequence[tuple[str, int, Record]]) -> None:
+    def queue_records(self, pipe: Pipeline, updates: Sequence[tuple[str, int, Record]]) -> None:
         """`set_records` queued on the caller's pipeline, to be atomic with the rest of its transaction."""
         # One script call per few hundred documents: far cheaper to send than a command or two each.
         now = now_iso()
         for start in range(0, len(updates), 500):
-            args: list[Any] = [self.p, now, self.s.result_ttl_seconds]
+            args: list[Arg] = [self.p, now, self.s.result_ttl_seconds]
             for job_id, position, record in updates[start : start + 500]:
                 record.updated_at = now
                 args += [job_id, position, record.status, record.to_json()]
@@ -305,26 +317,30 @@ class ResultsStore:
             self._queue_batches(pipe, batches)
             pipe.execute()
 
-    def _queue_batches(self, pipe: Any, batches: Sequence[BatchPlan]) -> None:
+    def _queue_batches(self, pipe: Pipeline, batches: Sequence[BatchPlan]) -> None:
         now = now_iso()
+        keys = self.keys
         for plan in batches:
-            bk = self.batch_key(plan.batch_id)
+            bk = keys.batch(plan.batch_id)
             pipe.hset(
                 bk,
-                mapping={
-                    **plan.meta,
-                    "state": BatchState.QUEUED,
-                    "members": json.dumps(plan.members),
-                    "body": plan.body,
-                    "attempts": 0,
-                    "size": len(plan.members),
-                    "created_at": now,
-                },
+                mapping=cast(
+                    HashFields,
+                    {
+                        **plan.meta,
+                        "state": BatchState.QUEUED,
+                        "members": json.dumps(plan.members),
+                        "body": plan.body,
+                        "attempts": 0,
+                        "size": len(plan.members),
+                        "created_at": now,
+                    },
+                ),
             )
             pipe.expire(bk, self.s.result_ttl_seconds)
-            pipe.sadd(f"{self.p}:open_batches", plan.batch_id)
+            pipe.sadd(keys.open_batches, plan.batch_id)
             for job_id, position in plan.members:
-                pipe.hset(f"{self.p}:job:{job_id}:assigned", str(position), plan.batch_id)
+                pipe.hset(keys.job_assigned(job_id), str(position), plan.batch_id)
             self.queue_records(pipe, plan.records)
 
     def complete_batch(
@@ -349,12 +365,12 @@ class ResultsStore:
         its lease ran out, nothing is written and False is returned. (An attempt that outlived its lease must
         not write: the taker's look-up treats Keys already recorded as somebody else's, so two settlements
         of one batch would resend documents the ERP holds.)"""
-        key = self.batch_key(batch_id)
+        key = self.keys.batch(batch_id)
         with self.r.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     if attempt is not None:
-                        pipe.watch(key)
+                        pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves Pipeline.watch unannotated
                         state, request = pipe.hmget(key, "state", "request")
                         if state != BatchState.SENDING or not str(request or "").startswith(f"{attempt}:"):
                             return False
@@ -370,7 +386,7 @@ class ResultsStore:
 
     def _queue_complete(
         self,
-        pipe: Any,
+        pipe: Pipeline,
         batch_id: str,
         outcome: str,
         updates: Sequence[tuple[str, int, Record]],
@@ -380,30 +396,28 @@ class ResultsStore:
         follow_up: Sequence[BatchPlan],
         counters: Sequence[Increment],
     ) -> None:
+        keys = self.keys
+        bk = keys.batch(batch_id)
         if counters:
-            queue_script(pipe, self._count_batch, keys=[self.batch_key(batch_id)], args=lua_args(counters))
+            queue_script(pipe, self._count_batch, keys=[bk], args=lua_args(counters))
         self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
-            args: list[Any] = [self.s.dedup_ttl_seconds]
+            args: list[Arg] = [self.s.dedup_ttl_seconds]
             for tenant, kind, external_id, owner, key, number in created[start : start + 500]:
                 value = f"created|{owner}|{key if isinstance(key, int) else '~' + key}|{number or ''}"
                 # Known Keys (SoftOne's integers, for its content matching) are kept in a zset scored by Key;
                 # other targets' ids are not numbers and are looked up by our own id instead.
-                known = self.known_keys_key(tenant, kind) if isinstance(key, int) else ""
-                args += [self.dedup_key(tenant, kind, external_id), value, known, key]
+                known = keys.erp_keys(tenant, kind) if isinstance(key, int) else ""
+                args += [keys.dedup(tenant, kind, external_id), value, known, key]
             queue_script(pipe, self._mark_created, args=args)
         for entry in dead:
             self._queue_dead_letter(pipe, entry)
         self._queue_batches(pipe, follow_up)
         for tenant, kind, external_id, owner in released:
-            queue_script(
-                pipe, self._release, keys=[self.dedup_key(tenant, kind, external_id)], args=[f"claimed|{owner}"]
-            )
-        pipe.hset(
-            self.batch_key(batch_id), mapping={"state": BatchState.DONE, "outcome": outcome, "updated_at": now_iso()}
-        )
-        pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
-        pipe.srem(f"{self.p}:open_batches", batch_id)
+            queue_script(pipe, self._release, keys=[keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}"])
+        pipe.hset(bk, mapping={"state": BatchState.DONE, "outcome": outcome, "updated_at": now_iso()})
+        pipe.expire(bk, self.s.result_ttl_seconds)
+        pipe.srem(keys.open_batches, batch_id)
 
     def batch_heads(self, batch_ids: Sequence[str]) -> list[BatchHead | None]:
         """The state, route and size of each batch (None for one that is gone), in one round trip."""
@@ -411,7 +425,7 @@ class ResultsStore:
             return []
         pipe = self.r.pipeline(transaction=False)
         for batch_id in batch_ids:
-            pipe.hmget(self.batch_key(batch_id), "state", "tenant", "kind", "target", "size")
+            pipe.hmget(self.keys.batch(batch_id), "state", "tenant", "kind", "target", "size")
         return [
             BatchHead(BatchState(state), tenant, kind, target or "softone", int(size or 0)) if state else None
             for state, tenant, kind, target, size in pipe.execute()
@@ -419,7 +433,7 @@ class ResultsStore:
 
     def open_batch_ids(self) -> set[str]:
         """Batches not done yet, as far as the open set knows (recovery re-queues their sends)."""
-        return set(self.r.smembers(self.keys.open_batches))
+        return cast(set[str], self.r.smembers(self.keys.open_batches))
 
     def forget_open_batch(self, batch_id: str) -> None:
         """A batch found done or gone leaves the open set."""
@@ -427,7 +441,7 @@ class ResultsStore:
 
     def open_job_ids(self) -> set[str]:
         """Jobs not finished yet, as far as the open set knows (recovery re-queues them)."""
-        return set(self.r.smembers(self.keys.open_jobs))
+        return cast(set[str], self.r.smembers(self.keys.open_jobs))
 
     def forget_open_job(self, job_id: str) -> None:
         """A job found finished or gone leaves the open set."""
@@ -435,10 +449,10 @@ class ResultsStore:
 
     def count_unreachable(self, batch_id: str) -> int:
         """One more consecutive wait of the batch for an ERP that could not be reached; returns how many."""
-        return int(self.r.hincrby(self.batch_key(batch_id), "unreachable", 1))
+        return int(self.r.hincrby(self.keys.batch(batch_id), "unreachable", 1))
 
     def batch(self, batch_id: str) -> dict[str, str] | None:
-        data = self.r.hgetall(self.batch_key(batch_id))
+        data = cast(dict[str, str], self.r.hgetall(self.keys.batch(batch_id)))
         return data or None
 
     def acquire_batch(self, batch_id: str, sender: str) -> tuple[LeaseState, float]:
@@ -449,7 +463,7 @@ class ResultsStore:
     def acquire_batch_data(self, batch_id: str, sender: str) -> tuple[LeaseState, float, dict[str, str]]:
         """`acquire_batch`, and the batch's fields as they are after it (empty when it is `missing`)."""
         state, value, flat = self._acquire(
-            keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
+            keys=[self.keys.batch(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
         )
         return LeaseState(state), float(value), dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -460,7 +474,7 @@ class ResultsStore:
         had marked its request sent; `busy` with the seconds its (new) holder's lease still runs; `done`;
         `moved` (no longer `sending`: acquire it the usual way); `missing`."""
         state, value, sent = self._take_over(
-            keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
+            keys=[self.keys.batch(batch_id)], args=[f"{time.time():.3f}", self.s.send_lease_seconds, sender]
         )
         return LeaseState(state), float(value), sent == "1"
 
@@ -468,23 +482,26 @@ class ResultsStore:
         """Record that `attempt` is sending its request now, with a fresh lease of `lease_seconds`; False if that
         attempt lost the batch to another worker (nothing may be sent then)."""
         return bool(
-            self._mark_sent(keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
+            self._mark_sent(keys=[self.keys.batch(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
         )
 
     def extend_lease(self, batch_id: str, attempt: int, lease_seconds: float) -> bool:
         """Restart the lease of `attempt`, still at work on the batch; False if it no longer holds it."""
         return bool(
-            self._extend_lease(keys=[self.batch_key(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
+            self._extend_lease(keys=[self.keys.batch(batch_id)], args=[f"{time.time():.3f}", lease_seconds, attempt])
         )
 
     def uncount_attempt(self, batch_id: str) -> None:
         """The acquired turn sent nothing (we were pausing): it does not count against the attempts."""
-        self.r.hincrby(self.batch_key(batch_id), "attempts", -1)
+        self.r.hincrby(self.keys.batch(batch_id), "attempts", -1)
 
     def set_batch_state(self, batch_id: str, state: BatchState, **fields: str) -> None:
+        bk = self.keys.batch(batch_id)
+        mapping: dict[FieldT, EncodableT] = {"state": state, "updated_at": now_iso()}
+        mapping.update(fields.items())
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.batch_key(batch_id), mapping={"state": state, "updated_at": now_iso(), **fields})
-        pipe.expire(self.batch_key(batch_id), self.s.result_ttl_seconds)
+        pipe.hset(bk, mapping=mapping)
+        pipe.expire(bk, self.s.result_ttl_seconds)
         pipe.execute()
 
     def log_attempt(self, batch_id: str, entry: dict[str, Any]) -> None:
@@ -492,73 +509,79 @@ class ResultsStore:
         self.queue_log_attempt(pipe, batch_id, entry)
         pipe.execute()
 
-    def queue_log_attempt(self, pipe: Any, batch_id: str, entry: dict[str, Any]) -> None:
+    def queue_log_attempt(self, pipe: Pipeline, batch_id: str, entry: dict[str, Any]) -> None:
         """`log_attempt` queued on `pipe` (with other writes of the same moment)."""
-        lk = f"{self.batch_key(batch_id)}:log"
+        lk = self.keys.batch_log(batch_id)
         pipe.rpush(lk, json.dumps({"at": now_iso(), **entry}, ensure_ascii=False))
         pipe.expire(lk, self.s.result_ttl_seconds)
 
     def attempts(self, batch_id: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(f"{self.batch_key(batch_id)}:log", 0, -1)]
+        return [json.loads(x) for x in cast(list[str], self.r.lrange(self.keys.batch_log(batch_id), 0, -1))]
 
     # ----- job messages of raw-Redis producers (worker/producer/submissions.py): each ends in one MULTI, as a job or a
     # rejection, together with the removal of the held message, so a crash in between re-runs harmlessly.
-    def queue_open_job(self, pipe: Any, meta: dict[str, str]) -> None:
+    def queue_open_job(self, pipe: Pipeline, meta: dict[str, str]) -> None:
         """`open_job`'s commands, queued on `pipe` (a MULTI): the one writer of a new job's layout."""
         job_id = meta["job_id"]
-        jk = self.job_key(job_id)
+        jk = self.keys.job(job_id)
         now = now_iso()
         counters = {f"n_{status}": 0 for status in DocStatus}
         pipe.hset(
             jk,
-            mapping={
-                **meta,
-                "status": JobStatus.RECEIVING,
-                "total": 0,
-                **counters,
-                "created_at": now,
-                "updated_at": now,
-            },
+            mapping=cast(
+                HashFields,
+                {
+                    **meta,
+                    "status": JobStatus.RECEIVING,
+                    "total": 0,
+                    **counters,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ),
         )
         pipe.expire(jk, self.s.result_ttl_seconds)
-        pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
-        pipe.sadd(f"{self.p}:open_jobs", job_id)
-        pipe.zremrangebyscore(f"{self.p}:jobs", "-inf", time.time() - self.s.result_ttl_seconds)
+        pipe.zadd(self.keys.jobs, {job_id: time.time()})
+        pipe.sadd(self.keys.open_jobs, job_id)
+        pipe.zremrangebyscore(self.keys.jobs, "-inf", time.time() - self.s.result_ttl_seconds)
 
-    def queue_close_job(self, pipe: Any, job_id: str) -> None:
-        """`close_job`, queued on `pipe`."""
+    def queue_close_job(self, pipe: Pipeline | RedisClient, job_id: str) -> None:
+        """`close_job`, queued on `pipe` (at once on a client)."""
         queue_script(pipe, self._close_job, args=[self.p, now_iso(), job_id])
 
-    def queue_rejected_job(self, pipe: Any, meta: dict[str, str], reason: str) -> None:
+    def queue_rejected_job(self, pipe: Pipeline, meta: dict[str, str], reason: str) -> None:
         """A job that never got documents: status `rejected` (final) with the reason, listed like any job and
         kept as long. `meta` holds job_id and whatever else of the message was valid (tenant, kind, ...)."""
         job_id = meta["job_id"]
-        jk = self.job_key(job_id)
+        jk = self.keys.job(job_id)
         now = now_iso()
         counters = {f"n_{status}": 0 for status in DocStatus}
         pipe.hset(
             jk,
-            mapping={
-                "submitted_at": now,
-                **meta,
-                "status": JobStatus.REJECTED,
-                "reason": reason,
-                "total": 0,
-                **counters,
-                "created_at": now,
-                "updated_at": now,
-                "finished_at": now,
-            },
+            mapping=cast(
+                HashFields,
+                {
+                    "submitted_at": now,
+                    **meta,
+                    "status": JobStatus.REJECTED,
+                    "reason": reason,
+                    "total": 0,
+                    **counters,
+                    "created_at": now,
+                    "updated_at": now,
+                    "finished_at": now,
+                },
+            ),
         )
         pipe.expire(jk, self.s.result_ttl_seconds)
-        pipe.zadd(f"{self.p}:jobs", {job_id: time.time()})
+        pipe.zadd(self.keys.jobs, {job_id: time.time()})
 
-    def queue_rejection(self, pipe: Any, entry: dict[str, Any], keep: int) -> None:
+    def queue_rejection(self, pipe: Pipeline, entry: dict[str, Any], keep: int) -> None:
         """Log a rejected message (its id, job id, reason, size, digest: never its content), newest first,
         keeping the newest `keep` entries."""
-        pipe.lpush(f"{self.p}:rejected", json.dumps({"at": now_iso(), **entry}, ensure_ascii=False))
-        pipe.ltrim(f"{self.p}:rejected", 0, keep - 1)
+        pipe.lpush(self.keys.rejected, json.dumps({"at": now_iso(), **entry}, ensure_ascii=False))
+        pipe.ltrim(self.keys.rejected, 0, keep - 1)
 
     def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest rejected messages, newest first."""
-        return [json.loads(x) for x in self.r.lrange(f"{self.p}:rejected", 0, limit - 1)]
+        return [json.loads(x) for x in cast(list[str], self.r.lrange(self.keys.rejected, 0, limit - 1))]

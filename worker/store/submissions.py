@@ -1,28 +1,45 @@
 """The submit list of raw-Redis producers and the messages taken from it (worker/producer/submissions.py).
 
+A held message ends in one transaction (`settle`): as a job, stored as worker/store/results.py stores any (with
+its intake items), or as a rejection, together with the removal of the held message. What it becomes is the
+producer's decision (`choose`); the store only tells it whether the message's job id is taken, under WATCH.
+
 Keys (prefix p; worker/store/keys.py):
     {p}:submit               list    job messages as producers pushed them (LPUSH); taken oldest first (RPOP)
     {p}:submit:held:{id}     string  a taken message, until its task has stored or rejected it
     {p}:submit:held          set     the ids of taken messages
+    {p}:rejected             list    newest first, capped: one entry per rejected message (ResultsStore.rejections)
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import redis
+from redis.client import Pipeline
 
 from worker.settings import Settings
+from worker.store.client import RedisClient
+from worker.store.intake import IntakeQueue, Item
 from worker.store.keys import Keys
+from worker.store.records import RecordUpdate
+from worker.store.results import ResultsStore
 from worker.store.scripts import load_script
 
-__all__ = ["HEAD_BYTES", "SubmissionQueue", "new_submission_id"]
+__all__ = ["HEAD_BYTES", "JobChunk", "NewJob", "Rejection", "SubmissionQueue", "new_submission_id"]
 
 #: A message's job id is looked for in this much of its start when the message cannot be parsed.
 HEAD_BYTES = 64 * 1024
 _READ_CHUNK = 1 << 20
+
+
+#: How often `settle` tries again when the keys it watches change under it.
+_SETTLE_TRIES = 20
 
 
 def new_submission_id() -> str:
@@ -30,11 +47,42 @@ def new_submission_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
 
 
+@dataclass(frozen=True, slots=True)
+class JobChunk:
+    """Documents [start, start + len(documents)) of a job a message becomes: their ExternalIds and JSON texts, the
+    records of those refused at once (a credential in them: never pending), and one intake item for them all."""
+
+    start: int
+    external_ids: Sequence[str]
+    documents: Sequence[str]
+    refused: Sequence[RecordUpdate] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A held message stored as a job: its fields (job_id, tenant, target, kind, ...) and its documents."""
+
+    meta: dict[str, str]
+    chunks: Sequence[JobChunk] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A held message refused: its entry in the rejection log (newest `keep` kept) and, when its job id is known
+    and free, the `rejected` job `job` (its fields) with `reason`."""
+
+    entry: dict[str, Any]
+    keep: int
+    reason: str
+    job: dict[str, str] | None = None
+
+
 class SubmissionQueue:
     """The submit list and the messages taken from it."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
+        self.s = settings
         self.keys = Keys(settings.key_prefix)
         self.key = self.keys.submit
         self.held_set = self.keys.submit_held_set
@@ -51,7 +99,7 @@ class SubmissionQueue:
 
     def held(self) -> list[tuple[str, int]]:
         """(id, size) of every message taken and not yet stored or rejected."""
-        ids = sorted(self.r.smembers(self.held_set))
+        ids = sorted(cast(set[str], self.r.smembers(self.held_set)))
         if not ids:
             return []
         pipe = self.r.pipeline(transaction=False)
@@ -74,14 +122,76 @@ class SubmissionQueue:
         if not exists:
             return None
         size = int(size)
+        # The content as bytes (NEVER_DECODE): the client decodes replies, and a message need not be UTF-8.
         if size <= max_bytes:
-            raw = self.r.execute_command("GET", key, NEVER_DECODE=True)
+            raw: bytes | None = self.r.execute_command("GET", key, NEVER_DECODE=True)  # type: ignore[no-untyped-call]  # redis-py leaves execute_command unannotated
             return None if raw is None else (raw, size, hashlib.sha256(raw).hexdigest())
         digest, head = hashlib.sha256(), b""
         for start in range(0, size, _READ_CHUNK):
-            part = self.r.execute_command("GETRANGE", key, start, start + _READ_CHUNK - 1, NEVER_DECODE=True)
+            part: bytes = self.r.execute_command(  # type: ignore[no-untyped-call]  # as above
+                "GETRANGE", key, start, start + _READ_CHUNK - 1, NEVER_DECODE=True
+            )
             if not part:
                 return None  # gone while we read: another run of the task has settled it
             digest.update(part)
             head = head or part[:HEAD_BYTES]
         return head, size, digest.hexdigest()
+
+    def forget(self, submission_id: str) -> None:
+        """A message found gone (settled by another run of its task) leaves the held set."""
+        self.r.srem(self.held_set, submission_id)
+
+    def settle(
+        self, submission_id: str, job_id: str | None, choose: Callable[[bool], NewJob | Rejection]
+    ) -> NewJob | Rejection | None:
+        """Store what `choose` makes of a held message, and drop the message, in one MULTI.
+
+        `choose(used)` is told whether `job_id` (the message's, if it has a valid one) is taken already. WATCH on the
+        held message and that job: if another run of this task (a redelivery) settles the message first, it is
+        found gone, the held set forgets it and None is returned (nothing written); if the job id gets used
+        meanwhile, `choose` is asked again. Returns what was stored. RuntimeError if the keys keep changing."""
+        held = self.held_key(submission_id)
+        results, intake = ResultsStore(self.r, self.s), IntakeQueue(self.r, self.s)
+        job_key = self.keys.job(job_id) if job_id else None
+        watched = [held] if job_key is None else [held, job_key]
+        for _ in range(_SETTLE_TRIES):
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*watched)  # type: ignore[no-untyped-call]  # redis-py leaves Pipeline.watch unannotated
+                    if not pipe.exists(held):
+                        pipe.reset()
+                        self.forget(submission_id)
+                        return None
+                    used = job_key is not None and bool(pipe.exists(job_key))
+                    pipe.multi()
+                    chosen = choose(used)
+                    if isinstance(chosen, NewJob):
+                        _queue_job(pipe, results, intake, chosen)
+                    else:
+                        _queue_rejection(pipe, results, chosen)
+                    pipe.delete(held)
+                    pipe.srem(self.held_set, submission_id)
+                    pipe.execute()
+                    return chosen
+                except redis.WatchError:
+                    continue
+        raise RuntimeError(f"submission {submission_id}: its keys kept changing while it was being stored")
+
+
+def _queue_job(pipe: Pipeline, results: ResultsStore, intake: IntakeQueue, job: NewJob) -> None:
+    """The job, stored the way worker/producer/submit.py's submit() stores one: its layout, documents, the records
+    of documents refused at once, intake items, and its end of receiving."""
+    job_id = job.meta["job_id"]
+    results.queue_open_job(pipe, job.meta)
+    for chunk in job.chunks:
+        results.append_documents(job_id, chunk.start, chunk.documents, chunk.external_ids, pipe=pipe)
+        results.queue_records(pipe, chunk.refused)
+        intake.push([Item(job_id, chunk.start, chunk.start + len(chunk.documents))], pipe=pipe)
+    results.queue_close_job(pipe, job_id)
+
+
+def _queue_rejection(pipe: Pipeline, results: ResultsStore, rejection: Rejection) -> None:
+    """The rejected job's record (when its id is known and free) and, always, the entry in the rejection log."""
+    if rejection.job is not None:
+        results.queue_rejected_job(pipe, rejection.job, rejection.reason)
+    results.queue_rejection(pipe, rejection.entry, rejection.keep)
