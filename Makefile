@@ -26,9 +26,10 @@ unit: install
 integration: install
 	$(BIN)/pytest -q -ra tests/integration
 
-lint: install
+lint: install          ## ruff (style, complexity) and mypy (types; pyproject [tool.mypy])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

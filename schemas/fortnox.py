@@ -44,9 +44,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -60,6 +60,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from schemas.types import Int, Money
@@ -197,30 +198,40 @@ Dimension = Annotated[Int, Field(ge=0, le=999_999_999)]
 _READ_ONLY = "is set by Fortnox (read-only); leave it out"
 
 
-def _read_only(message: str) -> Callable[[Any], None]:
+def _refused(message: str = _READ_ONLY) -> BeforeValidator:
+    """The check of a read-only field: any value but null is refused with `message`."""
+
     def reject(value: Any) -> None:
         if value is not None:
             raise PydanticCustomError("read_only", message)
 
-    return reject
+    return BeforeValidator(reject)
 
 
-def _read_only_type(message: str = _READ_ONLY) -> Any:
-    return Annotated[
-        None, BeforeValidator(_read_only(message)), Field(exclude=True, json_schema_extra={"readOnly": True})
-    ]
+def _never_sent() -> FieldInfo:
+    """Left out of the wire JSON, and marked readOnly in the JSON Schema (`READ_ONLY_FIELDS` collects them)."""
+    info: FieldInfo = Field(exclude=True, json_schema_extra={"readOnly": True})
+    return info
 
 
-ReadOnly = _read_only_type()
+ReadOnly: TypeAlias = Annotated[None, _refused(), _never_sent()]
 """A field Fortnox computes: refused when given (null is accepted as absent), never sent."""
-ReadOnlyRowId = _read_only_type(
-    f"{_READ_ONLY}: Fortnox numbers the rows of a document that exists, and these documents are created"
-)
-ReadOnlyBooked = _read_only_type(f"{_READ_ONLY}: the bookkeep action sets it")
-ReadOnlyCancelled = _read_only_type(f"{_READ_ONLY}: the cancel action sets it")
-ReadOnlySent = _read_only_type(f"{_READ_ONLY}: printing, e-mailing or the 'sent' action sets it")
-ReadOnlyWarehouseReady = _read_only_type(f"{_READ_ONLY}: the warehouseready action sets it")
-ReadOnlySalesPrice = _read_only_type(f"{_READ_ONLY}: sales prices are set in price lists (/3/prices)")
+ReadOnlyRowId: TypeAlias = Annotated[
+    None,
+    _refused(f"{_READ_ONLY}: Fortnox numbers the rows of a document that exists, and these documents are created"),
+    _never_sent(),
+]
+ReadOnlyBooked: TypeAlias = Annotated[None, _refused(f"{_READ_ONLY}: the bookkeep action sets it"), _never_sent()]
+ReadOnlyCancelled: TypeAlias = Annotated[None, _refused(f"{_READ_ONLY}: the cancel action sets it"), _never_sent()]
+ReadOnlySent: TypeAlias = Annotated[
+    None, _refused(f"{_READ_ONLY}: printing, e-mailing or the 'sent' action sets it"), _never_sent()
+]
+ReadOnlyWarehouseReady: TypeAlias = Annotated[
+    None, _refused(f"{_READ_ONLY}: the warehouseready action sets it"), _never_sent()
+]
+ReadOnlySalesPrice: TypeAlias = Annotated[
+    None, _refused(f"{_READ_ONLY}: sales prices are set in price lists (/3/prices)"), _never_sent()
+]
 
 
 # ----- shared parts

@@ -68,7 +68,7 @@ def _message_fields() -> dict[str, Any]:
     return fields
 
 
-JobMessage: type[BaseModel] = create_model(  # type: ignore[call-overload]
+JobMessage: type[BaseModel] = create_model(
     "JobMessage",
     __config__=ConfigDict(extra="forbid", title="erpsync job message"),
     __doc__=(

@@ -21,8 +21,7 @@ never invented by us.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from pydantic import BaseModel
+from typing import Any, Protocol, Self
 
 from schemas.fortnox import FortnoxArticle, FortnoxInvoice, FortnoxOffer, FortnoxOrder
 from schemas.invoice_service import ServiceInvoice
@@ -31,11 +30,26 @@ from schemas.softone import INVOICE_WIRE, ORDER_WIRE, CustomerInvoice, Order
 from schemas.wire import WireValidator
 
 
+class DocumentModel(Protocol):
+    """What the pipeline uses of a document model (a pydantic model of schemas/): validation by wire names, and
+    the validated document as the ERP takes it. Every `DocumentType.model` is one."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, *, by_alias: bool | None = None) -> Self: ...
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, *, by_alias: bool | None = None) -> Self: ...
+
+    def to_wire_json(self) -> str:
+        """The document as the ERP takes it (wire names, no nulls)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentType:
     """A (target, kind): its model, its id field and, where there is one, its wire validator (schemas/wire.py)."""
 
-    model: type[BaseModel]
+    model: type[DocumentModel]
     id_field: str | None
     fill_id: bool
     wire: WireValidator | None = None

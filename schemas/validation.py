@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from schemas.kinds import DocumentKind, Target
-from schemas.targets import document_type
+from schemas.targets import DocumentModel, document_type
 
 
 class ValidDocument(Protocol):
@@ -78,7 +78,7 @@ def _reason(error: Mapping[str, Any]) -> str:
 
 def validate_document(
     kind: DocumentKind, raw: Any, target: Target = Target.SOFTONE, max_rows: int | None = None
-) -> BaseModel | DocumentError:
+) -> DocumentModel | DocumentError:
     """Validate one raw document of `kind` for `target`; never raises for bad input.
 
     With `max_rows`, a document with a list (at any depth) of more items fails with that list's path."""
@@ -106,7 +106,7 @@ def validate_document_json(
     The row limit costs nothing for ordinary documents: a list of n items has n - 1 commas, so a text
     with fewer than `max_rows` commas cannot hold a list beyond it; only bigger texts are parsed for it.
     """
-    if max_rows is not None and text.count(b"," if isinstance(text, bytes) else ",") >= max_rows:
+    if max_rows is not None and (text.count(b",") if isinstance(text, bytes) else text.count(",")) >= max_rows:
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError):

@@ -39,6 +39,10 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from schemas.types import INT_CHECK
 
+#: `TypedDict` called to make a type at run time, from a name and keys known then (mypy reads a call of
+#: `TypedDict` itself as a declaration, which needs literals).
+_MAKE_TYPED_DICT: Any = TypedDict
+
 _VALIDATOR_OF_MODE = {
     "before": BeforeValidator, "after": AfterValidator, "plain": PlainValidator, "wrap": WrapValidator
 }  # fmt: skip
@@ -62,8 +66,8 @@ class WireValidator:
         declared = _model_validators(model)
         if declared != covers:
             raise TypeError(f"{model.__name__}: model validators {sorted(declared)}, covered {sorted(covers)}")
-        shape = _typed_dict(model, {})
-        self._adapter = TypeAdapter(Annotated[shape, AfterValidator(check)])
+        checked: Any = Annotated[_typed_dict(model, {}), AfterValidator(check)]  # a type made at run time
+        self._adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(checked)
 
     def validate_json(self, text: str | bytes) -> WireDocument:
         document = self._adapter.validate_json(text)
@@ -109,8 +113,8 @@ def _typed_dict(model: type[BaseModel], made: dict[type[BaseModel], Any]) -> Any
         if name in by_field:
             annotation = Annotated[(annotation, *by_field[name])]
         keys[field.alias or name] = Required[annotation] if field.is_required() else NotRequired[annotation]
-    shape = TypedDict(f"{model.__name__}Wire", keys)  # type: ignore[operator]
-    shape.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    shape: Any = _MAKE_TYPED_DICT(f"{model.__name__}Wire", keys)
+    shape.__pydantic_config__ = ConfigDict(extra="forbid")
     made[model] = shape
     return shape
 

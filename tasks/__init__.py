@@ -9,6 +9,7 @@
     erpsync.settle_duplicate  (duplicates.py)  documents whose ExternalId another job is still sending
 
 A task sets its log context, calls its step with the Celery `Enqueue` (worker/celery_app/enqueue.py) and turns
-the step's RetryLater into a Celery retry: no business logic here. Task arguments are ids only (job id, batch id,
-tenant, positions): documents stay in Redis, credentials in settings; Flower and the broker never see either.
+the step's RetryLater into a Celery retry (worker/celery_app/adapter.py): no business logic here. Task arguments
+are ids only (job id, batch id, tenant, positions): documents stay in Redis, credentials in settings; Flower and
+the broker never see either.
 """

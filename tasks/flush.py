@@ -13,5 +13,5 @@ from worker.pipeline import batch, runtime
 @app.task(name="erpsync.flush_buffer", bind=True, **REDIS_OUTAGE_RETRY)
 def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> dict[str, Any]:
     """Make every batch the buffer can give now (ids from this task's id, so a redelivery finds its own)."""
-    with log_context(tenant=tenant, target=runtime.batch_shape(tenant, kind)[0], kind=kind):
+    with log_context(tenant=tenant, target=runtime.batch_shape(tenant, kind).target, kind=kind):
         return batch.flush(publish, self.request.id, tenant, kind, flag)

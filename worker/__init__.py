@@ -5,7 +5,7 @@ order a document goes through them (each imports only those above it in this lis
 holds them to it):
 
     schemas/              (beside worker/) pure pydantic models: envelopes, ERP documents, their validation
-    errors, settings, redaction, retry, failpoints, fastjson    what every layer uses
+    errors, settings, redaction, backoff, failpoints, fastjson  what every layer uses
     store/                the only owner of Redis state
     observability/        logs and metrics
     connectors/           one ERP API each, and the HTTP boundary
@@ -35,7 +35,7 @@ from worker.errors import (
 from worker.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
     from worker.producer.submit import submit, wait_for
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import bootsteps
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
-from celery.utils.log import get_multiprocessing_logger
+# Celery ships no type hints (neither py.typed nor stubs): mypy is told so for each of its imports.
+from celery import bootsteps  # type: ignore[import-untyped]
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready  # type: ignore[import-untyped]
+from celery.utils.log import get_multiprocessing_logger  # type: ignore[import-untyped]
 
 from worker import redaction
 from worker.celery_app.application import app, settings

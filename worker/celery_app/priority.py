@@ -21,6 +21,8 @@ import logging
 import os
 from pathlib import Path
 
+__all__ = ["AUTOGROUP", "AUTOGROUP_ENABLED", "autogroups_enabled", "lower_priority"]
+
 log = logging.getLogger(__name__)
 
 AUTOGROUP = Path("/proc/self/autogroup")

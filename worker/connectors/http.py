@@ -1,11 +1,13 @@
 """One pooled httpx client per process, with explicit timeouts, and the HTTP → error-type boundary.
 
-`classify()` is the single place where an HTTP answer or an httpx exception becomes one of our error
-types (see worker/errors.py); connectors call it and never interpret status codes themselves.
+`classify_status()` and `classify_exception()` are the single place where an HTTP answer or an httpx exception
+becomes one of our error types (see worker/errors.py); connectors call them and never interpret status codes
+themselves.
 
 The process's client times every request it sends (answer read, or failure) for the
 erpsync_http_request_duration_seconds histogram (worker/observability/metrics.py), labelled with the target of the log
-context the request is made in (send_batch sets it, so POSTs, look-ups and token requests all carry it).
+context the request is made in (the send step binds it, worker/pipeline/send.py, so POSTs, look-ups and token
+requests all carry it).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def settle(found: Reconciliation, size: int, *, rejected: bool) -> Settlement:
     refused = found.boundary if rejected else None
     if refused is not None:
         resend = [i for i in resend if i != refused]
-    created = {i: inv.invoice_id for i, inv in found.matched.items()}
+    created: dict[int, int | str] = {i: inv.invoice_id for i, inv in found.matched.items()}
     return Settlement(
         created=created,
         rejected=refused,

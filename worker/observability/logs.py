@@ -8,7 +8,7 @@
   record's `extra=` fields, and exc (the traceback, as a string). `extra=fields(created=3, ...)` passes
   fields whose names a LogRecord already uses for itself (`created`, `name`, `module`...).
 - `TextFormatter`: `ts level logger msg key=value ...` for a terminal.
-- `configure(settings, logger)` puts both on the handlers Celery sets up (worker/celery_app/application.py): format
+- `configure(settings, logger)` puts both on the handlers Celery sets up (worker/celery_app/bootsteps.py): format
   `auto` is text when the handler writes to a TTY, else JSON; Celery's own lines take the same path.
 
 Secrets: worker/redaction.py's SecretsFilter stays on every handler. `ContextFilter` runs before it and turns
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -76,7 +76,7 @@ def current() -> dict[str, Any]:
 
 def _current_task() -> tuple[str, str] | None:
     try:
-        from celery._state import get_current_task
+        from celery._state import get_current_task  # type: ignore[import-untyped]  # celery ships no type hints
     except ImportError:  # pragma: no cover - celery is a dependency; logs work without it
         return None
     task = get_current_task()
@@ -122,7 +122,7 @@ def _celery_fields(record: logging.LogRecord) -> dict[str, Any]:
     for source, name in (("name", "task"), ("id", "task_id"), ("runtime", "runtime_s")):
         if data.get(source) is not None:
             out[name] = data[source]
-    # args/kwargs are the task messages' argsrepr/kwargsrepr: ids and counts only (see tasks/intake.py).
+    # args/kwargs are the task messages' argsrepr/kwargsrepr: ids and counts only (see worker/pipeline/queue.py).
     for name in ("args", "kwargs"):
         if data.get(name):
             out[name] = data[name]
@@ -159,7 +159,7 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
-def _clean(value: Any, scrub: Any) -> Any:
+def _clean(value: Any, scrub: Callable[[str], str]) -> Any:
     """JSON-able and scrubbed: strings masked, containers walked, anything else as its str()."""
     if isinstance(value, str):
         return scrub(value)
@@ -180,7 +180,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`2026-11-20T23:24:23.123Z INFO tasks.send batch outcome batch_id=... tenant=acme` and the traceback."""
+    """`2026-11-20T23:24:23.123Z INFO worker.pipeline.record batch outcome batch_id=... tenant=acme` and the
+    traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
         values = record_fields(record)
@@ -229,8 +230,9 @@ def _first(filters: list[Any], item: Any) -> None:
     filters.insert(0, item)
 
 
-def configure(settings: Any, logger: logging.Logger | None = None) -> None:
-    """Give every handler of `logger` (root by default) the context filter and the structured formatter.
+def configure(settings: object, logger: logging.Logger | None = None) -> None:
+    """Give every handler of `logger` (root by default) the context filter and the structured formatter of
+    `settings.log_format` (Settings, or anything with a `log_format`; `auto` without one).
 
     The secrets filter is installed too (it may be already: worker.redaction.install is idempotent).
     """
@@ -245,7 +247,7 @@ def configure(settings: Any, logger: logging.Logger | None = None) -> None:
     _first(target.filters, _CONTEXT_FILTER)
 
 
-def setup(settings: Any, level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:
+def setup(settings: object, level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:
     """Structured logging for a process Celery does not set up (the CLI's long-running commands): a stderr
     handler on the root logger if it has none, then `configure`."""
     root = logging.getLogger()

@@ -13,3 +13,5 @@
 A step is called by its task adapter in tasks/ with the Celery `Enqueue` (worker/celery_app/enqueue.py), or by
 a test with a list's `append`.
 """
+
+__all__: list[str] = []  # the steps are its modules, imported by name (worker.pipeline.send, ...)

@@ -24,6 +24,19 @@ from worker.settings import get_settings
 from worker.store.buffer import FlushStatus, full_batches
 from worker.store.records import BatchState, IntakeState, Ready
 
+__all__ = [
+    "MAX_BATCHES_PER_FLUSH",
+    "PUSH_CHUNK",
+    "enqueue_send",
+    "enqueue_sends",
+    "flush",
+    "flush_message",
+    "push",
+    "request_flush",
+    "send_again_if_stored",
+    "send_message",
+]
+
 log = logging.getLogger(__name__)
 
 #: Items per buffer push (one script call each).
@@ -78,7 +91,7 @@ def push(enqueue: Enqueue, tenant: str, kind: str, items: list[Ready]) -> int:
 
 def send_message(batch_id: str, tenant: str, kind: str, size: int, *, target: str | None = None) -> Message:
     """The send_batch message of a stored batch."""
-    target = target or runtime.batch_shape(tenant, kind)[0]
+    target = target or runtime.batch_shape(tenant, kind).target
     return Message(
         TaskName.SEND_BATCH,
         args=[batch_id],
@@ -118,7 +131,7 @@ def flush_message(
     tenant: str, kind: str, *, now: bool, countdown: float | None = None, recovery: bool = False
 ) -> Message:
     """The flush_buffer message of a tenant's buffer (`now`, or the delayed one; no flag for recovery's)."""
-    shown: dict[str, Any] = {"target": runtime.batch_shape(tenant, kind)[0]}
+    shown: dict[str, Any] = {"target": runtime.batch_shape(tenant, kind).target}
     kwargs: dict[str, Any] = {}
     if recovery:
         shown["recovery"] = True

@@ -22,6 +22,8 @@ from worker.pipeline.queue import Enqueue
 from worker.settings import get_settings
 from worker.store.records import Claim, ClaimState, DocStatus, Ready, Record, RecordUpdate, Route, owner_of
 
+__all__ = ["CHECK_EVERY_S", "MAX_CHECKS", "settle"]
+
 log = logging.getLogger(__name__)
 
 #: Check every 5 s for up to 6 hours: long enough for the other job's retries to run their course.

@@ -31,6 +31,17 @@ from worker.settings import get_settings
 from worker.store.intake import Item
 from worker.store.records import ClaimState, DocStatus, IntakeState, Ready, Record, RecordUpdate, Route, owner_of
 
+__all__ = [
+    "DRAIN_SECONDS",
+    "JOB_IDS_SHOWN",
+    "drain",
+    "enqueue_job_again",
+    "process_items",
+    "request_intake",
+    "run_job",
+    "settle_message",
+]
+
 log = logging.getLogger(__name__)
 
 #: Job ids named on an intake line that served many jobs (the count is always there).

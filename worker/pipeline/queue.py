@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["Enqueue", "Message", "TaskName", "describe_send"]
+__all__ = ["SEND_TASKS", "Enqueue", "Message", "TaskName", "describe_send"]
 
 
 class TaskName(StrEnum):
@@ -40,8 +40,8 @@ class Message:
     """One task message to publish: its task, arguments, delay and what may be shown of it."""
 
     task: TaskName
-    args: Sequence[Any] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    args: Sequence[object] = ()  # JSON values: ids, counts, names
+    kwargs: dict[str, object] = field(default_factory=dict)
     countdown: float | None = None
     argsrepr: str | None = None
     kwargsrepr: str | None = None

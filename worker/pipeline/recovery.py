@@ -22,6 +22,8 @@ from worker.pipeline.intake import enqueue_job_again
 from worker.pipeline.queue import Enqueue, Message, TaskName
 from worker.store.records import JOB_FINAL, BatchState
 
+__all__ = ["recover"]
+
 log = logging.getLogger(__name__)
 
 

@@ -25,6 +25,8 @@ from worker.settings import get_settings
 from worker.store.records import BatchState
 from worker.store.results import ResultsStore
 
+__all__ = ["come_back", "not_sent", "retry_later", "unreachable"]
+
 log = logging.getLogger(__name__)
 
 

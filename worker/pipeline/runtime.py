@@ -1,10 +1,13 @@
-"""Per-process singletons the tasks share: settings, results store, HTTP client and connectors."""
+"""Per-process singletons the pipeline's steps share, each made on first use: the results store, the buffer, the
+intake queue, the in-flight and rate limiters (on the process's Redis client), and a tenant's connector (on the
+process's HTTP client); also the shape of a tenant's batches and who holds a batch's lease."""
 
 from __future__ import annotations
 
 import os
 import socket
 from functools import lru_cache
+from typing import NamedTuple
 
 from schemas import DocumentKind
 from worker.connectors import CONNECTORS, Connector
@@ -17,6 +20,18 @@ from worker.store.inflight import InflightLimiter
 from worker.store.intake import IntakeQueue
 from worker.store.ratelimit import RateLimiter
 from worker.store.results import ResultsStore
+
+__all__ = [
+    "BatchShape",
+    "batch_shape",
+    "buffer",
+    "connector",
+    "inflight",
+    "intake",
+    "limiter",
+    "sender_id",
+    "store",
+]
 
 
 @lru_cache(maxsize=1)
@@ -38,14 +53,21 @@ def connector(tenant: str) -> Connector:
     return CONNECTORS[config.target.value](config, settings, get_client(), get_redis(settings), limiter())
 
 
-def batch_shape(tenant: str, kind: str) -> tuple[str, int]:
-    """(target, documents per request) of a tenant's batches of `kind`."""
+class BatchShape(NamedTuple):
+    """Where a tenant's batches of one kind go, and how many documents one request takes."""
+
+    target: str
+    max_docs: int
+
+
+def batch_shape(tenant: str, kind: str) -> BatchShape:
+    """The target and documents per request of a tenant's batches of `kind`."""
     settings = get_settings()
     try:
         target = settings.tenant(tenant).target.value
     except ConfigurationError:
-        return "softone", settings.batch_max_docs  # its documents fail at intake; nothing reaches a batch
-    return target, CONNECTORS[target].max_batch_docs(settings, DocumentKind(kind))
+        return BatchShape("softone", settings.batch_max_docs)  # its documents fail at intake; nothing reaches a batch
+    return BatchShape(target, CONNECTORS[target].max_batch_docs(settings, DocumentKind(kind)))
 
 
 @lru_cache(maxsize=1)

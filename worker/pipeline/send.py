@@ -1,8 +1,10 @@
-"""`erpsync.send_batch`: POST one array body to the ERP and record every document's outcome.
+"""Sending, the pipeline's third step: POST one batch's array body to the ERP and record every document's outcome.
 
-`erpsync.send_batches` does the same for a few batches stored together (a big file's chunk), one after the
-other, so that one Celery message serves several batches; a batch of it that must come back later comes back
-alone, in a send_batch message.
+    batch ──▶ [send: lease, in-flight slot, POST, answer] ──▶ record   (or ──▶ reconcile ──▶ record)
+
+`send` serves the task `erpsync.send_batch` (tasks/send.py); `send_group` serves `erpsync.send_batches`, doing the
+same for a few batches stored together (a big file's chunk), one after the other, so that one Celery message
+serves several batches; a batch of it that must come back later comes back alone, in a send_batch message.
 
 The batch's state in Redis is the truth about its request, whatever Celery redelivers:
 
@@ -34,7 +36,7 @@ of an ERP that is there and says "not now" (503, 500 before anything was saved, 
 
 Only the attempt holding a batch may end it: `complete_batch` is fenced by the attempt, so a worker that outlived
 its lease and was taken over writes nothing ("lease lost"). A look-up keeps its lease alive while it pages
-through the ERP (_keep_lease): a busy day can take longer than a lease.
+through the ERP (worker/pipeline/reconcile.py's `keep_lease`): a busy day can take longer than a lease.
 
 Observability: every line logged while a batch is handled carries its batch_id, tenant, target, kind, attempt
 (and job_id when all its documents are of one job); each run that sends or looks up writes exactly one
@@ -49,7 +51,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas import DocumentKind
 from worker.errors import (
@@ -76,6 +78,8 @@ from worker.settings import get_settings
 from worker.store.inflight import Slot
 from worker.store.records import BatchState, LeaseState
 from worker.store.results import ResultsStore
+
+__all__ = ["send", "send_group"]
 
 log = logging.getLogger(__name__)
 
@@ -131,66 +135,98 @@ def send_group(enqueue: Enqueue, batch_ids: list[str]) -> dict[str, Any]:
     return {"batches": len(batch_ids), "outcomes": outcomes}
 
 
+class _Lease(NamedTuple):
+    """What taking a batch's lease found: its state, the value that goes with it (the attempt number once the
+    batch is ours, the seconds another worker's lease still runs while it is busy) and the batch's fields."""
+
+    state: LeaseState
+    value: float
+    data: dict[str, str]
+    request_sent: bool = False  # taken over: whether the stopped attempt had marked its request sent
+
+
 def _run(enqueue: Enqueue, batch_id: str, started: float) -> dict[str, Any]:
-    settings = get_settings()
+    """Take the batch's lease (taking over one whose holder stopped), then send it or look it up while holding one
+    of its tenant's in-flight slots: the lease first, the slot second, as the module docstring says."""
     store = runtime.store()
     sender = runtime.sender_id()
     # One round trip: the lease, and the batch (body included) as it is once acquired.
-    state, value, data = store.acquire_batch_data(batch_id, sender)
-    if state == LeaseState.MISSING:
+    lease = _Lease(*store.acquire_batch_data(batch_id, sender))
+    if lease.state == LeaseState.MISSING:
         log.error("batch not found in the results store (expired?); nothing to do")
         return {"batch_id": batch_id, "outcome": "missing"}
-    bind(tenant=data.get("tenant"), target=data.get("target", "softone"), kind=data.get("kind"))
-    request_sent = False
-    if state == LeaseState.EXPIRED:
-        state, value, request_sent = store.take_over_batch(batch_id, sender)
-        if state == LeaseState.MOVED:  # its holder finished it between our two calls
-            state, value, data = store.acquire_batch_data(batch_id, sender)
-        elif state == LeaseState.TAKEN_OVER:
-            data = store.batch(batch_id) or {}  # as the take-over left it (a new attempt)
-    if state == LeaseState.DONE:
+    bind(tenant=lease.data.get("tenant"), target=lease.data.get("target", "softone"), kind=lease.data.get("kind"))
+    if lease.state == LeaseState.EXPIRED:
+        lease = _take_over_expired(store, batch_id, sender, lease.data)
+    if lease.state == LeaseState.DONE:
         log.debug("batch already done; nothing to send")
         return {"batch_id": batch_id, "outcome": "already done"}
-    if state == LeaseState.BUSY:
-        # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
-        log.debug("batch is being sent by another worker; checking again when its lease ends")
-        recorder_for(store).retry(data.get("target", "softone"), "lease_busy")
-        raise come_back(batch_id, data, countdown=min(value + 1.0, settings.retry_backoff_cap))
-    if state not in (LeaseState.ACQUIRED, LeaseState.TAKEN_OVER):
-        # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
-        log.warning("batch changed while being acquired (%s); looking again", state)
-        raise come_back(batch_id, data, countdown=1.0)
-    batch = StoredBatch(batch_id, data, started)
+    _come_back_unless_ours(store, batch_id, lease)
+    batch = StoredBatch(batch_id, lease.data, started)
     bind(**jobs_of(batch))
-    attempt = int(value)
+    attempt = int(lease.value)
     batch.attempt = attempt
     bind(attempt=attempt)
-    if state == LeaseState.TAKEN_OVER:
-        settled = _take_over(enqueue, store, batch, attempt, request_sent)
+    if lease.state == LeaseState.TAKEN_OVER:
+        settled = _take_over(enqueue, store, batch, attempt, lease.request_sent)
         if settled is not None:
             return settled
+    return _in_flight(enqueue, store, batch, attempt)
+
+
+def _take_over_expired(store: ResultsStore, batch_id: str, sender: str, data: dict[str, str]) -> _Lease:
+    """Take over a batch whose sender's lease ran out; if its holder finished it between our two calls, acquire
+    it the usual way."""
+    state, value, request_sent = store.take_over_batch(batch_id, sender)
+    if state == LeaseState.MOVED:  # its holder finished it between our two calls
+        state, value, data = store.acquire_batch_data(batch_id, sender)
+    elif state == LeaseState.TAKEN_OVER:
+        data = store.batch(batch_id) or {}  # as the take-over left it (a new attempt)
+    return _Lease(state, value, data, request_sent)
+
+
+def _come_back_unless_ours(store: ResultsStore, batch_id: str, lease: _Lease) -> None:
+    """RetryLater unless the batch is ours now (acquired, or taken over)."""
+    if lease.state == LeaseState.BUSY:
+        # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
+        log.debug("batch is being sent by another worker; checking again when its lease ends")
+        recorder_for(store).retry(lease.data.get("target", "softone"), "lease_busy")
+        raise come_back(batch_id, lease.data, countdown=min(lease.value + 1.0, get_settings().retry_backoff_cap))
+    if lease.state not in (LeaseState.ACQUIRED, LeaseState.TAKEN_OVER):
+        # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
+        log.warning("batch changed while being acquired (%s); looking again", lease.state)
+        raise come_back(batch_id, lease.data, countdown=1.0)
+
+
+def _in_flight(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int) -> dict[str, Any]:
+    """Send or look up the batch (its phase says which) while holding one of its tenant's in-flight slots."""
+    settings = get_settings()
     limit, wait, lease = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds, settings.send_lease_seconds
-    with runtime.inflight().slot(batch.tenant, f"{batch_id}:{attempt}", limit, lease, wait) as slot:
+    with runtime.inflight().slot(batch.tenant, f"{batch.id}:{attempt}", limit, lease, wait) as slot:
         if not slot:
             # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
-            phase = data.get("phase") or "send"
+            phase = batch.data.get("phase") or "send"
             raise not_sent(store, batch, phase, countdown=random.uniform(0.2, 1.0), reason="in_flight_cap")
         try:
-            if data.get("phase") == "reconcile":
+            if batch.data.get("phase") == "reconcile":
                 return reconcile(enqueue, store, batch, attempt)
             return _send(enqueue, store, batch, attempt, slot)
         except (RetryLater, LeaseLost):
             raise
         except Exception as exc:
-            # A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come
-            # back after the lease: the batch is then taken over like a dead worker's (reconciled if it was
-            # marked sent), never resent blindly.
-            countdown = settings.send_lease_seconds + 1
-            log_outcome(batch, "internal_error", logging.ERROR, retry_in_s=countdown, exc_info=True)
-            with contextlib.suppress(Exception):  # Redis itself may be what failed
-                store.log_attempt(batch_id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
-            recorder_for(store).retry(batch.target, "internal_error")
-            raise come_back(batch_id, data, countdown=countdown) from None
+            raise _internal_error(store, batch, attempt, exc) from None
+
+
+def _internal_error(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Exception) -> RetryLater:
+    """A bug or an outage of our own while the batch is `sending`: the POST may have gone out. Come back after
+    the lease: the batch is then taken over like a dead worker's (reconciled if it was marked sent), never resent
+    blindly. Called while `exc` is being handled (its traceback goes to the outcome line)."""
+    countdown = get_settings().send_lease_seconds + 1
+    log_outcome(batch, "internal_error", logging.ERROR, retry_in_s=countdown, exc_info=True)
+    with contextlib.suppress(Exception):  # Redis itself may be what failed
+        store.log_attempt(batch.id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
+    recorder_for(store).retry(batch.target, "internal_error")
+    return come_back(batch.id, batch.data, countdown=countdown)
 
 
 def _take_over(
@@ -303,15 +339,17 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
                 "error": str(exc),
             },
         )
-        why = {"error_type": type(exc).__name__, "http_status": exc.status}
+        error_type, status = type(exc).__name__, exc.status
         if rejected and len(batch.members) == 1:
             # The only document was the rejected one: nothing was saved.
-            end_batch(enqueue, store, batch, "rejected", failed={0: f"rejected by the ERP: {exc}"}, **why)
+            failed = {0: f"rejected by the ERP: {exc}"}
+            end_batch(enqueue, store, batch, "rejected", failed=failed, error_type=error_type, http_status=status)
             return {"batch_id": batch.id, "outcome": "rejected"}
         if not connector.can_look_up(kind):
             what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
             reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
-            end_batch(enqueue, store, batch, "unknown", unknown=for_all(batch, reason), **why)
+            unknown = for_all(batch, reason)
+            end_batch(enqueue, store, batch, "unknown", unknown=unknown, error_type=error_type, http_status=status)
             return {"batch_id": batch.id, "outcome": "unknown"}
         store.set_batch_state(
             batch.id,
@@ -321,7 +359,14 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
             reconcile_error=str(exc),
         )
         retry_reason = metrics.retry_reason(exc)
-        log_outcome(batch, "reconciling", reason=retry_reason, retry_in_s=settings.reconcile_delay_seconds, **why)
+        log_outcome(
+            batch,
+            "reconciling",
+            reason=retry_reason,
+            retry_in_s=settings.reconcile_delay_seconds,
+            error_type=error_type,
+            http_status=status,
+        )
         recorder_for(store).retry(batch.target, retry_reason)
         raise come_back(
             batch.id, {**batch.data, "phase": "reconcile"}, countdown=settings.reconcile_delay_seconds
@@ -363,7 +408,7 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
         store,
         batch,
         "created",
-        created={i: (c.key, c.number) for i, c in enumerate(created)},
+        created=dict(enumerate(created)),
         attempt_log={"attempt": attempt, "outcome": "created", "keys": len(created), "ms": round(elapsed_ms)},
         request_ms=round(elapsed_ms),
     )

@@ -26,29 +26,43 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from worker.errors import SubmitError
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader  # what csv.reader() returns (typeshed's name)
 
 FORMATS = ("json", "jsonl", "csv")
 
 ENVELOPE_FIELDS = ("tenant", "kind", "job_id", "source", "target")
 """Fields of a JSON envelope that are returned in `Source.header` (when not null)."""
 
-CSV_COLUMNS: list[tuple[str, str, bool, str]] = [
-    # (name, Swedish alias, required, meaning)
-    ("receipt_id", "kvitto", True, "receipt number: consecutive rows with the same one form one invoice (ExternalId)"),
-    ("customer_nr", "kundnr", True, "customer number, kept as text so leading zeros stay (CustomerNr)"),
-    ("date", "datum", True, "invoice date, YYYY-MM-DD or an ISO 8601 date-time (InvoiceDate)"),
-    ("article", "artikel", True, "article number (ProductNr); empty on a text row"),
-    ("text", "text", True, "row text (Text); a row with only a text is a text row (CustomerRowType 3)"),
-    ("quantity", "antal", True, "quantity, decimals allowed (Quantity)"),
-    ("unit_price", "apris", True, "price per unit (UnitPrice)"),
-    ("discount", "rabatt", True, "line discount in percent, may be empty (Discount)"),
-    ("vat_rate", "moms", True, "VAT rate in percent (VatRate)"),
-    ("unit", "enhet", False, "unit, e.g. st or kg (Unit)"),
-    ("currency", "valuta", False, "currency code; SEK when empty or absent (Currency)"),
-    ("reference", "referens", False, "our reference, e.g. store and till (ReferenceOur)"),
+
+class CsvColumn(NamedTuple):
+    """A column of a POS end-of-day CSV."""
+
+    name: str
+    alias: str  # its Swedish name, accepted as well
+    required: bool
+    meaning: str  # what it holds, and the field of the invoice or row it becomes
+
+
+CSV_COLUMNS: list[CsvColumn] = [
+    CsvColumn(
+        "receipt_id", "kvitto", True, "receipt number: consecutive rows with the same one form one invoice (ExternalId)"
+    ),
+    CsvColumn("customer_nr", "kundnr", True, "customer number, kept as text so leading zeros stay (CustomerNr)"),
+    CsvColumn("date", "datum", True, "invoice date, YYYY-MM-DD or an ISO 8601 date-time (InvoiceDate)"),
+    CsvColumn("article", "artikel", True, "article number (ProductNr); empty on a text row"),
+    CsvColumn("text", "text", True, "row text (Text); a row with only a text is a text row (CustomerRowType 3)"),
+    CsvColumn("quantity", "antal", True, "quantity, decimals allowed (Quantity)"),
+    CsvColumn("unit_price", "apris", True, "price per unit (UnitPrice)"),
+    CsvColumn("discount", "rabatt", True, "line discount in percent, may be empty (Discount)"),
+    CsvColumn("vat_rate", "moms", True, "VAT rate in percent (VatRate)"),
+    CsvColumn("unit", "enhet", False, "unit, e.g. st or kg (Unit)"),
+    CsvColumn("currency", "valuta", False, "currency code; SEK when empty or absent (Currency)"),
+    CsvColumn("reference", "referens", False, "our reference, e.g. store and till (ReferenceOur)"),
 ]
 """The columns of a POS end-of-day CSV. Header names are matched case-insensitively, surrounding blanks
 ignored, inner blanks and hyphens read as "_"; numbers may use a decimal comma and blanks between
@@ -62,10 +76,10 @@ _JSON_BLANKS = b" \t\n\r"  # what JSON itself counts as whitespace between value
 _NOT_ALONE = object()
 
 _ALIASES: dict[str, str] = {}
-for _name, _alias, _required, _meaning in CSV_COLUMNS:
-    _ALIASES[_name] = _name
-    _ALIASES[_alias] = _name
-_REQUIRED = [name for name, _alias, required, _meaning in CSV_COLUMNS if required]
+for _column in CSV_COLUMNS:
+    _ALIASES[_column.name] = _column.name
+    _ALIASES[_column.alias] = _column.name
+_REQUIRED = [column.name for column in CSV_COLUMNS if column.required]
 
 # 24 | -0,5 | 1 234,50 (blanks, no-break or narrow no-break spaces between thousands) | 24.90
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)(?:[.,]\d+)?")
@@ -176,7 +190,7 @@ class Source:
                 yield self._done(current, file)
             self.bytes_read = self.size
 
-    def _csv_rows(self, reader: Any, header_line: int) -> Iterator[tuple[int, list[str]]]:
+    def _csv_rows(self, reader: CsvReader, header_line: int) -> Iterator[tuple[int, list[str]]]:
         """(line number, cells) of each data row; blank rows skipped, decoding and quoting errors raised."""
         while True:
             try:
@@ -429,7 +443,7 @@ def _open_csv(source: Source) -> None:
             columns[name] = index
     missing = [name for name in _REQUIRED if name not in columns]
     if missing:
-        aliases = {name: alias for name, alias, _required, _meaning in CSV_COLUMNS}
+        aliases = {column.name: column.alias for column in CSV_COLUMNS}
         wanted = ", ".join(f"{name} ({aliases[name]})" for name in missing)
         found = ", ".join(repr(cell.strip()) for cell in cells) or "none"
         raise SubmitError(
