@@ -7,10 +7,12 @@ concurrency as ours, so the comparison is about what we do, not how many process
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 from typing import Any
 
 import httpx
+import redis
 from celery import Celery
 
 from worker.settings import DEMO_COMPANY_API_KEY, DEMO_CONNECT_API_KEY, get_settings
@@ -32,10 +34,6 @@ def _client() -> tuple[httpx.Client, str]:
 @app.task(name="naive.send_one")
 def send_one(doc: dict[str, Any], done_key: str, submitted_at: float) -> None:
     """POST one document; push its submit→done latency to Redis (the benchmark waits for all of them)."""
-    import time
-
-    import redis
-
     client, token = _client()
     params = {"companyApiKey": DEMO_COMPANY_API_KEY, "connectApiKey": DEMO_CONNECT_API_KEY, "token": token}
     client.post(settings.softone_invoice_path, params=params, json=[doc]).raise_for_status()

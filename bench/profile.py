@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from bench.run import cpu_seconds, invoices
 from worker.devstack.stack import LocalStack
 
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[float, float, float]]:
     """One pass over the stages: µs per document of each, (this process, Redis, sandbox)."""
+    # Imported once main() has made this process the stack's producer: the Celery app reads the settings when
+    # imported.
     from tasks.send import send_batch
     from worker.celery_app.enqueue import publish
     from worker.pipeline import runtime
@@ -88,55 +92,83 @@ def run(args: argparse.Namespace, sandbox_pid: int | None) -> dict[str, tuple[fl
         for batch_id in sorted(store.open_batch_ids()):
             send_batch.apply(args=[batch_id])
 
-    def redis_cpu() -> float:
-        info = store.r.info("cpu")
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
     job: dict[str, Any] = {}
-    out: dict[str, tuple[float, float, float]] = {}
     steps: dict[str, Callable[[], Any]] = {
         "submit": lambda: job.setdefault("id", submit(docs, kind="customer_invoice", tenant="demo")),
         "intake": drain,
         "flush": lambda: flush(publish, flush_id, "demo", "customer_invoice", None),
         "send": send,
     }
+    out: dict[str, tuple[float, float, float]] = {}
     for name in STAGES:
         if name == "flush":  # the buffer's rest is flushed once old enough (ERPSYNC_BATCH_MAX_WAIT_MS); not timed
             time.sleep(get_settings().batch_max_wait_ms / 1000 + 0.05)
-        profiler = cProfile.Profile() if name == args.stage else None
-        # The stage's Redis commands are what it adds to the server's counters: read, not reset, since
-        # ERPSYNC_REDIS_URL may name a Redis that others watch.
-        commands_before = store.r.info("commandstats") if profiler else {}
-        cpu, wall, rcpu, scpu = time.process_time(), time.perf_counter(), redis_cpu(), cpu_seconds(sandbox_pid)
-        if profiler:
-            profiler.enable()
-        steps[name]()
-        if profiler:
-            profiler.disable()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        rcpu, scpu = redis_cpu() - rcpu, cpu_seconds(sandbox_pid) - scpu
-        out[name] = (1e6 * cpu / n, 1e6 * rcpu / n, 1e6 * scpu / n)
-        print(
-            f"{name:7s} CPU {cpu:6.2f} s = {1e6 * cpu / n:5.0f} us per document, Redis {1e6 * rcpu / n:4.0f} us, "
-            f"sandbox {1e6 * scpu / n:4.0f} us   (wall {wall:5.2f} s)",
-            flush=True,
-        )
-        if profiler:
-            text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats(args.sort).print_stats(args.top)
-            print(text.getvalue())
-            print("Redis commands of this stage (a command in a script or MULTI counts in both):")
-            stage_commands = []
-            for command, stat in store.r.info("commandstats").items():
-                before = commands_before.get(command, {"calls": 0, "usec": 0})
-                calls, usec = stat["calls"] - before["calls"], stat["usec"] - before["usec"]
-                if calls:
-                    stage_commands.append((usec, calls, command))
-            for usec, calls, command in sorted(stage_commands, reverse=True)[:15]:
-                print(f"  {command:28s} {calls:7d} calls {usec / 1000:8.1f} ms {usec / calls:8.1f} us/call")
+        profile = name == args.stage
+        out[name] = measure(name, steps[name], n, store.r, sandbox_pid, profile=profile, sort=args.sort, top=args.top)
     final = store.job(job["id"]) or {}
     print(f"job {job['id']}: {final.get('status')}, {final.get('n_created')} of {n} created")
     return out
+
+
+def measure(
+    name: str,
+    step: Callable[[], Any],
+    n: int,
+    client: redis.Redis,
+    sandbox_pid: int | None,
+    *,
+    profile: bool = False,
+    sort: str = "tottime",
+    top: int = 30,
+) -> tuple[float, float, float]:
+    """Run one stage and print its CPU; returns µs per document of (this process, Redis, sandbox). With `profile`,
+    also print cProfile's `top` functions of the stage (by `sort`) and its Redis commands."""
+    profiler = cProfile.Profile() if profile else None
+    # The stage's Redis commands are what it adds to the server's counters: read, not reset, since
+    # ERPSYNC_REDIS_URL may name a Redis that others watch.
+    commands_before = client.info("commandstats") if profiler else {}
+    cpu, wall, rcpu, scpu = time.process_time(), time.perf_counter(), redis_cpu(client), cpu_seconds(sandbox_pid)
+    if profiler:
+        profiler.enable()
+    step()
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    rcpu, scpu = redis_cpu(client) - rcpu, cpu_seconds(sandbox_pid) - scpu
+    print(
+        f"{name:7s} CPU {cpu:6.2f} s = {1e6 * cpu / n:5.0f} us per document, Redis {1e6 * rcpu / n:4.0f} us, "
+        f"sandbox {1e6 * scpu / n:4.0f} us   (wall {wall:5.2f} s)",
+        flush=True,
+    )
+    if profiler:
+        print_profile(profiler, sort, top)
+        print_stage_commands(client, commands_before)
+    return (1e6 * cpu / n, 1e6 * rcpu / n, 1e6 * scpu / n)
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (its INFO)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def print_profile(profiler: cProfile.Profile, sort: str, top: int) -> None:
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats(sort).print_stats(top)
+    print(text.getvalue())
+
+
+def print_stage_commands(client: redis.Redis, before: dict[str, Any]) -> None:
+    """The 15 costliest Redis commands of a stage: what it added to the server's commandstats."""
+    print("Redis commands of this stage (a command in a script or MULTI counts in both):")
+    stage_commands = []
+    for command, stat in client.info("commandstats").items():
+        was = before.get(command, {"calls": 0, "usec": 0})
+        calls, usec = stat["calls"] - was["calls"], stat["usec"] - was["usec"]
+        if calls:
+            stage_commands.append((usec, calls, command))
+    for usec, calls, command in sorted(stage_commands, reverse=True)[:15]:
+        print(f"  {command:28s} {calls:7d} calls {usec / 1000:8.1f} ms {usec / calls:8.1f} us/call")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ import httpx
 import redis
 
 from worker.devstack.stack import ROOT, LocalStack, wait_until
+from worker.settings import get_settings
+from worker.store.client import get_redis
+from worker.store.records import JOB_FINAL
+from worker.store.results import ResultsStore
 
 RESULTS = ROOT / "bench" / "results"
 CPU_PARTS = ["producers/direct (this process)", "worker", "sandbox", "redis"]
@@ -244,10 +248,9 @@ class Bench:
     def run_erpsync(
         self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, *, measured: bool = True
     ) -> None:
+        # Imported once run() has made this process the stack's producer: the Celery app reads the settings when
+        # imported.
         from worker.producer.submit import submit
-        from worker.settings import get_settings
-        from worker.store.client import get_redis
-        from worker.store.results import ResultsStore
 
         settings = get_settings()
         store = ResultsStore(get_redis(settings), settings)
@@ -287,7 +290,7 @@ class Bench:
     def run_naive(
         self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, proc: Any, *, measured: bool = True
     ) -> None:
-        from bench.naive import send_one
+        from bench.naive import send_one  # imported once run() has set NAIVE_QUEUE and the settings it reads
 
         client = redis.Redis.from_url(self.stack.env["ERPSYNC_REDIS_URL"].replace("redis+socket://", "unix://"))
         done_key = f"bench:naive:{uuid.uuid4().hex}"
@@ -347,7 +350,7 @@ class Bench:
         before = self._requests()
         self._start_clock()
         started = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli.commands", "submit", str(path), "--json"], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "submit", str(path), "--json"], cwd=ROOT,
                                 env=self.stack.env, stdout=subprocess.PIPE)  # fmt: skip
         # VmHWM of the running command, polled: after exec it is the command's own high-water mark (the
         # rusage of a child would count this big benchmark process, of which it was forked, as well).
@@ -363,11 +366,6 @@ class Bench:
         if status != 0:
             raise RuntimeError(f"erpsync submit of {path} failed: {out!r}")
         job_id = json.loads(out)["job_id"]
-        from worker.settings import get_settings
-        from worker.store.client import get_redis
-        from worker.store.records import JOB_FINAL
-        from worker.store.results import ResultsStore
-
         store = ResultsStore(get_redis(get_settings()), get_settings())
         wait_until(lambda: (store.job(job_id) or {}).get("status") in JOB_FINAL, 3600, "the CSV job")
         job = store.job(job_id) or {}

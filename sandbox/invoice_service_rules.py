@@ -262,9 +262,8 @@ def _type_problem(expected: str | Choice, value: Any) -> str | None:
         ok = is_number(value) or (isinstance(value, str) and _QUANTITY.fullmatch(value.strip()) is not None)
         return None if ok else 'must be a number or a decimal number in a string ("2,00")'
     if expected == ACCOUNT:
-        return (
-            None if isinstance(value, str) or (is_number(value) and float(value).is_integer()) else "must be a string"
-        )
+        ok = isinstance(value, str) or (is_number(value) and float(value).is_integer())
+        return None if ok else "must be a string"
     if not isinstance(value, str):
         return "must be a string"
     if expected == DATE and not (_DATE.fullmatch(value) and _valid_day(value)):
@@ -291,28 +290,34 @@ def check_object(obj: Any, spec: Obj, path: str | None, errors: list[FieldError]
         if _blank(obj.get(name)):
             errors.append(FieldError(prefix + name, "is required"))
     for name, value in obj.items():
-        where = prefix + name
         expected = spec.fields.get(name)
         if expected is None:
             if not spec.open:
-                errors.append(FieldError(where, "is not a field of this object"))
-            continue
-        if value is None:
-            continue
-        if isinstance(expected, Obj):
-            check_object(value, expected, where, errors)
-        elif isinstance(expected, ListOf):
-            if not isinstance(value, list):
-                errors.append(FieldError(where, "must be a list"))
-                continue
-            if len(value) < expected.min_items:
-                errors.append(FieldError(where, f"must have at least {expected.min_items} item(s)"))
-            for i, item in enumerate(value):
-                check_object(item, expected.item, f"{where}[{i}]", errors)
-        else:
-            problem = _type_problem(expected, value)
-            if problem is not None:
-                errors.append(FieldError(where, problem))
+                errors.append(FieldError(prefix + name, "is not a field of this object"))
+        elif value is not None:
+            _check_value(value, expected, prefix + name, errors)
+
+
+def _check_value(value: Any, expected: FieldType, where: str, errors: list[FieldError]) -> None:
+    """Add the problems of one field's value (not null) to ``errors``."""
+    if isinstance(expected, Obj):
+        check_object(value, expected, where, errors)
+    elif isinstance(expected, ListOf):
+        _check_list(value, expected, where, errors)
+    else:
+        problem = _type_problem(expected, value)
+        if problem is not None:
+            errors.append(FieldError(where, problem))
+
+
+def _check_list(value: Any, spec: ListOf, where: str, errors: list[FieldError]) -> None:
+    if not isinstance(value, list):
+        errors.append(FieldError(where, "must be a list"))
+        return
+    if len(value) < spec.min_items:
+        errors.append(FieldError(where, f"must have at least {spec.min_items} item(s)"))
+    for i, item in enumerate(value):
+        check_object(item, spec.item, f"{where}[{i}]", errors)
 
 
 def money(value: Any) -> Decimal:

@@ -110,8 +110,28 @@ def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _non_empty_str(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _is_positive_int(value: Any) -> bool:
+    return is_int(value) and value > 0
+
+
+def _is_row_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value)
+
+
 #: A field's type check and what the error says it expected.
 _TypeCheck = tuple[Callable[[Any], bool], str]
+
+_DATE: _TypeCheck = (_is_date, EXPECTED_DATE)
+_NUMBER: _TypeCheck = (is_number, "förväntade ett tal")
+_INT: _TypeCheck = (is_int, "förväntade ett heltal")
+_STR: _TypeCheck = (_is_str, "förväntade en sträng")
+_NON_EMPTY_STR: _TypeCheck = (_non_empty_str, "förväntade en icke-tom sträng")
+_POSITIVE_INT: _TypeCheck = (_is_positive_int, "förväntade ett positivt heltal")
+_ROWS: _TypeCheck = (_is_row_list, "minst en fakturarad krävs")
 
 
 def _type_checks(
@@ -119,12 +139,7 @@ def _type_checks(
 ) -> dict[str, _TypeCheck]:
     """The type checks of optional fields by name, in the order they are made: dates, numbers, integers, strings."""
     checks: dict[str, _TypeCheck] = {}
-    for names, check in (
-        (dates, (_is_date, EXPECTED_DATE)),
-        (numbers, (is_number, "förväntade ett tal")),
-        (ints, (is_int, "förväntade ett heltal")),
-        (strings, (_is_str, "förväntade en sträng")),
-    ):
+    for names, check in ((dates, _DATE), (numbers, _NUMBER), (ints, _INT), (strings, _STR)):
         for name in names:
             assert name not in checks, f"{name} has two types"
             checks[name] = check
@@ -150,12 +165,19 @@ def _check_optional(obj: Mapping[str, Any], prefix: str, checks: Mapping[str, _T
     return None  # pragma: no cover - the first loop found a field that fails its check
 
 
-def _non_empty_str(value: Any) -> bool:
-    return isinstance(value, str) and value.strip() != ""
+def _required(obj: Mapping[str, Any], prefix: str, name: str, check: _TypeCheck) -> RuleError | None:
+    """A mandatory field: missing (absent or ``null``), or not what `check` expects."""
+    value = obj.get(name)
+    if value is None:
+        return _missing(prefix + name)
+    is_valid, expected = check
+    return None if is_valid(value) else _invalid(prefix + name, value, expected)
 
 
 def validate_row(row: Any, index: int, seen_row_nrs: set[int]) -> RuleError | None:
-    """Check one InvoiceRows item; ``seen_row_nrs`` collects RowNr for the uniqueness check."""
+    """Check one InvoiceRows item; ``seen_row_nrs`` collects RowNr for the uniqueness check.
+
+    It runs for every row of every posted document: its checks are written out (no `_required`) to stay cheap."""
     p = f"InvoiceRows[{index}]."
     if not isinstance(row, dict):  # parsed JSON: dict is exact, and cheaper to test than the Mapping ABC
         return _invalid(f"InvoiceRows[{index}]", row, "förväntade ett objekt")
@@ -172,53 +194,58 @@ def validate_row(row: Any, index: int, seen_row_nrs: set[int]) -> RuleError | No
     if row_nr in seen_row_nrs:
         return RuleError(ERROR_VALIDATION, f"{p}RowNr {row_nr} förekommer flera gånger i samma dokument.")
     seen_row_nrs.add(row_nr)
-    if row_type == PRODUCT_ROW:
-        if row.get("ProductNr") is None:
-            return _missing(p + "ProductNr")
-        if not _non_empty_str(row["ProductNr"]):
-            return _invalid(p + "ProductNr", row["ProductNr"], "förväntade en icke-tom sträng")
-        if row.get("Quantity") is None:
-            return _missing(p + "Quantity")
-        if row.get("UnitPrice") is None and row.get("Amount") is None:
-            return RuleError(ERROR_VALIDATION, f"{p}UnitPrice/{p}Amount saknas (pris är obligatoriskt).")
-    else:
-        if row.get("Text") is None:
-            return _missing(p + "Text")
-        if not _non_empty_str(row["Text"]):
-            return _invalid(p + "Text", row["Text"], "förväntade en icke-tom sträng")
-    return _check_optional(row, p, _ROW_CHECKS)
+    error = _product_row_error(row, p) if row_type == PRODUCT_ROW else _text_row_error(row, p)
+    return error or _check_optional(row, p, _ROW_CHECKS)
 
 
-def validate_document(doc: Mapping[str, Any], customers: Mapping[str, str]) -> RuleError | None:
-    """None if the document can be saved, else the first problem found."""
-    customer_nr = doc.get("CustomerNr")
-    if customer_nr is None:
-        return _missing("CustomerNr")
-    if not _non_empty_str(customer_nr):
-        return _invalid("CustomerNr", customer_nr, "förväntade en icke-tom sträng")
-    if doc.get("InvoiceDate") is None:
-        return _missing("InvoiceDate")
-    if parse_date(doc["InvoiceDate"]) is None:
-        return _invalid("InvoiceDate", doc["InvoiceDate"], EXPECTED_DATE)
-    origin_type = doc.get("OriginType")
-    if origin_type is None:
-        return _missing("OriginType")
-    if not is_int(origin_type) or origin_type <= 0:
-        return _invalid("OriginType", origin_type, "förväntade ett positivt heltal")
-    rows = doc.get("InvoiceRows")
-    if rows is None:
-        return _missing("InvoiceRows")
-    if not isinstance(rows, list) or not rows:
-        return _invalid("InvoiceRows", rows, "minst en fakturarad krävs")
+def _product_row_error(row: Mapping[str, Any], p: str) -> RuleError | None:
+    """A product row names its product and has a quantity and a price (UnitPrice or Amount)."""
+    product_nr = row.get("ProductNr")
+    if product_nr is None:
+        return _missing(p + "ProductNr")
+    if not _non_empty_str(product_nr):
+        return _invalid(p + "ProductNr", product_nr, "förväntade en icke-tom sträng")
+    if row.get("Quantity") is None:
+        return _missing(p + "Quantity")
+    if row.get("UnitPrice") is None and row.get("Amount") is None:
+        return RuleError(ERROR_VALIDATION, f"{p}UnitPrice/{p}Amount saknas (pris är obligatoriskt).")
+    return None
+
+
+def _text_row_error(row: Mapping[str, Any], p: str) -> RuleError | None:
+    """A text row is free text: it needs a Text."""
+    text = row.get("Text")
+    if text is None:
+        return _missing(p + "Text")
+    if not _non_empty_str(text):
+        return _invalid(p + "Text", text, "förväntade en icke-tom sträng")
+    return None
+
+
+def _rows_error(rows: list[Any]) -> RuleError | None:
+    """The first problem of the first row that has one."""
     seen: set[int] = set()
     for i, row in enumerate(rows):
         error = validate_row(row, i, seen)
         if error:
             return error
-    error = _check_optional(doc, "", _HEADER_CHECKS)
+    return None
+
+
+def validate_document(doc: Mapping[str, Any], customers: Mapping[str, str]) -> RuleError | None:
+    """None if the document can be saved, else the first problem found (a RuleError is always true)."""
+    error = (
+        _required(doc, "", "CustomerNr", _NON_EMPTY_STR)
+        or _required(doc, "", "InvoiceDate", _DATE)
+        or _required(doc, "", "OriginType", _POSITIVE_INT)
+        or _required(doc, "", "InvoiceRows", _ROWS)
+        or _rows_error(doc["InvoiceRows"])
+        or _check_optional(doc, "", _HEADER_CHECKS)
+    )
     if error:
         return error
     # Business rule, checked last like a lookup after model binding: the customer must exist.
+    customer_nr = doc["CustomerNr"]
     if customer_nr not in customers:
         return RuleError(ERROR_UNKNOWN_CUSTOMER, f"Kund med kundnummer '{customer_nr}' hittades inte.")
     return None

@@ -201,38 +201,57 @@ def audit_records(
     """The audit over plain data: records (external_id, status, key, error), ledger entries (external_id, key),
     dead letters by ExternalId. Separate from the stack so that its rules can be tested on their own."""
     ours = {str(r["external_id"]) for r in records}
-    times = Counter(str(d["external_id"]) for d in ledger if str(d["external_id"]) in ours)
-    keys: dict[str, list[Any]] = {}
+    keys: dict[str, list[Any]] = {}  # ExternalId -> the Keys the ledger has it with, once per time it is there
     for d in ledger:
         if str(d["external_id"]) in ours:
             keys.setdefault(str(d["external_id"]), []).append(d["key"])
-    report = Audit(documents=len(records), duplicates={x: n for x, n in times.items() if n > 1})
+    report = Audit(documents=len(records), duplicates={x: len(k) for x, k in keys.items() if len(k) > 1})
     for r in records:
-        x, status, error = str(r["external_id"]), r["status"], r.get("error")
-        if status == PENDING:
-            report.pending.append(x)
-        elif status in ("created", DUPLICATE):
-            if times[x] == 0:
-                report.problems.append(f"{x}: {status} with Key {r.get('key')!r}, but not in the ledger")
-            elif r.get("key") not in keys[x]:
-                report.problems.append(f"{x}: {status} with Key {r.get('key')!r}, the ledger has {keys[x]}")
-            else:
-                report.created[x] = r["key"]
-        elif status == FAILED:
-            if not error:
-                report.problems.append(f"{x}: failed without a reason")
-            if times[x]:
-                report.problems.append(f"{x}: failed, but the ledger has it ({keys[x]})")
-            report.failed[x] = error or ""
-        elif status == UNKNOWN:
-            if not error:
-                report.problems.append(f"{x}: unknown without a reason")
-            if x not in dead:
-                report.problems.append(f"{x}: unknown, but no dead letter")
-            report.unknown[x] = error or ""
-        else:
-            report.problems.append(f"{x}: status {status!r}")
+        _audit_record(report, r, keys.get(str(r["external_id"]), []), dead)
     return report
+
+
+def _audit_record(report: Audit, r: Mapping[str, Any], in_ledger: list[Any], dead: Mapping[str, Any]) -> None:
+    """Add one record to the report; `in_ledger`: the Keys the ledger has its ExternalId with."""
+    x, status, error = str(r["external_id"]), r["status"], r.get("error")
+    if status == PENDING:
+        report.pending.append(x)
+    elif status in ("created", DUPLICATE):
+        _audit_created(report, x, status, r.get("key"), in_ledger)
+    elif status == FAILED:
+        _audit_failed(report, x, error, in_ledger)
+    elif status == UNKNOWN:
+        _audit_unknown(report, x, error, dead)
+    else:
+        report.problems.append(f"{x}: status {status!r}")
+
+
+def _audit_created(report: Audit, x: str, status: str, key: Any, in_ledger: list[Any]) -> None:
+    """Created (or a duplicate of an earlier job's): in the ledger, with the Key we hold."""
+    if not in_ledger:
+        report.problems.append(f"{x}: {status} with Key {key!r}, but not in the ledger")
+    elif key not in in_ledger:
+        report.problems.append(f"{x}: {status} with Key {key!r}, the ledger has {in_ledger}")
+    else:
+        report.created[x] = key
+
+
+def _audit_failed(report: Audit, x: str, error: str | None, in_ledger: list[Any]) -> None:
+    """Failed: with a reason, and not in the ledger."""
+    if not error:
+        report.problems.append(f"{x}: failed without a reason")
+    if in_ledger:
+        report.problems.append(f"{x}: failed, but the ledger has it ({in_ledger})")
+    report.failed[x] = error or ""
+
+
+def _audit_unknown(report: Audit, x: str, error: str | None, dead: Mapping[str, Any]) -> None:
+    """Unknown: with a reason, and a dead letter for an operator to settle it (the ERP may or may not hold it)."""
+    if not error:
+        report.problems.append(f"{x}: unknown without a reason")
+    if x not in dead:
+        report.problems.append(f"{x}: unknown, but no dead letter")
+    report.unknown[x] = error or ""
 
 
 # ----- the stack
@@ -521,6 +540,7 @@ class FaultStack:
 
 def _submit_main() -> None:
     """`submit()`'s other end: read {"jobs", "kind", "tenant"} from stdin, print the job ids as JSON."""
+    # Imported here, in the stack's environment: the producer imports the Celery app, which reads the settings.
     from worker.producer.submit import submit
 
     request = json.load(sys.stdin)

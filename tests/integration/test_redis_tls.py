@@ -114,7 +114,7 @@ def test_plain_connections_and_wrong_certificates_are_refused(tls_stack: LocalSt
     env = {**tls_stack.env, "ERPSYNC_REDIS_SSL_CA_CERTS": ""}
     env.pop("ERPSYNC_REDIS_SSL_CA_CERTS")
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli.commands", "status", "no-such-job", "--json"],
+        [sys.executable, "-m", "worker.cli", "status", "no-such-job", "--json"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr

@@ -167,7 +167,7 @@ def test_metrics_once_and_served_include_the_gauges(stack: LocalStack, idle: Dep
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli.commands", "metrics", "--port", str(port)],
+        [sys.executable, "-m", "worker.cli", "metrics", "--port", str(port)],
         cwd=ROOT,
         env=idle.env,
         stdout=subprocess.DEVNULL,

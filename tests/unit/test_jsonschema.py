@@ -53,6 +53,10 @@ def test_the_schema_states_the_contract() -> None:
 # ----- the schema and the model agree (a small validator for the keywords the schema uses)
 
 
+#: The JSON types the schema names, as Python's json module parses them.
+TYPES = {"object": dict, "array": list, "string": str, "null": type(None)}
+
+
 def schema_accepts(value: Any, schema: dict[str, Any] = SCHEMA) -> bool:
     if "$ref" in schema:
         target = SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]]
@@ -62,27 +66,37 @@ def schema_accepts(value: Any, schema: dict[str, Any] = SCHEMA) -> bool:
     if "enum" in schema and value not in schema["enum"]:
         return False
     kind = schema.get("type")
-    types = {"object": dict, "array": list, "string": str, "null": type(None)}
-    if kind is not None and type(value) is not types[kind]:
+    if kind is not None and type(value) is not TYPES[kind]:
         return False
     if isinstance(value, str):
-        # ECMA-262 `$` does not match before a final newline, as Python's does
-        if "pattern" in schema and not re.search(schema["pattern"].replace("$", r"\Z"), value):
-            return False
-        if len(value) > schema.get("maxLength", len(value)):
-            return False
+        return string_accepts(value, schema)
     if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            return False
-        if "items" in schema and not all(schema_accepts(v, schema["items"]) for v in value):
-            return False
+        return array_accepts(value, schema)
     if isinstance(value, dict) and "properties" in schema:
-        if not set(schema.get("required", ())) <= set(value):
-            return False
-        if schema.get("additionalProperties") is False and set(value) - set(schema["properties"]):
-            return False
-        return all(schema_accepts(v, schema["properties"][k]) for k, v in value.items() if k in schema["properties"])
+        return object_accepts(value, schema)
     return True
+
+
+def string_accepts(value: str, schema: dict[str, Any]) -> bool:
+    # ECMA-262 `$` does not match before a final newline, as Python's does
+    if "pattern" in schema and not re.search(schema["pattern"].replace("$", r"\Z"), value):
+        return False
+    return len(value) <= schema.get("maxLength", len(value))
+
+
+def array_accepts(value: list[Any], schema: dict[str, Any]) -> bool:
+    if len(value) < schema.get("minItems", 0):
+        return False
+    return "items" not in schema or all(schema_accepts(v, schema["items"]) for v in value)
+
+
+def object_accepts(value: dict[str, Any], schema: dict[str, Any]) -> bool:
+    properties = schema["properties"]
+    if not set(schema.get("required", ())) <= set(value):
+        return False
+    if schema.get("additionalProperties") is False and set(value) - set(properties):
+        return False
+    return all(schema_accepts(v, properties[k]) for k, v in value.items() if k in properties)
 
 
 def model_accepts(value: Any) -> bool:

@@ -12,7 +12,9 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -65,7 +67,9 @@ def run_demo(path: Path, *, latency_ms: int = 30, concurrency: int = 4) -> int:
     return 0 if ok else 1
 
 
-def _report(results: dict, ledger: list[dict], elapsed: float) -> bool:
+def _report(results: Mapping[str, Any], ledger: Sequence[Mapping[str, Any]], elapsed: float) -> bool:
+    """Print the first run's table; True when every document was created once, with the Key we recorded, and the
+    ledger holds nothing else."""
     records = results["records"]
     statuses = Counter(r["status"] for r in records)
     by_external = Counter(str(d["external_id"]) for d in ledger)

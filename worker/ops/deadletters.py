@@ -1,10 +1,10 @@
 """Dead letters: documents the pipeline could not create, kept with everything an operator needs.
 
-Entries are written by send_batch (worker/store/results.py stores them) for ERP rejections, exhausted retries
-and unknown outcomes. Replaying submits the document again as a new job, so it goes through validation
-and the duplicate index: replaying twice never creates twice. For an `unknown` entry, replay is the
-operator's statement that the document is not in the ERP: the old claim on its ExternalId is released
-first (only if it is still that old claim; a created or newer claim is never touched).
+Entries are written when a batch's end is recorded (worker/pipeline/record.py; worker/store/results.py stores
+them) for ERP rejections, exhausted retries and unknown outcomes. Replaying submits the document again as a new
+job, so it goes through validation and the duplicate index: replaying twice never creates twice. For an
+`unknown` entry, replay is the operator's statement that the document is not in the ERP: the old claim on its
+ExternalId is released first (only if it is still that old claim; a created or newer claim is never touched).
 """
 
 from __future__ import annotations
