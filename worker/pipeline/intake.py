@@ -29,7 +29,17 @@ from worker.pipeline.batch import push, send_again_if_stored
 from worker.pipeline.queue import Enqueue, Message, TaskName
 from worker.settings import get_settings
 from worker.store.intake import Item
-from worker.store.records import ClaimState, DocStatus, IntakeState, Ready, Record, RecordUpdate, Route, owner_of
+from worker.store.records import (
+    ClaimRef,
+    ClaimState,
+    DocStatus,
+    IntakeState,
+    Ready,
+    Record,
+    RecordUpdate,
+    Route,
+    owner_of,
+)
 
 __all__ = [
     "DRAIN_SECONDS",
@@ -208,7 +218,7 @@ def _claim(run: _Intake) -> tuple[dict[tuple[str, str], list[Ready]], dict[str, 
     """Claim the candidates' ExternalIds: ours go to batching (per tenant and kind), those created before are
     `duplicate` with their Key, and those another job is sending wait (per job) for its outcome."""
     claims = runtime.store().claim_all(
-        [(c.tenant, c.kind, c.external_id, owner_of(c.job_id, c.position)) for c in run.candidates]
+        [ClaimRef(c.tenant, c.kind, c.external_id, owner_of(c.job_id, c.position)) for c in run.candidates]
     )
     to_push: dict[tuple[str, str], list[Ready]] = {}
     waiting: dict[str, list[int]] = {}

@@ -24,6 +24,7 @@ from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_batch, for_all
 from worker.pipeline.retry import retry_later, unreachable
 from worker.settings import get_settings
 from worker.store.errors import REDIS_ERRORS
+from worker.store.records import BatchOutcome
 from worker.store.results import ResultsStore
 
 __all__ = ["keep_lease", "reconcile"]
@@ -86,12 +87,12 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
                 enqueue,
                 store,
                 batch,
-                "unknown",
+                BatchOutcome.UNKNOWN,
                 unknown=for_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"),
                 error_type=type(exc).__name__,
                 http_status=exc.status,
             )
-            return {"batch_id": batch.id, "outcome": "unknown"}
+            return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
         raise retry_later(store, batch, attempt, exc, "reconcile") from None
     except ErpSyncError as exc:
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup failed", "error": str(exc)})
@@ -99,12 +100,12 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
             enqueue,
             store,
             batch,
-            "unknown",
+            BatchOutcome.UNKNOWN,
             unknown=for_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"),
             error_type=type(exc).__name__,
             http_status=getattr(exc, "status", None),
         )
-        return {"batch_id": batch.id, "outcome": "unknown"}
+        return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
 
     created = {i: Created(key) for i, key in plan.created.items()}
     failed = {plan.rejected: f"rejected by the ERP: {erp_error}"} if plan.rejected is not None else {}
@@ -114,12 +115,19 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
         batch.id,
         {
             "attempt": attempt,
-            "outcome": "reconciled",
+            "outcome": BatchOutcome.RECONCILED.value,
             "found": len(created),
             "failed": len(failed),
             "unknown": len(unknown),
             "resend": len(resend),
         },
     )
-    end_batch(enqueue, store, batch, "reconciled", created=created, failed=failed, unknown=unknown, resend=resend)
-    return {"batch_id": batch.id, "outcome": "reconciled", "found": len(created), "resend": len(resend)}
+    end_batch(
+        enqueue, store, batch, BatchOutcome.RECONCILED, created=created, failed=failed, unknown=unknown, resend=resend
+    )
+    return {
+        "batch_id": batch.id,
+        "outcome": BatchOutcome.RECONCILED.value,
+        "found": len(created),
+        "resend": len(resend),
+    }

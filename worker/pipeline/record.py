@@ -23,7 +23,7 @@ from worker.observability.logs import fields
 from worker.pipeline.batch import enqueue_send
 from worker.pipeline.queue import Enqueue
 from worker.store.errors import OUTAGE_ERRORS
-from worker.store.records import BatchPlan, DocStatus, Record, RecordUpdate
+from worker.store.records import BatchOutcome, BatchPlan, ClaimRef, CreatedClaim, DocStatus, Record, RecordUpdate
 from worker.store.results import ResultsStore
 
 __all__ = ["UNKNOWN_HINT", "StoredBatch", "end_batch", "for_all", "jobs_of", "log_outcome", "recorder_for"]
@@ -78,9 +78,9 @@ class StoredBatch:
             Record(self.external_ids[i], status, key=key, number=number, error=error, batch_id=batch_id),
         )
 
-    def claim(self, i: int) -> tuple[str, str, str, str]:
-        """Document `i`'s claim in the duplicate index: (tenant, kind, ExternalId, owner)."""
-        return self.tenant, self.kind, self.external_ids[i], self.owner(i)
+    def claim(self, i: int) -> ClaimRef:
+        """Document `i`'s claim in the duplicate index."""
+        return ClaimRef(self.tenant, self.kind, self.external_ids[i], self.owner(i))
 
     def dead_letter(self, i: int, status: DocStatus, reason: str, attempts: list[dict[str, Any]]) -> dict[str, Any]:
         job_id, position = self.members[i]
@@ -145,7 +145,7 @@ def end_batch(
     enqueue: Enqueue,
     store: ResultsStore,
     batch: StoredBatch,
-    outcome: str,
+    outcome: BatchOutcome,
     *,
     created: Mapping[int, Created] | None = None,
     failed: Mapping[int, str] | None = None,
@@ -200,7 +200,7 @@ def end_batch(
                 batch.id,
                 outcome,
                 updates,
-                created=[(*batch.claim(i), c.key, c.number) for i, c in created.items()],
+                created=[CreatedClaim(*batch.claim(i), c.key, c.number) for i, c in created.items()],
                 released=[batch.claim(i) for i in failed],
                 dead=dead,
                 follow_up=follow_up,

@@ -76,7 +76,7 @@ from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_batch, for_all
 from worker.pipeline.retry import come_back, not_sent, retry_later, unreachable
 from worker.settings import get_settings
 from worker.store.inflight import Slot
-from worker.store.records import BatchState, LeaseState
+from worker.store.records import BatchOutcome, BatchState, LeaseState
 from worker.store.results import ResultsStore
 
 __all__ = ["send", "send_group"]
@@ -96,7 +96,7 @@ def send(enqueue: Enqueue, batch_id: str) -> dict[str, Any]:
         except LeaseLost:
             # The worker that took the batch over settles it; what this attempt found is dropped, unwritten.
             log.warning("the batch was taken over by another worker while this attempt finished; nothing written")
-            result = {"batch_id": batch_id, "outcome": "lease lost"}
+            result = {"batch_id": batch_id, "outcome": BatchOutcome.LEASE_LOST.value}
     failpoint("batch.finished")  # tests: the outcome is written, the message not yet acknowledged
     return result
 
@@ -123,7 +123,7 @@ def send_group(enqueue: Enqueue, batch_ids: list[str]) -> dict[str, Any]:
                     kwargsrepr=later.kwargsrepr,
                 )
             )
-            outcome = "comes back alone"
+            outcome = BatchOutcome.COMES_BACK_ALONE.value
         except BaseException:
             # An outage of our own (Redis gone while reading the batch): what follows in the group gets messages
             # of its own where the broker takes them; the recovery after reconnecting re-queues the rest.
@@ -154,13 +154,13 @@ def _run(enqueue: Enqueue, batch_id: str, started: float) -> dict[str, Any]:
     lease = _Lease(*store.acquire_batch_data(batch_id, sender))
     if lease.state == LeaseState.MISSING:
         log.error("batch not found in the results store (expired?); nothing to do")
-        return {"batch_id": batch_id, "outcome": "missing"}
+        return {"batch_id": batch_id, "outcome": BatchOutcome.MISSING.value}
     bind(tenant=lease.data.get("tenant"), target=lease.data.get("target", "softone"), kind=lease.data.get("kind"))
     if lease.state == LeaseState.EXPIRED:
         lease = _take_over_expired(store, batch_id, sender, lease.data)
     if lease.state == LeaseState.DONE:
         log.debug("batch already done; nothing to send")
-        return {"batch_id": batch_id, "outcome": "already done"}
+        return {"batch_id": batch_id, "outcome": BatchOutcome.ALREADY_DONE.value}
     _come_back_unless_ours(store, batch_id, lease)
     batch = StoredBatch(batch_id, lease.data, started)
     bind(**jobs_of(batch))
@@ -258,11 +258,11 @@ def _take_over(
             enqueue,
             store,
             batch,
-            "unknown",
+            BatchOutcome.UNKNOWN,
             unknown=for_all(batch, f"{lost} and {kind.value} documents cannot be looked up at the ERP; {UNKNOWN_HINT}"),
             reason="sender_lost",
         )
-        return {"batch_id": batch.id, "outcome": "unknown"}
+        return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
     store.set_batch_state(
         batch.id, BatchState.WAITING, phase="reconcile", reconcile_reason="lost", reconcile_error=lost
     )
@@ -294,7 +294,7 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
         # The lease restarts so that it covers the longest wait for a turn and the whole request.
         if not store.mark_sent(batch.id, attempt, settings.send_lease_seconds + settings.rate_limit_wait_seconds):
             log.warning("the batch was taken over by another worker (our lease ran out); not sending")
-            return {"batch_id": batch.id, "outcome": "lease lost"}
+            return {"batch_id": batch.id, "outcome": BatchOutcome.LEASE_LOST.value}
         failpoint("post.sending")
         try:
             created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
@@ -321,12 +321,12 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
                 enqueue,
                 store,
                 batch,
-                "gave up",
+                BatchOutcome.GAVE_UP,
                 failed=for_all(batch, f"gave up after {attempt} attempts; last error: {exc}"),
                 error_type=type(exc).__name__,
                 http_status=exc.status,
             )
-            return {"batch_id": batch.id, "outcome": "gave up"}
+            return {"batch_id": batch.id, "outcome": BatchOutcome.GAVE_UP.value}
         raise retry_later(store, batch, attempt, exc, "send") from None
     except (AmbiguousError, BatchRejected) as exc:
         rejected = isinstance(exc, BatchRejected)
@@ -343,14 +343,18 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
         if rejected and len(batch.members) == 1:
             # The only document was the rejected one: nothing was saved.
             failed = {0: f"rejected by the ERP: {exc}"}
-            end_batch(enqueue, store, batch, "rejected", failed=failed, error_type=error_type, http_status=status)
-            return {"batch_id": batch.id, "outcome": "rejected"}
+            end_batch(
+                enqueue, store, batch, BatchOutcome.REJECTED, failed=failed, error_type=error_type, http_status=status
+            )
+            return {"batch_id": batch.id, "outcome": BatchOutcome.REJECTED.value}
         if not connector.can_look_up(kind):
             what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
             reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
             unknown = for_all(batch, reason)
-            end_batch(enqueue, store, batch, "unknown", unknown=unknown, error_type=error_type, http_status=status)
-            return {"batch_id": batch.id, "outcome": "unknown"}
+            end_batch(
+                enqueue, store, batch, BatchOutcome.UNKNOWN, unknown=unknown, error_type=error_type, http_status=status
+            )
+            return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
         store.set_batch_state(
             batch.id,
             BatchState.WAITING,
@@ -378,12 +382,12 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
             enqueue,
             store,
             batch,
-            "failed",
+            BatchOutcome.FAILED,
             failed=for_all(batch, str(exc)),
             error_type=type(exc).__name__,
             http_status=status,
         )
-        return {"batch_id": batch.id, "outcome": "failed"}
+        return {"batch_id": batch.id, "outcome": BatchOutcome.FAILED.value}
     except ErpSyncError as exc:  # pragma: no cover - every branch of the hierarchy is handled above
         raise AssertionError(f"unhandled error type {type(exc).__name__}") from exc
 
@@ -394,22 +398,22 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
             enqueue,
             store,
             batch,
-            "unknown",
+            BatchOutcome.UNKNOWN,
             unknown=for_all(
                 batch,
                 f"the ERP reported success with {len(created)} Keys for {len(batch.members)} documents; {UNKNOWN_HINT}",
             ),
             keys=len(created),
         )
-        return {"batch_id": batch.id, "outcome": "unknown"}
+        return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
     # The ERP created the documents: from here a Redis blip is waited out, never turned into an internal error.
     end_batch(
         enqueue,
         store,
         batch,
-        "created",
+        BatchOutcome.CREATED,
         created=dict(enumerate(created)),
         attempt_log={"attempt": attempt, "outcome": "created", "keys": len(created), "ms": round(elapsed_ms)},
         request_ms=round(elapsed_ms),
     )
-    return {"batch_id": batch.id, "outcome": "created", "documents": len(created)}
+    return {"batch_id": batch.id, "outcome": BatchOutcome.CREATED.value, "documents": len(created)}

@@ -28,10 +28,13 @@ __all__ = [
     "PENDING",
     "UNKNOWN",
     "BatchHead",
+    "BatchOutcome",
     "BatchPlan",
     "BatchState",
     "Claim",
+    "ClaimRef",
     "ClaimState",
+    "CreatedClaim",
     "DocStatus",
     "IntakeState",
     "JobStatus",
@@ -89,6 +92,42 @@ class BatchState(StrEnum):
     WAITING = "waiting"  # comes back later: a retry, the reconcile delay, a pause
     SENDING = "sending"  # under a lease
     DONE = "done"
+
+
+class BatchOutcome(StrEnum):
+    """How a run of a batch's send ended. The first six end the batch: its hash's `outcome` and the batches
+    metric's label (spaces as underscores); the others end only the run (what its task returns and logs)."""
+
+    CREATED = "created"
+    RECONCILED = "reconciled"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    GAVE_UP = "gave up"
+    LEASE_LOST = "lease lost"  # taken over by another worker: this run wrote nothing
+    ALREADY_DONE = "already done"  # a redelivered message
+    MISSING = "missing"  # the batch expired from Redis
+    COMES_BACK_ALONE = "comes back alone"  # a batch of a group that must wait: a send_batch message of its own
+
+
+class ClaimRef(NamedTuple):
+    """A document's claim on its ExternalId in the duplicate index."""
+
+    tenant: str
+    kind: str
+    external_id: str
+    owner: str
+
+
+class CreatedClaim(NamedTuple):
+    """A claim whose document the ERP created: the duplicate index learns its Key (and number)."""
+
+    tenant: str
+    kind: str
+    external_id: str
+    owner: str
+    key: int | str
+    number: str | None
 
 
 class LeaseState(StrEnum):

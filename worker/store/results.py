@@ -43,15 +43,19 @@ from worker.store.counters import DOCUMENTS_METRIC, Increment, labels_field, lua
 from worker.store.keys import Keys
 from worker.store.records import (
     BatchHead,
+    BatchOutcome,
     BatchPlan,
     BatchState,
     Claim,
+    ClaimRef,
     ClaimState,
+    CreatedClaim,
     DocStatus,
     IntakeState,
     JobStatus,
     LeaseState,
     Record,
+    RecordUpdate,
     now_iso,
     parse_claim,
 )
@@ -222,7 +226,7 @@ class ResultsStore:
             return parse_claim(value, owner)
         raise RuntimeError(f"duplicate index entry for {external_id!r} keeps changing")
 
-    def claim_all(self, items: Sequence[tuple[str, str, str, str]]) -> list[Claim]:
+    def claim_all(self, items: Sequence[ClaimRef]) -> list[Claim]:
         """`claim()` for many (tenant, kind, external_id, owner): one script call per 1,000, whatever their number."""
         claims: list[Claim] = []
         dedup = self.keys.dedup
@@ -346,10 +350,10 @@ class ResultsStore:
     def complete_batch(
         self,
         batch_id: str,
-        outcome: str,
-        updates: Sequence[tuple[str, int, Record]],
-        created: Sequence[tuple[str, str, str, str, int | str, str | None]] = (),
-        released: Sequence[tuple[str, str, str, str]] = (),
+        outcome: BatchOutcome,
+        updates: Sequence[RecordUpdate],
+        created: Sequence[CreatedClaim] = (),
+        released: Sequence[ClaimRef] = (),
         dead: Sequence[dict[str, Any]] = (),
         follow_up: Sequence[BatchPlan] = (),
         counters: Sequence[Increment] = (),
@@ -388,10 +392,10 @@ class ResultsStore:
         self,
         pipe: Pipeline,
         batch_id: str,
-        outcome: str,
-        updates: Sequence[tuple[str, int, Record]],
-        created: Sequence[tuple[str, str, str, str, int | str, str | None]],
-        released: Sequence[tuple[str, str, str, str]],
+        outcome: BatchOutcome,
+        updates: Sequence[RecordUpdate],
+        created: Sequence[CreatedClaim],
+        released: Sequence[ClaimRef],
         dead: Sequence[dict[str, Any]],
         follow_up: Sequence[BatchPlan],
         counters: Sequence[Increment],
