@@ -200,11 +200,8 @@ def validate_row(row: Any, index: int, seen_row_nrs: set[int]) -> RuleError | No
 
 def _product_row_error(row: Mapping[str, Any], p: str) -> RuleError | None:
     """A product row names its product and has a quantity and a price (UnitPrice or Amount)."""
-    product_nr = row.get("ProductNr")
-    if product_nr is None:
-        return _missing(p + "ProductNr")
-    if not _non_empty_str(product_nr):
-        return _invalid(p + "ProductNr", product_nr, "förväntade en icke-tom sträng")
+    if error := _required_text(row, "ProductNr", p):
+        return error
     if row.get("Quantity") is None:
         return _missing(p + "Quantity")
     if row.get("UnitPrice") is None and row.get("Amount") is None:
@@ -214,11 +211,16 @@ def _product_row_error(row: Mapping[str, Any], p: str) -> RuleError | None:
 
 def _text_row_error(row: Mapping[str, Any], p: str) -> RuleError | None:
     """A text row is free text: it needs a Text."""
-    text = row.get("Text")
-    if text is None:
-        return _missing(p + "Text")
-    if not _non_empty_str(text):
-        return _invalid(p + "Text", text, "förväntade en icke-tom sträng")
+    return _required_text(row, "Text", p)
+
+
+def _required_text(row: Mapping[str, Any], name: str, p: str) -> RuleError | None:
+    """The row's `name` is there and a non-empty string."""
+    value = row.get(name)
+    if value is None:
+        return _missing(p + name)
+    if not _non_empty_str(value):
+        return _invalid(p + name, value, "förväntade en icke-tom sträng")
     return None
 
 

@@ -163,24 +163,21 @@ def test_the_sandbox_imports_nothing_of_ours() -> None:
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A source tree of `files` (path -> text) under tmp_path, with an empty __init__.py in every folder."""
     for name, text in files.items():
         path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in [path.parent, *path.parent.parents]:
+            if folder == tmp_path:
+                break
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "__init__.py").touch()
         path.write_text(text)
     return tmp_path
 
 
 def test_an_upward_import_inside_a_function_is_caught(tmp_path: Path) -> None:
-    root = tree(
-        tmp_path,
-        {
-            "app/__init__.py": "",
-            "app/store/__init__.py": "",
-            "app/store/keys.py": "def key():\n    from app.pipeline import send  # upward\n    return send\n",
-            "app/pipeline/__init__.py": "",
-            "app/pipeline/send.py": "from app.store.keys import key\n",
-        },
-    )
+    upward = "def key():\n    from app.pipeline import send  # upward\n    return send\n"
+    root = tree(tmp_path, {"app/store/keys.py": upward, "app/pipeline/send.py": "from app.store.keys import key\n"})
     layers = [["app.store"], ["app.pipeline"], ["app"]]
     _, edges = layering.imports(root, ["app"])
     assert layering.upward(edges, layers) == ["app.store.keys:2 -> app.pipeline.send"]
@@ -189,15 +186,8 @@ def test_an_upward_import_inside_a_function_is_caught(tmp_path: Path) -> None:
 
 
 def test_a_cycle_within_one_layer_is_caught(tmp_path: Path) -> None:
-    root = tree(
-        tmp_path,
-        {
-            "app/__init__.py": "",
-            "app/a.py": "import app.b\n",
-            "app/b.py": "def late():\n    from app import c\n",
-            "app/c.py": "def later():\n    from . import a\n",
-        },
-    )
+    late, later = "def late():\n    from app import c\n", "def later():\n    from . import a\n"
+    root = tree(tmp_path, {"app/a.py": "import app.b\n", "app/b.py": late, "app/c.py": later})
     _, edges = layering.imports(root, ["app"])
     assert layering.upward(edges, [["app"]]) == []  # one layer: nothing goes up
     [cycle] = layering.cycles(edges)

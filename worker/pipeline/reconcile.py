@@ -20,7 +20,7 @@ from worker.connectors import Created, LookupRequest
 from worker.errors import AmbiguousError, ConnectFailed, ErpSyncError, TransientError, WaitingForRetryAfter
 from worker.pipeline import runtime
 from worker.pipeline.queue import Enqueue
-from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_batch, for_all
+from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_all, end_batch
 from worker.pipeline.retry import retry_later, unreachable
 from worker.settings import get_settings
 from worker.store.errors import REDIS_ERRORS
@@ -83,29 +83,11 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
             raise unreachable(store, batch, attempt, exc, "reconcile") from None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup transient", "error": str(exc)})
         if attempt >= settings.retry_max_attempts:
-            end_batch(
-                enqueue,
-                store,
-                batch,
-                BatchOutcome.UNKNOWN,
-                unknown=for_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"),
-                error_type=type(exc).__name__,
-                http_status=exc.status,
-            )
-            return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
+            return _could_not_ask(enqueue, store, batch, exc)
         raise retry_later(store, batch, attempt, exc, "reconcile") from None
     except ErpSyncError as exc:
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup failed", "error": str(exc)})
-        end_batch(
-            enqueue,
-            store,
-            batch,
-            BatchOutcome.UNKNOWN,
-            unknown=for_all(batch, f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"),
-            error_type=type(exc).__name__,
-            http_status=getattr(exc, "status", None),
-        )
-        return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
+        return _could_not_ask(enqueue, store, batch, exc)
 
     created = {i: Created(key) for i, key in plan.created.items()}
     failed = {plan.rejected: f"rejected by the ERP: {erp_error}"} if plan.rejected is not None else {}
@@ -131,3 +113,9 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
         "found": len(created),
         "resend": len(resend),
     }
+
+
+def _could_not_ask(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, exc: ErpSyncError) -> dict[str, Any]:
+    """The ERP could not be asked (it kept failing, or refused the look-up): every document is `unknown`."""
+    reason = f"could not ask the ERP what it saved ({exc}); {UNKNOWN_HINT}"
+    return end_all(enqueue, store, batch, BatchOutcome.UNKNOWN, reason, exc, unknown=True)

@@ -26,7 +26,7 @@ from worker.store.errors import OUTAGE_ERRORS
 from worker.store.records import BatchOutcome, BatchPlan, ClaimRef, CreatedClaim, DocStatus, Record, RecordUpdate
 from worker.store.results import ResultsStore
 
-__all__ = ["UNKNOWN_HINT", "StoredBatch", "end_batch", "for_all", "jobs_of", "log_outcome", "recorder_for"]
+__all__ = ["UNKNOWN_HINT", "StoredBatch", "end_all", "end_batch", "for_all", "jobs_of", "log_outcome", "recorder_for"]
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,29 @@ def end_batch(
 def for_all(batch: StoredBatch, message: str) -> dict[int, str]:
     """The same `message` for every document of the batch (as `failed` or `unknown` of `end_batch`)."""
     return dict.fromkeys(range(len(batch.members)), message)
+
+
+def end_all(
+    enqueue: Enqueue,
+    store: ResultsStore,
+    batch: StoredBatch,
+    outcome: BatchOutcome,
+    reason: str,
+    error: BaseException,
+    *,
+    unknown: bool = False,
+) -> dict[str, Any]:
+    """End the batch with every document `failed` (or `unknown`) for one reason, decided by `error` (named in the
+    outcome line by its type and HTTP status, never its text); the run's result."""
+    documents = for_all(batch, reason)
+    status = getattr(error, "status", None)
+    if unknown:
+        end_batch(
+            enqueue, store, batch, outcome, unknown=documents, error_type=type(error).__name__, http_status=status
+        )
+    else:
+        end_batch(enqueue, store, batch, outcome, failed=documents, error_type=type(error).__name__, http_status=status)
+    return {"batch_id": batch.id, "outcome": outcome.value}
 
 
 def recorder_for(store: ResultsStore) -> metrics.Recorder:

@@ -72,7 +72,16 @@ from worker.observability.logs import bind, fields, log_context
 from worker.pipeline import runtime
 from worker.pipeline.queue import Enqueue, Message, TaskName
 from worker.pipeline.reconcile import reconcile
-from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_batch, for_all, jobs_of, log_outcome, recorder_for
+from worker.pipeline.record import (
+    UNKNOWN_HINT,
+    StoredBatch,
+    end_all,
+    end_batch,
+    for_all,
+    jobs_of,
+    log_outcome,
+    recorder_for,
+)
 from worker.pipeline.retry import come_back, not_sent, retry_later, unreachable
 from worker.settings import get_settings
 from worker.store.inflight import Slot
@@ -317,16 +326,8 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
             },
         )
         if attempt >= settings.retry_max_attempts:
-            end_batch(
-                enqueue,
-                store,
-                batch,
-                BatchOutcome.GAVE_UP,
-                failed=for_all(batch, f"gave up after {attempt} attempts; last error: {exc}"),
-                error_type=type(exc).__name__,
-                http_status=exc.status,
-            )
-            return {"batch_id": batch.id, "outcome": BatchOutcome.GAVE_UP.value}
+            reason = f"gave up after {attempt} attempts; last error: {exc}"
+            return end_all(enqueue, store, batch, BatchOutcome.GAVE_UP, reason, exc)
         raise retry_later(store, batch, attempt, exc, "send") from None
     except (AmbiguousError, BatchRejected) as exc:
         rejected = isinstance(exc, BatchRejected)
@@ -378,16 +379,7 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
     except (PermanentError, ConfigurationError) as exc:
         status = exc.status if isinstance(exc, PermanentError) else None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "permanent", "status": status, "error": str(exc)})
-        end_batch(
-            enqueue,
-            store,
-            batch,
-            BatchOutcome.FAILED,
-            failed=for_all(batch, str(exc)),
-            error_type=type(exc).__name__,
-            http_status=status,
-        )
-        return {"batch_id": batch.id, "outcome": BatchOutcome.FAILED.value}
+        return end_all(enqueue, store, batch, BatchOutcome.FAILED, str(exc), exc)
     except ErpSyncError as exc:  # pragma: no cover - every branch of the hierarchy is handled above
         raise AssertionError(f"unhandled error type {type(exc).__name__}") from exc
 

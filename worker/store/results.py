@@ -527,25 +527,7 @@ class ResultsStore:
     def queue_open_job(self, pipe: Pipeline, meta: dict[str, str]) -> None:
         """`open_job`'s commands, queued on `pipe` (a MULTI): the one writer of a new job's layout."""
         job_id = meta["job_id"]
-        jk = self.keys.job(job_id)
-        now = now_iso()
-        counters = {f"n_{status}": 0 for status in DocStatus}
-        pipe.hset(
-            jk,
-            mapping=cast(
-                HashFields,
-                {
-                    **meta,
-                    "status": JobStatus.RECEIVING,
-                    "total": 0,
-                    **counters,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            ),
-        )
-        pipe.expire(jk, self.s.result_ttl_seconds)
-        pipe.zadd(self.keys.jobs, {job_id: time.time()})
+        self._queue_job_hash(pipe, job_id, {**meta, "status": JobStatus.RECEIVING})
         pipe.sadd(self.keys.open_jobs, job_id)
         pipe.zremrangebyscore(self.keys.jobs, "-inf", time.time() - self.s.result_ttl_seconds)
 
@@ -556,27 +538,17 @@ class ResultsStore:
     def queue_rejected_job(self, pipe: Pipeline, meta: dict[str, str], reason: str) -> None:
         """A job that never got documents: status `rejected` (final) with the reason, listed like any job and
         kept as long. `meta` holds job_id and whatever else of the message was valid (tenant, kind, ...)."""
-        job_id = meta["job_id"]
-        jk = self.keys.job(job_id)
         now = now_iso()
+        fields = {"submitted_at": now, **meta, "status": JobStatus.REJECTED, "reason": reason, "finished_at": now}
+        self._queue_job_hash(pipe, meta["job_id"], fields, now=now)
+
+    def _queue_job_hash(self, pipe: Pipeline, job_id: str, fields: dict[str, str], *, now: str | None = None) -> None:
+        """A new job's hash (`fields`, no documents yet, every counter 0), kept for the retention and listed."""
+        jk = self.keys.job(job_id)
+        now = now or now_iso()
         counters = {f"n_{status}": 0 for status in DocStatus}
-        pipe.hset(
-            jk,
-            mapping=cast(
-                HashFields,
-                {
-                    "submitted_at": now,
-                    **meta,
-                    "status": JobStatus.REJECTED,
-                    "reason": reason,
-                    "total": 0,
-                    **counters,
-                    "created_at": now,
-                    "updated_at": now,
-                    "finished_at": now,
-                },
-            ),
-        )
+        mapping = {**fields, "total": 0, **counters, "created_at": now, "updated_at": now}
+        pipe.hset(jk, mapping=cast(HashFields, mapping))
         pipe.expire(jk, self.s.result_ttl_seconds)
         pipe.zadd(self.keys.jobs, {job_id: time.time()})
 
