@@ -48,8 +48,9 @@ from worker.pipeline.queue import Enqueue
 from worker.producer.submit import CREDENTIAL_IN_DOCUMENT, CredentialScan, encoded_chunks
 from worker.settings import Settings, get_settings
 from worker.store.client import RedisClient, get_redis
+from worker.store.jobs import JobChunk
 from worker.store.records import FAILED, Record, RecordUpdate
-from worker.store.submissions import HEAD_BYTES, JobChunk, NewJob, Rejection, SubmissionQueue
+from worker.store.submissions import HEAD_BYTES, NewJob, Rejection, SubmissionQueue
 
 log = logging.getLogger(__name__)
 

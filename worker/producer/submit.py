@@ -28,7 +28,8 @@ from worker.producer.ingest import open_source
 from worker.redaction import MASK
 from worker.settings import Settings, get_settings
 from worker.store.client import get_redis
-from worker.store.intake import IntakeQueue, Item
+from worker.store.intake import IntakeQueue
+from worker.store.jobs import JobChunk, store_chunk
 from worker.store.records import FAILED, JOB_FINAL, Record, RecordUpdate
 from worker.store.results import ResultsStore
 
@@ -157,18 +158,11 @@ def submit(
                     f"more than {settings.max_job_documents} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): "
                     "split the file"
                 )
-            pipe = client.pipeline(transaction=True)
-            store.append_documents(job_id, stored, encoded, external_ids, pipe=pipe)
-            # In the same transaction: a refused document is never pending, so no worker validates or sends it.
-            store.queue_records(
-                pipe,
-                [
-                    RecordUpdate(job_id, stored + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
-                    for i in refused
-                ],
-            )
-            intake.push([Item(job_id, stored, stored + len(encoded))], pipe=pipe)
-            pipe.execute()
+            failed = [
+                RecordUpdate(job_id, stored + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
+                for i in refused
+            ]
+            store_chunk(store, intake, job_id, JobChunk(stored, external_ids, encoded, failed))
             request_intake(enqueue, len(encoded), job_id=job_id)
             stored += len(encoded)
             if on_progress:

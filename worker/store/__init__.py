@@ -6,6 +6,7 @@ errors.py       what the store raises when Redis fails, named for callers that d
 scripts.py      the Lua scripts of lua/, loaded once
 records.py      the types the store hands out: statuses and states as enums, records, plans
 results.py      jobs, documents, records, the duplicate index, batches and their leases, dead letters
+jobs.py         a job's documents stored a chunk at a time, with the chunk's intake item
 intake.py       the intake queue: job ranges waiting to be validated
 buffer.py       the coalescing buffer: documents of many jobs per (tenant, kind), cut into batches
 inflight.py     a tenant's cap on requests in flight
@@ -15,6 +16,6 @@ counters.py     metric counters
 tokens.py       ERP access tokens shared by every worker, and a tenant's Retry-After pause
 views.py        read-only views for operators (worker/ops/overview.py)
 
-Outside it, redis is imported only by the modules tests/unit/test_layers.py lists, for the names it lists: error
-types to catch, the client's class in annotations, the local stack's redis-server.
+Outside it, redis is imported only by the module tests/unit/test_layers.py lists (the local stack, which starts a
+redis-server); the others name Redis's errors and client through errors.py and client.py.
 """

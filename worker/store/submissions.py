@@ -25,13 +25,13 @@ from redis.client import Pipeline
 
 from worker.settings import Settings
 from worker.store.client import RedisClient
-from worker.store.intake import IntakeQueue, Item
+from worker.store.intake import IntakeQueue
+from worker.store.jobs import JobChunk, queue_chunk
 from worker.store.keys import Keys
-from worker.store.records import RecordUpdate
 from worker.store.results import ResultsStore
 from worker.store.scripts import load_script
 
-__all__ = ["HEAD_BYTES", "JobChunk", "NewJob", "Rejection", "SubmissionQueue", "new_submission_id"]
+__all__ = ["HEAD_BYTES", "NewJob", "Rejection", "SubmissionQueue", "new_submission_id"]
 
 #: A message's job id is looked for in this much of its start when the message cannot be parsed.
 HEAD_BYTES = 64 * 1024
@@ -45,17 +45,6 @@ _SETTLE_TRIES = 20
 def new_submission_id() -> str:
     """Sortable by time, unique without coordination: `20261120T231607-3f9c2a1b7d4e`."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-
-
-@dataclass(frozen=True, slots=True)
-class JobChunk:
-    """Documents [start, start + len(documents)) of a job a message becomes: their ExternalIds and JSON texts, the
-    records of those refused at once (a credential in them: never pending), and one intake item for them all."""
-
-    start: int
-    external_ids: Sequence[str]
-    documents: Sequence[str]
-    refused: Sequence[RecordUpdate] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +173,7 @@ def _queue_job(pipe: Pipeline, results: ResultsStore, intake: IntakeQueue, job: 
     job_id = job.meta["job_id"]
     results.queue_open_job(pipe, job.meta)
     for chunk in job.chunks:
-        results.append_documents(job_id, chunk.start, chunk.documents, chunk.external_ids, pipe=pipe)
-        results.queue_records(pipe, chunk.refused)
-        intake.push([Item(job_id, chunk.start, chunk.start + len(chunk.documents))], pipe=pipe)
+        queue_chunk(pipe, results, intake, job_id, chunk)
     results.queue_close_job(pipe, job_id)
 
 
