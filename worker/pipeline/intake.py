@@ -141,7 +141,15 @@ class _Intake:
     updates: list[RecordUpdate] = field(default_factory=list)
     candidates: list[_Candidate] = field(default_factory=list)
     routes: dict[str, Route] = field(default_factory=dict)  # job -> where its documents go
+    refusals: dict[Route, str | None] = field(default_factory=dict)  # why a route takes no documents, checked once
+    first_position: dict[tuple[str, str], int] = field(default_factory=dict)  # (job, ExternalId) -> its first
     seen: int = 0
+
+    def refusal(self, route: Route) -> str | None:
+        """Why documents of this route cannot go anywhere (`_route_error`), checked once per run."""
+        if route not in self.refusals:
+            self.refusals[route] = _route_error(route)
+        return self.refusals[route]
 
 
 def process_items(enqueue: Enqueue, items: list[tuple[str, int, int]]) -> dict[str, Any]:
@@ -191,9 +199,9 @@ def _validate_range(run: _Intake, job_id: str, start: int, state: IntakeState) -
         return
     route = Route(state.job["tenant"], state.job.get("target") or Target.SOFTONE.value, state.job["kind"])
     run.routes[job_id] = route
-    refused = _route_error(route)
+    refused = run.refusal(route)
     max_rows = get_settings().max_document_rows
-    first_position: dict[str, int] = {}
+    first_position = run.first_position
     for position, (raw, record) in enumerate(zip(state.documents, state.records, strict=False), start=start):
         if record is None or record.status != DocStatus.PENDING or position in state.assigned:
             continue  # has its outcome, or was pushed before a crash/redelivery: the buffer or a batch has it
@@ -207,10 +215,11 @@ def _validate_range(run: _Intake, job_id: str, start: int, state: IntakeState) -
             errors = [e.as_dict() for e in result.errors]
             failed = Record(external_id, DocStatus.FAILED, error=result.summary(), errors=errors)
             run.updates.append(RecordUpdate(job_id, position, failed))
-        elif external_id in first_position:
-            run.updates.append(RecordUpdate(job_id, position, _repeated(external_id, first_position[external_id])))
+        elif (job_id, external_id) in first_position:
+            first = first_position[job_id, external_id]
+            run.updates.append(RecordUpdate(job_id, position, _repeated(external_id, first)))
         else:
-            first_position[external_id] = position
+            first_position[job_id, external_id] = position
             run.candidates.append(_Candidate(job_id, position, route.tenant, route.kind, external_id, result))
 
 

@@ -23,7 +23,16 @@ from worker.observability.logs import fields
 from worker.pipeline.batch import enqueue_send
 from worker.pipeline.queue import Enqueue
 from worker.store.errors import OUTAGE_ERRORS
-from worker.store.records import BatchOutcome, BatchPlan, ClaimRef, CreatedClaim, DocStatus, Record, RecordUpdate
+from worker.store.records import (
+    BatchOutcome,
+    BatchPlan,
+    ClaimRef,
+    CreatedClaim,
+    DocStatus,
+    Record,
+    RecordUpdate,
+    owner_of,
+)
 from worker.store.results import ResultsStore
 
 __all__ = ["UNKNOWN_HINT", "StoredBatch", "end_all", "end_batch", "for_all", "jobs_of", "log_outcome", "recorder_for"]
@@ -56,8 +65,8 @@ class StoredBatch:
         return self._docs
 
     def owner(self, i: int) -> str:
-        job_id, position = self.members[i]
-        return f"{job_id}#{position}"
+        """Who claims document `i`'s ExternalId in the duplicate index."""
+        return owner_of(*self.members[i])
 
     def record(
         self,
@@ -247,13 +256,16 @@ def end_all(
     """End the batch with every document `failed` (or `unknown`) for one reason, decided by `error` (named in the
     outcome line by its type and HTTP status, never its text); the run's result."""
     documents = for_all(batch, reason)
-    status = getattr(error, "status", None)
-    if unknown:
-        end_batch(
-            enqueue, store, batch, outcome, unknown=documents, error_type=type(error).__name__, http_status=status
-        )
-    else:
-        end_batch(enqueue, store, batch, outcome, failed=documents, error_type=type(error).__name__, http_status=status)
+    end_batch(
+        enqueue,
+        store,
+        batch,
+        outcome,
+        failed=None if unknown else documents,
+        unknown=documents if unknown else None,
+        error_type=type(error).__name__,
+        http_status=getattr(error, "status", None),
+    )
     return {"batch_id": batch.id, "outcome": outcome.value}
 
 

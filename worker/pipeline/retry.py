@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Any
 
 from worker.backoff import backoff_seconds
 from worker.errors import ConnectFailed, RetryLater, TransientError, WaitingForRetryAfter
@@ -25,7 +26,7 @@ from worker.settings import get_settings
 from worker.store.records import BatchState
 from worker.store.results import ResultsStore
 
-__all__ = ["come_back", "not_sent", "retry_later", "unreachable"]
+__all__ = ["come_back", "not_sent", "reconcile_later", "retry_later", "unreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,27 @@ def come_back(batch_id: str, data: dict[str, str], countdown: float) -> RetryLat
         phase=data.get("phase") or "send",
     )
     return RetryLater(countdown, argsrepr=repr([batch_id]), kwargsrepr=shown)
+
+
+def reconcile_later(
+    store: ResultsStore,
+    batch: StoredBatch,
+    *,
+    why: str,
+    error: str,
+    reason: str,
+    metric_reason: str,
+    level: int = logging.INFO,
+    **log_fields: Any,
+) -> RetryLater:
+    """The ERP may hold some of the batch's documents: look them up after the reconcile delay. `why` and `error`
+    are what the look-up reads back (reconcile_reason, reconcile_error); `reason` goes to the outcome line,
+    `metric_reason` to the retries metric."""
+    delay = get_settings().reconcile_delay_seconds
+    store.set_batch_state(batch.id, BatchState.WAITING, phase="reconcile", reconcile_reason=why, reconcile_error=error)
+    log_outcome(batch, "reconciling", level, reason=reason, retry_in_s=delay, **log_fields)
+    recorder_for(store).retry(batch.target, metric_reason)
+    return come_back(batch.id, {**batch.data, "phase": "reconcile"}, countdown=delay)
 
 
 def not_sent(store: ResultsStore, batch: StoredBatch, phase: str, countdown: float, reason: str) -> RetryLater:

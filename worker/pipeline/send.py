@@ -82,10 +82,10 @@ from worker.pipeline.record import (
     log_outcome,
     recorder_for,
 )
-from worker.pipeline.retry import come_back, not_sent, retry_later, unreachable
+from worker.pipeline.retry import come_back, not_sent, reconcile_later, retry_later, unreachable
 from worker.settings import get_settings
 from worker.store.inflight import Slot
-from worker.store.records import BatchOutcome, BatchState, LeaseState
+from worker.store.records import BatchOutcome, LeaseState
 from worker.store.results import ResultsStore
 
 __all__ = ["send", "send_group"]
@@ -247,7 +247,6 @@ def _take_over(
     (it only reads). A request marked sent may have reached the ERP, whose answer nobody read: that is an
     ambiguous outcome, settled the same way — the ERP is asked what it holds after the reconcile delay — or,
     where the ERP cannot be asked, the documents are `unknown` dead letters."""
-    settings = get_settings()
     phase = batch.data.get("phase") or "send"
     store.log_attempt(
         batch.id, {"attempt": attempt, "outcome": "lease expired", "phase": phase, "request_sent": request_sent}
@@ -272,14 +271,9 @@ def _take_over(
             reason="sender_lost",
         )
         return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
-    store.set_batch_state(
-        batch.id, BatchState.WAITING, phase="reconcile", reconcile_reason="lost", reconcile_error=lost
+    raise reconcile_later(
+        store, batch, why="lost", error=lost, reason="sender_lost", metric_reason="ambiguous", level=logging.WARNING
     )
-    log_outcome(
-        batch, "reconciling", logging.WARNING, reason="sender_lost", retry_in_s=settings.reconcile_delay_seconds
-    )
-    recorder_for(store).retry(batch.target, "ambiguous")
-    raise come_back(batch.id, {**batch.data, "phase": "reconcile"}, countdown=settings.reconcile_delay_seconds)
 
 
 def _tenant_cap(tenant: str) -> int:
@@ -351,30 +345,17 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
         if not connector.can_look_up(kind):
             what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
             reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
-            unknown = for_all(batch, reason)
-            end_batch(
-                enqueue, store, batch, BatchOutcome.UNKNOWN, unknown=unknown, error_type=error_type, http_status=status
-            )
-            return {"batch_id": batch.id, "outcome": BatchOutcome.UNKNOWN.value}
-        store.set_batch_state(
-            batch.id,
-            BatchState.WAITING,
-            phase="reconcile",
-            reconcile_reason="rejected" if rejected else "ambiguous",
-            reconcile_error=str(exc),
-        )
+            return end_all(enqueue, store, batch, BatchOutcome.UNKNOWN, reason, exc, unknown=True)
         retry_reason = metrics.retry_reason(exc)
-        log_outcome(
+        raise reconcile_later(
+            store,
             batch,
-            "reconciling",
+            why="rejected" if rejected else "ambiguous",
+            error=str(exc),
             reason=retry_reason,
-            retry_in_s=settings.reconcile_delay_seconds,
+            metric_reason=retry_reason,
             error_type=error_type,
             http_status=status,
-        )
-        recorder_for(store).retry(batch.target, retry_reason)
-        raise come_back(
-            batch.id, {**batch.data, "phase": "reconcile"}, countdown=settings.reconcile_delay_seconds
         ) from None
     except (PermanentError, ConfigurationError) as exc:
         status = exc.status if isinstance(exc, PermanentError) else None
