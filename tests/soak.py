@@ -135,7 +135,7 @@ class Soak:
         ids = list(self.open_jobs)
         pipe = store.r.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(store.job_key(job_id), "status")
+            pipe.hget(store.keys.job(job_id), "status")
         for job_id, status in zip(ids, pipe.execute(), strict=True):
             if status in JOB_FINAL:
                 del self.open_jobs[job_id]

@@ -71,7 +71,7 @@ def test_whole_batches_skip_the_buffer_and_the_rest_waits_in_it(stack: dict[str,
 
     # A redelivery stores nothing again; it queues the send of a batch still `queued` (its first send may have
     # been lost with the run), not of one sent already. A second send message of a batch is a no-op.
-    store.r.hset(store.batch_key("J@0"), "state", "done")
+    store.r.hset(store.keys.batch("J@0"), "state", "done")
     assert process_items(publish, [("J", 0, 120)])["buffered"] == 0
     assert sends(stack) == ["J@0", "J@50", "J@50"]
     assert stack["buffer"].waiting("demo", "customer_invoice") == 20

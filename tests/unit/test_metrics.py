@@ -224,7 +224,7 @@ def test_batch_end_counts_batch_size_and_dead_letters_once(server: fakeredis.Fak
         *metrics.observe(PREFIX, metrics.BATCH_DOCUMENTS, ("fortnox",), 2),
     ]
     updates = [("j1", i, Record(f"j1-{i}", FAILED, error="no")) for i in (0, 1)]
-    store.r.hset(store.batch_key("b1"), mapping={"state": "sending"})
+    store.r.hset(store.keys.batch("b1"), mapping={"state": "sending"})
     for _ in range(2):  # the second: a transaction repeated because its answer was lost
         store.complete_batch("b1", "failed", updates, dead=dead, counters=counters)
 

@@ -86,7 +86,7 @@ class Env:
 
     def job_keys(self, job_id: str) -> dict[str, Any]:
         """A job's hash, documents, records and statuses: to show that nothing of it changed."""
-        jk = self.store.job_key(job_id)
+        jk = self.store.keys.job(job_id)
         return {
             "job": self.client.hgetall(jk),
             "docs": self.client.lrange(f"{jk}:docs", 0, -1),
@@ -218,13 +218,13 @@ def test_a_job_id_used_while_the_message_is_stored_makes_it_a_rejection() -> Non
     def choose(used: bool) -> NewJob | Rejection:
         asked.append(used)
         if not used:  # another producer's job takes the id meanwhile
-            other.hset(env.store.job_key("raced-1"), "status", "queued")
+            other.hset(env.store.keys.job("raced-1"), "status", "queued")
             return NewJob({"job_id": "raced-1"})
         return Rejection({"id": submission_id, "job_id": "raced-1"}, 10, "job id taken")
 
     settled = env.queue.settle(submission_id, "raced-1", choose)
     assert asked == [False, True] and isinstance(settled, Rejection)
-    assert env.client.hgetall(env.store.job_key("raced-1")) == {"status": "queued"}  # not touched
+    assert env.client.hgetall(env.store.keys.job("raced-1")) == {"status": "queued"}  # not touched
     assert [e["id"] for e in env.store.rejections()] == [submission_id]
     assert not env.client.exists(env.queue.held_key(submission_id))
     assert submission_id not in env.client.smembers(env.queue.held_set)
@@ -296,7 +296,7 @@ def test_a_malformed_message_is_rejected_with_its_reason(what: str, payload: Any
         assert job["status"] == "rejected" and job["reason"] == outcome.reason and job["total"] == "0"
         assert job["finished_at"] and outcome.job_id in env.client.zrange(f"{env.p}:jobs", 0, -1)
         assert outcome.job_id not in env.client.smembers(f"{env.p}:open_jobs")
-        assert env.client.ttl(env.store.job_key(outcome.job_id)) > 0
+        assert env.client.ttl(env.store.keys.job(outcome.job_id)) > 0
     assert env.client.llen(f"{env.p}:intake") == 0
 
 

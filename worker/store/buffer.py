@@ -86,9 +86,6 @@ class CoalescingBuffer:
         self._flush = load_script(client, "buffer_flush")
         self._batch = load_script(client, "make_batch")
 
-    def key(self, tenant: str, kind: str) -> str:
-        return self.keys.buffer(tenant, kind)
-
     def push(self, tenant: str, kind: str, items: Sequence[tuple[str, int, str, str]]) -> tuple[int, int, int]:
         """Push (job, position, ExternalId, document JSON) items not pushed before.
 

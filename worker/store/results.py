@@ -87,16 +87,6 @@ class ResultsStore:
         self._count_batch = load_script(client, "count_batch")
         self._mark_running = load_script(client, "mark_running")
 
-    # ----- keys (worker/store/keys.py)
-    def job_key(self, job_id: str) -> str:
-        return self.keys.job(job_id)
-
-    def batch_key(self, batch_id: str) -> str:
-        return self.keys.batch(batch_id)
-
-    def dedup_key(self, tenant: str, kind: str, external_id: str) -> str:
-        return self.keys.dedup(tenant, kind, external_id)
-
     # ----- jobs
     def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
         """Store a whole job at once (tests, small producers): `open_job`, one `append_documents`, `close_job`."""
@@ -251,9 +241,6 @@ class ResultsStore:
         self._release(keys=[self.keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}"])
 
     # ----- Keys we recorded (for reconciliation: an invoice with one of these Keys is not a candidate)
-    def known_keys_key(self, tenant: str, kind: str) -> str:
-        return self.keys.erp_keys(tenant, kind)
-
     def known_keys(self, tenant: str, kind: str, keys: Iterable[int]) -> set[int]:
         keys = list(keys)
         zset = self.keys.erp_keys(tenant, kind)

@@ -87,11 +87,8 @@ class TokenStore:
         """Hold the tenant's renewal lock for the block: waits up to `seconds` for it and holds it at most as long.
         StoreUnavailable when it cannot be had in that time, when it was lost before the block ended, or when Redis
         fails; what the block itself raises comes through."""
-        try:
-            with self.r.lock(self.lock_key, timeout=seconds, blocking_timeout=seconds):
-                yield
-        except redis.RedisError as exc:
-            raise StoreUnavailable(exc) from exc
+        with _unavailable(), self.r.lock(self.lock_key, timeout=seconds, blocking_timeout=seconds):
+            yield
 
     # ----- Fortnox's refresh token
     def refresh_token(self) -> str | None:

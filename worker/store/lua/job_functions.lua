@@ -1,6 +1,6 @@
 -- The results store's `job_functions` (worker/store/results.py).
 -- Lua functions shared by the scripts below. A job's keys derive from the prefix and job id (the same as
--- ResultsStore.job_key), so one script call can update documents of many jobs.
+-- Keys.job in worker/store/keys.py), so one script call can update documents of many jobs.
 local function finish_if_done(jk, open_jobs, now, job_id)
   local pending = tonumber(redis.call('HGET', jk, 'n_pending') or '0')
   if pending > 0 then return false end
