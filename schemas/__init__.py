@@ -4,7 +4,7 @@ Pure data: nothing in this package talks to Redis, HTTP or Celery, so it can be 
 worker and tests alike.
 """
 
-from schemas.envelope import DocumentKind, JobEnvelope, Target
+from schemas.envelope import DocumentKind, JobEnvelope, Lane, Target
 from schemas.softone import (
     CustomerInvoice,
     FilteredInvoice,
@@ -27,6 +27,7 @@ __all__ = [
     "InvoiceFilter",
     "InvoiceRow",
     "JobEnvelope",
+    "Lane",
     "OperationResult",
     "Order",
     "RowType",

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.kinds import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, Target
+from schemas.kinds import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, Lane, Target
 from schemas.targets import check_supported
 
-__all__ = ["JOB_ID_PATTERN", "TENANT_PATTERN", "DocumentKind", "JobEnvelope", "Target", "derived_external_id"]
+__all__ = ["JOB_ID_PATTERN", "TENANT_PATTERN", "DocumentKind", "JobEnvelope", "Lane", "Target", "derived_external_id"]
 
 
 class JobEnvelope(BaseModel):
@@ -29,6 +29,8 @@ class JobEnvelope(BaseModel):
     kind: DocumentKind
     documents: list[dict[str, Any]] = Field(min_length=1)
     source: str | None = Field(default=None, max_length=200)
+    # The job's lane; None: sized by its documents (Lane.for_size, ERPSYNC_INTERACTIVE_MAX_DOCUMENTS).
+    priority: Lane | None = None
     submitted_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

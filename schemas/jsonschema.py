@@ -46,6 +46,11 @@ DESCRIPTIONS: dict[str, str] = {
         "Each is validated on its own later: a bad one fails alone, with its field path, and the others go through."
     ),
     "source": "Free text for people: where the documents come from (a file name, a till, a system).",
+    "priority": (
+        "The job's lane: `interactive` (a few documents someone waits for) is taken before the tenant's `bulk` "
+        "jobs (files) and never together with them. Leave it out (or null) to have it chosen by size: interactive "
+        "up to ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents (100 by default), bulk above."
+    ),
 }
 
 _unaccounted = set(JobEnvelope.model_fields) - SET_BY_WORKER - set(DESCRIPTIONS)

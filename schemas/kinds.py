@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["JOB_ID_PATTERN", "TENANT_PATTERN", "DocumentKind", "Target"]
+__all__ = ["JOB_ID_PATTERN", "TENANT_PATTERN", "DocumentKind", "Lane", "Target"]
 
 #: Tenant names become part of Redis keys and log lines: keep them to a safe alphabet.
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -30,3 +30,20 @@ class DocumentKind(StrEnum):
     ORDER = "order"
     OFFER = "offer"
     ARTICLE = "article"
+
+
+class Lane(StrEnum):
+    """A job's lane: `interactive` jobs (a few documents someone waits for) go before the `bulk` ones (files) of the
+    same tenant."""
+
+    # The envelope's `priority`, the `lane` field of the job's hash; the intake queue keeps a list per tenant and
+    # lane, and never takes both lanes in one run (worker/store/intake.py). A job that does not say is sized.
+
+    INTERACTIVE = "interactive"
+    BULK = "bulk"
+
+    @classmethod
+    def for_size(cls, documents: int, interactive_max: int) -> Lane:
+        """The lane of a job of `documents` documents that did not ask for one: interactive up to
+        `interactive_max` (ERPSYNC_INTERACTIVE_MAX_DOCUMENTS), bulk above."""
+        return cls.INTERACTIVE if documents <= interactive_max else cls.BULK

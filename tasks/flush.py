@@ -1,4 +1,5 @@
-"""`erpsync.flush_buffer`: the flush of a tenant's buffer (worker/pipeline/batch.py) as a task."""
+"""`erpsync.flush_buffer`: a flush message of an earlier version (flushes are now asked for with the dispatcher and
+done by send tickets, worker/pipeline/dispatch.py): the tenant's buffer flushed now (worker/pipeline/batch.py)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ from worker.pipeline import batch, runtime
 def flush_buffer(self: Any, tenant: str, kind: str, flag: str | None = None) -> dict[str, Any]:
     """Make every batch the buffer can give now (ids from this task's id, so a redelivery finds its own)."""
     with log_context(tenant=tenant, target=runtime.batch_shape(tenant, kind).target, kind=kind):
-        return batch.flush(publish, self.request.id, tenant, kind, flag)
+        return batch.flush(publish, self.request.id, tenant, kind)

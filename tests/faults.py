@@ -47,10 +47,9 @@ from worker.store.records import DUPLICATE, FAILED, JOB_FINAL, PENDING, UNKNOWN
 from worker.store.results import ResultsStore
 
 #: Settings for scenario stacks: short leases and timeouts so that a dead worker's batch is taken over in
-#: seconds. The lease must exceed connect + write + read timeouts (settings refuse it otherwise); the lease
-#: restarted when a request is marked sent adds the rate-limit wait; the backoff cap must stay <= visibility/4.
+#: seconds (a live sender renews its lease every third of it); the backoff cap must stay <= visibility/4.
 FAST_SETTINGS = {
-    "ERPSYNC_SEND_LEASE_SECONDS": "10",
+    "ERPSYNC_SEND_LEASE_SECONDS": "6",
     "ERPSYNC_HTTP_CONNECT_TIMEOUT": "1",
     "ERPSYNC_HTTP_WRITE_TIMEOUT": "1",
     "ERPSYNC_HTTP_READ_TIMEOUT": "5",

@@ -57,7 +57,9 @@ class RetryLater(ErpSyncError):
     """The step's work comes back after `countdown` seconds, as a new message of the same task.
 
     `args` replaces the message's arguments when given (e.g. only the documents still waiting); `argsrepr` and
-    `kwargsrepr` are what Flower and the log lines show of it: ids and counts only."""
+    `kwargsrepr` are what Flower and the log lines show of it: ids and counts only. `reason`, what the work waits
+    for (a word: outage, retry, pause, reconcile, lease), is what operators are shown of a batch the dispatcher
+    holds back (worker/store/dispatch.py)."""
 
     def __init__(
         self,
@@ -66,12 +68,14 @@ class RetryLater(ErpSyncError):
         argsrepr: str | None = None,
         kwargsrepr: str | None = None,
         args: list[object] | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(f"comes back in {countdown:.3f}s")
         self.countdown = countdown
         self.argsrepr = argsrepr
         self.kwargsrepr = kwargsrepr
         self.args_ = args
+        self.reason = reason
 
 
 class LeaseLost(ErpSyncError):

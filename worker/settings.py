@@ -78,6 +78,9 @@ class TenantConfig(BaseModel):
     max_in_flight: int | None = Field(default=None, ge=0)
     # Requests per window over every worker ("25/5"), "none" for no limit; None: ERPSYNC_RATE_LIMITS[target].
     rate_limit: str | None = None
+    # The tenant's share of intake when several tenants have work waiting: a weight-2 tenant gets twice as many
+    # intake items as a weight-1 one (worker/store/intake.py; round robin in virtual time, 1/weight per item).
+    weight: float = Field(default=1.0, gt=0)
 
     company_api_key: SecretStr | None = None
     connect_api_key: SecretStr | None = None
@@ -150,9 +153,11 @@ class Settings(BaseSettings):
     max_job_documents: int = Field(default=1_000_000, ge=1)
     # Jobs larger than this are validated in chunks by several tasks at once.
     intake_chunk_docs: int = Field(default=1000, ge=10)
-    # Whole batches that intake stores together (a big file's chunk) go out as one send message per this many
-    # batches, sent one after the other by one sender slot: Celery's handling of a message (publish, deliver,
-    # ack) costs about 3 ms of CPU, as much as the batch's own sending. 1: a message per batch.
+    # A job that does not name its lane (`priority`) is `interactive` up to this many documents, `bulk` above:
+    # interactive jobs are taken for intake before their tenant's bulk ones and never together with them.
+    interactive_max_documents: int = Field(default=100, ge=0)
+    # Whole batches that intake stores together (a big file's chunk) are placed with the dispatcher this many at a
+    # time (one script call, and the tickets for them), so that the first of a chunk go out while it is batched.
     send_group_batches: int = Field(default=4, ge=1, le=50)
 
     result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
@@ -176,13 +181,21 @@ class Settings(BaseSettings):
     # After an ambiguous failure, wait this long before asking the ERP what it saved (a request that timed
     # out on our side may still be running on the ERP's).
     reconcile_delay_seconds: float = Field(default=5.0, ge=0)
-    # A sending lease older than this means the worker died with the request in flight.
-    send_lease_seconds: int = Field(default=300, ge=10)
+    # A sender holds a batch (and its tenant's in-flight slot) on a lease of this many seconds, renewed by its
+    # process every third of it while it works (worker/pipeline/dispatch.py): a lease that runs out means the
+    # sender died, and its batches and slots come back within this long (worker/store/dispatch.py).
+    send_lease_seconds: int = Field(default=15, ge=3)
     # At most this many requests in flight per tenant, over all workers (0: no cap). An ERP account is
-    # one customer's: many sender threads must not look like an attack to it. A send that finds the cap
-    # full waits up to tenant_slot_wait_seconds, then comes back later (not counted as an attempt).
+    # one customer's: many sender threads must not look like an attack to it. A tenant at its cap is parked
+    # by the dispatcher until one of its requests is answered; no sender waits for it.
     tenant_max_in_flight: int = Field(default=8, ge=0)
-    tenant_slot_wait_seconds: float = Field(default=2.0, ge=0)
+    # Send tickets (send_next messages, each serving whatever batch is due) waiting in the send queue or running at
+    # once, at most; more than all sender threads together, so that every thread has one. A running ticket counts
+    # until send_ticket_seconds after it last asked for a batch (one lost with a killed worker stops counting then),
+    # and serves for send_serve_seconds, then hands over to a new ticket.
+    send_tickets: int = Field(default=48, ge=1)
+    send_ticket_seconds: float = Field(default=60.0, gt=0)
+    send_serve_seconds: float = Field(default=3.0, gt=0)
 
     # SoftOne tokens live 60 minutes; we stop using one 5 minutes before that.
     token_ttl_seconds: int = Field(default=55 * 60, ge=10)
@@ -215,8 +228,10 @@ class Settings(BaseSettings):
     rate_limits: dict[str, str] = {"fortnox": "25/5"}
     # Our window is this much wider than the ERP's, for the jitter between our sending and its counting.
     rate_limit_margin_seconds: float = Field(default=0.4, ge=0)
-    # A send waits this long for a turn, then gives it back (not an attempt) and comes again later.
-    rate_limit_wait_seconds: float = Field(default=10.0, ge=0)
+    # The dispatcher takes a batch's first turn as it hands the batch out; a further request of the same send (a
+    # look-up's next page, a retry after renewing a token) waits at most this long for its turn, else the batch
+    # comes back later (not an attempt), so that no sender thread waits long for one tenant.
+    rate_limit_wait_seconds: float = Field(default=1.0, ge=0)
 
     # Redis over TLS: a `rediss://` ERPSYNC_REDIS_URL verifies the server against these CA certificates
     # (default: the system's); a client certificate when the server asks for one. Password: in the URL.
@@ -245,12 +260,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _timings_fit_together(self) -> Settings:
-        post = self.http_connect_timeout + self.http_write_timeout + self.http_read_timeout
-        if self.send_lease_seconds <= post:
-            raise ValueError(
-                f"ERPSYNC_SEND_LEASE_SECONDS ({self.send_lease_seconds}) must exceed the longest POST "
-                f"(connect + write + read timeouts = {post:.0f}s), or a live request would be declared lost"
-            )
         if self.retry_backoff_cap * 4 > self.visibility_timeout:
             raise ValueError(
                 f"ERPSYNC_RETRY_BACKOFF_CAP ({self.retry_backoff_cap}) must stay far below "

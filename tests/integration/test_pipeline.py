@@ -142,7 +142,8 @@ def test_cli_results_contract_and_exit_codes(stack: LocalStack, tmp_path: Path) 
 
     results = stack.erpsync("results", job_id, "--json")
     payload = json.loads(results.stdout)
-    assert set(payload) == {"job_id", "status", "records"} and payload["status"] == "partial"
+    assert set(payload) == {"job_id", "status", "lane", "records"} and payload["status"] == "partial"
+    assert payload["lane"] == "interactive"  # two documents: the small jobs' lane
     for record in payload["records"]:
         assert {"external_id", "status", "key", "number", "error"} <= set(record)
         assert record["status"] in ("created", "failed", "duplicate", "pending", "unknown")

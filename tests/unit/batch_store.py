@@ -1,5 +1,5 @@
 """A results store (fakeredis) holding one SoftOne batch `b1` of two claimed invoices of job `j1`, for the tests of
-what send_batch does with it (tests/unit/test_lost_sender.py, test_outages.py)."""
+what the send step does with it (tests/unit/test_lost_sender.py, test_outages.py)."""
 
 from __future__ import annotations
 

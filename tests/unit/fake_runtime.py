@@ -12,12 +12,14 @@ import pytest
 from worker.pipeline.queue import Message, TaskName
 from worker.settings import Settings
 from worker.store.buffer import CoalescingBuffer
+from worker.store.dispatch import Dispatcher
 from worker.store.intake import IntakeQueue
 from worker.store.results import ResultsStore
 
 
 def fake_runtime(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, Any]:
-    """{"store", "buffer", "intake"} on a fresh fakeredis server, installed as the runtime's for the test."""
+    """{"store", "buffer", "intake", "dispatcher"} on a fresh fakeredis server, installed as the runtime's for the
+    test."""
     from worker.pipeline import runtime
 
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
@@ -25,6 +27,7 @@ def fake_runtime(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[st
         "store": ResultsStore(client, settings),
         "buffer": CoalescingBuffer(client, settings),
         "intake": IntakeQueue(client, settings),
+        "dispatcher": Dispatcher(client, settings),
     }
     for name, part in parts.items():
         monkeypatch.setattr(runtime, name, lambda part=part: part)

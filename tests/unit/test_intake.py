@@ -13,6 +13,7 @@ import fakeredis
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.kinds import Lane
 from worker.settings import Settings
 from worker.store.intake import IntakeQueue, Item
 from worker.store.records import CREATED, FAILED, Record
@@ -23,6 +24,11 @@ def make() -> tuple[ResultsStore, IntakeQueue]:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
     settings = Settings(key_prefix="t", intake_chunk_docs=100, demo_tenant=False)
     return ResultsStore(client, settings), IntakeQueue(client, settings)
+
+
+def item(job_id: str, start: int, end: int) -> Item:
+    """A bulk item of tenant acme: one tenant and lane, so the queue is first in, first out."""
+    return Item(job_id, start, end, "acme", Lane.BULK)
 
 
 def append(store: ResultsStore, job_id: str, start: int, n: int) -> None:
@@ -96,28 +102,28 @@ def test_intake_state_reads_ranges_of_several_jobs_in_one_go() -> None:
 
 def test_take_moves_items_up_to_the_document_budget() -> None:
     _, intake = make()
-    intake.push([Item("j1", 0, 60), Item("j2", 0, 30), Item("j3", 0, 30), Item("j4", 0, 1)])
-    assert intake.take("h1") == [Item("j1", 0, 60), Item("j2", 0, 30), Item("j3", 0, 30)]  # stops past 100
+    intake.push([item("j1", 0, 60), item("j2", 0, 30), item("j3", 0, 30), item("j4", 0, 1)])
+    assert intake.take("h1") == [item("j1", 0, 60), item("j2", 0, 30), item("j3", 0, 30)]  # stops past 100
     assert intake.waiting() == 1
-    assert intake.take("h2", max_docs=1) == [Item("j4", 0, 1)]
+    assert intake.take("h2", max_docs=1) == [item("j4", 0, 1)]
     assert intake.take("h3") == []
 
 
 def test_a_holder_that_died_finds_its_items_again_until_done() -> None:
     _, intake = make()
-    intake.push([Item("j|with|bars", 0, 10), Item("j2", 5, 9)])
+    intake.push([item("j|with|bars", 0, 10), item("j2", 5, 9)])
     first = intake.take("task-1")
-    assert first == [Item("j|with|bars", 0, 10), Item("j2", 5, 9)]
-    intake.push([Item("j3", 0, 1)])
+    assert first == [item("j|with|bars", 0, 10), item("j2", 5, 9)]
+    intake.push([item("j3", 0, 1)])
     assert intake.take("task-1") == first  # redelivered under the same id: the same items, no new ones
     intake.done("task-1")
-    assert intake.take("task-1") == [Item("j3", 0, 1)]
+    assert intake.take("task-1") == [item("j3", 0, 1)]
 
 
 @given(st.lists(st.integers(min_value=1, max_value=250), max_size=40), st.integers(min_value=1, max_value=300))
 def test_every_item_is_taken_once_in_order(sizes: list[int], budget: int) -> None:
     _, intake = make()
-    items = [Item(f"j{i}", 0, n) for i, n in enumerate(sizes)]
+    items = [item(f"j{i}", 0, n) for i, n in enumerate(sizes)]
     intake.push(items)
     taken: list[Item] = []
     for n in range(len(items) + 1):

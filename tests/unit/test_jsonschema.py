@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Target
+from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Lane, Target
 from schemas.jsonschema import SCHEMA_ID, SCHEMA_PATH, JobMessage, json_schema, main, render
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -45,6 +45,11 @@ def test_the_schema_states_the_contract() -> None:
     assert props["job_id"]["pattern"] == JOB_ID_PATTERN and props["tenant"]["pattern"] == TENANT_PATTERN
     assert SCHEMA["$defs"]["Target"]["enum"] == [t.value for t in Target]
     assert SCHEMA["$defs"]["DocumentKind"]["enum"] == [k.value for k in DocumentKind]
+    assert SCHEMA["$defs"]["Lane"]["enum"] == ["interactive", "bulk"] == [lane.value for lane in Lane]
+    assert (
+        props["priority"]["anyOf"] == [{"$ref": "#/$defs/Lane"}, {"type": "null"}]
+        and "priority" not in SCHEMA["required"]
+    )
     assert props["documents"]["minItems"] == 1 and props["documents"]["items"]["type"] == "object"
     assert all(p.get("description") for p in props.values())
     assert json_schema() == SCHEMA
@@ -115,6 +120,7 @@ FIELD_VALUES = {
     "kind": st.sampled_from([k.value for k in DocumentKind] + ["Order"]) | LEAVES,
     "documents": st.lists(st.dictionaries(st.text(max_size=4), LEAVES, max_size=2) | LEAVES, max_size=3) | LEAVES,
     "source": st.sampled_from(["pos", "s" * 200, "s" * 201]) | LEAVES,
+    "priority": st.sampled_from(["interactive", "bulk", "Bulk", "urgent"]) | LEAVES,
     "submitted_at": st.just("2026-01-01T00:00:00Z"),
     "base_url": st.just("http://x"),
 }
@@ -127,7 +133,11 @@ VALID = st.fixed_dictionaries(
         "kind": st.sampled_from([k.value for k in DocumentKind]),
         "documents": st.lists(st.dictionaries(st.text(max_size=4), LEAVES, max_size=2), min_size=1, max_size=3),
     },
-    optional={"target": st.sampled_from([None, *(t.value for t in Target)]), "source": st.sampled_from([None, "pos"])},
+    optional={
+        "target": st.sampled_from([None, *(t.value for t in Target)]),
+        "source": st.sampled_from([None, "pos"]),
+        "priority": st.sampled_from([None, "interactive", "bulk"]),
+    },
 )
 
 

@@ -161,18 +161,18 @@ def test_celery_lines_keep_task_ids_and_reprs_but_not_a_second_traceback(logger:
     out = attach(logger, "json")
     context = {
         "id": "5b1c",
-        "name": "erpsync.send_batch",
+        "name": "erpsync.send_next",
         "runtime": 0.12,
-        "args": "['b1']",
-        "kwargs": "{'tenant': 'acme', 'documents': 50}",
+        "args": "['ticket-5d0c']",
+        "kwargs": "{'wake_in_s': 2.5}",
         "traceback": "Traceback ...",
-        "return_value": "{'batch_id': 'b1'}",
+        "return_value": "{'ticket': 'ticket-5d0c', 'batches': 3}",
     }
     logger.info("Task %(name)s[%(id)s] succeeded in %(runtime)ss", context, extra={"data": context})
     line = lines(out)[0]
-    assert line["msg"] == "Task erpsync.send_batch[5b1c] succeeded in 0.12s"
-    assert line["task"] == "erpsync.send_batch" and line["task_id"] == "5b1c" and line["runtime_s"] == 0.12
-    assert line["kwargs"] == "{'tenant': 'acme', 'documents': 50}"
+    assert line["msg"] == "Task erpsync.send_next[5b1c] succeeded in 0.12s"
+    assert line["task"] == "erpsync.send_next" and line["task_id"] == "5b1c" and line["runtime_s"] == 0.12
+    assert line["kwargs"] == "{'wake_in_s': 2.5}"
     assert "traceback" not in line and "data" not in line and "return_value" not in line
 
 

@@ -2,8 +2,10 @@
 
 The results store records `request: <attempt>:unsent` when a batch is acquired and `<attempt>:sent` just before
 the POST (restarting the lease); a worker that finds the lease expired takes the batch over and learns which
-of the two the dead attempt had reached. send_batch runs here against fakeredis and a fake connector, with a
-clock for the leases; a Celery retry is captured instead of being sent.
+of the two the dead attempt had reached. The send step (worker/pipeline/send.py) runs here against fakeredis and
+a fake connector, with a clock for the leases; a batch that must come back raises RetryLater (a send ticket
+delays it with the dispatcher: tests/unit/test_dispatch_send.py). The last test takes the dispatcher's path: the
+batch a dead sender held comes back from the dispatcher when its lease runs out, and the next ticket takes it over.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery.exceptions import Retry
 
 from schemas import DocumentKind
 from tests.unit.batch_store import store_with_a_batch
 from tests.unit.fake_runtime import capture_messages
+from worker.celery_app.enqueue import publish
 from worker.connectors import Created
 from worker.connectors.reconcile import Settlement
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, RetryLater
 from worker.pipeline.queue import TaskName
 from worker.settings import Settings
+from worker.store import dispatch as dispatch_module
 from worker.store import results as results_module
+from worker.store.dispatch import Dispatcher, Lane
 from worker.store.records import CREATED, PENDING, UNKNOWN
 from worker.store.results import ResultsStore
 
@@ -32,9 +36,10 @@ LEASE = 10
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """A fake clock for worker.store.results only (the leases)."""
+    """A fake clock for worker.store.results and worker.store.dispatch (the leases)."""
     fake = SimpleNamespace(now=1_700_000_000.0)
-    monkeypatch.setattr(results_module, "time", SimpleNamespace(time=lambda: fake.now))
+    for module in (results_module, dispatch_module):
+        monkeypatch.setattr(module, "time", SimpleNamespace(time=lambda: fake.now))
     return fake
 
 
@@ -103,7 +108,7 @@ def test_a_done_batch_is_not_taken_over(store: ResultsStore, clock: SimpleNamesp
     assert store.take_over_batch("nope", "w2") == ("missing", 0.0, False)
 
 
-# ----- send_batch after its sender died
+# ----- sending a batch after its sender died
 
 
 class FakeConnector:
@@ -130,15 +135,10 @@ class FakeConnector:
 
 @pytest.fixture
 def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore, clock: SimpleNamespace) -> dict[str, Any]:
-    from tasks import send as batches
     from worker.pipeline import runtime
-    from worker.store.inflight import InflightLimiter
 
-    state: dict[str, Any] = {"connector": FakeConnector(), "retries": [], "sent": []}
-
-    def retry(**options: Any) -> Any:
-        state["retries"].append(options)
-        raise Retry("captured")
+    dispatcher = Dispatcher(store.r, store.s)
+    state: dict[str, Any] = {"connector": FakeConnector(), "sent": [], "dispatcher": dispatcher}
 
     def connector(tenant: str) -> Any:
         if state["connector"] is None:
@@ -146,11 +146,17 @@ def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore, clock: SimpleN
         return state["connector"]
 
     monkeypatch.setattr(runtime, "store", lambda: store)
-    monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, "ls"))
+    monkeypatch.setattr(runtime, "dispatcher", lambda: dispatcher)
     monkeypatch.setattr(runtime, "connector", connector)
-    monkeypatch.setattr(batches.send_batch, "retry", retry)
-    state["sent"] = capture_messages(monkeypatch)  # a follow-up batch's send
+    state["sent"] = capture_messages(monkeypatch)  # a follow-up batch's send ticket
     return state
+
+
+def send_once(batch_id: str) -> dict[str, Any]:
+    """One run of the send step for the batch, without a dispatcher grant (RetryLater: it comes back later)."""
+    from worker.pipeline.send import send
+
+    return send(publish, batch_id)
 
 
 def die_while_holding(store: ResultsStore, clock: SimpleNamespace, *, marked_sent: bool) -> None:
@@ -168,10 +174,8 @@ def statuses(store: ResultsStore) -> list[tuple[str, Any]]:
 def test_a_request_that_never_left_is_sent_by_the_next_worker(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.send import send_batch
-
     die_while_holding(store, clock, marked_sent=False)
-    assert send_batch("b1")["outcome"] == "created"
+    assert send_once("b1")["outcome"] == "created"
     assert len(sending["connector"].posts) == 1 and sending["connector"].lookups == 0
     assert statuses(store) == [(CREATED, 500), (CREATED, 501)]
     log = store.attempts("b1")
@@ -183,14 +187,11 @@ def test_a_request_that_may_have_left_is_reconciled_not_resent(
 ) -> None:
     """The dead worker's POST reached the ERP (it holds both documents with Keys 70 and 71): after the reconcile
     delay the look-up finds them; nothing is POSTed again."""
-    from tasks.send import send_batch
-
     sending["connector"] = FakeConnector(holds={0: 70, 1: 71})
     die_while_holding(store, clock, marked_sent=True)
-    with pytest.raises(Retry):
-        send_batch("b1")
-    [options] = sending["retries"]
-    assert options["countdown"] == pytest.approx(5.0)  # the reconcile delay (an ERP may still be saving)
+    with pytest.raises(RetryLater) as later:
+        send_once("b1")
+    assert later.value.countdown == pytest.approx(5.0)  # the reconcile delay (an ERP may still be saving)
     batch = store.batch("b1")
     assert batch is not None and (batch["state"], batch["phase"], batch["reconcile_reason"]) == (
         "waiting",
@@ -198,24 +199,25 @@ def test_a_request_that_may_have_left_is_reconciled_not_resent(
         "lost",
     )
 
-    assert send_batch("b1")["outcome"] == "reconciled"
+    assert send_once("b1")["outcome"] == "reconciled"
     assert sending["connector"].posts == [] and sending["connector"].lookups == 1
     assert statuses(store) == [(CREATED, 70), (CREATED, 71)]
     assert store.lookup("demo", "customer_invoice", "R-1").key == 71  # type: ignore[union-attr]
-    assert send_batch("b1")["outcome"] == "already done"
+    assert send_once("b1")["outcome"] == "already done"
 
 
 def test_documents_the_erp_does_not_hold_go_on_in_a_new_batch(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.send import send_batch
-
     sending["connector"] = FakeConnector(holds={0: 70})  # the request was cut after the first document
     die_while_holding(store, clock, marked_sent=True)
-    with pytest.raises(Retry):
-        send_batch("b1")
-    assert send_batch("b1") == {"batch_id": "b1", "outcome": "reconciled", "found": 1, "resend": 1}
-    assert [m.args[0] for m in sending["sent"] if m.task == TaskName.SEND_BATCH] == ["b1.r3"]
+    with pytest.raises(RetryLater):
+        send_once("b1")
+    assert send_once("b1") == {"batch_id": "b1", "outcome": "reconciled", "found": 1, "resend": 1}
+    # The new batch is placed with the dispatcher (in the job's lane), and a send ticket is offered for it.
+    dispatcher: Dispatcher = sending["dispatcher"]
+    assert store.r.lrange(dispatcher.keys.dispatch_lane("demo", Lane.INTERACTIVE), 0, -1) == ["b1.r3"]
+    assert [m.task for m in sending["sent"]] == [TaskName.SEND_NEXT]
     assert statuses(store) == [(CREATED, 70), (PENDING, None)]
     assert sending["connector"].posts == []
 
@@ -223,11 +225,9 @@ def test_documents_the_erp_does_not_hold_go_on_in_a_new_batch(
 def test_where_the_erp_cannot_be_asked_the_documents_are_unknown(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.send import send_batch
-
     sending["connector"] = FakeConnector(can_look_up=False)
     die_while_holding(store, clock, marked_sent=True)
-    assert send_batch("b1")["outcome"] == "unknown"
+    assert send_once("b1")["outcome"] == "unknown"
     assert [s for s, _ in statuses(store)] == [UNKNOWN, UNKNOWN]
     [record] = store.records("j1")[:1]
     assert "stopped while its request was in flight" in (record.error or "")
@@ -239,32 +239,25 @@ def test_where_the_erp_cannot_be_asked_the_documents_are_unknown(
 def test_a_tenant_no_longer_configured_cannot_be_asked_either(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.send import send_batch
-
     sending["connector"] = None
     die_while_holding(store, clock, marked_sent=True)
-    assert send_batch("b1")["outcome"] == "unknown"
+    assert send_once("b1")["outcome"] == "unknown"
 
 
 def test_a_look_up_cut_short_is_simply_asked_again(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
 ) -> None:
-    from tasks.send import send_batch
-
     sending["connector"] = FakeConnector(holds={0: 70, 1: 71})
     store.set_batch_state("b1", "waiting", phase="reconcile", reconcile_reason="ambiguous", reconcile_error="500")
     die_while_holding(store, clock, marked_sent=False)  # dies during the look-up
-    assert send_batch("b1")["outcome"] == "reconciled"
-    assert statuses(store) == [(CREATED, 70), (CREATED, 71)]
-    assert sending["retries"] == []
+    assert send_once("b1")["outcome"] == "reconciled"
+    assert statuses(store) == [(CREATED, 70), (CREATED, 71)]  # in this run: it did not come back later
 
 
 def test_a_sender_whose_lease_was_taken_over_does_not_send(
     sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker that stalled past its lease (before its POST) finds the batch taken over and sends nothing."""
-    from tasks import send as batches
-
     real_acquire = store.acquire_batch_data
 
     def stalled(batch_id: str, sender: str) -> tuple[str, float, dict[str, str]]:
@@ -274,5 +267,29 @@ def test_a_sender_whose_lease_was_taken_over_does_not_send(
         return got
 
     monkeypatch.setattr(store, "acquire_batch_data", stalled)
-    assert batches.send_batch("b1") == {"batch_id": "b1", "outcome": "lease lost"}
+    assert send_once("b1") == {"batch_id": "b1", "outcome": "lease lost"}
     assert sending["connector"].posts == []
+
+
+def test_a_batch_its_dead_sender_held_comes_back_from_the_dispatcher_and_is_taken_over(
+    sending: dict[str, Any], store: ResultsStore, clock: SimpleNamespace
+) -> None:
+    """The sender was handed b1 by the dispatcher, acquired it and died before its POST: nobody renews its lease.
+    When it runs out, the next ticket is handed b1 again and takes it over; it is sent once."""
+    from worker.pipeline.dispatch import serve
+    from worker.pipeline.tickets import place
+
+    dispatcher: Dispatcher = sending["dispatcher"]
+    assert place(publish, "demo", ["b1"]) == 1
+    found = dispatcher.take("the-dead-ones-ticket")
+    assert found.grant is not None and found.grant.batch_id == "b1"
+    assert store.acquire_batch("b1", "dead")[0] == "acquired"
+    clock.now += LEASE - 1
+    assert serve(publish, "early")["batches"] == 0  # its lease still runs: nobody else is given b1
+    assert sending["connector"].posts == []
+    clock.now += 2
+    assert serve(publish, "next") == {"ticket": "next", "batches": 1, "outcomes": {"created": 1}}
+    assert len(sending["connector"].posts) == 1
+    assert statuses(store) == [(CREATED, 500), (CREATED, 501)]
+    assert store.attempts("b1")[0]["outcome"] == "lease expired"
+    assert dispatcher.taken() == 0 and dispatcher.backlog() == []

@@ -148,6 +148,7 @@ def test_every_metric_is_described_without_reading_redis() -> None:
         "erpsync_batch_documents",
         "erpsync_retries",
         "erpsync_http_request_duration_seconds",
+        "erpsync_dispatch_wait_seconds",
     }
 
 
@@ -316,7 +317,7 @@ def test_a_request_outside_any_context_is_labelled_unknown() -> None:
     assert observed == ["unknown"]
 
 
-# ----- send_batch: one outcome line per run, its metrics, and messages that show ids and counts only
+# ----- sending: one outcome line per run, its metrics, and messages that show ids and counts only
 
 
 class FakeConnector:
@@ -331,12 +332,12 @@ class FakeConnector:
 
 @pytest.fixture
 def sending(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> dict[str, Any]:
-    """send_batch against fakeredis and a fake connector; a retry is captured instead of being sent."""
-    from celery.exceptions import Retry
-
-    from tasks import send as batches
-    from worker.pipeline import runtime
-    from worker.store.inflight import InflightLimiter
+    """A send ticket (worker/pipeline/dispatch.py) against fakeredis and a fake connector, with Celery's sending
+    captured: `serve()` places b1 with the dispatcher and runs one ticket."""
+    from tests.unit.fake_runtime import capture_messages
+    from worker.celery_app.enqueue import publish
+    from worker.pipeline import dispatch, runtime, tickets
+    from worker.store.dispatch import Dispatcher
     from worker.store.records import PENDING, BatchPlan
 
     store = store_on(server)
@@ -354,16 +355,18 @@ def sending(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> di
         [("j1", i, Record(f"R-{i}", PENDING, batch_id="b1")) for i in (0, 1)],
     )
     store.commit_batches([plan])
-    state: dict[str, Any] = {"store": store, "retries": [], "connector": FakeConnector([])}
+    dispatcher = Dispatcher(store.r, store.s)
+    state: dict[str, Any] = {"store": store, "dispatcher": dispatcher, "connector": FakeConnector([])}
 
-    def retry(**options: Any) -> Any:
-        state["retries"].append(options)
-        raise Retry("captured")
+    def serve() -> dict[str, Any]:
+        tickets.place(publish, "demo", ["b1"])
+        return dispatch.serve(publish, "ticket-1")
 
     monkeypatch.setattr(runtime, "store", lambda: store)
-    monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, PREFIX))
+    monkeypatch.setattr(runtime, "dispatcher", lambda: dispatcher)
     monkeypatch.setattr(runtime, "connector", lambda tenant: state["connector"])
-    monkeypatch.setattr(batches.send_batch, "retry", retry)
+    state["serve"] = serve
+    state["messages"] = capture_messages(monkeypatch)
     return state
 
 
@@ -376,16 +379,18 @@ def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 def test_a_created_batch_logs_one_outcome_line_and_counts(
     sending: dict[str, Any], server: fakeredis.FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tasks.send import send_batch
+    from worker.celery_app.enqueue import publish
     from worker.connectors import Created
     from worker.observability.logs import context_filter
+    from worker.pipeline.send import send
 
     sending["connector"] = FakeConnector([Created(11), Created(12)])
     caplog.set_level(logging.INFO)
     caplog.handler.addFilter(context_filter())
-    result = send_batch("b1")
+    result = sending["serve"]()
 
-    assert result == {"batch_id": "b1", "outcome": "created", "documents": 2}  # ids and counts: Celery logs it
+    # ids and counts: Celery logs it
+    assert result == {"ticket": "ticket-1", "batches": 1, "outcomes": {"created": 1}}
     [line] = outcome_lines(caplog)
     assert line["level"] == "INFO" and line["outcome"] == "created"
     assert (line["batch_id"], line["tenant"], line["target"], line["kind"], line["job_id"]) == (
@@ -403,9 +408,14 @@ def test_a_created_batch_logs_one_outcome_line_and_counts(
     assert found["erpsync_batch_documents_count", (("target", "softone"),)] == 1
     doc_labels = (("kind", "customer_invoice"), ("status", "created"), ("target", "softone"), ("tenant", "demo"))
     assert found["erpsync_documents_total", doc_labels] == 2
+    # how long the batch waited in its lane for a sender (b1's job is small: interactive)
+    assert found["erpsync_dispatch_wait_seconds_count", (("lane", "interactive"),)] == 1
+    assert 0 <= found["erpsync_dispatch_wait_seconds_sum", (("lane", "interactive"),)] < 5
 
     caplog.clear()
-    assert send_batch("b1")["outcome"] == "already done"  # a redelivery: no second outcome, no second count
+    assert sending["serve"]()["batches"] == 0  # placed again (a redelivered message): done, nothing sent
+    # a sender that was handed it before it was done: no second outcome, no second count
+    assert send(publish, "b1") == {"batch_id": "b1", "outcome": "already done"}
     assert outcome_lines(caplog) == []
     assert samples(exposition(server))["erpsync_batches_total", labels] == 1
 
@@ -413,14 +423,11 @@ def test_a_created_batch_logs_one_outcome_line_and_counts(
 def test_a_retry_logs_its_reason_counts_it_and_its_message_shows_ids_only(
     sending: dict[str, Any], server: fakeredis.FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from celery.exceptions import Retry
-
-    from tasks.send import send_batch
-
-    sending["connector"] = FakeConnector(ServiceUnavailable("POST http://erp/x?token=abc answered 503", status=503))
+    sending["connector"] = FakeConnector(
+        ServiceUnavailable("POST http://erp/x?token=abc answered 503", status=503, retry_after=30)
+    )
     caplog.set_level(logging.INFO)
-    with pytest.raises(Retry):
-        send_batch("b1")
+    assert sending["serve"]()["outcomes"] == {"comes back": 1}
 
     [line] = outcome_lines(caplog)
     assert (line["outcome"], line["reason"], line["http_status"], line["error_type"]) == (
@@ -430,10 +437,14 @@ def test_a_retry_logs_its_reason_counts_it_and_its_message_shows_ids_only(
         "ServiceUnavailable",
     )
     assert "error" not in line and "abc" not in json.dumps(line)  # an ERP's text may quote the document
-    [options] = sending["retries"]
-    assert options["argsrepr"] == "['b1']"
-    shown = options["kwargsrepr"]
-    assert "'tenant': 'demo'" in shown and "'documents': 2" in shown and "ExternalId" not in shown
+    assert sending["dispatcher"].delayed() == 1  # the batch waits in Redis for its time, not in a message
+    # Every message published shows ids and counts only: the placement's ticket, and the wake for b1's time.
+    messages = sending["messages"]
+    assert [m.countdown is not None for m in messages] == [False, True]
+    for m in messages:
+        assert m.argsrepr == repr(m.args) and m.args[0].startswith("ticket-")
+    assert messages[1].kwargsrepr is not None and messages[1].kwargsrepr.startswith("{'wake_in_s': ")
+    assert not any("abc" in repr(m) or "ExternalId" in repr(m) for m in messages)
     found = samples(exposition(server))
     assert found["erpsync_retries_total", (("reason", "server_error"), ("target", "softone"))] == 1
     assert not any(name == "erpsync_batches_total" for name, _ in found)  # not ended: not a batch outcome
@@ -460,11 +471,10 @@ def http_count(server: fakeredis.FakeServer) -> float:
 def test_a_request_duration_is_written_with_the_batch_end_not_on_its_own(
     sending: dict[str, Any], server: fakeredis.FakeServer
 ) -> None:
-    from tasks.send import send_batch
     from worker.connectors import Created
 
     sending["connector"] = connector = TimedConnector([Created(11), Created(12)], server)
-    assert send_batch("b1")["outcome"] == "created"
+    assert sending["serve"]()["outcomes"] == {"created": 1}
     assert connector.written_during_request == 0  # held back: it rode on the transaction that ended the batch
     assert http_count(server) == 1
 
@@ -472,13 +482,9 @@ def test_a_request_duration_is_written_with_the_batch_end_not_on_its_own(
 def test_a_request_duration_held_back_is_written_when_the_batch_does_not_end(
     sending: dict[str, Any], server: fakeredis.FakeServer
 ) -> None:
-    from celery.exceptions import Retry
-
-    from tasks.send import send_batch
     from worker.errors import ServiceUnavailable
 
-    sending["connector"] = TimedConnector(ServiceUnavailable("503", status=503), server)
-    with pytest.raises(Retry):
-        send_batch("b1")
+    sending["connector"] = TimedConnector(ServiceUnavailable("503", status=503, retry_after=30), server)
+    assert sending["serve"]()["outcomes"] == {"comes back": 1}
     assert http_count(server) == 1  # written on the way out of the batch's handling
     assert metrics.take_held() == []  # nothing held outside a batch's handling

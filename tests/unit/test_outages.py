@@ -1,13 +1,14 @@
 """What the outage scenarios (tests/integration/test_outages.py) revealed, pinned down without processes.
 
 - An ERP that cannot be reached (connection refused, connect timeout, the body not sent whole) received
-  nothing: send_batch waits for it with a growing backoff, and such waits are not attempts, so an outage of
+  nothing: the send waits for it with a growing backoff, and such waits are not attempts, so an outage of
   any length gives up no document; the same for the look-ups of the reconcile phase.
 - A Redis blip right after the ERP answered does not turn a created batch into an internal error.
 - After the broker connection comes back, a worker re-queues what the outage may have lost (recovery), as a
   starting worker does.
 
-send_batch runs against fakeredis and a fake connector; a Celery retry is captured instead of being sent.
+The send step (worker/pipeline/send.py) runs against fakeredis and a fake connector; a batch that must come back
+raises RetryLater, whose countdown a send ticket gives the dispatcher (tests/unit/test_dispatch_send.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from typing import Any
 
 import pytest
 import redis
-from celery.exceptions import Retry
 
 from schemas import DocumentKind
 from tests.unit.batch_store import store_with_a_batch
 from worker.connectors import Created
 from worker.connectors.reconcile import Settlement
-from worker.errors import ConnectFailed, ServiceUnavailable
+from worker.errors import ConnectFailed, RetryLater, ServiceUnavailable
 from worker.settings import Settings
 from worker.store.records import CREATED, FAILED, PENDING, Record
 from worker.store.results import ResultsStore
@@ -67,24 +67,34 @@ class Erp:
 
 @pytest.fixture
 def sending(monkeypatch: pytest.MonkeyPatch, store: ResultsStore) -> dict[str, Any]:
-    from tasks import send as batches
     from worker.pipeline import reconcile, runtime, send
     from worker.pipeline import retry as retry_policy
-    from worker.store.inflight import InflightLimiter
+    from worker.store.dispatch import Dispatcher
 
     state: dict[str, Any] = {"erp": Erp(down=0), "retries": []}
-
-    def retry(**options: Any) -> Any:
-        state["retries"].append(options)
-        raise Retry("captured")
-
+    dispatcher = Dispatcher(store.r, store.s)
     monkeypatch.setattr(runtime, "store", lambda: store)
-    monkeypatch.setattr(runtime, "inflight", lambda: InflightLimiter(store.r, "out"))
+    monkeypatch.setattr(runtime, "dispatcher", lambda: dispatcher)
     monkeypatch.setattr(runtime, "connector", lambda tenant: state["erp"])
-    monkeypatch.setattr(batches.send_batch, "retry", retry)
     for step in (send, retry_policy, reconcile):
         monkeypatch.setattr(step, "get_settings", lambda: store.s)
     return state
+
+
+def send_once(batch_id: str) -> dict[str, Any]:
+    """One run of the send step for the batch (no dispatcher grant)."""
+    from worker.celery_app.enqueue import publish
+    from worker.pipeline.send import send
+
+    return send(publish, batch_id)
+
+
+def comes_back(sending: dict[str, Any], batch_id: str = "b1") -> float:
+    """Runs the send step, which must say the batch comes back later; returns (and keeps) its countdown."""
+    with pytest.raises(RetryLater) as later:
+        send_once(batch_id)
+    sending["retries"].append(later.value.countdown)
+    return later.value.countdown
 
 
 def statuses(store: ResultsStore) -> list[tuple[str, Any]]:
@@ -94,63 +104,51 @@ def statuses(store: ResultsStore) -> list[tuple[str, Any]]:
 def test_an_unreachable_erp_is_waited_for_without_using_up_attempts(
     sending: dict[str, Any], store: ResultsStore
 ) -> None:
-    from tasks.send import send_batch
-
     waits = 4 * MAX_ATTEMPTS  # far more refusals than attempts allowed
     sending["erp"] = Erp(down=waits)
     for _ in range(waits):
-        with pytest.raises(Retry):
-            send_batch("b1")
+        comes_back(sending)
         batch = store.batch("b1")
         assert batch is not None and batch["state"] == "waiting" and batch["attempts"] == "0"
     assert statuses(store) == [(PENDING, None), (PENDING, None)]
-    countdowns = [r["countdown"] for r in sending["retries"]]
+    countdowns = sending["retries"]
     assert all(0 <= c <= store.s.retry_backoff_cap for c in countdowns)
     log = store.attempts("b1")
     assert [e["outcome"] for e in log] == ["unreachable"] * waits
     assert [e["waits"] for e in log] == list(range(1, waits + 1))  # the backoff grows with them
 
-    assert send_batch("b1")["outcome"] == "created"
+    assert send_once("b1")["outcome"] == "created"
     assert statuses(store) == [(CREATED, 500), (CREATED, 501)]
     assert store.batch("b1")["attempts"] == "1"  # type: ignore[index]
     assert len(sending["erp"].posts) == 1
 
 
 def test_the_backoff_while_unreachable_reaches_the_cap(sending: dict[str, Any], store: ResultsStore) -> None:
-    from tasks.send import send_batch
-
     sending["erp"] = Erp(down=40)
     for _ in range(40):
-        with pytest.raises(Retry):
-            send_batch("b1")
-    late = [r["countdown"] for r in sending["retries"][-20:]]
+        comes_back(sending)
+    late = sending["retries"][-20:]
     # Full jitter under a ceiling of min(cap, base * 2^(waits-1)): late waits draw from [0, cap].
     assert max(late) > store.s.retry_backoff_cap / 4
 
 
 def test_answers_of_an_erp_that_is_up_still_use_up_attempts(sending: dict[str, Any], store: ResultsStore) -> None:
     """503s come from an ERP that is there and says no: they count, and the documents fail after the last one."""
-    from tasks.send import send_batch
-
     sending["erp"] = Erp(down=10, error=ServiceUnavailable("503 from the ERP", status=503))
     for _ in range(MAX_ATTEMPTS - 1):
-        with pytest.raises(Retry):
-            send_batch("b1")
-    assert send_batch("b1")["outcome"] == "gave up"
+        comes_back(sending)
+    assert send_once("b1")["outcome"] == "gave up"
     assert [s for s, _ in statuses(store)] == [FAILED, FAILED]
 
 
 def test_a_look_up_while_the_erp_is_unreachable_waits_too(sending: dict[str, Any], store: ResultsStore) -> None:
-    from tasks.send import send_batch
-
     store.acquire_batch("b1", "w1")
     store.set_batch_state("b1", "waiting", phase="reconcile", reconcile_reason="ambiguous", reconcile_error="cut")
     sending["erp"] = Erp(down=4 * MAX_ATTEMPTS)
     for _ in range(4 * MAX_ATTEMPTS):
-        with pytest.raises(Retry):
-            send_batch("b1")
+        comes_back(sending)
     assert store.batch("b1")["phase"] == "reconcile"  # type: ignore[index]
-    assert send_batch("b1")["outcome"] == "reconciled"
+    assert send_once("b1")["outcome"] == "reconciled"
     assert statuses(store) == [(CREATED, 70), (CREATED, 71)]
     assert sending["erp"].posts == []
 
@@ -158,7 +156,6 @@ def test_a_look_up_while_the_erp_is_unreachable_waits_too(sending: dict[str, Any
 def test_a_redis_blip_after_the_answer_does_not_undo_the_created_batch(
     sending: dict[str, Any], store: ResultsStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import send as batches
     from worker.pipeline import record
 
     monkeypatch.setattr(record.time, "sleep", lambda s: None)
@@ -171,7 +168,7 @@ def test_a_redis_blip_after_the_answer_does_not_undo_the_created_batch(
         return real(batch_id, outcome, *args, **kwargs)
 
     monkeypatch.setattr(store, "complete_batch", flaky)
-    assert batches.send_batch("b1")["outcome"] == "created"
+    assert send_once("b1")["outcome"] == "created"
     assert calls == ["created", "created"]
     assert statuses(store) == [(CREATED, 500), (CREATED, 501)]
     assert [e["outcome"] for e in store.attempts("b1")] == ["created"]  # written with the results, once
@@ -232,8 +229,6 @@ def test_a_settlement_overtaken_by_a_take_over_is_dropped_not_written(
     """What the soak found: attempt 2 looked up for longer than its lease, attempt 3 took over, attempt 2 wrote the
     Keys it found, and attempt 3 (whose look-up skips Keys already recorded) resent all 50. Now attempt 2's end
     is refused, and attempt 3 settles the batch alone."""
-    from tasks.send import send_batch
-
     store.acquire_batch("b1", "w0")
     store.set_batch_state("b1", "waiting", phase="reconcile", reconcile_reason="ambiguous", reconcile_error="cut")
     erp = Erp(down=0)
@@ -247,7 +242,7 @@ def test_a_settlement_overtaken_by_a_take_over_is_dropped_not_written(
 
     erp.look_up = slow_look_up  # type: ignore[method-assign]
     sending["erp"] = erp
-    assert send_batch("b1")["outcome"] == "lease lost"
+    assert send_once("b1")["outcome"] == "lease lost"
     assert statuses(store) == [(PENDING, None), (PENDING, None)]
     assert store.batch("b1")["state"] == "sending"  # type: ignore[index]
     assert not any(k.startswith("out:batch:b1.r") for k in store.r.keys("out:batch:*"))  # nothing resent
@@ -266,5 +261,6 @@ def test_a_long_look_up_keeps_its_lease(store: ResultsStore) -> None:
     with keep_lease(store, batch, 0.3):
         time.sleep(0.5)
     renewed = float(store.batch("b1")["lease_until"])  # type: ignore[index]
-    # The acquire gave the settings' lease (300 s); each beat restarted it from then on for 0.3 s.
-    assert time.time() - 0.35 < renewed < first - 200
+    # The acquire gave the settings' lease (15 s); each beat restarted it from then on for 0.3 s.
+    assert store.s.send_lease_seconds >= 10
+    assert time.time() - 0.35 < renewed < first - store.s.send_lease_seconds / 2

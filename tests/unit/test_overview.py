@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.kinds import Lane
 from worker.ops import overview
 from worker.settings import Settings
 from worker.store.buffer import CoalescingBuffer
@@ -74,7 +75,7 @@ def test_queue_depth_counts_the_priority_lists_of_each_queue(r: fakeredis.FakeRe
 
 
 def test_waiting_input_and_buffer_depths(r: fakeredis.FakeRedis, settings: Settings) -> None:
-    IntakeQueue(r, settings).push([Item("j1", 0, 10), Item("j2", 0, 1)])
+    IntakeQueue(r, settings).push([Item("j1", 0, 10, "demo", Lane.BULK), Item("j2", 0, 1, "acme", Lane.INTERACTIVE)])
     r.lpush("ov:submit", "{}", "{}")
     r.sadd("ov:submit:held", "m1")
     buffer = CoalescingBuffer(r, settings)

@@ -66,7 +66,7 @@ class FakeErp:
 
 
 def isolate(erp: FakeErp, docs: list[dict[str, Any]]) -> tuple[dict[int, int], set[int], set[int]]:
-    """Send a batch, settling rejections the way send_batch does; returns (created, failed, unknown)."""
+    """Send a batch, settling rejections the way the send step does; returns (created, failed, unknown)."""
     created: dict[int, int] = {}
     failed: set[int] = set()
     unknown: set[int] = set()

@@ -279,3 +279,29 @@ def test_tls_options_only_for_rediss(tmp_path: Path) -> None:
         Settings(
             redis_url="rediss://redis.example:6380/0", redis_ssl_ca_certs=tmp_path / "missing.pem"
         ).redis_ssl_options()
+
+
+# ----- sending: leases, tickets, rate turns
+
+
+def test_send_timings() -> None:
+    settings = Settings()
+    assert (settings.send_lease_seconds, settings.send_tickets, settings.send_ticket_seconds) == (15, 48, 60.0)
+    assert settings.rate_limit_wait_seconds == 1.0  # a further turn of the same send: no sender waits long
+    assert settings.send_serve_seconds > 0
+    assert not hasattr(settings, "tenant_slot_wait_seconds")  # nothing waits for a slot: the dispatcher parks
+    # A lease shorter than a POST may take is fine: the sender's heartbeat renews it while the request runs.
+    post = settings.http_connect_timeout + settings.http_write_timeout + settings.http_read_timeout
+    assert settings.send_lease_seconds < post
+    assert Settings(send_lease_seconds=3, http_read_timeout=600).send_lease_seconds == 3
+    for bad in ({"send_lease_seconds": 2}, {"send_tickets": 0}, {"send_ticket_seconds": 0}, {"send_serve_seconds": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Settings(**bad)
+
+
+def test_send_timings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ERPSYNC_SEND_LEASE_SECONDS", "6")
+    monkeypatch.setenv("ERPSYNC_SEND_TICKETS", "5")
+    monkeypatch.setenv("ERPSYNC_SEND_SERVE_SECONDS", "0.5")
+    settings = Settings()
+    assert (settings.send_lease_seconds, settings.send_tickets, settings.send_serve_seconds) == (6, 5, 0.5)

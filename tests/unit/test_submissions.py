@@ -34,6 +34,7 @@ from worker.celery_app.listener import Listener
 from worker.errors import ConfigurationError
 from worker.producer.submissions import ACCEPTED, GONE, REJECTED, Outcome, accept
 from worker.settings import DEMO_COMPANY_API_KEY, Settings
+from worker.store.intake import IntakeQueue
 from worker.store.results import ResultsStore
 from worker.store.submissions import NewJob, Rejection, SubmissionQueue
 
@@ -50,7 +51,18 @@ class Env:
         self.settings = Settings(key_prefix=f"t{uuid.uuid4().hex[:6]}", intake_chunk_docs=10, **overrides)
         self.queue = SubmissionQueue(self.client, self.settings)
         self.store = ResultsStore(self.client, self.settings)
+        self.intake = IntakeQueue(self.client, self.settings)
         self.p = self.settings.key_prefix
+
+    def intake_items(self) -> list[str]:
+        """Every intake item waiting, encoded, by tenant and lane (the lists' order within each)."""
+        lists = sorted(self.client.keys(f"{self.p}:intake:lane:*"))
+        return [item for key in lists for item in self.client.lrange(key, 0, -1)]
+
+    def clear_intake(self) -> None:
+        """Forget every intake item waiting (taken, then done)."""
+        while self.intake.take("clear", max_docs=10**6):
+            self.intake.done("clear")
 
     def push(self, message: str | bytes) -> str:
         """LPUSH a message and take it as a listener would; returns its submission id."""
@@ -142,7 +154,7 @@ def test_a_valid_message_becomes_a_job_stored_as_submit_stores_one(monkeypatch: 
     python_job = submit(
         copy.deepcopy(docs), tenant="demo", kind="customer_invoice", source="pos", job_id="py-1", settings=env.settings
     )
-    env.client.delete(f"{env.p}:intake")
+    env.clear_intake()
 
     outcome = env.submit(
         {"job_id": "raw-1", "tenant": "demo", "kind": "customer_invoice", "source": "pos", "documents": docs}
@@ -160,7 +172,8 @@ def test_a_valid_message_becomes_a_job_stored_as_submit_stores_one(monkeypatch: 
     assert json.loads(raw["docs"][1])["ExternalId"] == "raw-1#1"
     strip = lambda records: {k: {**json.loads(v), "updated_at": None} for k, v in records.items()}  # noqa: E731
     assert json.dumps(strip(raw["records"])) == json.dumps(strip(py["records"])).replace("py-1#", "raw-1#")
-    assert env.client.lrange(f"{env.p}:intake", 0, -1) == ["raw-1|0|10", "raw-1|10|13"]
+    assert env.intake_items() == ["raw-1|0|10|interactive|demo", "raw-1|10|13|interactive|demo"]
+    assert raw["job"]["lane"] == py["job"]["lane"] == "interactive"  # 13 documents, at most 100
     assert "raw-1" in env.client.smembers(f"{env.p}:open_jobs")
     assert "raw-1" in env.client.zrange(f"{env.p}:jobs", 0, -1)
     assert raw["ttl"]
@@ -204,7 +217,7 @@ def test_accepting_twice_does_nothing_the_second_time() -> None:
     second = accept(env.client, env.settings, submission_id)
     assert (first.status, second.status) == (ACCEPTED, GONE)
     assert env.job_keys("twice") == before
-    assert env.client.llen(f"{env.p}:intake") == 1
+    assert env.intake.waiting() == 1
 
 
 def test_a_job_id_used_while_the_message_is_stored_makes_it_a_rejection() -> None:
@@ -297,7 +310,7 @@ def test_a_malformed_message_is_rejected_with_its_reason(what: str, payload: Any
         assert job["finished_at"] and outcome.job_id in env.client.zrange(f"{env.p}:jobs", 0, -1)
         assert outcome.job_id not in env.client.smembers(f"{env.p}:open_jobs")
         assert env.client.ttl(env.store.keys.job(outcome.job_id)) > 0
-    assert env.client.llen(f"{env.p}:intake") == 0
+    assert env.intake.waiting() == 0 and env.intake_items() == []
 
 
 def test_the_job_id_of_an_unparsable_message_is_found_in_its_text() -> None:
@@ -374,7 +387,7 @@ def test_no_message_reaches_another_tenants_job() -> None:
         assert "job id already submitted" in outcome.reason
     assert env.store.rejections()[-1]["reason"] == "job_id: job id already submitted; this message was ignored"
     assert env.job_keys("acme-0001") == before
-    assert env.client.lrange(f"{env.p}:intake", 0, -1) == ["acme-0001|0|1"]
+    assert env.intake_items() == ["acme-0001|0|1|interactive|demo"]
 
 
 def test_a_rejected_job_id_is_not_reused_either() -> None:

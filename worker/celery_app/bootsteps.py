@@ -3,6 +3,8 @@
 - `LowerPriority`: `celery worker --nice N` lowers the worker's CPU priority before its pool forks.
 - `SubmissionListener`: on workers that consume the intake queue, a thread takes raw producers' job messages
   off the submit list and sends their accept tasks (worker/celery_app/listener.py).
+- `SendHeartbeat`: on workers that consume the send queue, a thread renews the leases of the batches the worker
+  holds and offers a send ticket when work is due with none counted (worker/pipeline/dispatch.py, `heartbeat`).
 - Recovery (worker/pipeline/recovery.py) when the worker is ready, and again whenever the consumer's broker
   connection comes back (`RecoverAfterReconnect`): a lost connection can lose messages.
 - Every log handler Celery sets up gets the secrets filter, the log context and the structured formatter.
@@ -13,6 +15,7 @@ Registered on the app when this module is imported (worker/celery_app/__init__.p
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 # Celery ships no type hints (neither py.typed nor stubs): mypy is told so for each of its imports.
@@ -26,12 +29,13 @@ from worker.celery_app.enqueue import publish
 from worker.celery_app.listener import Listener
 from worker.celery_app.priority import lower_priority
 from worker.observability import logs
+from worker.pipeline.dispatch import heartbeat
 from worker.pipeline.queue import Message, TaskName
 from worker.pipeline.recovery import recover
 from worker.settings import get_settings
 from worker.store.client import get_redis
 
-__all__ = ["LowerPriority", "RecoverAfterReconnect", "SubmissionListener", "send_accept"]
+__all__ = ["LowerPriority", "RecoverAfterReconnect", "SendHeartbeat", "SubmissionListener", "send_accept"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,39 @@ class SubmissionListener(bootsteps.StartStopStep):
     def create(self, w: Any) -> Listener:
         settings = get_settings()
         return Listener(get_redis(settings), settings, send_accept)
+
+
+class SendHeartbeat(bootsteps.StartStopStep):
+    """The heartbeat of a sender worker: every third of ERPSYNC_SEND_LEASE_SECONDS, the batches its threads hold
+    stay theirs for another lease (a killed worker's come back within one), and a ticket is offered when work is
+    due and none is counted."""
+
+    label = "erpsync send heartbeat"
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def include_if(self, w: Any) -> bool:
+        return get_settings().send_queue_name in w.app.amqp.queues.consume_from
+
+    def start(self, parent: Any) -> None:
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._run, name="erpsync-send-heartbeat", daemon=True)
+        self.thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self.stopping.set()
+
+    def _run(self) -> None:
+        every = max(1.0, get_settings().send_lease_seconds / 3)
+        while not self.stopping.wait(every):
+            try:
+                heartbeat(publish)
+            except Exception:  # Redis away: the next beat tries again; a lease ends only after three missed
+                log.warning("send heartbeat failed; trying again in %.0fs", every, exc_info=True)
 
 
 class RecoverAfterReconnect(bootsteps.StartStopStep):
@@ -118,5 +155,6 @@ def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> Non
 
 
 app.steps["worker"].add(LowerPriority)
-app.steps["worker"].add(SubmissionListener)  # raw-Redis producers' job messages (worker/producer/submissions.py)
+app.steps["worker"].add(SubmissionListener)
+app.steps["worker"].add(SendHeartbeat)  # raw-Redis producers' job messages (worker/producer/submissions.py)
 app.steps["consumer"].add(RecoverAfterReconnect)

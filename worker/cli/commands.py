@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from schemas.envelope import DocumentKind, Target
+from schemas.envelope import DocumentKind, Lane, Target
 from worker.cli.console import (
     EXIT_NOT_ALL_CREATED,
     EXIT_OK,
@@ -66,6 +66,7 @@ def results_payload(job_id: str) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "status": job.get("status"),
+        "lane": job.get("lane"),
         "records": [
             {
                 "external_id": r.external_id,
@@ -146,6 +147,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             target=args.target or header.get("target"),
             source=header.get("source") or Path(args.file).name,
             job_id=header.get("job_id"),
+            priority=args.priority or header.get("priority"),
             on_progress=advance,
         )
     count = source.documents_read
@@ -311,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         choices=[t.value for t in Target],
         help="the ERP the job is for (default: the tenant's; a tenant is at one ERP)",
+    )
+    p.add_argument(
+        "--priority",
+        choices=[lane.value for lane in Lane],
+        help="the job's lane: interactive jobs are validated before the tenant's bulk ones (default: by size, "
+        "interactive up to ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job to finish and print its summary")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default 600)")

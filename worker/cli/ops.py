@@ -67,6 +67,7 @@ def render_overview(data: dict[str, Any]) -> Group:
     parts: list[RenderableType] = [
         _headline(data),
         Columns([_waiting_table(data), _workers_table(data)]),
+        _tenants_table(data["tenants"]),
         _open_jobs(data["open_jobs"], data["open_jobs_total"]),
     ]
     if data["recent_failures"]:
@@ -99,6 +100,28 @@ def _waiting_table(data: dict[str, Any]) -> Table:
     for b in data["buffers"]:
         if b["documents"]:
             table.add_row(f"buffer {b['tenant']}/{b['kind']}", f"{b['documents']} documents")
+    return table
+
+
+def _tenants_table(tenants: list[dict[str, Any]]) -> RenderableType:
+    """Tenants with work waiting (OVERVIEW_ROWS of them, the longest-waiting first): documents per lane
+    (interactive/bulk) waiting for intake, in the coalescing buffer and queued to send, batches coming back later,
+    what the tenant waits for and the age of its oldest batch ready to send."""
+    if not tenants:
+        return Text("tenants: none waiting")
+    shown = tenants[:OVERVIEW_ROWS]
+    table = _table(f"tenants waiting ({len(shown)} of {len(tenants)}; documents interactive/bulk)",
+                   "tenant", "intake", "buffer", "queued", "later", "waits for", "oldest")  # fmt: skip
+    for t in shown:
+        waits = t["waiting_for"] or ""
+        if waits and t["waiting_seconds"] is not None:
+            waits += f" {t['waiting_seconds']:.1f}s"
+        if t["holder"]:
+            waits += f" ({t['holder']['sender'] or t['holder']['batch_id']})"
+        intake, queued = t["intake_documents"], t["queued_documents"]
+        table.add_row(t["tenant"], f"{intake['interactive']}/{intake['bulk']}", str(t["buffered_documents"]),
+                      f"{queued['interactive']}/{queued['bulk']}", str(t["delayed_batches"] or ""), waits,
+                      _age(t["oldest_ready_seconds"]))  # fmt: skip
     return table
 
 

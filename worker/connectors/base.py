@@ -16,7 +16,9 @@ knows nothing about any ERP. A target plugs in with:
     (after an ambiguous answer); without it such documents end `unknown` for an operator.
 
 Every request goes through `Connector.take_turn()` first: the tenant's in-flight cap is held by the send
-task, this adds the tenant's rate limit (shared by every worker, worker/store/ratelimit.py).
+task, this adds the tenant's rate limit (shared by every worker, worker/store/ratelimit.py). The dispatcher takes
+a batch's first turn as it hands the batch out (worker/store/dispatch.py); the send says so with `turn_taken()`,
+and that request takes no second one.
 
 What a connector keeps in Redis (an access token shared by every worker, a refresh token, a Retry-After pause)
 it keeps through `self.tokens` (worker/store/tokens.py), whose token calls raise StoreUnavailable when Redis
@@ -25,7 +27,10 @@ fails: a connector never touches Redis itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +45,22 @@ from worker.settings import Settings, TenantConfig
 from worker.store.client import RedisClient
 from worker.store.ratelimit import RateLimiter
 from worker.store.tokens import TokenStore
+
+# The rate-limit turn the dispatcher took for the request about to be made, as the monotonic time it comes: one
+# list per `turn_taken()` block, emptied by the first take_turn() in it.
+_TURN_TAKEN: ContextVar[list[float] | None] = ContextVar("erpsync_turn_taken", default=None)
+
+
+@contextmanager
+def turn_taken(turn_in: float | None) -> Iterator[None]:
+    """Within this block, the first `take_turn()` of any connector finds its turn taken already (by the dispatcher,
+    as it handed the batch out; `turn_in` seconds from now, None: no turn was taken) and waits for it; later ones
+    take their own."""
+    token = _TURN_TAKEN.set([] if turn_in is None else [time.monotonic() + turn_in])
+    try:
+        yield
+    finally:
+        _TURN_TAKEN.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +156,12 @@ class Connector:
         (nothing was sent: the send task gives its turn back without counting an attempt)."""
         rate = self.tenant.rate(self.settings)
         if rate is None:
+            return
+        prepaid = _TURN_TAKEN.get()
+        if prepaid:
+            wait = prepaid.pop() - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # at most worker/store/dispatch.py's TURN_AHEAD_S
             return
         wait = self.limiter.acquire(self.target, self.tenant.name, rate, timeout=self.settings.rate_limit_wait_seconds)
         if wait:

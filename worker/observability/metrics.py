@@ -100,7 +100,13 @@ HTTP_DURATION = MetricDef(
     ("target",),
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-METRICS: tuple[MetricDef, ...] = (DOCUMENTS, BATCHES, BATCH_DOCUMENTS, RETRIES, HTTP_DURATION)
+DISPATCH_WAIT = MetricDef(
+    "erpsync_dispatch_wait_seconds",
+    "Time a batch ready to send waited in its tenant's lane until a sender took it (worker/store/dispatch.py).",
+    ("lane",),
+    (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+METRICS: tuple[MetricDef, ...] = (DOCUMENTS, BATCHES, BATCH_DOCUMENTS, RETRIES, HTTP_DURATION, DISPATCH_WAIT)
 
 #: Every value `retry_reason()` returns; a label with a closed vocabulary keeps the series few.
 RETRY_REASONS = (
@@ -112,7 +118,6 @@ RETRY_REASONS = (
     "auth",
     "ambiguous",  # no usable answer: the batch is looked up (reconciled) before anything is resent
     "partial_reject",  # an array rejected part-way: reconciled
-    "in_flight_cap",  # nothing sent: the tenant had its cap of requests in flight
     "lease_busy",  # another worker holds the batch's sending lease
     "internal_error",  # a fault of our own while sending: settled after the lease
     "other",

@@ -9,7 +9,9 @@ backlog of a million documents.
 Where the numbers come from: the store's read-only views (worker/store/views.py, OperatorView), which read
 - the Celery queues' lists (every priority of a queue counted),
 - intake items, raw producer messages waiting and being accepted, the coalescing buffers;
-- open jobs, every job by submission time, dead letters, refused producer messages (a capped log).
+- open jobs, every job by submission time, dead letters, refused producer messages (a capped log);
+and, per tenant with work (`tenants`), the intake queue's and the dispatcher's backlogs per lane
+(worker/store/intake.py, dispatch.py): what each tenant has waiting, what it waits for, and for how long.
 
 A job is *stalled* when it is not finished, still has documents to settle, and none of its documents has
 changed state for `stall_seconds`: its `updated_at` (set by the results store's Lua script on every status
@@ -29,7 +31,9 @@ from prometheus_client.registry import Collector
 
 from worker.settings import Settings
 from worker.store.client import RedisClient
+from worker.store.dispatch import LANES, Dispatcher
 from worker.store.errors import REDIS_ERRORS
+from worker.store.intake import IntakeQueue
 from worker.store.records import DOC_STATUSES, JOB_FINAL
 from worker.store.views import OperatorView
 
@@ -110,6 +114,56 @@ def buffer_depths(client: RedisClient, settings: Settings) -> list[dict[str, Any
     return [b._asdict() for b in _view(client, settings).buffer_depths()]
 
 
+# ----- tenants
+
+
+def tenants(client: RedisClient, settings: Settings, now: float | None = None) -> list[dict[str, Any]]:
+    """Every tenant with work waiting, the longest-waiting first: documents per lane waiting for intake, in the
+    buffer, queued to send; batches coming back later; what the tenant waits for (`rate`: its next rate-limit turn,
+    `slot`: its cap of requests in flight, with the holder and until when, `pause`: its ERP's Retry-After, or what
+    its delayed batches wait for: `outage`, `retry`, `reconcile`, `lease`), and the age of its oldest batch ready
+    to send. A tenant with nothing waiting is not listed (and keeps no key)."""
+    now = time.time() if now is None else now
+    dispatcher = Dispatcher(client, settings)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(tenant: str) -> dict[str, Any]:
+        return rows.setdefault(tenant, {
+            "tenant": tenant, "intake_documents": dict.fromkeys(lane.value for lane in LANES), "buffered_documents": 0,
+            "queued_documents": dict.fromkeys(lane.value for lane in LANES), "queued_batches": 0,
+            "delayed_batches": 0, "waiting_for": None, "waiting_seconds": None, "holder": None,
+            "oldest_ready_seconds": None,
+        })  # fmt: skip
+
+    for b in IntakeQueue(client, settings).backlog():
+        row(b.tenant)["intake_documents"][b.lane.value] = b.documents
+    for buffered in _view(client, settings).buffer_depths():
+        if buffered.documents:
+            row(buffered.tenant)["buffered_documents"] += buffered.documents
+    for t in dispatcher.backlog():
+        entry = row(t.tenant)
+        entry["queued_documents"] = {lane.value: t.documents[lane] for lane in LANES}
+        entry["queued_batches"] = sum(t.batches.values())
+        entry["oldest_ready_seconds"] = (
+            None if t.oldest_ready_at is None else round(max(0.0, now - t.oldest_ready_at), 1)
+        )
+        if t.waiting is not None:
+            entry["waiting_for"] = t.waiting.value
+            entry["waiting_seconds"] = None if t.waiting_until is None else round(max(0.0, t.waiting_until - now), 2)
+            if t.holder:
+                entry["holder"] = {"batch_id": t.holder, "sender": t.holder_sender}
+    for tenant, delayed in dispatcher.delayed_by_tenant().items():
+        entry = row(tenant)
+        entry["delayed_batches"] = delayed.batches
+        if entry["waiting_for"] is None and not entry["queued_batches"]:
+            entry["waiting_for"] = max(delayed.reasons, key=lambda r: delayed.reasons[r])
+            entry["waiting_seconds"] = round(max(0.0, delayed.next_due - now), 2)
+    for entry in rows.values():
+        for part in ("intake_documents", "queued_documents"):
+            entry[part] = {lane: n or 0 for lane, n in entry[part].items()}
+    return sorted(rows.values(), key=lambda e: (-(e["oldest_ready_seconds"] or 0.0), e["tenant"]))
+
+
 # ----- jobs
 
 
@@ -130,6 +184,7 @@ def job_entry(job: dict[str, Any], stall_seconds: float, now: float, score: floa
         "tenant": job.get("tenant"),
         "target": job.get("target"),
         "kind": job.get("kind"),
+        "lane": job.get("lane"),
         "source": job.get("source") or None,
         "total": int(job.get("total") or 0),
         "pending": counts["pending"],
@@ -324,6 +379,8 @@ def overview(
         "queues": queue_depths(client, settings),
         **waiting_input(client, settings),
         "buffers": buffer_depths(client, settings),
+        "tenants": tenants(client, settings, now),
+        "send_tickets": Dispatcher(client, settings).live_tickets(),
         "open_jobs_total": jobs["total"],
         "open_jobs": jobs["jobs"],
         "stalled_jobs": sum(1 for j in jobs["jobs"] if j["stalled"]),
@@ -366,6 +423,26 @@ class OverviewCollector(Collector):
         for b in buffer_depths(self.r, self.s):
             buffers.add_metric([b["tenant"], b["kind"]], b["documents"])
         yield buffers
+        backlog = GaugeMetricFamily(
+            "erpsync_tenant_backlog_documents",
+            "Documents of a tenant waiting, per lane: for intake, in the buffer (lane bulk), queued to send",
+            labels=["tenant", "lane"],
+        )
+        oldest = GaugeMetricFamily(
+            "erpsync_tenant_oldest_ready_seconds",
+            "Age of a tenant's oldest batch ready to send (tenants with batches queued)",
+            labels=["tenant"],
+        )
+        for t in tenants(self.r, self.s, now):
+            for lane in LANES:
+                waiting = t["intake_documents"][lane.value] + t["queued_documents"][lane.value]
+                backlog.add_metric(
+                    [t["tenant"], lane.value], waiting + (t["buffered_documents"] if lane is LANES[1] else 0)
+                )
+            if t["oldest_ready_seconds"] is not None:
+                oldest.add_metric([t["tenant"]], t["oldest_ready_seconds"])
+        yield backlog
+        yield oldest
         jobs = open_jobs(self.r, self.s, now=now)
         yield GaugeMetricFamily("erpsync_jobs_open", "Jobs not finished", value=jobs["total"])
         yield GaugeMetricFamily(

@@ -2,7 +2,9 @@
 
     intake.py      validate a job's documents, claim their ExternalIds           (producer → intake)
     batch.py       whole batches at once, the rest via the tenant's buffer, flushes   (intake → batch)
-    send.py        the send state machine: lease, POST, answer                     (batch → send)
+    tickets.py     batches placed with the dispatcher, and the send tickets serving them (batch → dispatch)
+    dispatch.py    a send ticket: the next batch that may go, fairly across tenants (dispatch → send)
+    send.py        the send state machine: lease, POST, answer                     (dispatch → send)
     reconcile.py   ask the ERP what it saved when its answer left that open         (send → record)
     record.py      end a batch: Keys, failures, unknowns, dead letters, follow-ups  (→ record)
     duplicates.py  documents waiting for another job sending the same ExternalId

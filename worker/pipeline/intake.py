@@ -38,6 +38,7 @@ from worker.store.records import (
     Record,
     RecordUpdate,
     Route,
+    job_lane,
     owner_of,
 )
 
@@ -71,9 +72,12 @@ def request_intake(enqueue: Enqueue, documents: int, job_id: str | None = None) 
 
 
 def enqueue_job_again(enqueue: Enqueue, job_id: str, job: dict[str, str]) -> None:
-    """Queue a whole job for intake again (recovery, an operator): a chunk per item, like the producer."""
-    total, chunk = int(job.get("total", 0)), get_settings().intake_chunk_docs
-    items = [Item(job_id, first, min(total, first + chunk)) for first in range(0, total, chunk)]
+    """Queue a whole job for intake again (recovery, an operator): a chunk per item, like the producer, under the
+    job's tenant and lane (a job stored before lanes: sized)."""
+    settings = get_settings()
+    total, chunk = int(job.get("total", 0)), settings.intake_chunk_docs
+    lane, tenant = job_lane(job, settings.interactive_max_documents), job.get("tenant", "")
+    items = [Item(job_id, first, min(total, first + chunk), tenant, lane) for first in range(0, total, chunk)]
     runtime.intake().push(items)
     for item in items:
         request_intake(enqueue, item.size, job_id=job_id)
@@ -81,6 +85,9 @@ def enqueue_job_again(enqueue: Enqueue, job_id: str, job: dict[str, str]) -> Non
 
 def drain(enqueue: Enqueue, worker_id: str) -> dict[str, Any]:
     """Take queued job ranges (about intake_chunk_docs documents at a time) and process them together.
+
+    Each take is fair by itself (worker/store/intake.py): tenants in turn by weight, interactive ranges first and
+    never with bulk ones, so a drain that goes on taking serves every tenant waiting as it goes.
 
     Runs for at most DRAIN_SECONDS, then returns, so one backlog cannot hold a worker process for long. Items
     it held when it died are found again under `worker_id` (the task's id: a redelivery has the same).

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
-__all__ = ["SEND_TASKS", "Enqueue", "Message", "TaskName", "describe_send"]
+__all__ = ["SEND_TASKS", "Enqueue", "Message", "TaskName"]
 
 
 class TaskName(StrEnum):
@@ -25,14 +25,17 @@ class TaskName(StrEnum):
     ACCEPT_SUBMISSION = "erpsync.accept_submission"
     DRAIN_INTAKE = "erpsync.drain_intake"
     PROCESS_JOB = "erpsync.process_job"
-    FLUSH_BUFFER = "erpsync.flush_buffer"
+    FLUSH_BUFFER = "erpsync.flush_buffer"  # an earlier version's flush message (flushes: worker/store/dispatch.py)
+    SEND_NEXT = "erpsync.send_next"
     SEND_BATCH = "erpsync.send_batch"
     SEND_BATCHES = "erpsync.send_batches"
     SETTLE_DUPLICATE = "erpsync.settle_duplicate"
 
 
-#: The tasks that go to the send queue (`<queue>.send`), served by the sender workers' threads.
-SEND_TASKS = frozenset({TaskName.SEND_BATCH, TaskName.SEND_BATCHES})
+#: The tasks that go to the send queue (`<queue>.send`), served by the sender workers' threads: send tickets (which
+#: also do the buffers' flushes as they come due), and the send messages of batches queued by an earlier version
+#: (placed with the dispatcher when they come).
+SEND_TASKS = frozenset({TaskName.SEND_NEXT, TaskName.SEND_BATCH, TaskName.SEND_BATCHES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +54,3 @@ class Enqueue(Protocol):
     """Publishes a message (worker/celery_app/enqueue.py in a worker; a recorder in tests)."""
 
     def __call__(self, message: Message, /) -> None: ...
-
-
-def describe_send(
-    tenant: str | None, target: str, kind: str | None, documents: int, *, phase: str = "send", batches: int = 1
-) -> str:
-    """The kwargsrepr of a send message (what Flower and Celery's log lines show): ids and counts only."""
-    shown: dict[str, Any] = {"tenant": tenant, "target": target, "kind": kind}
-    if batches > 1:
-        shown["batches"] = batches
-    return repr(shown | {"documents": documents, "phase": phase})

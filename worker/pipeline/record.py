@@ -20,8 +20,8 @@ from worker.connectors import Created
 from worker.errors import LeaseLost
 from worker.observability import metrics
 from worker.observability.logs import fields
-from worker.pipeline.batch import enqueue_send
 from worker.pipeline.queue import Enqueue
+from worker.pipeline.tickets import place
 from worker.store.errors import OUTAGE_ERRORS
 from worker.store.records import (
     BatchOutcome,
@@ -225,7 +225,7 @@ def end_batch(
             _write(lambda: store.log_attempt(batch.id, attempt_log))
         raise LeaseLost(batch.id)
     for plan in follow_up:
-        enqueue_send(enqueue, plan.batch_id, batch.tenant, batch.kind, len(plan.members), target=batch.target)
+        place(enqueue, batch.tenant, [plan.batch_id])
     log_outcome(
         batch,
         outcome.replace(" ", "_"),

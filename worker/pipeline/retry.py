@@ -5,9 +5,9 @@
   ERPSYNC_RETRY_MAX_ATTEMPTS.
 - An ERP that cannot be reached (ConnectFailed) received nothing: waiting for it is not an attempt, and the
   backoff grows with the batch's consecutive waits for as long as the outage lasts.
-- A turn that sent nothing (a tenant's Retry-After pause, its cap of requests in flight) gives its attempt back.
+- A turn that sent nothing (a tenant's Retry-After pause, no rate-limit turn soon enough) gives its attempt back.
 
-Each is raised as RetryLater (worker/errors.py); the task adapter turns it into a Celery retry.
+Each is raised as RetryLater (worker/errors.py); the dispatcher delays the batch by it (worker/pipeline/dispatch.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 from worker.backoff import backoff_seconds
 from worker.errors import ConnectFailed, RetryLater, TransientError, WaitingForRetryAfter
 from worker.observability import metrics
-from worker.pipeline.queue import describe_send
 from worker.pipeline.record import StoredBatch, log_outcome, recorder_for
 from worker.settings import get_settings
 from worker.store.records import BatchState
@@ -31,16 +30,10 @@ __all__ = ["come_back", "not_sent", "reconcile_later", "retry_later", "unreachab
 log = logging.getLogger(__name__)
 
 
-def come_back(batch_id: str, data: dict[str, str], countdown: float) -> RetryLater:
-    """Schedule this send again; the new message shows ids and counts like the first one."""
-    shown = describe_send(
-        data.get("tenant"),
-        data.get("target", "softone"),
-        data.get("kind"),
-        int(data.get("size") or 0),
-        phase=data.get("phase") or "send",
-    )
-    return RetryLater(countdown, argsrepr=repr([batch_id]), kwargsrepr=shown)
+def come_back(countdown: float, reason: str = "retry") -> RetryLater:
+    """This send comes back after `countdown` seconds (the dispatcher delays its batch), waiting for `reason`:
+    outage, retry, pause, reconcile or lease (what `erpsync status` shows)."""
+    return RetryLater(countdown, reason=reason)
 
 
 def reconcile_later(
@@ -61,16 +54,17 @@ def reconcile_later(
     store.set_batch_state(batch.id, BatchState.WAITING, phase="reconcile", reconcile_reason=why, reconcile_error=error)
     log_outcome(batch, "reconciling", level, reason=reason, retry_in_s=delay, **log_fields)
     recorder_for(store).retry(batch.target, metric_reason)
-    return come_back(batch.id, {**batch.data, "phase": "reconcile"}, countdown=delay)
+    return come_back(delay, reason="reconcile")
 
 
 def not_sent(store: ResultsStore, batch: StoredBatch, phase: str, countdown: float, reason: str) -> RetryLater:
-    """This turn sent nothing (a tenant pause, the in-flight cap): give the attempt back, come again."""
+    """This turn sent nothing (the tenant's pause after a Retry-After, no rate-limit turn soon enough): give the
+    attempt back, come again."""
     store.uncount_attempt(batch.id)
     store.set_batch_state(batch.id, BatchState.WAITING, phase=phase)
     log.debug("nothing sent (%s); trying again in %.1fs", reason, countdown)
     recorder_for(store).retry(batch.target, reason)
-    return come_back(batch.id, batch.data, countdown=countdown)
+    return come_back(countdown, reason="pause")
 
 
 def retry_later(store: ResultsStore, batch: StoredBatch, attempt: int, exc: TransientError, phase: str) -> RetryLater:
@@ -94,7 +88,7 @@ def retry_later(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Tran
         retry_in_s=round(delay, 3),
     )
     recorder_for(store).retry(batch.target, reason)
-    return come_back(batch.id, batch.data, countdown=delay)
+    return come_back(delay)
 
 
 def unreachable(store: ResultsStore, batch: StoredBatch, attempt: int, exc: ConnectFailed, phase: str) -> RetryLater:
@@ -119,4 +113,4 @@ def unreachable(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Conn
         retry_in_s=round(delay, 3),
     )
     recorder_for(store).retry(batch.target, metrics.retry_reason(exc))
-    return come_back(batch.id, {**batch.data, "phase": phase}, countdown=delay)
+    return come_back(delay, reason="outage")

@@ -1,5 +1,5 @@
 """Per-process singletons the pipeline's steps share, each made on first use: the results store, the buffer, the
-intake queue, the in-flight and rate limiters (on the process's Redis client), and a tenant's connector (on the
+intake queue, the dispatcher, the rate limiter (on the process's Redis client), and a tenant's connector (on the
 process's HTTP client); also the shape of a tenant's batches and who holds a batch's lease."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from worker.errors import ConfigurationError
 from worker.settings import get_settings
 from worker.store.buffer import CoalescingBuffer
 from worker.store.client import get_redis
-from worker.store.inflight import InflightLimiter
+from worker.store.dispatch import Dispatcher
 from worker.store.intake import IntakeQueue
 from worker.store.ratelimit import RateLimiter
 from worker.store.results import ResultsStore
@@ -26,7 +26,7 @@ __all__ = [
     "batch_shape",
     "buffer",
     "connector",
-    "inflight",
+    "dispatcher",
     "intake",
     "limiter",
     "sender_id",
@@ -88,6 +88,6 @@ def intake() -> IntakeQueue:
 
 
 @lru_cache(maxsize=1)
-def inflight() -> InflightLimiter:
+def dispatcher() -> Dispatcher:
     settings = get_settings()
-    return InflightLimiter(get_redis(settings), settings.key_prefix)
+    return Dispatcher(get_redis(settings), settings)

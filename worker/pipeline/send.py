@@ -2,9 +2,8 @@
 
     batch ──▶ [send: lease, in-flight slot, POST, answer] ──▶ record   (or ──▶ reconcile ──▶ record)
 
-`send` serves the task `erpsync.send_batch` (tasks/send.py); `send_group` serves `erpsync.send_batches`, doing the
-same for a few batches stored together (a big file's chunk), one after the other, so that one Celery message
-serves several batches; a batch of it that must come back later comes back alone, in a send_batch message.
+`send` handles one batch the dispatcher handed out (worker/pipeline/dispatch.py, with its tenant's in-flight slot
+and rate turn taken: a `Grant`); a batch that must come back later raises RetryLater, and the dispatcher delays it.
 
 The batch's state in Redis is the truth about its request, whatever Celery redelivers:
 
@@ -49,11 +48,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from typing import Any, NamedTuple
 
 from schemas import DocumentKind
+from worker.connectors.base import turn_taken
 from worker.errors import (
     AmbiguousError,
     BatchRejected,
@@ -70,7 +69,7 @@ from worker.failpoints import failpoint
 from worker.observability import metrics
 from worker.observability.logs import bind, fields, log_context
 from worker.pipeline import runtime
-from worker.pipeline.queue import Enqueue, Message, TaskName
+from worker.pipeline.queue import Enqueue
 from worker.pipeline.reconcile import reconcile
 from worker.pipeline.record import (
     UNKNOWN_HINT,
@@ -82,66 +81,36 @@ from worker.pipeline.record import (
     log_outcome,
     recorder_for,
 )
-from worker.pipeline.retry import come_back, not_sent, reconcile_later, retry_later, unreachable
+from worker.pipeline.retry import come_back, reconcile_later, retry_later, unreachable
+from worker.pipeline.tickets import offer_tickets
 from worker.settings import get_settings
-from worker.store.inflight import Slot
+from worker.store.dispatch import Grant, Settle
+from worker.store.errors import REDIS_ERRORS
 from worker.store.records import BatchOutcome, LeaseState
 from worker.store.results import ResultsStore
 
-__all__ = ["send", "send_group"]
+__all__ = ["send"]
 
 log = logging.getLogger(__name__)
 
 
-def send(enqueue: Enqueue, batch_id: str) -> dict[str, Any]:
+def send(enqueue: Enqueue, batch_id: str, grant: Grant | None = None) -> dict[str, Any]:
     """Send (or reconcile) one batch; idempotent: a done batch is not sent again, one in flight elsewhere waits.
 
+    `grant`: what the dispatcher took for it (its tenant's in-flight slot, given back as soon as the ERP has
+    answered, and its rate turn); without one (a test, an operator) the batch is sent outside the tenant's limits.
     Raises RetryLater when the batch must come back (a retry, the reconcile delay, a lease held elsewhere).
-    Returns ids and counts only (Celery logs the return value)."""
+    Returns ids and counts only."""
     # Metrics recorded while handling the batch (its request's duration) ride on the transaction that ends it.
     with log_context(batch_id=batch_id), metrics.deferred(recorder_for(runtime.store())):
         try:
-            result = _run(enqueue, batch_id, time.perf_counter())
+            result = _run(enqueue, batch_id, time.perf_counter(), grant)
         except LeaseLost:
             # The worker that took the batch over settles it; what this attempt found is dropped, unwritten.
             log.warning("the batch was taken over by another worker while this attempt finished; nothing written")
             result = {"batch_id": batch_id, "outcome": BatchOutcome.LEASE_LOST.value}
     failpoint("batch.finished")  # tests: the outcome is written, the message not yet acknowledged
     return result
-
-
-def send_group(enqueue: Enqueue, batch_ids: list[str]) -> dict[str, Any]:
-    """Send several ready batches one after the other, in one message (ERPSYNC_SEND_GROUP_BATCHES): intake
-    queues a big file's whole batches this way, because Celery's handling of a message costs as much CPU as
-    sending a batch.
-
-    Each batch is handled exactly as by `send`, its state in Redis deciding what happens; one that must come
-    back later (a retry, the reconcile delay, a lease held elsewhere) comes back alone, in a send_batch message
-    of its own, and the group goes on. A redelivered group finds its done batches done."""
-    outcomes: dict[str, int] = {}
-    for n, batch_id in enumerate(batch_ids):
-        try:
-            outcome = send(enqueue, batch_id)["outcome"]
-        except RetryLater as later:
-            enqueue(
-                Message(
-                    TaskName.SEND_BATCH,
-                    args=[batch_id],
-                    countdown=later.countdown,
-                    argsrepr=later.argsrepr,
-                    kwargsrepr=later.kwargsrepr,
-                )
-            )
-            outcome = BatchOutcome.COMES_BACK_ALONE.value
-        except BaseException:
-            # An outage of our own (Redis gone while reading the batch): what follows in the group gets messages
-            # of its own where the broker takes them; the recovery after reconnecting re-queues the rest.
-            with contextlib.suppress(Exception):
-                for rest in batch_ids[n + 1 :]:
-                    enqueue(Message(TaskName.SEND_BATCH, args=[rest], argsrepr=repr([rest])))
-            raise
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return {"batches": len(batch_ids), "outcomes": outcomes}
 
 
 class _Lease(NamedTuple):
@@ -154,9 +123,9 @@ class _Lease(NamedTuple):
     request_sent: bool = False  # taken over: whether the stopped attempt had marked its request sent
 
 
-def _run(enqueue: Enqueue, batch_id: str, started: float) -> dict[str, Any]:
-    """Take the batch's lease (taking over one whose holder stopped), then send it or look it up while holding one
-    of its tenant's in-flight slots: the lease first, the slot second, as the module docstring says."""
+def _run(enqueue: Enqueue, batch_id: str, started: float, grant: Grant | None) -> dict[str, Any]:
+    """Take the batch's lease (taking over one whose holder stopped), then send it or look it up under the
+    dispatcher's grant."""
     store = runtime.store()
     sender = runtime.sender_id()
     # One round trip: the lease, and the batch (body included) as it is once acquired.
@@ -180,7 +149,7 @@ def _run(enqueue: Enqueue, batch_id: str, started: float) -> dict[str, Any]:
         settled = _take_over(enqueue, store, batch, attempt, lease.request_sent)
         if settled is not None:
             return settled
-    return _in_flight(enqueue, store, batch, attempt)
+    return _in_flight(enqueue, store, batch, attempt, grant)
 
 
 def _take_over_expired(store: ResultsStore, batch_id: str, sender: str, data: dict[str, str]) -> _Lease:
@@ -200,30 +169,48 @@ def _come_back_unless_ours(store: ResultsStore, batch_id: str, lease: _Lease) ->
         # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
         log.debug("batch is being sent by another worker; checking again when its lease ends")
         recorder_for(store).retry(lease.data.get("target", "softone"), "lease_busy")
-        raise come_back(batch_id, lease.data, countdown=min(lease.value + 1.0, get_settings().retry_backoff_cap))
+        countdown = min(lease.value + 1.0, get_settings().retry_backoff_cap)
+        raise come_back(countdown, reason="lease")
     if lease.state not in (LeaseState.ACQUIRED, LeaseState.TAKEN_OVER):
         # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
         log.warning("batch changed while being acquired (%s); looking again", lease.state)
-        raise come_back(batch_id, lease.data, countdown=1.0)
+        raise come_back(1.0, reason="lease")
 
 
-def _in_flight(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int) -> dict[str, Any]:
-    """Send or look up the batch (its phase says which) while holding one of its tenant's in-flight slots."""
-    settings = get_settings()
-    limit, wait, lease = _tenant_cap(batch.tenant), settings.tenant_slot_wait_seconds, settings.send_lease_seconds
-    with runtime.inflight().slot(batch.tenant, f"{batch.id}:{attempt}", limit, lease, wait) as slot:
-        if not slot:
-            # The tenant has its cap of requests in flight: nothing was sent, so this turn is not an attempt.
-            phase = batch.data.get("phase") or "send"
-            raise not_sent(store, batch, phase, countdown=random.uniform(0.2, 1.0), reason="in_flight_cap")
+class _Slot:
+    """The tenant's in-flight slot the dispatcher took for this batch: given back (once) as soon as the ERP has
+    answered, waking a tenant parked for one (a ticket is offered for it)."""
+
+    def __init__(self, enqueue: Enqueue, grant: Grant | None) -> None:
+        self.enqueue, self.grant = enqueue, grant
+
+    def release(self) -> None:
+        grant, self.grant = self.grant, None
+        if grant is None:
+            return
         try:
+            if runtime.dispatcher().settle(grant, Settle.SLOT):
+                offer_tickets(self.enqueue, 1)
+        except REDIS_ERRORS:
+            log.warning("could not give back the ERP slot of batch %s; its lease will end it", grant.batch_id)
+
+
+def _in_flight(
+    enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, grant: Grant | None
+) -> dict[str, Any]:
+    """Send or look up the batch (its phase says which) under the dispatcher's grant: its slot, its rate turn."""
+    slot = _Slot(enqueue, grant)
+    try:
+        with turn_taken(grant.turn_in if grant is not None else None):
             if batch.data.get("phase") == "reconcile":
                 return reconcile(enqueue, store, batch, attempt)
             return _send(enqueue, store, batch, attempt, slot)
-        except (RetryLater, LeaseLost):
-            raise
-        except Exception as exc:
-            raise _internal_error(store, batch, attempt, exc) from None
+    except (RetryLater, LeaseLost):
+        raise
+    except Exception as exc:
+        raise _internal_error(store, batch, attempt, exc) from None
+    finally:
+        slot.release()
 
 
 def _internal_error(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Exception) -> RetryLater:
@@ -235,7 +222,7 @@ def _internal_error(store: ResultsStore, batch: StoredBatch, attempt: int, exc: 
     with contextlib.suppress(Exception):  # Redis itself may be what failed
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
     recorder_for(store).retry(batch.target, "internal_error")
-    return come_back(batch.id, batch.data, countdown=countdown)
+    return come_back(countdown, reason="lease")
 
 
 def _take_over(
@@ -276,16 +263,7 @@ def _take_over(
     )
 
 
-def _tenant_cap(tenant: str) -> int:
-    settings = get_settings()
-    try:
-        own = settings.tenant(tenant).max_in_flight
-    except ConfigurationError:
-        own = None  # the send itself reports the unknown tenant
-    return settings.tenant_max_in_flight if own is None else own
-
-
-def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, slot: Slot) -> dict[str, Any]:
+def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, slot: _Slot) -> dict[str, Any]:
     """POST the batch and settle it by the answer. The tenant's slot is given back as soon as the ERP has
     answered (or the request failed): the cap counts requests in flight, and recording the outcome is ours."""
     settings = get_settings()
@@ -294,8 +272,8 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
     try:
         connector = runtime.connector(batch.tenant)
         # From here on the request may be out: a worker dying now leaves the batch to be reconciled, not resent.
-        # The lease restarts so that it covers the longest wait for a turn and the whole request.
-        if not store.mark_sent(batch.id, attempt, settings.send_lease_seconds + settings.rate_limit_wait_seconds):
+        # The lease restarts (the process renews it while the request runs: worker/pipeline/dispatch.py).
+        if not store.mark_sent(batch.id, attempt, settings.send_lease_seconds):
             log.warning("the batch was taken over by another worker (our lease ran out); not sending")
             return {"batch_id": batch.id, "outcome": BatchOutcome.LEASE_LOST.value}
         failpoint("post.sending")

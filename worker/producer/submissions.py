@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Target
+from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Lane, Target
 from schemas.jsonschema import JobMessage
 from schemas.targets import document_type
 from worker.errors import ConfigurationError, RetryLater
@@ -105,13 +105,15 @@ class Outcome:
 
 @dataclass(slots=True)
 class _Verdict:
-    """The checks' result: either an envelope with its encoded chunks, or a reason. `known`: the message's
-    fields that passed their own checks (job_id, tenant, target, kind), for a rejected job's record."""
+    """The checks' result: either an envelope with its encoded chunks and lane (the message's `priority`, or by
+    its size), or a reason. `known`: the message's fields that passed their own checks (job_id, tenant, target,
+    kind), for a rejected job's record."""
 
     known: dict[str, str]
     reason: str | None = None
     envelope: JobEnvelope | None = None
     chunks: list[tuple[list[str], list[str], list[int]]] = field(default_factory=list)
+    lane: Lane = Lane.BULK
 
 
 class _Rejected(Exception):
@@ -199,6 +201,7 @@ def _check(raw: bytes, settings: Settings, known: dict[str, str]) -> _Verdict:
             kind=message.kind,
             documents=[{}],  # documents are validated one by one in intake, as for every job
             source=message.source,
+            priority=message.priority,
         )
     except ValidationError as exc:
         raise _Rejected(_reasons(exc, loc_of_model="kind")) from None
@@ -211,7 +214,8 @@ def _check(raw: bytes, settings: Settings, known: dict[str, str]) -> _Verdict:
     doc_type = document_type(envelope.target, envelope.kind)
     scan = CredentialScan(settings)  # a document holding one of our credentials is refused alone, stored masked
     chunks = list(encoded_chunks(message.documents, envelope.job_id, settings.intake_chunk_docs, doc_type, scan))
-    return _Verdict(known, envelope=envelope, chunks=chunks)
+    lane = envelope.priority or Lane.for_size(len(message.documents), settings.interactive_max_documents)
+    return _Verdict(known, envelope=envelope, chunks=chunks, lane=lane)
 
 
 def _settle(queue: SubmissionQueue, submission_id: str, verdict: _Verdict, size: int, sha256: str) -> Outcome:
@@ -236,8 +240,8 @@ def _settle(queue: SubmissionQueue, submission_id: str, verdict: _Verdict, size:
 
 
 def _job(submission_id: str, verdict: _Verdict) -> NewJob:
-    """The job, as worker/producer/submit.py's submit() stores one: its fields, ExternalIds, documents, and those
-    refused for a credential in them (never pending: their records say why)."""
+    """The job, as worker/producer/submit.py's submit() stores one: its fields (its lane too), ExternalIds,
+    documents, and those refused for a credential in them (never pending: their records say why)."""
     envelope = verdict.envelope
     assert envelope is not None
     meta = {
@@ -245,6 +249,7 @@ def _job(submission_id: str, verdict: _Verdict) -> NewJob:
         "tenant": envelope.tenant,
         "target": envelope.target.value,
         "kind": envelope.kind.value,
+        "lane": verdict.lane.value,
         "source": envelope.source or "",
         "submitted_at": envelope.submitted_at.isoformat(),
         "submission": submission_id,

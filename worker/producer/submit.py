@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from schemas import DocumentKind, JobEnvelope, Target
+from schemas import DocumentKind, JobEnvelope, Lane, Target
 from schemas.envelope import derived_external_id
 from schemas.targets import DocumentType, document_type
 from worker.celery_app.enqueue import publish
@@ -29,7 +29,7 @@ from worker.redaction import MASK
 from worker.settings import Settings, get_settings
 from worker.store.client import get_redis
 from worker.store.intake import IntakeQueue
-from worker.store.jobs import JobChunk, store_chunk
+from worker.store.jobs import JobChunk, JobRef, store_chunk
 from worker.store.records import FAILED, JOB_FINAL, Record, RecordUpdate
 from worker.store.results import ResultsStore
 
@@ -96,6 +96,7 @@ def submit(
     target: Target | str | None = None,
     source: str | None = None,
     job_id: str | None = None,
+    priority: Lane | str | None = None,
     settings: Settings | None = None,
     on_progress: Callable[[int], None] | None = None,
     enqueue: Enqueue = publish,
@@ -107,8 +108,10 @@ def submit(
     workers start on the first chunk while the rest is still being read. Each document is validated on
     its own by the worker, so a bad one is reported per document and never rejects the job.
 
-    `target` defaults to the tenant's; a job for another target than the tenant's is refused. `enqueue` publishes
-    the intake tasks (the Celery app's broker by default).
+    `target` defaults to the tenant's; a job for another target than the tenant's is refused. `priority` is the
+    job's lane, `interactive` or `bulk` (schemas.Lane); without it the job is sized: interactive if it has at most
+    ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents (`choose_lane`). `enqueue` publishes the intake tasks (the Celery
+    app's broker by default).
 
     Raises SubmitError when the job as a whole is bad (unknown tenant, no documents, too many). If the
     source fails part-way (an unreadable file), the job keeps the documents stored so far, is closed, and
@@ -129,6 +132,7 @@ def submit(
             kind=kind,
             documents=[{}],
             source=source,
+            priority=priority,
         )
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
@@ -137,6 +141,7 @@ def submit(
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
     if first is None:
         raise SubmitError("the job has no documents")
+    lane, read = choose_lane(envelope.priority, first, chunks, settings)
 
     client = get_redis(settings)
     store, intake = ResultsStore(client, settings), IntakeQueue(client, settings)
@@ -146,13 +151,15 @@ def submit(
             "tenant": envelope.tenant,
             "target": envelope.target.value,
             "kind": envelope.kind.value,
+            "lane": lane.value,
             "source": source or "",
             "submitted_at": envelope.submitted_at.isoformat(),
         }
     )
+    job = JobRef(job_id, envelope.tenant, lane)
     stored = 0
     try:
-        for external_ids, encoded, refused in itertools.chain([first], chunks):
+        for external_ids, encoded, refused in itertools.chain(read, chunks):
             if stored + len(encoded) > settings.max_job_documents:
                 raise SubmitError(
                     f"more than {settings.max_job_documents} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): "
@@ -162,7 +169,7 @@ def submit(
                 RecordUpdate(job_id, stored + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
                 for i in refused
             ]
-            store_chunk(store, intake, job_id, JobChunk(stored, external_ids, encoded, failed))
+            store_chunk(store, intake, job, JobChunk(stored, external_ids, encoded, failed))
             request_intake(enqueue, len(encoded), job_id=job_id)
             stored += len(encoded)
             if on_progress:
@@ -176,9 +183,35 @@ def submit(
     return job_id
 
 
+Chunk = tuple[list[str], list[str], list[int]]
+"""What `encoded_chunks` yields: ExternalIds, JSON texts, offsets of refused documents."""
+
+
+def choose_lane(
+    priority: Lane | None, first: Chunk, chunks: Iterator[Chunk], settings: Settings
+) -> tuple[Lane, list[Chunk]]:
+    """The lane of a job read a chunk at a time, decided before its first chunk is stored, and the chunks read to
+    decide it (`first` and perhaps more), to be stored before the rest of `chunks`.
+
+    The producer's `priority` if it gave one; else by size (Lane.for_size): chunks are read ahead until the job is
+    known to be bulk (above ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents) or the source ends, so at most that many
+    documents (and one chunk) wait in memory, and a job is in the lane a raw producer's message of the same documents
+    gets. With the default settings (100, chunks of 1,000) the first chunk always decides."""
+    if priority is not None:
+        return priority, [first]
+    read, total = [first], len(first[1])
+    while total <= settings.interactive_max_documents and len(read[-1][1]) >= settings.intake_chunk_docs:
+        more = next(chunks, None)  # the last chunk read was full: the source may go on
+        if more is None:
+            break
+        read.append(more)
+        total += len(more[1])
+    return Lane.for_size(total, settings.interactive_max_documents), read
+
+
 def encoded_chunks(
     documents: Iterable[Any], job_id: str, size: int, doc_type: DocumentType, scan: CredentialScan
-) -> Iterator[tuple[list[str], list[str], list[int]]]:
+) -> Iterator[Chunk]:
     """(ExternalIds, JSON texts, offsets of refused documents) of `size` documents at a time; each document is
     encoded as soon as it is read, so no more than one document is held as Python objects (flat memory for any
     file). A document holding a credential is refused, its text masked."""

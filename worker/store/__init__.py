@@ -7,9 +7,9 @@ scripts.py      the Lua scripts of lua/, loaded once
 records.py      the types the store hands out: statuses and states as enums, records, plans
 results.py      jobs, documents, records, the duplicate index, batches and their leases, dead letters
 jobs.py         a job's documents stored a chunk at a time, with the chunk's intake item
-intake.py       the intake queue: job ranges waiting to be validated
+intake.py       the intake queue: job ranges waiting to be validated, per tenant and lane, taken fairly
 buffer.py       the coalescing buffer: documents of many jobs per (tenant, kind), cut into batches
-inflight.py     a tenant's cap on requests in flight
+dispatch.py     batches waiting to be sent, per tenant and lane; handed out fairly, within each tenant's limits
 ratelimit.py    a tenant's requests per time window (Fortnox)
 submissions.py  raw producers' submit list and held messages, each settled in one transaction
 counters.py     metric counters

@@ -160,21 +160,6 @@ class CoalescingBuffer:
             todo = [item for i, item in enumerate(todo) if i not in taken]
         return 0
 
-    def ask_for_flush(self, tenant: str, kind: str, *, now: bool, ttl_ms: int) -> bool:
-        """True if no flush of this kind (`now`, or the delayed one) is known to be queued for the buffer: the
-        caller queues one. The flag lives `ttl_ms`, past the delay of the flush it stands for."""
-        return bool(self.r.set(self.keys.flush_flag(tenant, kind, now), "1", nx=True, px=ttl_ms))
-
-    def flush_started(self, tenant: str, kind: str, *, now: bool) -> None:
-        """A flush answering the `now` (or delayed) request starts: documents pushed from now ask for another."""
-        self.r.delete(self.keys.flush_flag(tenant, kind, now))
-
-    def clear_flush_flags(self, buffers: Sequence[tuple[str, str]]) -> None:
-        """Forget that flushes of these buffers are queued (recovery: those flushes may have died with a worker)."""
-        flags = [self.keys.flush_flag(t, k, now) for t, k in buffers for now in (True, False)]
-        if flags:
-            self.r.delete(*flags)
-
     def buffers(self) -> list[tuple[str, str]]:
         """Every (tenant, kind) buffer in use."""
         members = cast(set[str], self.r.smembers(self.keys.buffers))

@@ -6,14 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from redis.client import Pipeline
 
+from schemas.kinds import Lane
 from worker.store.intake import IntakeQueue, Item
 from worker.store.records import RecordUpdate
 from worker.store.results import ResultsStore
 
-__all__ = ["JobChunk", "queue_chunk", "store_chunk"]
+__all__ = ["JobChunk", "JobRef", "queue_chunk", "store_chunk"]
+
+
+class JobRef(NamedTuple):
+    """The job a chunk is of: its id, and the tenant and lane its intake items queue under (its hash says the same:
+    fields `tenant` and `lane`)."""
+
+    job_id: str
+    tenant: str
+    lane: Lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +39,16 @@ class JobChunk:
     refused: Sequence[RecordUpdate] = ()
 
 
-def queue_chunk(pipe: Pipeline, results: ResultsStore, intake: IntakeQueue, job_id: str, chunk: JobChunk) -> None:
+def queue_chunk(pipe: Pipeline, results: ResultsStore, intake: IntakeQueue, job: JobRef, chunk: JobChunk) -> None:
     """`store_chunk`'s commands, queued on the caller's transaction."""
-    results.append_documents(job_id, chunk.start, chunk.documents, chunk.external_ids, pipe=pipe)
+    results.append_documents(job.job_id, chunk.start, chunk.documents, chunk.external_ids, pipe=pipe)
     results.queue_records(pipe, chunk.refused)
-    intake.push([Item(job_id, chunk.start, chunk.start + len(chunk.documents))], pipe=pipe)
+    end = chunk.start + len(chunk.documents)
+    intake.push([Item(job.job_id, chunk.start, end, job.tenant, job.lane)], pipe=pipe)
 
 
-def store_chunk(results: ResultsStore, intake: IntakeQueue, job_id: str, chunk: JobChunk) -> None:
+def store_chunk(results: ResultsStore, intake: IntakeQueue, job: JobRef, chunk: JobChunk) -> None:
     """Store a chunk of an open job and queue it for intake, in one transaction (on the results store's client)."""
     pipe = results.r.pipeline(transaction=True)
-    queue_chunk(pipe, results, intake, job_id, chunk)
+    queue_chunk(pipe, results, intake, job, chunk)
     pipe.execute()

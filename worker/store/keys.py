@@ -24,9 +24,12 @@ layout) are not ours: worker/store/views.py only counts them for operators.
     {p}:buffer:{tenant}:{kind}          list    the coalescing buffer's items (worker/store/buffer.py)
     {p}:buffer:{tenant}:{kind}:bytes    string  bytes of the documents in it
     {p}:buffers                         set     "tenant|kind" of every buffer that has been used
-    {p}:flushq:{tenant}:{kind}:{when}   string  a flush (`now` or `timer`) is queued already
     intake and submissions (worker/store/intake.py, submissions.py)
-    {p}:intake                          list    job ranges waiting to be validated
+    {p}:intake:lane:{tenant}:{lane}     list    the tenant's job ranges waiting to be validated (interactive or bulk)
+    {p}:intake:ready                    zset    tenants with ranges waiting, by virtual time (fair share of intake)
+    {p}:intake:clock                    string  the virtual time of the last range taken (while any waits)
+    {p}:intake:backlog                  hash    ranges waiting in all, and ranges and documents per tenant and lane
+    {p}:intake:streak                   hash    tenant -> interactive ranges taken in a row while its bulk waited
     {p}:intake:taken:{holder}           list    ranges a drain task took, until it is done with them
     {p}:intakeq                         string  a drain task is queued already
     {p}:submit                          list    raw producers' job messages (LPUSH), taken oldest first
@@ -36,9 +39,20 @@ layout) are not ours: worker/store/views.py only counts them for operators.
     dead letters (worker/store/results.py)
     {p}:dead                            hash    dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index                      zset    dead-letter ids by time
-    sending limits and ERP sessions (worker/store/inflight.py, ratelimit.py, tokens.py)
-    {p}:inflight:{tenant}               zset    the tenant's requests in flight, by lease end
-    {p}:rate:{target}:{tenant}          zset    the tenant's recent requests (sliding window)
+    the dispatcher: batches waiting to be sent, per tenant and lane (worker/store/dispatch.py)
+    {p}:dispatch:ready                  zset    tenants with batches queued that may send now, by virtual time
+    {p}:dispatch:parked                 zset    tenants with batches queued that may not send yet, by when they may
+    {p}:dispatch:delayed                zset    batches coming back later (retry, reconcile delay), by when
+    {p}:dispatch:taken                  zset    batches handed to a sender, by the end of its (renewed) lease
+    {p}:dispatch:tenant:{tenant}        hash    limits, virtual time, what it waits for, documents per lane
+    {p}:dispatch:lane:{tenant}:{lane}   list    the tenant's queued batch ids (lane: interactive or bulk)
+    {p}:dispatch:clock                  string  the virtual time of the last batch handed out
+    {p}:dispatch:tickets                zset    send tickets running, by when they stop counting
+    {p}:dispatch:wake                   string  when the delayed ticket scheduled soonest is due
+    {p}:dispatch:flushes                zset    "tenant|kind" of buffers to flush, by when (a claim: by its end)
+    sending limits and ERP sessions (worker/store/dispatch.py, ratelimit.py, tokens.py)
+    {p}:inflight:{tenant}               zset    the tenant's requests in flight (grant tokens), by lease end
+    {p}:rate:{target}:{tenant}          string  the tenant's next free rate-limit turn (µs, Redis's clock)
     {p}:token:{tenant}                  string  the tenant's shared ERP access token
     {p}:token:{tenant}:lock             string  held by the one worker renewing it (a redis-py lock)
     {p}:fortnox:refresh:{tenant}        string  the Fortnox refresh token (rotates on every use)
@@ -112,13 +126,25 @@ class Keys:
     def buffers(self) -> str:
         return f"{self.prefix}:buffers"
 
-    def flush_flag(self, tenant: str, kind: str, now: bool) -> str:
-        return f"{self.prefix}:flushq:{tenant}:{kind}:{'now' if now else 'timer'}"
-
     # ----- intake and submissions
+    def intake_lane(self, tenant: str, lane: str) -> str:
+        return f"{self.prefix}:intake:lane:{tenant}:{lane}"
+
     @property
-    def intake(self) -> str:
-        return f"{self.prefix}:intake"
+    def intake_ready(self) -> str:
+        return f"{self.prefix}:intake:ready"
+
+    @property
+    def intake_clock(self) -> str:
+        return f"{self.prefix}:intake:clock"
+
+    @property
+    def intake_backlog(self) -> str:
+        return f"{self.prefix}:intake:backlog"
+
+    @property
+    def intake_streak(self) -> str:
+        return f"{self.prefix}:intake:streak"
 
     def intake_taken(self, holder: str) -> str:
         return f"{self.prefix}:intake:taken:{holder}"
@@ -150,6 +176,45 @@ class Keys:
     @property
     def dead_index(self) -> str:
         return f"{self.prefix}:dead:index"
+
+    # ----- the dispatcher
+    @property
+    def dispatch_ready(self) -> str:
+        return f"{self.prefix}:dispatch:ready"
+
+    @property
+    def dispatch_parked(self) -> str:
+        return f"{self.prefix}:dispatch:parked"
+
+    @property
+    def dispatch_delayed(self) -> str:
+        return f"{self.prefix}:dispatch:delayed"
+
+    @property
+    def dispatch_taken(self) -> str:
+        return f"{self.prefix}:dispatch:taken"
+
+    def dispatch_tenant(self, tenant: str) -> str:
+        return f"{self.prefix}:dispatch:tenant:{tenant}"
+
+    def dispatch_lane(self, tenant: str, lane: str) -> str:
+        return f"{self.prefix}:dispatch:lane:{tenant}:{lane}"
+
+    @property
+    def dispatch_clock(self) -> str:
+        return f"{self.prefix}:dispatch:clock"
+
+    @property
+    def dispatch_tickets(self) -> str:
+        return f"{self.prefix}:dispatch:tickets"
+
+    @property
+    def dispatch_wake(self) -> str:
+        return f"{self.prefix}:dispatch:wake"
+
+    @property
+    def dispatch_flushes(self) -> str:
+        return f"{self.prefix}:dispatch:flushes"
 
     # ----- sending limits and ERP sessions
     def inflight(self, tenant: str) -> str:

@@ -12,11 +12,13 @@ modules write and read them (worker/store/results.py), nobody else builds their 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from schemas.kinds import Lane
 from worker import fastjson
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Record",
     "RecordUpdate",
     "Route",
+    "job_lane",
     "job_summary",
     "now_iso",
     "owner_of",
@@ -105,9 +108,8 @@ class BatchOutcome(StrEnum):
     UNKNOWN = "unknown"
     GAVE_UP = "gave up"
     LEASE_LOST = "lease lost"  # taken over by another worker: this run wrote nothing
-    ALREADY_DONE = "already done"  # a redelivered message
+    ALREADY_DONE = "already done"  # handed out again after it ended (a sender died between its end and settling it)
     MISSING = "missing"  # the batch expired from Redis
-    COMES_BACK_ALONE = "comes back alone"  # a batch of a group that must wait: a send_batch message of its own
 
 
 class ClaimRef(NamedTuple):
@@ -269,6 +271,18 @@ def parse_claim(value: str, owner: str) -> Claim:
     return Claim(ClaimState.MINE if claimed_by == owner else ClaimState.CLAIMED, claimed_by)
 
 
+_LANES = frozenset(lane.value for lane in Lane)
+
+
+def job_lane(job: Mapping[str, str], interactive_max: int) -> Lane:
+    """A job's lane, from its hash: field `lane`; a job stored before lanes had none, and is sized by its `total`
+    (`interactive_max`: Settings.interactive_max_documents)."""
+    lane = job.get("lane")
+    if lane in _LANES:
+        return Lane(lane)
+    return Lane.for_size(int(job.get("total") or 0), interactive_max)
+
+
 def job_summary(job: dict[str, str]) -> dict[str, Any]:
     """The job fields people and scripts read: status, counts, timestamps."""
     counts = {s: int(job.get(f"n_{s}", 0)) for s in DOC_STATUSES}
@@ -278,6 +292,7 @@ def job_summary(job: dict[str, str]) -> dict[str, Any]:
         "tenant": job.get("tenant"),
         "target": job.get("target"),
         "kind": job.get("kind"),
+        "lane": job.get("lane"),
         "source": job.get("source") or None,
         "total": int(job.get("total", 0)),
         "counts": counts,

@@ -6,7 +6,7 @@ one Lua script so a job's counters and its final status can never disagree with 
 
 Keys (prefix `erpsync` by default; all but the duplicate index expire after `result_ttl_seconds`):
 
-    {p}:job:{job_id}            hash   job fields and counters n_pending, n_created, ...
+    {p}:job:{job_id}            hash   job fields (tenant, kind, lane, ...) and counters n_pending, n_created, ...
     {p}:job:{job_id}:docs       list   the submitted documents (JSON), ExternalId filled in
     {p}:job:{job_id}:records    hash   position -> record JSON (external_id, status, key, number, error, ...)
     {p}:job:{job_id}:status     hash   position -> status (missing = pending)
@@ -37,6 +37,7 @@ import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
+from schemas.kinds import Lane
 from worker.settings import Settings
 from worker.store.client import Arg, RedisClient, queue_script
 from worker.store.counters import DOCUMENTS_METRIC, Increment, labels_field, lua_args
@@ -56,6 +57,7 @@ from worker.store.records import (
     LeaseState,
     Record,
     RecordUpdate,
+    job_lane,
     now_iso,
     parse_claim,
 )
@@ -89,9 +91,10 @@ class ResultsStore:
 
     # ----- jobs
     def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
-        """Store a whole job at once (tests, small producers): `open_job`, one `append_documents`, `close_job`."""
+        """Store a whole job at once (tests, small producers): `open_job`, one `append_documents`, `close_job`.
+        Without a `lane` in `meta`, the job's is chosen by its size (Lane.for_size)."""
         docs = list(documents)
-        self.open_job(meta)
+        self.open_job({"lane": Lane.for_size(len(docs), self.s.interactive_max_documents).value, **meta})
         for start in range(0, len(docs), 1000):
             self.append_documents(meta["job_id"], start, docs[start : start + 1000], external_ids[start : start + 1000])
         self.close_job(meta["job_id"])
@@ -102,6 +105,7 @@ class ResultsStore:
         A receiving job can be worked on (each appended chunk is queued for intake at once) but cannot
         finish: `close_job` ends the receiving. A producer that dies in between leaves a job that says
         `receiving` with the documents it had stored, each with its own outcome; nothing is lost silently.
+        `meta` should say the job's `lane` (its size is not known yet): `bulk` if it does not.
         """
         pipe = self.r.pipeline(transaction=True)
         self.queue_open_job(pipe, meta)
@@ -145,6 +149,16 @@ class ResultsStore:
     def job(self, job_id: str) -> dict[str, str] | None:
         data = cast(dict[str, str], self.r.hgetall(self.keys.job(job_id)))
         return data or None
+
+    def job_lanes(self, job_ids: Sequence[str]) -> list[Lane | None]:
+        """Each job's lane (field `lane` of its hash; a job stored before lanes: by its size), None for a job that is
+        gone; one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        fields = ("lane", "total", "status")
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), fields)
+        jobs = [{k: v for k, v in zip(fields, values, strict=True) if v is not None} for values in pipe.execute()]
+        return [job_lane(job, self.s.interactive_max_documents) if job else None for job in jobs]
 
     def documents(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
         """The submitted documents at positions [start, end)."""
@@ -422,6 +436,16 @@ class ResultsStore:
             for state, tenant, kind, target, size in pipe.execute()
         ]
 
+    def needs_intake(self, job_ids: Sequence[str]) -> list[bool]:
+        """Per job, whether some of its documents are neither settled nor in the buffer or a batch (intake has
+        not put them anywhere yet, or they wait for another job's outcome): one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "n_pending")
+            pipe.hlen(self.keys.job_assigned(job_id))
+        raw = pipe.execute()
+        return [int(raw[2 * n] or 0) > int(raw[2 * n + 1] or 0) for n in range(len(job_ids))]
+
     def open_batch_ids(self) -> set[str]:
         """Batches not done yet, as far as the open set knows (recovery re-queues their sends)."""
         return cast(set[str], self.r.smembers(self.keys.open_batches))
@@ -514,7 +538,8 @@ class ResultsStore:
     def queue_open_job(self, pipe: Pipeline, meta: dict[str, str]) -> None:
         """`open_job`'s commands, queued on `pipe` (a MULTI): the one writer of a new job's layout."""
         job_id = meta["job_id"]
-        self._queue_job_hash(pipe, job_id, {**meta, "status": JobStatus.RECEIVING})
+        fields = {"lane": Lane.BULK.value, **meta, "status": JobStatus.RECEIVING}
+        self._queue_job_hash(pipe, job_id, fields)
         pipe.sadd(self.keys.open_jobs, job_id)
         pipe.zremrangebyscore(self.keys.jobs, "-inf", time.time() - self.s.result_ttl_seconds)
 

@@ -23,10 +23,11 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
+from schemas.kinds import Lane
 from worker.settings import Settings
 from worker.store.client import RedisClient
 from worker.store.intake import IntakeQueue
-from worker.store.jobs import JobChunk, queue_chunk
+from worker.store.jobs import JobChunk, JobRef, queue_chunk
 from worker.store.keys import Keys
 from worker.store.results import ResultsStore
 from worker.store.scripts import load_script
@@ -49,7 +50,8 @@ def new_submission_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """A held message stored as a job: its fields (job_id, tenant, target, kind, ...) and its documents."""
+    """A held message stored as a job: its fields (job_id, tenant, target, kind, lane, ...) and its documents; without
+    a `lane`, the job's is chosen by its size (Lane.for_size)."""
 
     meta: dict[str, str]
     chunks: Sequence[JobChunk] = field(default_factory=tuple)
@@ -170,11 +172,15 @@ class SubmissionQueue:
 def _queue_job(pipe: Pipeline, results: ResultsStore, intake: IntakeQueue, job: NewJob) -> None:
     """The job, stored the way worker/producer/submit.py's submit() stores one: its layout, documents, the records
     of documents refused at once, intake items, and its end of receiving."""
-    job_id = job.meta["job_id"]
-    results.queue_open_job(pipe, job.meta)
+    meta = job.meta
+    if not meta.get("lane"):  # sized: the whole job is known
+        total = sum(len(chunk.documents) for chunk in job.chunks)
+        meta = {**meta, "lane": Lane.for_size(total, results.s.interactive_max_documents).value}
+    ref = JobRef(meta["job_id"], meta.get("tenant", ""), Lane(meta["lane"]))
+    results.queue_open_job(pipe, meta)
     for chunk in job.chunks:
-        queue_chunk(pipe, results, intake, job_id, chunk)
-    results.queue_close_job(pipe, job_id)
+        queue_chunk(pipe, results, intake, ref, chunk)
+    results.queue_close_job(pipe, ref.job_id)
 
 
 def _queue_rejection(pipe: Pipeline, results: ResultsStore, rejection: Rejection) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
 from worker.store.client import RedisClient
+from worker.store.intake import TOTAL_FIELD as INTAKE_TOTAL
 from worker.store.keys import Keys
 from worker.store.records import DOC_STATUSES
 
@@ -31,6 +32,7 @@ JOB_FIELDS = (
     "tenant",
     "target",
     "kind",
+    "lane",
     "source",
     "total",
     "reason",
@@ -45,7 +47,8 @@ JOB_FIELDS = (
 
 
 class WaitingInput(NamedTuple):
-    """Input not taken up yet: intake items (job ranges), raw producer messages waiting and being accepted."""
+    """Input not taken up yet: intake items (job ranges, over every tenant and lane; IntakeQueue.backlog has them
+    per tenant and lane), raw producer messages waiting and being accepted."""
 
     intake_items: int
     submissions_waiting: int
@@ -83,11 +86,11 @@ class OperatorView:
     def waiting_input(self) -> WaitingInput:
         """One round trip."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.llen(self.keys.intake)
+        pipe.hget(self.keys.intake_backlog, INTAKE_TOTAL)
         pipe.llen(self.keys.submit)
         pipe.scard(self.keys.submit_held_set)
         intake, submitted, held = pipe.execute()
-        return WaitingInput(int(intake), int(submitted), int(held))
+        return WaitingInput(max(0, int(intake or 0)), int(submitted), int(held))
 
     def buffer_depths(self) -> list[BufferDepth]:
         """Every buffer that has been used, by tenant and kind; two round trips."""
