@@ -35,11 +35,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install         ## scenarios A and B against naive and direct (several minutes); bench/results/
+bench: install         ## scenarios A and B against naive and direct, then C (tenant isolation) (about ten minutes); bench/results/
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench
 
-bench-quick: install   ## the same at 3 % size, about a minute
+bench-quick: install   ## the same, smaller (A and B at 3 %), about three minutes
 	$(BIN)/python -m bench --quick
 
 profile: install       ## CPU per stage of the hot path (submit, intake, flush, send) in one process; STAGE=intake adds cProfile

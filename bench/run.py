@@ -2,7 +2,9 @@
 
 Scenarios (full size; `--quick` runs 3 % of them):
   A  end of day: 20,000 invoices x 10 rows submitted as one job;
-  B  stream: 10,000 one-invoice jobs submitted by 8 concurrent producers.
+  B  stream: 10,000 one-invoice jobs submitted by 8 concurrent producers;
+  C  tenant isolation (issue 23): a small tenant's latency alone and next to noisy neighbours, on a stack of its own
+     at 100 ms (bench/isolation.py; its own quick sizes). `--scenario C` runs it alone; the report's `isolation`.
 Systems:
   erpsync  the product: intake queue (drain_intake) → coalescing buffer → array POSTs (send_batch);
   naive    one Celery task and one POST per document (bench/naive.py), same pool and concurrency;
@@ -458,51 +460,59 @@ class Bench:
             self.run_direct(scenario, fresh)
 
     def report(self) -> dict[str, Any]:
-        ratios: dict[str, Any] = {}
-        for scenario in ("A", "B"):
-            ours = [r for r in self.results if r["scenario"] == scenario and r["system"] == "erpsync"]
-            if not ours:
-                continue
-            # Of all rounds, the worst: the targets on requests and latency must hold in every one.
-            entry: dict[str, Any] = {
-                "requests_per_document": max(round(r["http_requests"] / r["documents"], 4) for r in ours),
-                "p95_latency_s": max(r["latency_s"]["p95"] for r in ours),
-            }
-            naive = representative(self.results, scenario, "naive")
-            if naive:
-                ours_median = statistics.median(r["documents_per_s"] for r in ours)
-                entry["vs_naive"] = round(ours_median / naive["documents_per_s"], 2)
-            direct = {r["round"]: r for r in self.results if r["scenario"] == scenario and r["system"] == "direct"}
-            rounds = [round(r["documents_per_s"] / direct[r["round"]]["documents_per_s"], 2) for r in ours
-                      if r["round"] in direct]  # fmt: skip
-            if rounds:
-                entry["vs_direct"] = round(statistics.median(rounds), 2)
-                if len(rounds) > 1:
-                    entry["vs_direct_rounds"] = rounds
-            ratios[scenario] = entry
-        return {
-            "when": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "cpu_model": cpu_model(),
-                "cpu_probe_ms": self.cpu_probe_ms,
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-            },
-            "settings": {
-                "latency_ms": self.args.latency_ms,
-                "pool": self.args.pool,
-                "concurrency": self.args.concurrency,
-                "send_threads": self.args.send_threads,
-                "intake_nice": self.args.intake_nice,
-                "rounds": self.args.rounds,
-                "quick": self.args.quick,
-                "set": dict(self.args.setting),
-            },
-            "results": self.results,
-            "ratios": ratios,
-            "ingest": self.ingest,
+        return make_report(self.args, self.results, self.cpu_probe_ms, self.ingest)
+
+
+def make_report(
+    args: argparse.Namespace, results: list[dict[str, Any]], cpu_probes: list[float], ingest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """latest.json: the machine, the settings, every run of A and B and their ratios (and C's section, added by
+    main)."""
+    ratios: dict[str, Any] = {}
+    for scenario in ("A", "B"):
+        ours = [r for r in results if r["scenario"] == scenario and r["system"] == "erpsync"]
+        if not ours:
+            continue
+        # Of all rounds, the worst: the targets on requests and latency must hold in every one.
+        entry: dict[str, Any] = {
+            "requests_per_document": max(round(r["http_requests"] / r["documents"], 4) for r in ours),
+            "p95_latency_s": max(r["latency_s"]["p95"] for r in ours),
         }
+        naive = representative(results, scenario, "naive")
+        if naive:
+            ours_median = statistics.median(r["documents_per_s"] for r in ours)
+            entry["vs_naive"] = round(ours_median / naive["documents_per_s"], 2)
+        direct = {r["round"]: r for r in results if r["scenario"] == scenario and r["system"] == "direct"}
+        rounds = [round(r["documents_per_s"] / direct[r["round"]]["documents_per_s"], 2) for r in ours
+                  if r["round"] in direct]  # fmt: skip
+        if rounds:
+            entry["vs_direct"] = round(statistics.median(rounds), 2)
+            if len(rounds) > 1:
+                entry["vs_direct_rounds"] = rounds
+        ratios[scenario] = entry
+    return {
+        "when": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
+            "cpu_probe_ms": cpu_probes,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "settings": {
+            "latency_ms": args.latency_ms,
+            "pool": args.pool,
+            "concurrency": args.concurrency,
+            "send_threads": args.send_threads,
+            "intake_nice": args.intake_nice,
+            "rounds": args.rounds,
+            "quick": args.quick,
+            "set": dict(args.setting),
+        },
+        "results": results,
+        "ratios": ratios,
+        "ingest": ingest,
+    }
 
 
 def representative(results: list[dict[str, Any]], scenario: str, system: str) -> dict[str, Any] | None:
@@ -523,6 +533,19 @@ def machine_speed(machine: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    lines = ab_markdown(report) if report["results"] else [
+        f"Run {report['when']} on {report['machine']['cpus']} CPUs{machine_speed(report['machine'])}, "
+        f"Python {report['machine']['python']}{' (quick mode)' if report['settings']['quick'] else ''}: scenario C."
+    ]  # fmt: skip
+    if report.get("isolation"):
+        from bench.isolation import markdown as isolation_markdown  # bench.isolation imports this module
+
+        lines += ["", *isolation_markdown(report["isolation"])]
+    return "\n".join(lines) + "\n"
+
+
+def ab_markdown(report: dict[str, Any]) -> list[str]:
+    """Scenarios A and B: the first line (the machine and the settings), the runs, their CPU, the ratios."""
     s = report["settings"]
     split = ""  # how the split's two workers ran (older reports lack these settings)
     if s["pool"] == "split":
@@ -573,7 +596,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{ingest['submit_seconds']} s); peak RSS of `erpsync submit` {ingest['submitter_peak_rss_mb']} MB, "
             f"of the largest worker process {ingest['largest_worker_process_peak_rss_mb']} MB"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def chart(report: dict[str, Any], path: Path) -> bool:
@@ -607,10 +630,10 @@ def _setting(text: str) -> tuple[str, str]:
     return name, value
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 %% of the full sizes (about a minute with start-up)")
-    parser.add_argument("--latency-ms", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="3 %% of the full sizes (C: its quick sizes)")
+    parser.add_argument("--latency-ms", type=int, default=30, help="the sandbox's latency for A and B")
     parser.add_argument(
         "--pool",
         default="split",
@@ -640,7 +663,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
-        "--scenario", action="append", choices=["A", "B"], help="run only this scenario (repeatable; default both)"
+        "--scenario",
+        action="append",
+        choices=["A", "B", "C"],
+        help="run only this scenario (repeatable; default all three)",
     )
     parser.add_argument(
         "--ingest-rows",
@@ -649,7 +675,9 @@ def main(argv: list[str] | None = None) -> int:
         help="rows of the POS CSV submitted as its own process (default 1,000,000; quick 20,000; 0: skip)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--scale", type=float, default=None, help="multiply the scenario sizes (overrides --quick)")
+    parser.add_argument(
+        "--scale", type=float, default=None, help="multiply A's and B's sizes (overrides --quick; C: quick below 1)"
+    )
     parser.add_argument(
         "--set",
         dest="setting",
@@ -660,24 +688,85 @@ def main(argv: list[str] | None = None) -> int:
         help="a setting for this run's processes, to measure its effect (e.g. ERPSYNC_SEND_GROUP_BATCHES=1); "
         "the run's own ERPSYNC_* environment is not passed on",
     )
+    parser.add_argument("--c-latency-ms", type=int, default=100, help="the sandbox's latency for C (issue 23: 100)")
+    parser.add_argument(
+        "--victim-producer",
+        choices=["submit", "raw"],
+        default="submit",
+        help="how C's victim submits: worker.producer.submit, or a job message LPUSHed to {prefix}:submit (the "
+        "producer contract for any language)",
+    )
+    parser.add_argument(
+        "--tenant-keys",
+        choices=["shared", "distinct"],
+        default="shared",
+        help="C's small tenants share one SoftOne account (default), or each has its own (two more credentials "
+        "per tenant for the producer's credential scan)",
+    )
     args = parser.parse_args(argv)
-    args.scenario = args.scenario or ["A", "B"]
-    # `timeout`/Ctrl-C must still stop every process this run started (the finally blocks do).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.scenario = args.scenario or ["A", "B", "C"]
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 1.0)
     args.a_docs, args.b_docs = max(10, int(20_000 * scale)), max(10, int(10_000 * scale))
+    args.full_size = scale >= 1
     if args.rounds is None:
         args.rounds = 3 if scale >= 1 else 1
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.ingest_rows is None:
         args.ingest_rows = 1_000_000 if scale >= 1 else max(1000, int(1_000_000 * scale * 0.67))
-    print(f"bench: A {args.a_docs} invoices x 10 rows, B {args.b_docs} one-invoice jobs; latency {args.latency_ms} ms")
-    report = Bench(args).run()
+    return args
+
+
+def isolation_argv(args: argparse.Namespace) -> list[str]:
+    """The options of this run that scenario C takes, for its own process (`isolation.run_in_child`)."""
+    argv = ["--c-latency-ms", str(args.c_latency_ms), "--send-threads", str(args.send_threads)]
+    argv += ["--intake-nice", str(args.intake_nice), "--victim-producer", args.victim_producer]
+    argv += ["--tenant-keys", args.tenant_keys]
+    argv += ["--quick"] if args.quick else []
+    argv += ["--scale", str(args.scale)] if args.scale is not None else []
+    return argv + [part for name, value in args.setting for part in ("--set", f"{name}={value}")]
+
+
+def run_scenarios(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """A and B (Bench) in this process; C here when it runs alone, else in a process of its own after them."""
+    from bench import isolation  # it imports this module
+
+    sizes = isolation.FULL if args.full_size else isolation.QUICK
+    options = {
+        "redis_url": env.get("ERPSYNC_REDIS_URL") or None,
+        "latency_ms": args.c_latency_ms,
+        "send_threads": args.send_threads,
+        "intake_nice": args.intake_nice,
+        "settings": dict(args.setting),
+        "victim_producer": args.victim_producer,
+        "tenant_keys": args.tenant_keys,
+    }
+    if any(s in args.scenario for s in "AB"):
+        print(
+            f"bench: A {args.a_docs} invoices x 10 rows, B {args.b_docs} one-invoice jobs; latency {args.latency_ms} ms"
+        )
+        report = Bench(args).run()
+        if "C" in args.scenario:
+            report["isolation"] = isolation.run_in_child(isolation_argv(args), env)
+        return report
+    probes = [cpu_probe_ms()]
+    section = isolation.run(sizes, options)
+    probes.append(cpu_probe_ms())
+    report = make_report(args, [], probes, None)
+    report["isolation"] = section
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = dict(os.environ)  # before A and B make this process their stack's producer (C's process gets this one)
+    args = parse_args(argv)
+    # `timeout`/Ctrl-C must still stop every process this run started (the finally blocks do).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report = run_scenarios(args, env)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(report, indent=2))
     (args.out / "latest.md").write_text(markdown(report))
-    drew = chart(report, args.out / "latest.png")
+    drew = bool(report["results"]) and chart(report, args.out / "latest.png")
     print(markdown(report))
-    print(f"written: {args.out}/latest.json, latest.md" + (", latest.png" if drew else " (no matplotlib: no chart)"))
+    print(f"written: {args.out}/latest.json, latest.md" + (", latest.png" if drew else " (no chart)"))
     return 0

@@ -1,4 +1,5 @@
-"""`make bench-quick` (python -m bench --quick) runs end to end and reports (how fast is not a test's business)."""
+"""`make bench-quick` (python -m bench --quick) runs end to end and reports (how fast is not a test's business); its
+scenario C, tenant isolation: test_bench_isolation.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def test_bench_runs_and_reports(tmp_path: Path, redis_url: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "ERPSYNC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--set", "ERPSYNC_SEND_GROUP_BATCHES=2",
-         "--rounds", "2"],
+         "--rounds", "2", "--scenario", "A", "--scenario", "B"],  # C: test_bench_isolation.py
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
