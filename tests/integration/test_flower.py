@@ -70,10 +70,10 @@ def finished_job(stack: LocalStack) -> tuple[str, set[str]]:
 
 
 def sent_tasks(api: httpx.Client, batches: set[str]) -> list[dict[str, Any]]:
-    """Our batches' send tasks that Flower saw succeed (found by the batch id their visible args show)."""
-    answer = api.get("/api/tasks", params={"taskname": "erpsync.send_batch", "state": "SUCCESS"})
+    """The send tickets that Flower saw succeed serving our batches (found by the batch ids their result shows)."""
+    answer = api.get("/api/tasks", params={"taskname": "erpsync.send_next", "state": "SUCCESS"})
     answer.raise_for_status()
-    return [t for t in answer.json().values() if any(b in str(t.get("args")) for b in batches)]
+    return [t for t in answer.json().values() if any(b in str(t.get("result")) for b in batches)]
 
 
 def seen_on(api: httpx.Client, queue: str) -> list[tuple[str, str, str]]:
@@ -91,14 +91,14 @@ def test_flower_sees_the_worker_and_a_finished_task_showing_ids_and_counts(
     job_id, batches = finished_job(stack)
     with httpx.Client(base_url=flower.url, auth=flower.auth, timeout=20) as api:
         try:
-            tasks = poll(lambda: sent_tasks(api, batches), 60, f"a SUCCESS send_batch of job {job_id}")
+            tasks = poll(lambda: sent_tasks(api, batches), 60, f"a SUCCESS send_next serving job {job_id}")
         except AssertionError as exc:
             send_queue = f"{stack.env['ERPSYNC_QUEUE']}.send"
             raise AssertionError(f"{exc}; batches {batches}; on {send_queue}: {seen_on(api, send_queue)}") from None
         for task in tasks:
             shown = f"{task.get('args')} {task.get('kwargs')} {task.get('result')}"
             assert all(word not in shown for word in NEVER_SHOWN), shown
-            assert any(b in str(task["args"]) for b in batches)
+            assert any(b in str(task["result"]) for b in batches)
 
         def our_workers() -> list[str]:
             listed = api.get("/api/workers", params={"refresh": 1})
@@ -160,7 +160,7 @@ def test_flower_keeps_its_task_history_across_a_restart(stack: LocalStack, tmp_p
     try:
         job_id, batches = finished_job(stack)
         with httpx.Client(base_url=first.url, auth=first.auth, timeout=20) as api:
-            seen = poll(lambda: sent_tasks(api, batches), 60, f"a SUCCESS send_batch of job {job_id}")
+            seen = poll(lambda: sent_tasks(api, batches), 60, f"a SUCCESS send_next serving job {job_id}")
     finally:
         first.stop()  # SIGTERM: Flower saves its state on the way out
     assert first.proc.returncode == 0

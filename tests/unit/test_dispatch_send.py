@@ -199,7 +199,12 @@ def test_a_ticket_serves_the_batches_of_every_tenant_fairly(stack: dict[str, Any
     intake(stack, "A", 200, tenant="acme")
     intake(stack, "B", 50, tenant="beta")
     result = serve()
-    assert result == {"ticket": "ticket-test", "batches": 5, "outcomes": {"created": 5}}
+    assert {k: result[k] for k in ("ticket", "batches", "outcomes")} == {
+        "ticket": "ticket-test",
+        "batches": 5,
+        "outcomes": {"created": 5},
+    }
+    assert sorted(result["batch_ids"]) == ["A@0", "A@100", "A@150", "A@50", "B@0"]  # ids only, for Flower
     posts = stack["erp"].posts
     assert sorted(posts) == ["A@0", "A@100", "A@150", "A@50", "B@0"]
     assert "B@0" in posts[:2]  # beta's one batch did not wait behind acme's four
@@ -242,7 +247,7 @@ def test_a_batch_that_must_come_back_is_delayed_and_a_wake_is_scheduled(stack: d
     assert tickets(stack) == []
     # Its time comes (moved here rather than waited for): the next ticket sends it.
     d.r.zadd(d.keys.dispatch_delayed, {"J@0": time.time() - 0.01})
-    assert serve("ticket-3") == {"ticket": "ticket-3", "batches": 1, "outcomes": {"created": 1}}
+    assert serve("ticket-3")["outcomes"] == {"created": 1}
     assert stack["erp"].posts[-1] == "J@0"
     assert [r.status for r in store.records("J")] == [CREATED] * 200
     assert len({r.key for r in store.records("J")}) == 200
@@ -250,7 +255,7 @@ def test_a_batch_that_must_come_back_is_delayed_and_a_wake_is_scheduled(stack: d
 
 def test_a_ticket_ends_when_nothing_may_go_and_asks_for_a_wake(stack: dict[str, Any]) -> None:
     d: Dispatcher = stack["dispatcher"]
-    assert serve() == {"ticket": "ticket-test", "batches": 0, "outcomes": {}}  # nothing queued: no wake either
+    assert serve() == {"ticket": "ticket-test", "batches": 0, "outcomes": {}, "batch_ids": []}  # no wake either
     assert stack["messages"] == []
 
     intake(stack, "A", 100, tenant="acme")

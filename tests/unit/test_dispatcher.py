@@ -853,22 +853,25 @@ def test_a_stale_grant_whose_own_slot_remains_gives_back_that_one_only(
     assert d.renew([b, y], "B", lease_s=60) == 2
 
 
-def test_a_flush_waits_while_its_tenant_has_batches_queued(
+def test_a_flush_waits_while_its_tenant_has_interactive_batches_queued(
     r: redis.Redis, d: Dispatcher, clock: SimpleNamespace
 ) -> None:
-    """A partial batch's documents could not go before the tenant's queued batches: its flush waits for the lanes to
-    empty (more documents share the batch), then is due at once; another tenant's flush goes when due."""
-    queue(r, d, "busy", ["b0", "b1"])
-    assert d.flush_at("busy", "customer_invoice", clock.now - 1)
-    assert d.flush_at("idle", "customer_invoice", clock.now - 1)
+    """A partial batch's documents could not go before the tenant's queued interactive batches: its flush waits for
+    that lane to empty (more documents share the batch), then is due at once. Queued bulk batches hold no flush
+    back (the buffer's documents go first), and another tenant's flush goes when due."""
+    small = job(r, "small", INT)
+    queue(r, d, "busy", ["b0", "b1"], jobs=(small,))
+    queue(r, d, "filer", ["f0"], jobs=(job(r, "file", BULK),))
+    for tenant in ("busy", "idle", "filer"):
+        assert d.flush_at(tenant, "customer_invoice", clock.now - 1)
     assert not d.flush_at("idle", "customer_invoice", clock.now + 5)  # one due sooner stands
     claimed = d.claim_flushes()
-    assert claimed.buffers == [("idle", "customer_invoice")]
-    assert d.claim_flushes().buffers == []  # busy's waits, idle's is claimed
+    assert sorted(claimed.buffers) == [("filer", "customer_invoice"), ("idle", "customer_invoice")]
+    assert d.claim_flushes().buffers == []  # busy's waits, the others are claimed
     take(d)
-    assert d.claim_flushes().buffers == []  # b1 still queued
-    take(d)  # the last one: busy's lanes are empty, its flush is due now
-    assert d.claim_flushes().buffers == [("busy", "customer_invoice")]
-    assert not r.keys(f"{P}:dispatch:tenant:*")
+    assert d.claim_flushes().buffers == []  # one taken, by busy or filer: busy's lane is not empty yet
+    while d.r.llen(d.keys.dispatch_lane("busy", INT)):
+        take(d)
+    assert d.claim_flushes().buffers == [("busy", "customer_invoice")]  # its interactive lane emptied: due now
     assert d.flush_done("idle", "customer_invoice", claimed.claimed_at)
-    assert r.zrange(f"{P}:dispatch:flushes", 0, -1) == ["busy|customer_invoice"]  # claimed, not done yet
+    assert sorted(r.zrange(f"{P}:dispatch:flushes", 0, -1)) == ["busy|customer_invoice", "filer|customer_invoice"]

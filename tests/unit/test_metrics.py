@@ -390,7 +390,7 @@ def test_a_created_batch_logs_one_outcome_line_and_counts(
     result = sending["serve"]()
 
     # ids and counts: Celery logs it
-    assert result == {"ticket": "ticket-1", "batches": 1, "outcomes": {"created": 1}}
+    assert result == {"ticket": "ticket-1", "batches": 1, "outcomes": {"created": 1}, "batch_ids": ["b1"]}
     [line] = outcome_lines(caplog)
     assert line["level"] == "INFO" and line["outcome"] == "created"
     assert (line["batch_id"], line["tenant"], line["target"], line["kind"], line["job_id"]) == (

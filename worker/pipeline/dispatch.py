@@ -44,6 +44,9 @@ __all__ = ["heartbeat", "held", "serve"]
 
 log = logging.getLogger(__name__)
 
+#: Batch ids a ticket's result names at most (Flower and Celery's log line show it).
+BATCH_IDS_SHOWN = 50
+
 _held: dict[str, Grant] = {}  # grant token -> grant, of the batches this process holds
 _held_lock = threading.Lock()
 
@@ -70,6 +73,7 @@ def serve(enqueue: Enqueue, ticket: str) -> dict[str, Any]:
     dispatcher = runtime.dispatcher()
     deadline = time.monotonic() + get_settings().send_serve_seconds
     outcomes: dict[str, int] = {}
+    served: list[str] = []
     handed_over = False
     try:
         while True:
@@ -87,6 +91,7 @@ def serve(enqueue: Enqueue, ticket: str) -> dict[str, Any]:
                 break
             outcome = _serve_one(enqueue, found.grant)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            served.append(found.grant.batch_id)
             if time.monotonic() > deadline:
                 handed_over = True
                 break
@@ -95,7 +100,13 @@ def serve(enqueue: Enqueue, ticket: str) -> dict[str, Any]:
             dispatcher.ticket_done(ticket)
     if handed_over:
         offer_tickets(enqueue, 1)
-    return {"ticket": ticket, "batches": sum(outcomes.values()), "outcomes": outcomes}
+    # Ids and counts only (Celery logs the return value, Flower shows it): which batches this ticket served.
+    return {
+        "ticket": ticket,
+        "batches": len(served),
+        "outcomes": outcomes,
+        "batch_ids": served[:BATCH_IDS_SHOWN],
+    }
 
 
 def _flush_due(enqueue: Enqueue) -> None:

@@ -36,8 +36,8 @@ local function slot_freed(P, t)
   return 1
 end
 
--- A tenant's lanes are empty: the flushes of its buffers that waited for that (dispatch_flushes) are due now. Call
--- before deleting its hash.
+-- A tenant's interactive lane is empty: the flushes of its buffers that waited for that (dispatch_flushes) are due
+-- now. Call before deleting its hash.
 local function flushes_due(P, t, now)
   local th = tenant_key(P, t)
   for _, field in ipairs(redis.call('HKEYS', th)) do

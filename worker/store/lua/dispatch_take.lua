@@ -101,12 +101,12 @@ for _ = 1, tonumber(ARGV[7]) do
         streak = streak + 1
       end
       local id = redis.call('LPOP', lk)
+      if lane == 'interactive' and ni == 1 then flushes_due(P, t, now) end
       local bk = p .. ':batch:' .. id
       local st, size, ready_at = unpack(redis.call('HMGET', bk, 'state', 'size', 'ready_at'))
       redis.call('HINCRBY', th, 'docs:' .. lane, -tonumber(size or '0'))
       if ni + nb == 1 then
         redis.call('ZREM', ready, t)
-        flushes_due(P, t, now)
         redis.call('DEL', th)
       end
       if st and st ~= 'done' then
