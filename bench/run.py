@@ -6,7 +6,7 @@ Scenarios (full size; `--quick` runs 3 % of them):
   C  tenant isolation (issue 23): a small tenant's latency alone and next to noisy neighbours, on a stack of its own
      at 100 ms (bench/isolation.py; its own quick sizes). `--scenario C` runs it alone; the report's `isolation`.
 Systems:
-  erpsync  the product: intake queue (drain_intake) → coalescing buffer → array POSTs (send_batch);
+  erpsync  the product: intake queue (drain_intake) → coalescing buffer → dispatcher → array POSTs (send_next);
   naive    one Celery task and one POST per document (bench/naive.py), same pool and concurrency;
   direct   the same array bodies POSTed from this process with the same concurrency, no queue: the ceiling.
 

@@ -180,19 +180,21 @@ def _dispatched(faults: FaultStack, batch_ids: Iterable[str]) -> set[str]:
 
 
 def test_a_flush_lost_with_a_killed_worker_strands_nothing(faults: FaultStack, erp: httpx.Client) -> None:
-    """A worker dies holding the delayed flush of a partial batch (its "a flush is queued" flag still set). The
-    documents a producer pushes right after a new worker started must get a flush of their own."""
+    """A worker dies holding the wake ticket of a partial batch's delayed flush. The flush is asked for in Redis
+    (the dispatcher's flushes), so the next worker does it when due, and documents a producer pushes right after
+    the new worker started get theirs."""
     doomed = faults.start_worker(env={"ERPSYNC_BATCH_MAX_WAIT_MS": "3000"})
     first_jobs = documents(jobs=1, per_job=4)
     first = faults.submit(first_jobs)
-    client, flag = faults.redis(), f"{faults.prefix}:flushq:demo:customer_invoice:timer"
-    poll(lambda: client.exists(flag) and client.llen(f"{faults.prefix}:buffer:demo:customer_invoice"), 10,
-         "a delayed flush queued for a partial batch")  # fmt: skip
+    client, flushes = faults.redis(), Keys(faults.prefix).dispatch_flushes
+    poll(lambda: client.zscore(flushes, "demo|customer_invoice")
+         and client.llen(f"{faults.prefix}:buffer:demo:customer_invoice"), 10,
+         "a delayed flush asked for a partial batch")  # fmt: skip
     faults.kill_worker(doomed)
 
     faults.start_worker()  # its recovery flushes what the dead worker left in the buffer
     second_jobs = documents(jobs=1, per_job=4)
-    second = faults.submit(second_jobs)  # while the dead worker's flag would still say "a flush is queued"
+    second = faults.submit(second_jobs)  # while the dead worker's wake would still be pending
     faults.wait_jobs(first + second, timeout=20)
     check(faults.audit(first), first_jobs)
     check(faults.audit(second), second_jobs)

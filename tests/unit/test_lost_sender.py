@@ -288,7 +288,7 @@ def test_a_batch_its_dead_sender_held_comes_back_from_the_dispatcher_and_is_take
     assert serve(publish, "early")["batches"] == 0  # its lease still runs: nobody else is given b1
     assert sending["connector"].posts == []
     clock.now += 2
-    assert serve(publish, "next") == {"ticket": "next", "batches": 1, "outcomes": {"created": 1}}
+    assert serve(publish, "next") == {"ticket": "next", "batches": 1, "outcomes": {"created": 1}, "batch_ids": ["b1"]}
     assert len(sending["connector"].posts) == 1
     assert statuses(store) == [(CREATED, 500), (CREATED, 501)]
     assert store.attempts("b1")[0]["outcome"] == "lease expired"

@@ -10,7 +10,10 @@ next batch that may go now — the fairest tenant's, its slot and rate turn take
 and settles it with the dispatcher (done, or delayed by the RetryLater it raised), then asks again, until nothing
 may go now or ERPSYNC_SEND_SERVE_SECONDS have passed (then a new ticket takes over, so that one message never runs
 for long). When nothing may go now, it asks for a wake at the moment something may. No thread waits for a
-tenant: a tenant at its rate limit or cap is parked by the dispatcher while the ticket serves other tenants.
+tenant: a tenant at its rate limit or cap is parked by the dispatcher while the ticket serves other tenants. Only
+when nothing at all may go and this process has requests in flight does an idle ticket wait a moment (50 ms at a
+time, 2 s at most) for one of them to give its slot back in the same process: the freed slot is then taken at
+once, without a ticket message per request (worker/pipeline/tickets.py, `slot_freed`).
 
 The batches a process holds are renewed by its heartbeat (`heartbeat`, every third of ERPSYNC_SEND_LEASE_SECONDS,
 from a thread the sender worker starts: worker/celery_app/bootsteps.py): the dispatcher's lease, the tenant's
@@ -30,12 +33,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from worker.errors import RetryLater
-from worker.observability import metrics
 from worker.observability.logs import log_context
 from worker.pipeline import batch, runtime, send
 from worker.pipeline.queue import Enqueue
-from worker.pipeline.record import recorder_for
-from worker.pipeline.tickets import offer_tickets, wake_at
+from worker.pipeline.tickets import offer_tickets, wait_for_a_freed_slot, wake_at
 from worker.settings import get_settings
 from worker.store.dispatch import Grant, Settle
 from worker.store.errors import REDIS_ERRORS
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: Batch ids a ticket's result names at most (Flower and Celery's log line show it).
 BATCH_IDS_SHOWN = 50
+#: Times in a row an idle ticket waits for a slot given back in its process (tickets.SLOT_WAIT_S each) before it
+#: ends: a freed slot is then taken at once, without a ticket message per request.
+MAX_IDLE_WAITS = 40
 
 _held: dict[str, Grant] = {}  # grant token -> grant, of the batches this process holds
 _held_lock = threading.Lock()
@@ -75,10 +79,14 @@ def serve(enqueue: Enqueue, ticket: str) -> dict[str, Any]:
     outcomes: dict[str, int] = {}
     served: list[str] = []
     handed_over = False
+    idle = 0  # waits in a row for a slot given back in this process
+    flushes = True  # the first time, and whenever the last take said a flush is due
     try:
         while True:
-            _flush_due(enqueue)
+            if flushes:
+                _flush_due(enqueue)
             found = dispatcher.take(ticket)
+            flushes = found.flush_due
             for reaped in found.reaped:
                 log.warning(
                     "batch taken back from a sender that stopped renewing its lease (killed?); its in-flight slot is "
@@ -86,9 +94,13 @@ def serve(enqueue: Enqueue, ticket: str) -> dict[str, Any]:
                     extra={"batch_id": reaped.batch_id, "tenant": reaped.tenant, "sender": reaped.sender},
                 )
             if found.grant is None:
+                if held() and idle < MAX_IDLE_WAITS and wait_for_a_freed_slot():
+                    idle += 1  # a request of this process was answered: its slot may let its tenant go on
+                    continue
                 if found.due is not None:
                     wake_at(enqueue, found.due)
                 break
+            idle = 0
             outcome = _serve_one(enqueue, found.grant)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             served.append(found.grant.batch_id)
@@ -121,9 +133,6 @@ def _flush_due(enqueue: Enqueue) -> None:
 def _serve_one(enqueue: Enqueue, grant: Grant) -> str:
     """Send one batch handed out, and settle it with the dispatcher: done, or delayed as its RetryLater says."""
     dispatcher = runtime.dispatcher()
-    if grant.ready_at is not None:
-        wait = max(0.0, time.time() - grant.ready_at)
-        recorder_for(runtime.store()).observe(metrics.DISPATCH_WAIT, [grant.lane.value], wait)
     with _holding(grant):
         try:
             outcome = str(send.send(enqueue, grant.batch_id, grant)["outcome"])

@@ -82,7 +82,7 @@ from worker.pipeline.record import (
     recorder_for,
 )
 from worker.pipeline.retry import come_back, reconcile_later, retry_later, unreachable
-from worker.pipeline.tickets import offer_tickets
+from worker.pipeline.tickets import slot_freed
 from worker.settings import get_settings
 from worker.store.dispatch import Grant, Settle
 from worker.store.errors import REDIS_ERRORS
@@ -101,8 +101,12 @@ def send(enqueue: Enqueue, batch_id: str, grant: Grant | None = None) -> dict[st
     answered, and its rate turn); without one (a test, an operator) the batch is sent outside the tenant's limits.
     Raises RetryLater when the batch must come back (a retry, the reconcile delay, a lease held elsewhere).
     Returns ids and counts only."""
-    # Metrics recorded while handling the batch (its request's duration) ride on the transaction that ends it.
-    with log_context(batch_id=batch_id), metrics.deferred(recorder_for(runtime.store())):
+    # Metrics recorded while handling the batch (its wait in its lane, its request's duration) ride on the
+    # transaction that ends it.
+    recorder = recorder_for(runtime.store())
+    with log_context(batch_id=batch_id), metrics.deferred(recorder):
+        if grant is not None and grant.ready_at is not None:
+            recorder.observe(metrics.DISPATCH_WAIT, [grant.lane.value], max(0.0, time.time() - grant.ready_at))
         try:
             result = _run(enqueue, batch_id, time.perf_counter(), grant)
         except LeaseLost:
@@ -179,7 +183,7 @@ def _come_back_unless_ours(store: ResultsStore, batch_id: str, lease: _Lease) ->
 
 class _Slot:
     """The tenant's in-flight slot the dispatcher took for this batch: given back (once) as soon as the ERP has
-    answered, waking a tenant parked for one (a ticket is offered for it)."""
+    answered, waking a tenant parked for one (handed to an idle ticket of this process, or a ticket is offered)."""
 
     def __init__(self, enqueue: Enqueue, grant: Grant | None) -> None:
         self.enqueue, self.grant = enqueue, grant
@@ -190,7 +194,7 @@ class _Slot:
             return
         try:
             if runtime.dispatcher().settle(grant, Settle.SLOT):
-                offer_tickets(self.enqueue, 1)
+                slot_freed(self.enqueue)
         except REDIS_ERRORS:
             log.warning("could not give back the ERP slot of batch %s; its lease will end it", grant.batch_id)
 

@@ -11,6 +11,7 @@ delayed ticket (a *wake*) for the moment the first parked tenant or delayed batc
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,7 +22,31 @@ from worker.pipeline.queue import Enqueue, Message, TaskName
 from worker.settings import get_settings
 from worker.store.dispatch import Limits
 
-__all__ = ["limits_of", "offer_tickets", "place", "place_stored", "ticket_message", "wake_at"]
+__all__ = [
+    "limits_of",
+    "offer_tickets",
+    "place",
+    "place_stored",
+    "slot_freed",
+    "ticket_message",
+    "wait_for_a_freed_slot",
+    "wake_at",
+]
+
+#: How long an idle ticket of a process waits for a slot given back in the same process before it ends.
+SLOT_WAIT_S = 0.05
+
+
+class _Freed:
+    """Tickets of this process waiting for a slot to be given back, and the condition they wait on."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.waiting = 0
+        self.freed = 0
+
+
+_freed = _Freed()
 
 
 def limits_of(tenant: str) -> Limits:
@@ -71,6 +96,36 @@ def offer_tickets(enqueue: Enqueue, want: int) -> int:
     for ticket in issued:
         enqueue(ticket_message(ticket))
     return len(issued)
+
+
+def slot_freed(enqueue: Enqueue) -> None:
+    """A slot was given back and woke its tenant (it may send again): hand it to a ticket of this process that waits
+    for one (`wait_for_a_freed_slot`), or else offer a new ticket. In-process, the hand-off costs no message: with a
+    tenant at its cap, a sender's spare threads take its freed slots at once, as they did when threads waited for
+    slots, without a ticket published and delivered for every request."""
+    with _freed.condition:
+        if _freed.waiting:
+            _freed.freed += 1
+            _freed.condition.notify()
+            return
+    offer_tickets(enqueue, 1)
+
+
+def wait_for_a_freed_slot(timeout: float = SLOT_WAIT_S) -> bool:
+    """An idle ticket (nothing may go now, and this process has requests in flight) waits a moment for one of them
+    to give its slot back: True when one did (the ticket asks for a batch again), False after `timeout`. Never long:
+    work of another tenant that arrives meanwhile waits at most this."""
+    with _freed.condition:
+        _freed.waiting += 1
+        try:
+            if not _freed.freed:
+                _freed.condition.wait(timeout)
+            if _freed.freed:
+                _freed.freed -= 1
+                return True
+            return False
+        finally:
+            _freed.waiting -= 1
 
 
 def wake_at(enqueue: Enqueue, due: float) -> None:

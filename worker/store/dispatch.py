@@ -154,6 +154,7 @@ class Next:
     grant: Grant | None
     due: float | None
     reaped: list[Reaped]  # batches taken back from senders that stopped renewing their lease
+    flush_due: bool = False  # a buffer's flush is due (`claim_flushes`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +233,8 @@ class Dispatcher:
             ]
         )
         values = [v.decode() if isinstance(v, bytes) else v for v in cast(list[object], raw)]
-        reaped = [Reaped(*_text(x).split("|", 2)) for x in cast(list[object], values[-1])]
+        reaped = [Reaped(*_text(x).split("|", 2)) for x in cast(list[object], values[-2])]
+        flush_due = bool(int(str(values[-1])))
         if values[0] == "batch":
             batch_id, tenant, lane, ready_at, turn, token = values[1:7]
             grant = Grant(
@@ -243,9 +245,9 @@ class Dispatcher:
                 int(str(turn)) / 1e6 if turn else None,
                 str(token),
             )
-            return Next(grant, None, reaped)
+            return Next(grant, None, reaped, flush_due)
         due = str(values[1])
-        return Next(None, float(due) if due else None, reaped)
+        return Next(None, float(due) if due else None, reaped, flush_due)
 
     def settle(self, grant: Grant, how: Settle, *, delay_s: float = 0.0, reason: str = "") -> bool:
         """A sender is done with a batch's slot (SLOT), with the batch (DONE), or the batch comes back in `delay_s`

@@ -10,7 +10,8 @@
 -- may be up to `ahead` away: the sender waits that long before its request, so that the turns keep their pace
 -- whatever a wake costs), and its virtual time moves on by 1/weight. Returns {'batch', id, tenant, lane, ready_at,
 -- µs until its turn ('' when the tenant has no rate limit), token, reaped} or {'none', when something may go next (''
--- for never), reaped}; reaped lists the batches taken back from senders that stopped, as 'id|tenant|sender'. The
+-- for never), reaped}, each followed by 1 when a buffer's flush is due (the sender does it before its next take; 0
+-- else); reaped lists the batches taken back from senders that stopped, as 'id|tenant|sender'. The
 -- token ('<batch id>#<suffix>') names this grant: the batch's `taken_by` and its in-flight slot, so that only its
 -- holder settles or renews them (a sender that outlived its lease finds them another's).
 -- include: dispatch_functions
@@ -55,6 +56,7 @@ for _, t in ipairs(redis.call('ZRANGEBYSCORE', parked, '-inf', now, 'LIMIT', 0, 
   wake_tenant(P, t)
 end
 
+local flush_due = #redis.call('ZRANGEBYSCORE', P .. ':flushes', '-inf', now, 'LIMIT', 0, 1)
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local ahead = tonumber(ARGV[8])
@@ -128,7 +130,7 @@ for _ = 1, tonumber(ARGV[7]) do
           redis.call('ZADD', ready, vtime + 1 / weight, t)
           redis.call('HSET', th, 'vtime', tostring(vtime + 1 / weight), 'streak', streak)
         end
-        return {'batch', id, t, lane, ready_at or '', turn, token, reaped}
+        return {'batch', id, t, lane, ready_at or '', turn, token, reaped, flush_due}
       elseif st then
         redis.call('HDEL', bk, 'queued_in')
       end
@@ -141,4 +143,4 @@ for _, z in ipairs({parked, delayed, taken, P .. ':flushes'}) do
   local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
   if #first > 0 and (not due or tonumber(first[2]) < due) then due = tonumber(first[2]) end
 end
-return {'none', due and tostring(due) or '', reaped}
+return {'none', due and tostring(due) or '', reaped, flush_due}
