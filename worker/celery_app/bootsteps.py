@@ -155,6 +155,6 @@ def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> Non
 
 
 app.steps["worker"].add(LowerPriority)
-app.steps["worker"].add(SubmissionListener)
-app.steps["worker"].add(SendHeartbeat)  # raw-Redis producers' job messages (worker/producer/submissions.py)
+app.steps["worker"].add(SubmissionListener)  # raw-Redis producers' job messages (worker/producer/submissions.py)
+app.steps["worker"].add(SendHeartbeat)  # senders: their batches' leases renewed (worker/pipeline/dispatch.py)
 app.steps["consumer"].add(RecoverAfterReconnect)
