@@ -413,3 +413,52 @@ def test_rejected_producer_messages_are_counted_newest_first(r: fakeredis.FakeRe
         r.lpush("ov:rejected", json.dumps({"id": f"m{i}", "job_id": None, "reason": f"not JSON ({i})", "bytes": 9}))
     found = overview.rejected_messages(r, settings, newest=2)
     assert found["count"] == 4 and [e["id"] for e in found["newest"]] == ["m3", "m2"]
+
+
+def test_tenants_with_work_waiting_say_what_they_wait_for(
+    r: fakeredis.FakeRedis, settings: Settings, store: ResultsStore
+) -> None:
+    """`status`'s tenants: documents per lane for intake, in the buffer and queued to send, batches coming back
+    later, what each waits for (a slot with its holder, or what its delayed batches wait for), its oldest ready
+    batch's age; and the same as the erpsync_tenant_* gauges. A tenant with nothing waiting is not listed."""
+    from worker.store.dispatch import Dispatcher, Limits, Settle
+
+    IntakeQueue(r, settings).push([Item("J1", 0, 40, "intake-only", Lane.BULK)])
+    CoalescingBuffer(r, settings).push("buffered", "order", [("J2", 0, "x", "{}"), ("J2", 1, "y", "{}")])
+    d = Dispatcher(r, settings)
+    for batch_id, tenant, size in (("c1", "capped", 5), ("c2", "capped", 7), ("o1", "outage", 3)):
+        r.hset(f"ov:batch:{batch_id}", mapping={"state": "queued", "tenant": tenant, "size": size,
+                                                 "members": json.dumps([["J3", 0]])})  # fmt: skip
+    r.hset("ov:job:J3", "lane", "bulk")
+    d.add(Limits(1, 0.0), ["c1", "c2"])
+    d.add(Limits(0, 0.0), ["o1"])
+    first = d.take()
+    assert first.grant is not None and first.grant.batch_id == "c1"
+    r.hset("ov:batch:c1", "sender", "host-a:4711")
+    down = d.take()
+    assert down.grant is not None and down.grant.batch_id == "o1"
+    d.settle(down.grant, Settle.DELAY, delay_s=30, reason="outage")
+    assert d.take().grant is None  # capped is at its cap of 1: parked for the slot c1 holds
+
+    now = time.time()
+    rows = {t["tenant"]: t for t in overview.tenants(r, settings, overview.buffer_depths(r, settings), now)}
+    assert set(rows) == {"intake-only", "buffered", "capped", "outage"}
+    assert rows["intake-only"]["intake_documents"] == {"interactive": 0, "bulk": 40}
+    assert rows["buffered"]["buffered_documents"] == 2
+    capped = rows["capped"]
+    assert capped["queued_documents"] == {"interactive": 0, "bulk": 7} and capped["queued_batches"] == 1
+    assert capped["waiting_for"] == "slot" and capped["holder"] == {"batch_id": "c1", "sender": "host-a:4711"}
+    assert 0 < capped["waiting_seconds"] <= settings.send_lease_seconds
+    assert capped["oldest_ready_seconds"] is not None and capped["oldest_ready_seconds"] < 60
+    outage = rows["outage"]
+    assert (outage["delayed_batches"], outage["waiting_for"]) == (1, "outage") and 25 < outage["waiting_seconds"] <= 30
+    assert overview.overview(r, settings, with_workers=False, now=now)["tenants"] == sorted(
+        rows.values(), key=lambda e: (-(e["oldest_ready_seconds"] or 0.0), e["tenant"])
+    )
+
+    g = gauges(r, settings)
+    assert g[("erpsync_tenant_backlog_documents", (("lane", "bulk"), ("tenant", "intake-only")))] == 40
+    assert g[("erpsync_tenant_backlog_documents", (("lane", "bulk"), ("tenant", "buffered")))] == 2
+    assert g[("erpsync_tenant_backlog_documents", (("lane", "bulk"), ("tenant", "capped")))] == 7
+    assert g[("erpsync_tenant_backlog_documents", (("lane", "interactive"), ("tenant", "capped")))] == 0
+    assert ("erpsync_tenant_oldest_ready_seconds", (("tenant", "capped"),)) in g

@@ -117,29 +117,33 @@ def buffer_depths(client: RedisClient, settings: Settings) -> list[dict[str, Any
 # ----- tenants
 
 
-def tenants(client: RedisClient, settings: Settings, now: float | None = None) -> list[dict[str, Any]]:
+def tenants(
+    client: RedisClient, settings: Settings, buffers: list[dict[str, Any]], now: float | None = None
+) -> list[dict[str, Any]]:
     """Every tenant with work waiting, the longest-waiting first: documents per lane waiting for intake, in the
     buffer, queued to send; batches coming back later; what the tenant waits for (`rate`: its next rate-limit turn,
     `slot`: its cap of requests in flight, with the holder and until when, `pause`: its ERP's Retry-After, or what
     its delayed batches wait for: `outage`, `retry`, `reconcile`, `lease`), and the age of its oldest batch ready
-    to send. A tenant with nothing waiting is not listed (and keeps no key)."""
+    to send. A tenant with nothing waiting is not listed (and keeps no key). `buffers`: `buffer_depths`, read
+    already by the caller."""
     now = time.time() if now is None else now
     dispatcher = Dispatcher(client, settings)
     rows: dict[str, dict[str, Any]] = {}
 
     def row(tenant: str) -> dict[str, Any]:
         return rows.setdefault(tenant, {
-            "tenant": tenant, "intake_documents": dict.fromkeys(lane.value for lane in LANES), "buffered_documents": 0,
-            "queued_documents": dict.fromkeys(lane.value for lane in LANES), "queued_batches": 0,
+            "tenant": tenant, "intake_documents": dict.fromkeys((lane.value for lane in LANES), 0),
+            "buffered_documents": 0, "queued_documents": dict.fromkeys((lane.value for lane in LANES), 0),
+            "queued_batches": 0,
             "delayed_batches": 0, "waiting_for": None, "waiting_seconds": None, "holder": None,
             "oldest_ready_seconds": None,
         })  # fmt: skip
 
     for b in IntakeQueue(client, settings).backlog():
         row(b.tenant)["intake_documents"][b.lane.value] = b.documents
-    for buffered in _view(client, settings).buffer_depths():
-        if buffered.documents:
-            row(buffered.tenant)["buffered_documents"] += buffered.documents
+    for buffered in buffers:
+        if buffered["documents"]:
+            row(buffered["tenant"])["buffered_documents"] += buffered["documents"]
     for t in dispatcher.backlog():
         entry = row(t.tenant)
         entry["queued_documents"] = {lane.value: t.documents[lane] for lane in LANES}
@@ -158,9 +162,6 @@ def tenants(client: RedisClient, settings: Settings, now: float | None = None) -
         if entry["waiting_for"] is None and not entry["queued_batches"]:
             entry["waiting_for"] = max(delayed.reasons, key=lambda r: delayed.reasons[r])
             entry["waiting_seconds"] = round(max(0.0, delayed.next_due - now), 2)
-    for entry in rows.values():
-        for part in ("intake_documents", "queued_documents"):
-            entry[part] = {lane: n or 0 for lane, n in entry[part].items()}
     return sorted(rows.values(), key=lambda e: (-(e["oldest_ready_seconds"] or 0.0), e["tenant"]))
 
 
@@ -372,14 +373,15 @@ def overview(
     """The `erpsync status --json` object."""
     now = time.time() if now is None else now
     jobs = open_jobs(client, settings, now=now)
+    buffers = buffer_depths(client, settings)
     data: dict[str, Any] = {
         "generated_at": iso(now),
         "key_prefix": settings.key_prefix,
         "stall_seconds": settings.stall_seconds,
         "queues": queue_depths(client, settings),
         **waiting_input(client, settings),
-        "buffers": buffer_depths(client, settings),
-        "tenants": tenants(client, settings, now),
+        "buffers": buffers,
+        "tenants": tenants(client, settings, buffers, now),
         "send_tickets": Dispatcher(client, settings).live_tickets(),
         "open_jobs_total": jobs["total"],
         "open_jobs": jobs["jobs"],
@@ -417,12 +419,13 @@ class OverviewCollector(Collector):
             "Raw producer messages not accepted yet",
             value=waiting["submissions_waiting"] + waiting["submissions_held"],
         )
-        buffers = GaugeMetricFamily(
+        buffered = GaugeMetricFamily(
             "erpsync_buffer_documents", "Documents waiting in a coalescing buffer", labels=["tenant", "kind"]
         )
-        for b in buffer_depths(self.r, self.s):
-            buffers.add_metric([b["tenant"], b["kind"]], b["documents"])
-        yield buffers
+        buffers = buffer_depths(self.r, self.s)
+        for b in buffers:
+            buffered.add_metric([b["tenant"], b["kind"]], b["documents"])
+        yield buffered
         backlog = GaugeMetricFamily(
             "erpsync_tenant_backlog_documents",
             "Documents of a tenant waiting, per lane: for intake, in the buffer (lane bulk), queued to send",
@@ -433,7 +436,7 @@ class OverviewCollector(Collector):
             "Age of a tenant's oldest batch ready to send (tenants with batches queued)",
             labels=["tenant"],
         )
-        for t in tenants(self.r, self.s, now):
+        for t in tenants(self.r, self.s, buffers, now):
             for lane in LANES:
                 waiting = t["intake_documents"][lane.value] + t["queued_documents"][lane.value]
                 backlog.add_metric(
