@@ -7,7 +7,8 @@
   backoff grows with the batch's consecutive waits for as long as the outage lasts.
 - A turn that sent nothing (a tenant's Retry-After pause, no rate-limit turn soon enough) gives its attempt back.
 
-Each is raised as RetryLater (worker/errors.py); the dispatcher delays the batch by it (worker/pipeline/dispatch.py).
+Each is raised as RetryLater (worker/errors.py), with what the batch waits for (outage, retry, pause, reconcile:
+what `erpsync status` shows); the dispatcher delays the batch by it (worker/pipeline/dispatch.py).
 """
 
 from __future__ import annotations
@@ -25,15 +26,9 @@ from worker.settings import get_settings
 from worker.store.records import BatchState
 from worker.store.results import ResultsStore
 
-__all__ = ["come_back", "not_sent", "reconcile_later", "retry_later", "unreachable"]
+__all__ = ["not_sent", "reconcile_later", "retry_later", "unreachable"]
 
 log = logging.getLogger(__name__)
-
-
-def come_back(countdown: float, reason: str = "retry") -> RetryLater:
-    """This send comes back after `countdown` seconds (the dispatcher delays its batch), waiting for `reason`:
-    outage, retry, pause, reconcile or lease (what `erpsync status` shows)."""
-    return RetryLater(countdown, reason=reason)
 
 
 def reconcile_later(
@@ -54,7 +49,7 @@ def reconcile_later(
     store.set_batch_state(batch.id, BatchState.WAITING, phase="reconcile", reconcile_reason=why, reconcile_error=error)
     log_outcome(batch, "reconciling", level, reason=reason, retry_in_s=delay, **log_fields)
     recorder_for(store).retry(batch.target, metric_reason)
-    return come_back(delay, reason="reconcile")
+    return RetryLater(delay, reason="reconcile")
 
 
 def not_sent(store: ResultsStore, batch: StoredBatch, phase: str, countdown: float, reason: str) -> RetryLater:
@@ -64,7 +59,7 @@ def not_sent(store: ResultsStore, batch: StoredBatch, phase: str, countdown: flo
     store.set_batch_state(batch.id, BatchState.WAITING, phase=phase)
     log.debug("nothing sent (%s); trying again in %.1fs", reason, countdown)
     recorder_for(store).retry(batch.target, reason)
-    return come_back(countdown, reason="pause")
+    return RetryLater(countdown, reason="pause")
 
 
 def retry_later(store: ResultsStore, batch: StoredBatch, attempt: int, exc: TransientError, phase: str) -> RetryLater:
@@ -88,7 +83,7 @@ def retry_later(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Tran
         retry_in_s=round(delay, 3),
     )
     recorder_for(store).retry(batch.target, reason)
-    return come_back(delay)
+    return RetryLater(delay, reason="retry")
 
 
 def unreachable(store: ResultsStore, batch: StoredBatch, attempt: int, exc: ConnectFailed, phase: str) -> RetryLater:
@@ -113,4 +108,4 @@ def unreachable(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Conn
         retry_in_s=round(delay, 3),
     )
     recorder_for(store).retry(batch.target, metrics.retry_reason(exc))
-    return come_back(delay, reason="outage")
+    return RetryLater(delay, reason="outage")

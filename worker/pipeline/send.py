@@ -81,7 +81,7 @@ from worker.pipeline.record import (
     log_outcome,
     recorder_for,
 )
-from worker.pipeline.retry import come_back, reconcile_later, retry_later, unreachable
+from worker.pipeline.retry import reconcile_later, retry_later, unreachable
 from worker.pipeline.tickets import slot_freed
 from worker.settings import get_settings
 from worker.store.dispatch import Grant, Settle
@@ -143,7 +143,7 @@ def _run(enqueue: Enqueue, batch_id: str, started: float, grant: Grant | None) -
     if lease.state == LeaseState.DONE:
         log.debug("batch already done; nothing to send")
         return {"batch_id": batch_id, "outcome": BatchOutcome.ALREADY_DONE.value}
-    _come_back_unless_ours(store, batch_id, lease)
+    _come_back_unless_ours(store, lease)
     batch = StoredBatch(batch_id, lease.data, started)
     bind(**jobs_of(batch))
     attempt = int(lease.value)
@@ -167,18 +167,18 @@ def _take_over_expired(store: ResultsStore, batch_id: str, sender: str, data: di
     return _Lease(state, value, data, request_sent)
 
 
-def _come_back_unless_ours(store: ResultsStore, batch_id: str, lease: _Lease) -> None:
+def _come_back_unless_ours(store: ResultsStore, lease: _Lease) -> None:
     """RetryLater unless the batch is ours now (acquired, or taken over)."""
     if lease.state == LeaseState.BUSY:
         # Another worker holds the lease. Check again when it expires: if that worker died, we find out.
         log.debug("batch is being sent by another worker; checking again when its lease ends")
         recorder_for(store).retry(lease.data.get("target", "softone"), "lease_busy")
         countdown = min(lease.value + 1.0, get_settings().retry_backoff_cap)
-        raise come_back(countdown, reason="lease")
+        raise RetryLater(countdown, reason="lease")
     if lease.state not in (LeaseState.ACQUIRED, LeaseState.TAKEN_OVER):
         # `missing` (expired meanwhile) or a lease that changed hands twice between two calls: look again soon.
         log.warning("batch changed while being acquired (%s); looking again", lease.state)
-        raise come_back(1.0, reason="lease")
+        raise RetryLater(1.0, reason="lease")
 
 
 class _Slot:
@@ -226,7 +226,7 @@ def _internal_error(store: ResultsStore, batch: StoredBatch, attempt: int, exc: 
     with contextlib.suppress(Exception):  # Redis itself may be what failed
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "internal error", "error": repr(exc)[:300]})
     recorder_for(store).retry(batch.target, "internal_error")
-    return come_back(countdown, reason="lease")
+    return RetryLater(countdown, reason="lease")
 
 
 def _take_over(

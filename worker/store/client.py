@@ -18,7 +18,7 @@ from worker.errors import ConfigurationError
 from worker.redaction import redact_url
 from worker.settings import Settings, get_settings
 
-__all__ = ["Arg", "RedisClient", "get_redis", "queue_script"]
+__all__ = ["Arg", "RedisClient", "as_text", "get_redis", "queue_script"]
 
 #: The client the store works with (decode_responses: every reply is text).
 RedisClient: TypeAlias = redis.Redis
@@ -61,3 +61,8 @@ def queue_script(
     EVALSHA refused there (NOSCRIPT) would leave the rest of the transaction applied."""
     # The text is a str: every script is registered from worker/store/scripts.py's script_text.
     pipe.eval(cast(str, script.script), len(keys), *keys, *args)
+
+
+def as_text(value: object) -> str:
+    """A value Redis returned, as text: clients that do not decode responses hand back bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)

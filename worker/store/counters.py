@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from worker.store.client import as_text
 from worker.store.keys import Keys
 
 __all__ = ["DOCUMENTS_METRIC", "SEP", "SUM_FIELD", "Increment", "labels_field", "lua_args", "queue", "read", "write"]
@@ -81,8 +82,4 @@ def read(client: redis.Redis, prefix: str, names: Sequence[str]) -> list[dict[st
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(keys.metric(name))
-    return [{_text(k): float(_text(v)) for k, v in raw.items()} for raw in pipe.execute()]
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return [{as_text(k): float(as_text(v)) for k, v in raw.items()} for raw in pipe.execute()]

@@ -58,7 +58,7 @@ from typing import NamedTuple, cast
 
 from schemas import Lane
 from worker.settings import Settings
-from worker.store.client import Arg, RedisClient
+from worker.store.client import Arg, RedisClient, as_text
 from worker.store.keys import Keys
 from worker.store.scripts import load_script
 
@@ -232,8 +232,8 @@ class Dispatcher:
                 uuid.uuid4().hex[:12],
             ]
         )
-        values = [v.decode() if isinstance(v, bytes) else v for v in cast(list[object], raw)]
-        reaped = [Reaped(*_text(x).split("|", 2)) for x in cast(list[object], values[-2])]
+        values = [as_text(v) if isinstance(v, bytes) else v for v in cast(list[object], raw)]
+        reaped = [Reaped(*as_text(x).split("|", 2)) for x in cast(list[object], values[-2])]
         flush_due = bool(int(str(values[-1])))
         if values[0] == "batch":
             batch_id, tenant, lane, ready_at, turn, token = values[1:7]
@@ -282,7 +282,7 @@ class Dispatcher:
             return []
         args: list[Arg] = [self.p, repr(time.time()), self.s.send_tickets, *ids]
         raw = cast(list[bytes | str], self._tickets(keys=[self.s.send_queue_name], args=args))
-        return [x.decode() if isinstance(x, bytes) else x for x in raw]
+        return [as_text(x) for x in raw]
 
     def ticket_done(self, ticket: str) -> None:
         """A ticket ended: it no longer counts."""
@@ -301,8 +301,8 @@ class Dispatcher:
         """The buffers whose flush is due, claimed for FLUSH_CLAIM_S (flushed by another sender then, should this
         one die before `flush_done` or a new request)."""
         raw = cast(list[object], self._flushes(args=[self.p, repr(time.time()), FLUSH_CLAIM_S, limit]))
-        buffers = [tuple(_text(b).split("|", 1)) for b in cast(list[object], raw[0])]
-        return Claimed([(t, k) for t, k in buffers], float(_text(raw[1])))
+        buffers = [tuple(as_text(b).split("|", 1)) for b in cast(list[object], raw[0])]
+        return Claimed([(t, k) for t, k in buffers], float(as_text(raw[1])))
 
     def flush_done(self, tenant: str, kind: str, claimed_at: float) -> bool:
         """A claimed flush found the buffer empty: forget it, unless it was asked for again meanwhile."""
@@ -323,7 +323,7 @@ class Dispatcher:
     def backlog(self, limit: int = 10_000) -> list[TenantBacklog]:
         """Every tenant with batches queued (ready or parked), most waited-for first, at most `limit`."""
         tenants = [
-            t.decode() if isinstance(t, bytes) else str(t)
+            as_text(t)
             for key in (self.keys.dispatch_ready, self.keys.dispatch_parked)
             for t in cast(list[bytes | str], self.r.zrange(key, 0, limit - 1))
         ]
@@ -338,9 +338,9 @@ class Dispatcher:
         out: list[tuple[str, dict[str, str], dict[Lane, int], list[str]]] = []
         step = 1 + 2 * len(LANES)
         for n, tenant in enumerate(tenants):
-            fields = {_text(k): _text(v) for k, v in cast(dict[object, object], raw[n * step]).items()}
+            fields = {as_text(k): as_text(v) for k, v in cast(dict[object, object], raw[n * step]).items()}
             batches = {lane: int(raw[n * step + 1 + 2 * i]) for i, lane in enumerate(LANES)}
-            firsts = [_text(raw[n * step + 2 + 2 * i]) for i in range(len(LANES)) if raw[n * step + 2 + 2 * i]]
+            firsts = [as_text(raw[n * step + 2 + 2 * i]) for i in range(len(LANES)) if raw[n * step + 2 + 2 * i]]
             out.append((tenant, fields, batches, firsts))
             heads.update(dict.fromkeys(firsts, ""))
         holders = [fields["holder"] for _, fields, _, _ in out if fields.get("holder")]
@@ -368,12 +368,12 @@ class Dispatcher:
         )
         pipe = self.r.pipeline(transaction=False)
         for batch_id, _ in due:
-            pipe.hmget(self.keys.batch(_text(batch_id)), "tenant", "delayed_for")
+            pipe.hmget(self.keys.batch(as_text(batch_id)), "tenant", "delayed_for")
         out: dict[str, Delayed] = {}
         for (_, when), (tenant, reason) in zip(due, pipe.execute(), strict=True):
             if tenant is None:
                 continue
-            name, why = _text(tenant), _text(reason or "retry") or "retry"
+            name, why = as_text(tenant), as_text(reason or "retry") or "retry"
             seen = out.get(name) or Delayed(0, when, {})
             out[name] = Delayed(
                 seen.batches + 1, min(seen.next_due, when), {**seen.reasons, why: seen.reasons.get(why, 0) + 1}
@@ -385,8 +385,4 @@ class Dispatcher:
         pipe = self.r.pipeline(transaction=False)
         for batch_id in batch_ids:
             pipe.hget(self.keys.batch(batch_id), name)
-        return {b: _text(v) for b, v in zip(batch_ids, pipe.execute(), strict=True) if v}
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return {b: as_text(v) for b, v in zip(batch_ids, pipe.execute(), strict=True) if v}
