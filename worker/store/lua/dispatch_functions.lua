@@ -26,6 +26,18 @@ local function enqueue_batch(P, bk, id, t, lane, now, front)
   wake_tenant(P, t)
 end
 
+-- A batch back from a sender that stopped, or from its delay: queued in its lane again (at the front for one taken
+-- back from a sender) unless it ended meanwhile, when it is in none of the dispatcher's places any more. True when
+-- queued.
+local function requeue(P, bk, id, st, t, lane, now, front)
+  if st and st ~= 'done' then
+    enqueue_batch(P, bk, id, t, lane or 'bulk', now, front)
+    return true
+  end
+  if st then redis.call('HDEL', bk, 'queued_in') end
+  return false
+end
+
 -- A tenant waiting for one of its in-flight slots is ready again (a slot was given back): 1, else 0.
 local function slot_freed(P, t)
   local th = tenant_key(P, t)

@@ -32,11 +32,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', taken, '-inf', now, 'LIMIT', 0, 
     redis.call('ZREM', taken, id)
     if t and holder then redis.call('ZREM', p .. ':inflight:' .. t, holder) end
     redis.call('HDEL', bk, 'taken_by')
-    if st and st ~= 'done' then
-      enqueue_batch(P, bk, id, t, lane or 'bulk', now, true)
+    if requeue(P, bk, id, st, t, lane, now, true) then
       reaped[#reaped + 1] = id .. '|' .. (t or '') .. '|' .. (sender or '')
-    elseif st then
-      redis.call('HDEL', bk, 'queued_in')
     end
   end
 end
@@ -44,11 +41,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0
   redis.call('ZREM', delayed, id)
   local bk = p .. ':batch:' .. id
   local st, t, lane = unpack(redis.call('HMGET', bk, 'state', 'tenant', 'lane'))
-  if st and st ~= 'done' then
-    enqueue_batch(P, bk, id, t, lane or 'bulk', now, false)
-  elseif st then
-    redis.call('HDEL', bk, 'queued_in')
-  end
+  requeue(P, bk, id, st, t, lane, now, false)
 end
 for _, t in ipairs(redis.call('ZRANGEBYSCORE', parked, '-inf', now, 'LIMIT', 0, 100)) do
   redis.call('ZREM', parked, t)
