@@ -26,7 +26,7 @@ from worker.pipeline import runtime
 from worker.pipeline.batch import request_flush
 from worker.pipeline.intake import enqueue_job_again
 from worker.pipeline.queue import Enqueue, Message, TaskName
-from worker.pipeline.tickets import offer_tickets, place
+from worker.pipeline.tickets import offer_tickets, place_all
 from worker.settings import get_settings
 from worker.store.records import JOB_FINAL, BatchState
 
@@ -42,14 +42,14 @@ def recover(enqueue: Enqueue) -> dict[str, int]:
     buffers = [(t, k) for t, k in buffer.buffers() if buffer.waiting(t, k)]
     for tenant, kind in buffers:
         request_flush(enqueue, tenant, kind, now=True)
-    open_batches: dict[str, list[str]] = {}  # tenant -> its batches not done
-    for batch_id in store.open_batch_ids():
-        batch = store.batch(batch_id)
-        if batch is None or batch.get("state") == BatchState.DONE:
+    open_batches: list[tuple[str, str]] = []  # (batch id, tenant) of the batches not done
+    batch_ids = sorted(store.open_batch_ids())
+    for batch_id, head in zip(batch_ids, store.batch_heads(batch_ids), strict=True):  # one round trip, no bodies
+        if head is None or head.state == BatchState.DONE:
             store.forget_open_batch(batch_id)
-            continue
-        open_batches.setdefault(batch["tenant"], []).append(batch_id)
-    batches = sum(place(enqueue, tenant, ids, verify=True) for tenant, ids in open_batches.items())
+        else:
+            open_batches.append((batch_id, head.tenant))
+    batches = place_all(enqueue, open_batches, verify=True)
     open_jobs = []
     for job_id in store.open_job_ids():
         job = store.job(job_id)

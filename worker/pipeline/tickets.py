@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from worker.errors import ConfigurationError
 from worker.pipeline import runtime
@@ -26,6 +26,7 @@ __all__ = [
     "limits_of",
     "offer_tickets",
     "place",
+    "place_all",
     "place_stored",
     "slot_freed",
     "ticket_message",
@@ -72,14 +73,19 @@ def place(enqueue: Enqueue, tenant: str, batch_ids: Sequence[str], *, verify: bo
     return added
 
 
+def place_all(enqueue: Enqueue, batches: Iterable[tuple[str, str]], *, verify: bool = False) -> int:
+    """Place (batch id, tenant) pairs of any tenants, each tenant's together. Returns how many were queued now."""
+    tenants: dict[str, list[str]] = {}
+    for batch_id, tenant in batches:
+        tenants.setdefault(tenant, []).append(batch_id)
+    return sum(place(enqueue, tenant, ids, verify=verify) for tenant, ids in tenants.items())
+
+
 def place_stored(enqueue: Enqueue, batch_ids: Sequence[str]) -> int:
     """Place stored batches known by id only (a send message of an earlier version, an operator): each with its
     tenant. Returns how many were queued now."""
-    tenants: dict[str, list[str]] = {}
-    for batch_id, head in zip(batch_ids, runtime.store().batch_heads(batch_ids), strict=True):
-        if head is not None:
-            tenants.setdefault(head.tenant, []).append(batch_id)
-    return sum(place(enqueue, tenant, ids) for tenant, ids in tenants.items())
+    heads = runtime.store().batch_heads(batch_ids)
+    return place_all(enqueue, ((b, h.tenant) for b, h in zip(batch_ids, heads, strict=True) if h is not None))
 
 
 def ticket_message(ticket: str, *, countdown: float | None = None) -> Message:
