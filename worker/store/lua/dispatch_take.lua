@@ -15,6 +15,7 @@
 -- token ('<batch id>#<suffix>') names this grant: the batch's `taken_by` and its in-flight slot, so that only its
 -- holder settles or renews them (a sender that outlived its lease finds them another's).
 -- include: dispatch_functions
+-- include: rate_functions
 local p, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local P = p .. ':dispatch'
 local ready, parked, delayed, taken = P .. ':ready', P .. ':parked', P .. ':delayed', P .. ':taken'
@@ -69,7 +70,7 @@ for _ = 1, tonumber(ARGV[7]) do
     cap, rate, weight = tonumber(cap or '0'), tonumber(rate or '0'), tonumber(weight or '1')
     local inflight = p .. ':inflight:' .. t
     local rk = p .. ':rate:' .. (target or 'softone') .. ':' .. t
-    local why, till, holder, next_us = nil, 0, '', 0
+    local why, till, holder, turn_at = nil, 0, '', now_us
     local pause = tonumber(redis.call('GET', p .. ':pause:' .. t) or '0')
     if pause > now then why, till = 'pause', pause end
     if not why and cap > 0 then
@@ -80,8 +81,8 @@ for _ = 1, tonumber(ARGV[7]) do
       end
     end
     if not why and rate > 0 then
-      next_us = tonumber(redis.call('GET', rk) or '0')
-      if next_us > now_us + ahead then why, till = 'rate', now + (next_us - now_us - ahead) / 1000000 end
+      turn_at = next_turn(rk, now_us)
+      if turn_at > now_us + ahead then why, till = 'rate', now + (turn_at - now_us - ahead) / 1000000 end
     end
     if why then
       redis.call('ZREM', ready, t)
@@ -112,9 +113,8 @@ for _ = 1, tonumber(ARGV[7]) do
         end
         local turn = ''
         if rate > 0 then
-          local slot = math.max(now_us, next_us)
-          redis.call('SET', rk, string.format('%.0f', slot + rate), 'PX', math.ceil((slot + rate - now_us) / 1000) + 1000)
-          turn = string.format('%.0f', slot - now_us)
+          reserve_turn(rk, turn_at, rate, now_us)
+          turn = string.format('%.0f', turn_at - now_us)
         end
         redis.call('HSET', bk, 'queued_in', 'taken', 'taken_by', token)
         redis.call('ZADD', taken, now + lease, id)
