@@ -14,12 +14,13 @@ from worker.settings import Settings
 from worker.store.buffer import CoalescingBuffer
 from worker.store.dispatch import Dispatcher
 from worker.store.intake import IntakeQueue
+from worker.store.lookalikes import LookalikeHolds
 from worker.store.results import ResultsStore
 
 
 def fake_runtime(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, Any]:
-    """{"store", "buffer", "intake", "dispatcher"} on a fresh fakeredis server, installed as the runtime's for the
-    test."""
+    """{"store", "buffer", "intake", "dispatcher", "lookalikes"} on a fresh fakeredis server, installed as the
+    runtime's for the test."""
     from worker.pipeline import runtime
 
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
@@ -28,6 +29,7 @@ def fake_runtime(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[st
         "buffer": CoalescingBuffer(client, settings),
         "intake": IntakeQueue(client, settings),
         "dispatcher": Dispatcher(client, settings),
+        "lookalikes": LookalikeHolds(client, settings),
     }
     for name, part in parts.items():
         monkeypatch.setattr(runtime, name, lambda part=part: part)

@@ -127,6 +127,9 @@ class FakeConnector:
     def can_look_up(self, kind: DocumentKind) -> bool:
         return self.looks_up
 
+    def lookalike_keys(self, kind: DocumentKind, docs: list[dict[str, Any]]) -> list[str] | None:
+        return None  # found by id, not by content
+
     def look_up(self, request: Any) -> Settlement:
         self.lookups += 1
         missing = [i for i in range(len(request.docs)) if i not in self.holds]

@@ -329,6 +329,9 @@ class FakeConnector:
             raise self.outcome
         return self.outcome
 
+    def lookalike_keys(self, kind: Any, docs: list[dict[str, Any]]) -> list[str] | None:
+        return None  # found by id, not by content
+
 
 @pytest.fixture
 def sending(monkeypatch: pytest.MonkeyPatch, server: fakeredis.FakeServer) -> dict[str, Any]:

@@ -57,6 +57,9 @@ class Erp:
     def can_look_up(self, kind: DocumentKind) -> bool:
         return True
 
+    def lookalike_keys(self, kind: DocumentKind, docs: list[dict[str, Any]]) -> list[str] | None:
+        return None  # found by id, not by content
+
     def look_up(self, request: Any) -> Settlement:
         self.lookups += 1
         if self.down > 0:

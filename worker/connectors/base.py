@@ -13,7 +13,9 @@ knows nothing about any ERP. A target plugs in with:
     (may have been created: reconcile), BatchRejected (an array rejected part-way), PermanentError (never
     created: the documents fail with the ERP's reason);
   - whether and how the ERP can be asked which documents of a batch exist: `can_look_up` and `look_up`
-    (after an ambiguous answer); without it such documents end `unknown` for an operator.
+    (after an ambiguous answer); without it such documents end `unknown` for an operator;
+  - where a look-up finds documents by their content, the signature it matches on: `lookalike_keys` (no two
+    documents with one signature are in flight for a tenant at once: worker/pipeline/lookalikes.py).
 
 Every request goes through `Connector.take_turn()` first: the tenant's in-flight cap is held by the send
 task, this adds the tenant's rate limit (shared by every worker, worker/store/ratelimit.py). The dispatcher takes
@@ -146,6 +148,11 @@ class Connector:
 
     def can_look_up(self, kind: DocumentKind) -> bool:
         return False
+
+    def lookalike_keys(self, kind: DocumentKind, docs: Sequence[dict[str, Any]]) -> list[str] | None:
+        """Per document, the name of the content signature `look_up` tells documents apart by, when it finds them by
+        their content rather than by an id of ours (None: it does not)."""
+        return None
 
     def look_up(self, request: LookupRequest) -> Settlement:
         """Which documents of a batch the ERP holds (Settlement: found, rejected, doubtful, to resend)."""

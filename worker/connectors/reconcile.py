@@ -6,26 +6,44 @@ which returns no ExternalId, so documents are matched to invoices on their conte
 
 The matching rule:
 - signature of a document = customer number, invoice date (day), and the multiset of its product rows as
-  (ProductNr, Quantity, unit price), where the unit price is `UnitPrice`, else `Amount`; text rows are
-  ignored. Numbers compare by value (6 == 6.0, 11.9 == 11.9000).
+  (ProductNr, Quantity, unit price), where the unit price is `UnitPrice`, else `Amount`. Numbers compare by
+  value (6 == 6.0, 11.9 == 11.9000). Two documents with one signature are *look-alikes*.
+- details = what else the Filter echoes back and the document says: DueDate (day), Currency, BillingType,
+  and every row's Text (text rows included). A detail the document leaves out is not compared (the ERP
+  fills it in: a due date from its terms, SEK, the product's name). Details only choose between candidates
+  (below); they never make a saved document look unsaved, as an ERP that trims or rewrites a text would.
 - candidates = invoices in the batch's date range whose InvoiceId we have not recorded for any document
-  already, and which are newer than the highest Key we knew when the batch was planned.
+  already, and which are newer than the batch's high-water mark: the highest Key we knew when the batch took
+  its look-alike hold (worker/store/lookalikes.py; earlier, the one known when it was planned).
 - SoftOne saves an array in order and gives Keys in increasing order, so the saved documents are a prefix
   of the batch and their Keys increase along it: documents are matched in order, each to the lowest
-  candidate with its signature above the previous match. The first document without a match is the end
-  of the saved prefix (for a rejected array: the rejected document).
+  candidate with its signature above the previous match, preferring one whose details match too. The first
+  document without a match is the end of the saved prefix (for a rejected array: the rejected document).
 - A later document that could still match a candidate above the prefix is *doubtful*: the prefix rule
   says it was not saved, the ERP's content says it might have been. It is never resent: `unknown`.
 
-Limits: an invoice created by someone else after the high-water mark, in the same date range and with
-identical content, can be taken for ours (the document is then recorded with that Key instead of being
-created). Rounding by the ERP of quantities or prices beyond what it echoes back would prevent a match
-(the document is then resent, or — if rejected — treated as the rejected one). Orders have no Filter:
-their uncertain outcomes stay `unknown` for an operator.
+Why this is exact for our own documents: no two look-alikes of a tenant are ever in flight at once (the send
+step holds every signature of its batch before the POST and a batch that meets a held one leaves those
+documents to a later batch: worker/pipeline/send.py). So when a batch is looked up, every earlier look-alike
+of ours is settled and its Key known (excluded), and nothing of ours sent later can be among the candidates:
+an invoice with a batch document's signature above the high-water mark is that batch's own. Look-alikes
+inside one batch are told apart by SoftOne's save order.
+
+Limits (what the rule cannot see):
+- an invoice created by someone else (not through erpsync) after the high-water mark, in the same date range
+  and with the same signature, can be taken for ours when its details do not tell them apart (the document is
+  then recorded with that Key instead of being created), or make a later document doubtful;
+- an earlier look-alike whose outcome stayed `unknown` (the ERP could not be asked) may have an invoice above
+  the mark: the same;
+- rounding by the ERP of quantities or prices beyond what it echoes back would prevent a match (the document
+  is then resent, or — if rejected — treated as the rejected one).
+Orders have no Filter: they are sent one per request (worker/connectors/softone.py), so an open outcome is
+one order's.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +73,17 @@ def document_signature(doc: Mapping[str, Any]) -> Signature:
     return str(doc.get("CustomerNr")), str(doc.get("InvoiceDate"))[:10], tuple(sorted(rows))
 
 
+def lookalike_key(doc: Mapping[str, Any]) -> str:
+    """A short, stable name of a document's signature (the look-alike hold's key in Redis): numbers by value."""
+    customer, day, rows = document_signature(doc)
+    text = "|".join([customer, day, *(f"{p}*{_canonical(q)}*{_canonical(u)}" for p, q, u in rows)])
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _canonical(value: Decimal) -> str:
+    return "NaN" if value.is_nan() else format(value.normalize(), "f")
+
+
 def invoice_signature(inv: FilteredInvoice) -> Signature:
     """Signature of an invoice as the Filter returns it."""
     rows = [
@@ -64,6 +93,31 @@ def invoice_signature(inv: FilteredInvoice) -> Signature:
     ]
     day = inv.invoice_date.isoformat()[:10] if inv.invoice_date is not None else ""
     return str(inv.customer_nr), day, tuple(sorted(rows))
+
+
+def _same_day(sent: Any, found: Any) -> bool:
+    found_day = found.isoformat()[:10] if hasattr(found, "isoformat") else str(found or "")[:10]
+    return str(sent)[:10] == found_day
+
+
+def details_match(doc: Mapping[str, Any], inv: FilteredInvoice) -> bool:
+    """Whether what the document says beyond its signature (see the module docstring) is what the invoice shows."""
+    if doc.get("DueDate") is not None and not _same_day(doc["DueDate"], inv.due_date):
+        return False
+    if doc.get("Currency") is not None and str(doc["Currency"]).upper() != str(inv.currency or "").upper():
+        return False
+    if doc.get("BillingType") is not None and inv.billing_type is not None and doc["BillingType"] != inv.billing_type:
+        return False
+    sent = sorted(str(row["Text"]).strip() for row in doc.get("InvoiceRows") or [] if row.get("Text") is not None)
+    if not sent:
+        return True
+    shown = [str(r.text).strip() for r in inv.invoice_rows if r.text is not None]
+    remaining = list(shown)
+    for text in sent:  # each text the document sent is on a row of its own
+        if text not in remaining:
+            return False
+        remaining.remove(text)
+    return True
 
 
 @dataclass
@@ -95,12 +149,14 @@ def reconcile(
     result = Reconciliation()
     last_id = high_water
     for position, doc in enumerate(docs):
-        candidates = by_signature.get(document_signature(doc), [])
-        pick = next((inv for inv in candidates if inv.invoice_id > last_id), None)
+        candidates = [inv for inv in by_signature.get(document_signature(doc), []) if inv.invoice_id > last_id]
+        pick = next((inv for inv in candidates if details_match(doc, inv)), None)
+        if pick is None:
+            pick = candidates[0] if candidates else None
         if pick is None:
             result.boundary = position
             break
-        candidates.remove(pick)
+        by_signature[document_signature(doc)].remove(pick)
         result.matched[position] = pick
         last_id = pick.invoice_id
     if result.boundary is not None:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from schemas import DocumentKind, FilteredInvoice, InvoiceFilter, OperationResul
 from worker.backoff import backoff_seconds
 from worker.connectors.base import Connector, Created, LookupRequest
 from worker.connectors.http import classify_exception, classify_status
-from worker.connectors.reconcile import Settlement, reconcile, settle
+from worker.connectors.reconcile import Settlement, lookalike_key, reconcile, settle
 from worker.errors import (
     AmbiguousError,
     AuthenticationFailed,
@@ -187,6 +188,10 @@ class SoftOneConnector(Connector):
     def can_look_up(self, kind: DocumentKind) -> bool:
         # Only invoices have a Filter in the specs; an order's open outcome stays `unknown`.
         return kind is DocumentKind.CUSTOMER_INVOICE
+
+    def lookalike_keys(self, kind: DocumentKind, docs: Sequence[dict[str, Any]]) -> list[str] | None:
+        """Invoices are found by their content (worker/connectors/reconcile.py)."""
+        return [lookalike_key(doc) for doc in docs] if kind is DocumentKind.CUSTOMER_INVOICE else None
 
     def look_up(self, request: LookupRequest) -> Settlement:
         """Match the batch to the invoices of its days by content (worker/connectors/reconcile.py): the Filter returns

@@ -35,7 +35,17 @@ from worker.store.records import (
 )
 from worker.store.results import ResultsStore
 
-__all__ = ["UNKNOWN_HINT", "StoredBatch", "end_all", "end_batch", "for_all", "jobs_of", "log_outcome", "recorder_for"]
+__all__ = [
+    "UNKNOWN_HINT",
+    "StoredBatch",
+    "carry_on",
+    "end_all",
+    "end_batch",
+    "for_all",
+    "jobs_of",
+    "log_outcome",
+    "recorder_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -177,25 +187,7 @@ def end_batch(
     updates += [batch.record(i, DocStatus.UNKNOWN, error=e) for i, e in unknown.items()]
     dead = [batch.dead_letter(i, DocStatus.FAILED, e, attempts) for i, e in failed.items()]
     dead += [batch.dead_letter(i, DocStatus.UNKNOWN, e, attempts) for i, e in unknown.items()]
-    follow_up = []
-    if resend:
-        child_id = f"{batch.id}.r{batch.data.get('attempts', '0')}"
-        follow_up.append(
-            BatchPlan(
-                batch_id=child_id,
-                meta={
-                    "tenant": batch.tenant,
-                    "kind": batch.kind,
-                    "target": batch.target,
-                    "external_ids": json.dumps([batch.external_ids[i] for i in resend], ensure_ascii=False),
-                    "high_water": batch.data.get("high_water", "0"),
-                    "parent": batch.id,
-                },
-                members=[batch.members[i] for i in resend],
-                body=json.dumps([batch.docs[i] for i in resend], ensure_ascii=False, separators=(",", ":")),
-                records=[batch.record(i, DocStatus.PENDING, batch_id=child_id) for i in resend],
-            )
-        )
+    follow_up = [carry_on(batch, resend, f"{batch.id}.r{batch.data.get('attempts', '0')}")] if resend else []
     held = metrics.take_held()  # the request's duration: written with the batch's end, or on its own below
     counters = [
         *metrics.count(store.p, metrics.BATCHES, (batch.tenant, batch.target, batch.kind, outcome.replace(" ", "_"))),
@@ -235,6 +227,25 @@ def end_batch(
         unknown=len(unknown),
         resent=len(resend),
         **log_fields,
+    )
+
+
+def carry_on(batch: StoredBatch, positions: list[int], child_id: str) -> BatchPlan:
+    """A new batch `child_id` for the documents of `batch` at `positions` (in their order): their records point at
+    it, pending."""
+    return BatchPlan(
+        batch_id=child_id,
+        meta={
+            "tenant": batch.tenant,
+            "kind": batch.kind,
+            "target": batch.target,
+            "external_ids": json.dumps([batch.external_ids[i] for i in positions], ensure_ascii=False),
+            "high_water": batch.data.get("high_water", "0"),
+            "parent": batch.id,
+        },
+        members=[batch.members[i] for i in positions],
+        body=json.dumps([batch.docs[i] for i in positions], ensure_ascii=False, separators=(",", ":")),
+        records=[batch.record(i, DocStatus.PENDING, batch_id=child_id) for i in positions],
     )
 
 

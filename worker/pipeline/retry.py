@@ -52,14 +52,16 @@ def reconcile_later(
     return RetryLater(delay, reason="reconcile")
 
 
-def not_sent(store: ResultsStore, batch: StoredBatch, phase: str, countdown: float, reason: str) -> RetryLater:
-    """This turn sent nothing (the tenant's pause after a Retry-After, no rate-limit turn soon enough): give the
-    attempt back, come again."""
+def not_sent(
+    store: ResultsStore, batch: StoredBatch, phase: str, countdown: float, reason: str, *, waits_for: str = "pause"
+) -> RetryLater:
+    """This turn sent nothing (the tenant's pause after a Retry-After, no rate-limit turn soon enough, its
+    look-alikes in flight): give the attempt back, come again. `waits_for`: what operators are shown."""
     store.uncount_attempt(batch.id)
     store.set_batch_state(batch.id, BatchState.WAITING, phase=phase)
     log.debug("nothing sent (%s); trying again in %.1fs", reason, countdown)
     recorder_for(store).retry(batch.target, reason)
-    return RetryLater(countdown, reason="pause")
+    return RetryLater(countdown, reason=waits_for)
 
 
 def retry_later(store: ResultsStore, batch: StoredBatch, attempt: int, exc: TransientError, phase: str) -> RetryLater:

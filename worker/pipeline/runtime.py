@@ -1,6 +1,6 @@
 """Per-process singletons the pipeline's steps share, each made on first use: the results store, the buffer, the
-intake queue, the dispatcher, the rate limiter (on the process's Redis client), and a tenant's connector (on the
-process's HTTP client); also the shape of a tenant's batches and who holds a batch's lease."""
+intake queue, the dispatcher, the look-alike holds, the rate limiter (on the process's Redis client), and a tenant's
+connector (on the process's HTTP client); also the shape of a tenant's batches and who holds a batch's lease."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from worker.store.buffer import CoalescingBuffer
 from worker.store.client import get_redis
 from worker.store.dispatch import Dispatcher
 from worker.store.intake import IntakeQueue
+from worker.store.lookalikes import LookalikeHolds
 from worker.store.ratelimit import RateLimiter
 from worker.store.results import ResultsStore
 
@@ -29,6 +30,7 @@ __all__ = [
     "dispatcher",
     "intake",
     "limiter",
+    "lookalikes",
     "sender_id",
     "store",
 ]
@@ -91,3 +93,9 @@ def intake() -> IntakeQueue:
 def dispatcher() -> Dispatcher:
     settings = get_settings()
     return Dispatcher(get_redis(settings), settings)
+
+
+@lru_cache(maxsize=1)
+def lookalikes() -> LookalikeHolds:
+    settings = get_settings()
+    return LookalikeHolds(get_redis(settings), settings)

@@ -27,6 +27,9 @@ batch, and anything doubtful is `unknown` and kept as a dead letter, with the co
 their ERP cannot be asked about (SoftOne orders, Fortnox offers, the invoice service) have their open
 outcomes `unknown` dead letters at once.
 
+Before the POST the batch holds the content signatures of its documents where its ERP finds documents by content
+(worker/pipeline/lookalikes.py): look-alikes in flight elsewhere are split off into a batch of their own.
+
 An ERP that cannot be reached (connection refused, connect timeout, the body not sent whole: ConnectFailed)
 received nothing. Waiting for it is not an attempt: the batch comes back with a backoff that grows with the
 waits (up to ERPSYNC_RETRY_BACKOFF_CAP) for as long as the outage lasts, so an outage gives up no document;
@@ -69,6 +72,7 @@ from worker.failpoints import failpoint
 from worker.observability import metrics
 from worker.observability.logs import bind, fields, log_context
 from worker.pipeline import runtime
+from worker.pipeline.lookalikes import hold
 from worker.pipeline.queue import Enqueue
 from worker.pipeline.reconcile import reconcile
 from worker.pipeline.record import (
@@ -208,6 +212,7 @@ def _in_flight(
         with turn_taken(grant.turn_in if grant is not None else None):
             if batch.data.get("phase") == "reconcile":
                 return reconcile(enqueue, store, batch, attempt)
+            batch = hold(enqueue, store, batch, attempt)  # no look-alikes in flight: maybe only part of it
             return _send(enqueue, store, batch, attempt, slot)
     except (RetryLater, LeaseLost):
         raise

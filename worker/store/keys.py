@@ -105,6 +105,11 @@ class Keys:
     def erp_keys(self, tenant: str, kind: str) -> str:
         return f"{self.prefix}:erpkeys:{tenant}:{kind}"
 
+    def lookalikes(self, tenant: str, kind: str) -> str:
+        """Which batch holds each content signature of a tenant's documents of a kind (worker/store/lookalikes.py);
+        the release script (lua/lookalike_release.lua) spells it too."""
+        return f"{self.prefix}:lookalike:{tenant}:{kind}"
+
     # ----- batches, the buffer and flushes
     def batch(self, batch_id: str) -> str:
         return f"{self.prefix}:batch:{batch_id}"

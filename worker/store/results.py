@@ -19,6 +19,7 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
                                               (key: SoftOne's integer, or "~" + another target's text id)
     {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
+    {p}:lookalike:{tenant}:{kind} hash content signature -> the batch holding it (worker/store/lookalikes.py)
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index              zset   dead-letter ids by time
     {p}:metrics:{metric}        hash   Prometheus counters written by the scripts here (worker/store/counters.py)
@@ -88,6 +89,7 @@ class ResultsStore:
         self._store_dead_letter = load_script(client, "store_dead_letter")
         self._count_batch = load_script(client, "count_batch")
         self._mark_running = load_script(client, "mark_running")
+        self._release_lookalikes = load_script(client, "lookalike_release")
 
     # ----- jobs
     def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
@@ -420,9 +422,30 @@ class ResultsStore:
         self._queue_batches(pipe, follow_up)
         for tenant, kind, external_id, owner in released:
             queue_script(pipe, self._release, keys=[keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}"])
+        queue_script(pipe, self._release_lookalikes, keys=[bk], args=[self.p, batch_id])
         pipe.hset(bk, mapping={"state": BatchState.DONE, "outcome": outcome, "updated_at": now_iso()})
         pipe.expire(bk, self.s.result_ttl_seconds)
         pipe.srem(keys.open_batches, batch_id)
+
+    def split_batch(self, batch_id: str, attempt: int, keep: Mapping[str, str], rest: BatchPlan) -> bool:
+        """Send only part of a batch: its fields become `keep` (members, external_ids, body, size) and the other
+        documents move to the new batch `rest`, in one transaction. Only while attempt `attempt` holds the batch and
+        has sent nothing (False otherwise, and nothing is written)."""
+        key = self.keys.batch(batch_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves Pipeline.watch unannotated
+                    state, request = pipe.hmget(key, "state", "request")
+                    if state != BatchState.SENDING or request != f"{attempt}:unsent":
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping=cast(HashFields, dict(keep)))
+                    self._queue_batches(pipe, [rest])
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue  # its lease renewed meanwhile: look again
 
     def batch_heads(self, batch_ids: Sequence[str]) -> list[BatchHead | None]:
         """The state, route and size of each batch (None for one that is gone), in one round trip."""
