@@ -190,3 +190,30 @@ def test_details_the_filter_echoes_choose_our_invoice_over_a_look_alike_made_by_
     rewritten = filtered(1003, receipt("A"), DueDate="2026-12-20T00:00:00")
     found = reconcile([ours], [rewritten], known_keys=set(), high_water=1000)
     assert found.matched[0].invoice_id == 1003
+
+
+def test_a_split_off_batch_holds_nothing_until_it_can_hold_all_its_signatures(stack: dict[str, Any]) -> None:
+    erp, holds, store = stack["erp"], stack["lookalikes"], stack["store"]
+    store_batch(stack, "b1", [receipt("A")])
+    store_batch(stack, "b2", [receipt("C"), receipt("D", product="TEA")])
+    erp.during["b1"] = lambda: send(publish, "b2")  # C is split off while A is out
+    send(publish, "b1")
+    assert store.batch("b2.l1")["lookalikes_of"] == "b2"
+
+    # A split-off batch of two signatures, one of them held by a batch in flight: it takes neither, and waits whole.
+    store_batch(stack, "b3", [receipt("F", product="TEA")])
+    store_batch(stack, "b4", [receipt("G"), receipt("H", product="TEA")])
+    store.r.hset("erpsync:batch:b4", "lookalikes_of", "b0")
+    waited: list[str] = []
+
+    def second_sender() -> None:
+        with pytest.raises(RetryLater) as info:
+            send(publish, "b4")
+        waited.append(info.value.reason)
+
+    erp.during["b3"] = second_sender
+    send(publish, "b3")
+    assert waited == ["lookalike"] and ("b4", ["G", "H"]) not in erp.posts
+    assert holds.holder("demo", "customer_invoice", lookalike_key(receipt("x"))) is None  # COFFEE was free: not taken
+    send(publish, "b4")
+    assert erp.posts[-1] == ("b4", ["G", "H"])

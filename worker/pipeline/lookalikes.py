@@ -5,8 +5,9 @@
 Where the ERP is asked what it saved by content (SoftOne's invoice Filter: worker/connectors/reconcile.py), two
 documents with one signature in flight at once could be taken for each other. So no two are: a batch holds its
 signatures (worker/store/lookalikes.py) until it ends, and a document whose signature another open batch holds
-goes on in a batch of its own (`<batch>.l<attempt>`), which waits for the holder the same way. Look-alikes within
-one batch are fine: SoftOne saves an array in order and the look-up matches in that order.
+goes on in a batch of its own (`<batch>.l<attempt>`), which waits until it can hold all of its signatures: split
+once, never again, so that look-alikes travel together rather than in ever smaller pieces. Look-alikes within one
+batch are fine: SoftOne saves an array in order and the look-up matches in that order.
 
 What it costs: look-alikes of one tenant are sent one batch after the other, so a day of many identical receipts
 takes more (and smaller) requests than one of all different ones: the chaos test prints the count
@@ -48,18 +49,20 @@ def hold(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int
     signatures = connector.lookalike_keys(DocumentKind(batch.kind), batch.docs)
     if signatures is None:
         return batch
-    held = runtime.lookalikes().hold(batch.tenant, batch.kind, batch.id, attempt, signatures)
+    split_off = bool(batch.data.get("lookalikes_of"))  # split once already: it goes whole or waits
+    held = runtime.lookalikes().hold(batch.tenant, batch.kind, batch.id, attempt, signatures, whole=split_off)
     if not held.ours:
         raise LeaseLost(batch.id)
     if not held.busy:
         return batch
     keep = [i for i, signature in enumerate(signatures) if signature not in held.busy]
-    if not keep:
+    if not keep or split_off:
         countdown = LOOKALIKE_WAIT_S * (1 + random.random())
         log.debug("every document of the batch has a look-alike in flight; waiting %.2fs", countdown)
         raise not_sent(store, batch, "send", countdown, "lookalike", waits_for="lookalike")
     later = [i for i in range(len(signatures)) if i not in set(keep)]
     rest = carry_on(batch, later, f"{batch.id}.l{attempt}")
+    rest.meta["lookalikes_of"] = batch.id
     data = {
         "members": json.dumps([batch.members[i] for i in keep]),
         "external_ids": json.dumps([batch.external_ids[i] for i in keep], ensure_ascii=False),

@@ -42,12 +42,16 @@ class LookalikeHolds:
         self.keys = Keys(settings.key_prefix)
         self._hold = load_script(client, "lookalike_hold")
 
-    def hold(self, tenant: str, kind: str, batch_id: str, attempt: int, signatures: Sequence[str]) -> Hold:
-        """Take every signature of `signatures` that no other open batch holds, for the attempt `attempt` of
-        `batch_id`; raise its high-water mark to the highest Key known now on its first hold."""
+    def hold(
+        self, tenant: str, kind: str, batch_id: str, attempt: int, signatures: Sequence[str], *, whole: bool = False
+    ) -> Hold:
+        """Take every signature of `signatures` that no other open batch holds (`whole`: none unless all are free),
+        for the attempt `attempt` of `batch_id`; raise its high-water mark to the highest Key known now on its first
+        hold."""
         distinct = list(dict.fromkeys(signatures))
         keys = [self.keys.lookalikes(tenant, kind), self.keys.batch(batch_id), self.keys.erp_keys(tenant, kind)]
-        args: list[Arg] = [self.keys.prefix, batch_id, attempt, self.s.result_ttl_seconds, *distinct]
+        mode = "all" if whole else "some"
+        args: list[Arg] = [self.keys.prefix, batch_id, attempt, self.s.result_ttl_seconds, mode, *distinct]
         raw = [as_text(v) for v in self._hold(keys=keys, args=args)]
         if raw[0] == "lost":
             return Hold(False, frozenset())

@@ -1,8 +1,9 @@
 -- The look-alike holds' `hold` (worker/store/lookalikes.py).
 -- KEYS: the tenant's hold hash (signature -> batch id), the batch hash, the tenant's known-Keys zset.
--- ARGV: key prefix, batch id, attempt, ttl seconds, then the batch's signatures (distinct).
+-- ARGV: key prefix, batch id, attempt, ttl seconds, 'all' or 'some', then the batch's signatures (distinct).
 -- The attempt holding the batch (request "<attempt>:unsent") takes every signature no other open batch holds (one
--- held by a batch that is done or gone is free). On its first hold the batch's `high_water` becomes the highest
+-- held by a batch that is done or gone is free); with 'all', none unless it can take them all (a batch that waits
+-- for the rest must hold nothing meanwhile: two such could wait for each other). On its first hold the batch's `high_water` becomes the highest
 -- Key known now: anything the ERP saves for it comes later. Returns {'ok', conflicting signatures...}, or {'lost'}
 -- when the attempt no longer holds the batch (then nothing is taken).
 local hold, bk = KEYS[1], KEYS[2]
@@ -11,7 +12,7 @@ if redis.call('HGET', bk, 'state') ~= 'sending' or redis.call('HGET', bk, 'reque
   return {'lost'}
 end
 local out, taken = {'ok'}, {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local sig = ARGV[i]
   local holder = redis.call('HGET', hold, sig)
   local busy = false
@@ -25,6 +26,7 @@ for i = 5, #ARGV do
     taken[#taken + 1] = sig
   end
 end
+if ARGV[5] == 'all' and #out > 1 then taken = {} end
 for _, sig in ipairs(taken) do
   redis.call('HSET', hold, sig, batch_id)
 end
