@@ -43,7 +43,10 @@ DESCRIPTIONS: dict[str, str] = {
     "kind": "What the documents are; with the target, decides the endpoint and the document schema.",
     "documents": (
         "The documents, JSON objects in the target's wire format (SoftOne: ExternalId, CustomerNr, InvoiceRows, ...). "
-        "Each is validated on its own later: a bad one fails alone, with its field path, and the others go through."
+        "Each is validated on its own later: a bad one fails alone, with its field path, and the others go through. "
+        "A document whose id (ExternalId, ...) was created before is not sent again: its record is `duplicate` (with "
+        "the Key) when its content is the same, `changed` (with the paths of the fields that differ, and the job does "
+        "not succeed) when it is not."
     ),
     "source": "Free text for people: where the documents come from (a file name, a till, a system).",
     "priority": (

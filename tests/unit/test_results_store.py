@@ -17,6 +17,7 @@ import worker.store.results as results_module
 from worker.observability import metrics
 from worker.settings import Settings
 from worker.store.records import (
+    CHANGED,
     CREATED,
     DOC_STATUSES,
     DUPLICATE,
@@ -26,6 +27,7 @@ from worker.store.records import (
     UNKNOWN,
     BatchPlan,
     Claim,
+    CreatedClaim,
     Record,
     parse_claim,
 )
@@ -110,7 +112,7 @@ def test_create_job_stores_documents_records_counters_and_ttls(store: ResultsSto
     assert job["job_id"] == "j1" and job["tenant"] == "acme" and job["source"] == "pos.jsonl"
     assert job["status"] == "queued"
     assert job["total"] == "3"
-    assert counters(store, "j1") == {PENDING: 3, CREATED: 0, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0}
+    assert counters(store, "j1") == {PENDING: 3, CREATED: 0, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
     assert job["created_at"] == job["updated_at"]
 
     assert [json.loads(d)["ExternalId"] for d in store.documents("j1")] == ids
@@ -160,7 +162,7 @@ def test_first_change_moves_the_job_from_queued_to_running(store: ResultsStore) 
     assert job is not None
     assert job["status"] == "running"
     assert "finished_at" not in job
-    assert counters(store, "j1") == {PENDING: 2, CREATED: 0, FAILED: 1, DUPLICATE: 0, UNKNOWN: 0}
+    assert counters(store, "j1") == {PENDING: 2, CREATED: 0, FAILED: 1, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
     assert store.statuses("j1") == {0: FAILED}
     assert 0 < store.r.ttl("t:job:j1:status") <= RESULT_TTL
     rec = store.record("j1", 0)
@@ -208,7 +210,7 @@ def test_updates_in_one_call_are_applied_in_order_and_across_jobs(store: Results
             ("a", 1, Record("a-X1", DUPLICATE, key=9)),
         ]
     )
-    assert counters(store, "a") == {PENDING: 0, CREATED: 1, FAILED: 0, DUPLICATE: 1, UNKNOWN: 0}
+    assert counters(store, "a") == {PENDING: 0, CREATED: 1, FAILED: 0, DUPLICATE: 1, UNKNOWN: 0, CHANGED: 0}
     assert counters(store, "b")[CREATED] == 1
     a, b = store.job("a"), store.job("b")
     assert a is not None and b is not None
@@ -262,7 +264,7 @@ def test_unknown_resolved_later_turns_a_partial_job_into_succeeded(store: Result
     set_status(store, "j1", 1, CREATED, key=2)  # reconciliation found it
     job = store.job("j1")
     assert job is not None and job["status"] == "succeeded"
-    assert counters(store, "j1") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0}
+    assert counters(store, "j1") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
 
 
 def test_a_document_back_to_pending_reopens_a_finished_job(store: ResultsStore) -> None:
@@ -284,8 +286,8 @@ def test_updates_of_jobs_interleaved_in_one_call_each_land_on_their_job(store: R
     args: list[Any] = [store.p, "2026-11-21T00:00:00.000Z", 3600]
     got = store._set_records(args=args + [x for job, pos, status in updates for x in (job, pos, status, "{}")])
     assert got == [1, 1, 1, -1, -1, 0, 1, 1]  # a#0 is created: final, the later FAILED is refused
-    assert counters(store, "a") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 1}
-    assert counters(store, "b") == {PENDING: 0, CREATED: 0, FAILED: 1, DUPLICATE: 1, UNKNOWN: 0}
+    assert counters(store, "a") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 1, CHANGED: 0}
+    assert counters(store, "b") == {PENDING: 0, CREATED: 0, FAILED: 1, DUPLICATE: 1, UNKNOWN: 0, CHANGED: 0}
     a, b = store.job("a"), store.job("b")
     assert a is not None and b is not None
     assert (a["status"], b["status"]) == ("partial", "partial")
@@ -341,7 +343,7 @@ def _apply_and_model(calls: list[list[tuple[int, str]]], n: int, check_status: b
     for call in calls:
         store.set_records([("p", pos, Record(f"p-X{pos}", status)) for pos, status in call])
         for pos, status in call:
-            if model[pos] not in (CREATED, DUPLICATE) and model[pos] != status:
+            if model[pos] not in (CREATED, DUPLICATE, CHANGED) and model[pos] != status:
                 model[pos] = status
                 changed = True
                 entered[status] += status != PENDING
@@ -404,8 +406,8 @@ def test_claim_answers_created_with_key_and_number_after_complete_batch(store: R
         "created",
         [],
         created=[
-            ("acme", "customer_invoice", "R-1", "j1#0", 1001, "INV-7"),
-            ("acme", "customer_invoice", "R-2", "j1#1", 1002, None),
+            CreatedClaim("acme", "customer_invoice", "R-1", "j1#0", 1001, "INV-7"),
+            CreatedClaim("acme", "customer_invoice", "R-2", "j1#1", 1002, None),
         ],
     )
     assert store.claim("acme", "customer_invoice", "R-1", "j9#0") == Claim("created", "j1#0", 1001, "INV-7")
@@ -424,7 +426,9 @@ def test_release_only_deletes_the_claim_of_its_owner(store: ResultsStore) -> Non
 
 
 def test_release_never_deletes_a_created_entry(store: ResultsStore) -> None:
-    store.complete_batch("b1", "created", [], created=[("acme", "customer_invoice", "R-1", "j1#0", 5, "N5")])
+    store.complete_batch(
+        "b1", "created", [], created=[CreatedClaim("acme", "customer_invoice", "R-1", "j1#0", 5, "N5")]
+    )
     store.release("acme", "customer_invoice", "R-1", "j1#0")
     assert store.lookup("acme", "customer_invoice", "R-1") == Claim("created", "j1#0", 5, "N5")
 
@@ -456,7 +460,9 @@ def test_claim_gives_up_when_the_entry_keeps_changing(store: ResultsStore, monke
 
 def test_claim_all_agrees_with_claim(store: ResultsStore) -> None:
     store.claim("acme", "customer_invoice", "R-other", "j0#0")
-    store.complete_batch("b0", "created", [], created=[("acme", "customer_invoice", "R-done", "j0#1", 9, "N9")])
+    store.complete_batch(
+        "b0", "created", [], created=[CreatedClaim("acme", "customer_invoice", "R-done", "j0#1", 9, "N9")]
+    )
     store.claim("acme", "customer_invoice", "R-again", "j1#2")
     pairs = [("R-new", "j1#0"), ("R-other", "j1#1"), ("R-again", "j1#2"), ("R-done", "j1#3")]
     claims = store.claim_all([("acme", "customer_invoice", x, owner) for x, owner in pairs])
@@ -598,8 +604,8 @@ def test_complete_batch_writes_everything_in_one_transaction(monkeypatch: pytest
             ("j1", 1, Record("j1-X1", CREATED, key=101, number="F101", batch_id="j1.0")),
         ],
         created=[
-            ("acme", "customer_invoice", "j1-X0", "j1#0", 100, "F100"),
-            ("acme", "customer_invoice", "j1-X1", "j1#1", 101, "F101"),
+            CreatedClaim("acme", "customer_invoice", "j1-X0", "j1#0", 100, "F100"),
+            CreatedClaim("acme", "customer_invoice", "j1-X1", "j1#1", 101, "F101"),
         ],
         released=[
             ("acme", "customer_invoice", "j1-X2", "j1#2"),
@@ -617,7 +623,7 @@ def test_complete_batch_writes_everything_in_one_transaction(monkeypatch: pytest
         (CREATED, 101, "F101"),
         (PENDING, None, None),
     ]
-    assert counters(store, "j1") == {PENDING: 1, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0}
+    assert counters(store, "j1") == {PENDING: 1, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
     assert store.lookup("acme", "customer_invoice", "j1-X0") == Claim("created", "j1#0", 100, "F100")
     assert store.lookup("acme", "customer_invoice", "j1-X1") == Claim("created", "j1#1", 101, "F101")
     assert store.lookup("acme", "customer_invoice", "j1-X2") is None

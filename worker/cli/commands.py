@@ -95,7 +95,8 @@ def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
     out.print(
         f"job [bold]{summary['job_id']}[/] [bold]{summary['status']}[/]: {summary['total']} documents "
         f"({summary['kind']}, tenant {summary['tenant']}) — created {counts['created']}, duplicate "
-        f"{counts['duplicate']}, failed {counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
+        f"{counts['duplicate']}, " + (f"changed {counts['changed']}, " if counts["changed"] else "") + f"failed "
+        f"{counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
     )
     records = _store().records(summary["job_id"])
     keyed = [r for r in records if r.key is not None][:show_keys]
@@ -104,9 +105,9 @@ def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
         for r in keyed:
             table.add_row(r.external_id, r.status, str(r.key), r.number or "")
         out.print(table)
-    bad = [r for r in records if r.status in ("failed", "unknown")][:show_keys]
+    bad = [r for r in records if r.status in ("failed", "unknown", "changed")][:show_keys]
     if bad:
-        table = Table("ExternalId", "status", "error", title=f"not created (first {len(bad)})")
+        table = Table("ExternalId", "status", "error", title=f"not created or not sent (first {len(bad)})")
         for r in bad:
             table.add_row(r.external_id, r.status, r.error or "")
         out.print(table)

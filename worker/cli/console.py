@@ -1,8 +1,9 @@
 """What every `erpsync` command shares: its exit codes, the user-error type and the two consoles.
 
 Exit codes: 0 every document created (or already there: duplicate), or a listing shown; 1 some document not
-created; 2 usage or configuration error (Redis unreachable, unknown tenant or job, unreadable file, a bad
-option value); 3 timed out waiting. User errors are one line on stderr, never a traceback.
+created (or changed: created before with other content); 2 usage or configuration error (Redis unreachable,
+unknown tenant or job, unreadable file, a bad option value); 3 timed out waiting. User errors are one line on
+stderr, never a traceback.
 """
 
 from __future__ import annotations

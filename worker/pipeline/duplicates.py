@@ -1,8 +1,9 @@
 """Documents whose ExternalId another job is sending right now: they wait for that document's fate.
 
 They stay `pending` until the other document's outcome is known: created → this one is a `duplicate` with that
-Key; not created (claim released) → this one is claimed and goes to batching; unknown → this one is `unknown`
-too, since sending it could create the document twice. Those still waiting come back after CHECK_EVERY_S.
+Key (`changed` if its content differs: worker/pipeline/resubmitted.py); not created (claim released) → this one is
+claimed and goes to batching; unknown → this one is `unknown` too, since sending it could create the document twice.
+Those still waiting come back after CHECK_EVERY_S.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from worker.pipeline import runtime
 from worker.pipeline.batch import push
 from worker.pipeline.intake import settle_message
 from worker.pipeline.queue import Enqueue
+from worker.pipeline.resubmitted import outcome
 from worker.settings import get_settings
 from worker.store.records import Claim, ClaimState, DocStatus, Ready, Record, RecordUpdate, Route, owner_of
 
@@ -55,9 +57,10 @@ def _settle(enqueue: Enqueue, job_id: str, positions: list[int]) -> dict[str, An
         if record is None or record.status != DocStatus.PENDING or position in assigned:
             continue
         claim = store.claim(route.tenant, route.kind, record.external_id, owner_of(job_id, position))
-        if claim.state == ClaimState.CREATED:
-            duplicate = Record(record.external_id, DocStatus.DUPLICATE, key=claim.key, number=claim.number)
-            updates.append(RecordUpdate(job_id, position, duplicate))
+        if claim.state == ClaimState.CREATED:  # duplicate, or changed if its content is not what was created
+            wire = json.loads(_wire_body(route, documents[position]))
+            resubmitted = outcome(claim, record.external_id, route.target, route.kind, wire)
+            updates.append(RecordUpdate(job_id, position, resubmitted))
         elif claim.state == ClaimState.MINE:
             body = _wire_body(route, documents[position])
             to_send.append(Ready(job_id, position, record.external_id, body))

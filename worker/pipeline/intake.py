@@ -13,6 +13,7 @@ what Flower and the log lines show of it is ids and counts: job id, tenant, targ
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from worker.observability.logs import log_context
 from worker.pipeline import runtime
 from worker.pipeline.batch import push, send_again_if_stored
 from worker.pipeline.queue import Enqueue, Message, TaskName
+from worker.pipeline.resubmitted import outcome
 from worker.settings import get_settings
 from worker.store.intake import Item
 from worker.store.records import (
@@ -242,9 +244,10 @@ def _claim(run: _Intake) -> tuple[dict[tuple[str, str], list[Ready]], dict[str, 
         if claim.state == ClaimState.MINE:
             ready = Ready(c.job_id, c.position, c.external_id, c.model.to_wire_json())
             to_push.setdefault((c.tenant, c.kind), []).append(ready)
-        elif claim.state == ClaimState.CREATED:
-            duplicate = Record(c.external_id, DocStatus.DUPLICATE, key=claim.key, number=claim.number)
-            run.updates.append(RecordUpdate(c.job_id, c.position, duplicate))
+        elif claim.state == ClaimState.CREATED:  # duplicate, or changed if its content is not what was created
+            wire = json.loads(c.model.to_wire_json())
+            resubmitted = outcome(claim, c.external_id, run.routes[c.job_id].target, c.kind, wire)
+            run.updates.append(RecordUpdate(c.job_id, c.position, resubmitted))
         elif claim.owner.startswith(f"{c.job_id}#"):  # the same ExternalId in another chunk of this job
             other = int(claim.owner.partition("#")[2])
             run.updates.append(RecordUpdate(c.job_id, c.position, _repeated(c.external_id, other)))

@@ -21,6 +21,7 @@ from worker.errors import LeaseLost
 from worker.observability import metrics
 from worker.observability.logs import fields
 from worker.pipeline.queue import Enqueue
+from worker.pipeline.resubmitted import content_fingerprint
 from worker.pipeline.tickets import place
 from worker.store.errors import OUTAGE_ERRORS
 from worker.store.records import (
@@ -73,6 +74,10 @@ class StoredBatch:
         if self._docs is None:
             self._docs = json.loads(self.data["body"])
         return self._docs
+
+    def fingerprint(self, i: int) -> str:
+        """The content fingerprint of document `i` as sent (the duplicate index keeps it with the Key)."""
+        return content_fingerprint(self.target, self.kind, self.docs[i])
 
     def owner(self, i: int) -> str:
         """Who claims document `i`'s ExternalId in the duplicate index."""
@@ -194,6 +199,7 @@ def end_batch(
         *metrics.observe(store.p, metrics.BATCH_DOCUMENTS, (batch.target,), len(batch.members)),
         *held,
     ]
+    claims = [CreatedClaim(*batch.claim(i), c.key, c.number, batch.fingerprint(i)) for i, c in created.items()]
     written: list[bool] = []
     _write(
         lambda: written.append(
@@ -201,7 +207,7 @@ def end_batch(
                 batch.id,
                 outcome,
                 updates,
-                created=[CreatedClaim(*batch.claim(i), c.key, c.number) for i, c in created.items()],
+                created=claims,
                 released=[batch.claim(i) for i in failed],
                 dead=dead,
                 follow_up=follow_up,

@@ -61,14 +61,16 @@ class DocStatus(StrEnum):
     FAILED = "failed"
     DUPLICATE = "duplicate"
     UNKNOWN = "unknown"
+    CHANGED = "changed"  # created before with other content: not sent; `errors` names the fields that differ
 
 
-PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN = (
+PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN, CHANGED = (
     DocStatus.PENDING,
     DocStatus.CREATED,
     DocStatus.FAILED,
     DocStatus.DUPLICATE,
     DocStatus.UNKNOWN,
+    DocStatus.CHANGED,
 )
 DOC_STATUSES = tuple(DocStatus)
 
@@ -130,6 +132,7 @@ class CreatedClaim(NamedTuple):
     owner: str
     key: int | str
     number: str | None
+    fingerprint: str = ""  # of the content created (schemas/fingerprint.py); "" where none is known
 
 
 class LeaseState(StrEnum):
@@ -259,14 +262,22 @@ class Claim:
     owner: str
     key: int | str | None = None
     number: str | None = None
+    fingerprint: str | None = None  # of the content created; None for an entry written before fingerprints
 
 
 def parse_claim(value: str, owner: str) -> Claim:
-    """A duplicate-index value ("claimed|owner" or "created|owner|key|number") as seen by `owner`."""
+    """A duplicate-index value ("claimed|owner" or "created|owner|key|number|fingerprint") as seen by `owner`."""
     parts = value.split("|")
     if parts[0] == "created" and len(parts) >= 4:
         key = parts[2]  # an integer Key, or "~" and a text id (see complete_batch)
-        return Claim(ClaimState.CREATED, parts[1], key[1:] if key.startswith("~") else int(key), parts[3] or None)
+        fingerprint = parts[4] if len(parts) > 4 and parts[4] else None
+        return Claim(
+            ClaimState.CREATED,
+            parts[1],
+            key[1:] if key.startswith("~") else int(key),
+            parts[3] or None,
+            fingerprint,
+        )
     claimed_by = parts[1] if len(parts) > 1 else ""
     return Claim(ClaimState.MINE if claimed_by == owner else ClaimState.CLAIMED, claimed_by)
 

@@ -16,8 +16,9 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
     {p}:open_batches            set    batches not done yet (a restarted worker re-queues their sends)
     {p}:open_jobs               set    jobs not finished yet (a restarted worker re-queues them)
-    {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number"
-                                              (key: SoftOne's integer, or "~" + another target's text id)
+    {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number|fingerprint"
+                                              (key: SoftOne's integer, or "~" + another target's text id;
+                                              fingerprint: of the content created, schemas/fingerprint.py)
     {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
     {p}:lookalike:{tenant}:{kind} hash content signature -> the batch holding it (worker/store/lookalikes.py)
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
@@ -410,8 +411,8 @@ class ResultsStore:
         self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
             args: list[Arg] = [self.s.dedup_ttl_seconds]
-            for tenant, kind, external_id, owner, key, number in created[start : start + 500]:
-                value = f"created|{owner}|{key if isinstance(key, int) else '~' + key}|{number or ''}"
+            for tenant, kind, external_id, owner, key, number, fingerprint in created[start : start + 500]:
+                value = f"created|{owner}|{key if isinstance(key, int) else '~' + key}|{number or ''}|{fingerprint}"
                 # Known Keys (SoftOne's integers, for its content matching) are kept in a zset scored by Key;
                 # other targets' ids are not numbers and are looked up by our own id instead.
                 known = keys.erp_keys(tenant, kind) if isinstance(key, int) else ""

@@ -14,7 +14,8 @@ local function finish_if_done(jk, open_jobs, now, job_id)
   return true
 end
 
--- created/duplicate are final: a late or repeated message can never undo them. A job that expired is not
+-- created/duplicate/changed are final: a late or repeated message can never undo them. `changed` is not success:
+-- a job with one is `partial` (or `failed`). A job that expired is not
 -- brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
 -- producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
 --
@@ -33,7 +34,7 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out)
     else
       local pos, status = argv[i + 1], argv[i + 2]
       local old = redis.call('HGET', jk .. ':status', pos) or 'pending'
-      if old == 'created' or old == 'duplicate' then
+      if old == 'created' or old == 'duplicate' or old == 'changed' then
         out[#out + 1] = 0
       else
         redis.call('HSET', jk .. ':records', pos, argv[i + 3])
