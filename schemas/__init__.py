@@ -4,7 +4,7 @@ Pure data: nothing in this package talks to Redis, HTTP or Celery, so it can be 
 worker and tests alike.
 """
 
-from schemas.envelope import DocumentKind, JobEnvelope, Lane, Target
+from schemas.envelope import DocumentKind, JobEnvelope, Lane, Operation, Target
 from schemas.softone import (
     CustomerInvoice,
     FilteredInvoice,
@@ -28,6 +28,7 @@ __all__ = [
     "InvoiceRow",
     "JobEnvelope",
     "Lane",
+    "Operation",
     "OperationResult",
     "Order",
     "RowType",

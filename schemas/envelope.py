@@ -12,10 +12,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.kinds import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, Lane, Target
+from schemas.kinds import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, Lane, Operation, Target
 from schemas.targets import check_supported
 
-__all__ = ["JOB_ID_PATTERN", "TENANT_PATTERN", "DocumentKind", "JobEnvelope", "Lane", "Target", "derived_external_id"]
+__all__ = [
+    "JOB_ID_PATTERN",
+    "TENANT_PATTERN",
+    "DocumentKind",
+    "JobEnvelope",
+    "Lane",
+    "Operation",
+    "Target",
+    "derived_external_id",
+]
 
 
 class JobEnvelope(BaseModel):
@@ -31,6 +40,7 @@ class JobEnvelope(BaseModel):
     source: str | None = Field(default=None, max_length=200)
     # The job's lane; None: sized by its documents (Lane.for_size, ERPSYNC_INTERACTIVE_MAX_DOCUMENTS).
     priority: Lane | None = None
+    operation: Operation = Operation.CREATE
     submitted_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

@@ -54,6 +54,13 @@ DESCRIPTIONS: dict[str, str] = {
         "jobs (files) and never together with them. Leave it out (or null) to have it chosen by size: interactive "
         "up to ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents (100 by default), bulk above."
     ),
+    "operation": (
+        "`create` (the default): documents whose id was created before are not sent (`duplicate`, or `changed` "
+        "if their content differs). `upsert`: a changed one is sent as an update of the document the ERP holds "
+        "(record `updated`, with its Key), where the ERP takes updates (Fortnox invoices, orders, offers, "
+        "articles); elsewhere, or where the ERP refuses (a booked or sent Fortnox invoice), it fails with what to do "
+        "instead."
+    ),
 }
 
 _unaccounted = set(JobEnvelope.model_fields) - SET_BY_WORKER - set(DESCRIPTIONS)

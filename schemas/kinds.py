@@ -47,3 +47,10 @@ class Lane(StrEnum):
         """The lane of a job of `documents` documents that did not ask for one: interactive up to
         `interactive_max` (ERPSYNC_INTERACTIVE_MAX_DOCUMENTS), bulk above."""
         return cls.INTERACTIVE if documents <= interactive_max else cls.BULK
+
+
+class Operation(StrEnum):
+    """What a job asks for its documents whose id the ERP holds already (the envelope's `operation`)."""
+
+    CREATE = "create"  # create what is new; one created before is `duplicate` (same content) or `changed`
+    UPSERT = "upsert"  # also send a changed one as an update of the document the ERP holds, where it takes updates

@@ -13,7 +13,9 @@
     │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
     │   ├── RateLimited             429, with the server's Retry-After
     │   │   └── WaitingForRetryAfter    not sent: the tenant's pause after a 429 is still running
-    │   └── ServiceUnavailable      502, 503, 504
+    │   ├── ServiceUnavailable      502, 503, 504
+    │   └── UpdateAnswerLost        an update's answer was lost: it may have been applied, and applying the
+    │                               same whole content again leaves the same document → send it again
     ├── AmbiguousError              the body was sent but no answer came: the ERP may have created
     │                               the documents → never resend blindly, reconcile first
     └── PermanentError              the same request will fail again → no retry
@@ -98,6 +100,10 @@ class TransientError(ErpSyncError):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+
+class UpdateAnswerLost(TransientError):
+    """An update (a whole document's new content) got no usable answer: sending it again is harmless."""
 
 
 class ConnectFailed(TransientError):

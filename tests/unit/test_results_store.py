@@ -25,6 +25,7 @@ from worker.store.records import (
     JOB_FINAL,
     PENDING,
     UNKNOWN,
+    UPDATED,
     BatchPlan,
     Claim,
     CreatedClaim,
@@ -36,6 +37,9 @@ from worker.store.results import ResultsStore
 RESULT_TTL = 3600
 DEDUP_TTL = 7200
 LEASE = 10
+
+#: Every status counter at 0: a job's counters are this with a few set.
+ZERO = dict.fromkeys(DOC_STATUSES, 0)
 
 
 def make_settings() -> Settings:
@@ -112,7 +116,7 @@ def test_create_job_stores_documents_records_counters_and_ttls(store: ResultsSto
     assert job["job_id"] == "j1" and job["tenant"] == "acme" and job["source"] == "pos.jsonl"
     assert job["status"] == "queued"
     assert job["total"] == "3"
-    assert counters(store, "j1") == {PENDING: 3, CREATED: 0, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
+    assert counters(store, "j1") == {**ZERO, PENDING: 3}
     assert job["created_at"] == job["updated_at"]
 
     assert [json.loads(d)["ExternalId"] for d in store.documents("j1")] == ids
@@ -162,7 +166,7 @@ def test_first_change_moves_the_job_from_queued_to_running(store: ResultsStore) 
     assert job is not None
     assert job["status"] == "running"
     assert "finished_at" not in job
-    assert counters(store, "j1") == {PENDING: 2, CREATED: 0, FAILED: 1, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
+    assert counters(store, "j1") == {**ZERO, PENDING: 2, FAILED: 1}
     assert store.statuses("j1") == {0: FAILED}
     assert 0 < store.r.ttl("t:job:j1:status") <= RESULT_TTL
     rec = store.record("j1", 0)
@@ -210,7 +214,7 @@ def test_updates_in_one_call_are_applied_in_order_and_across_jobs(store: Results
             ("a", 1, Record("a-X1", DUPLICATE, key=9)),
         ]
     )
-    assert counters(store, "a") == {PENDING: 0, CREATED: 1, FAILED: 0, DUPLICATE: 1, UNKNOWN: 0, CHANGED: 0}
+    assert counters(store, "a") == {**ZERO, CREATED: 1, DUPLICATE: 1}
     assert counters(store, "b")[CREATED] == 1
     a, b = store.job("a"), store.job("b")
     assert a is not None and b is not None
@@ -264,7 +268,7 @@ def test_unknown_resolved_later_turns_a_partial_job_into_succeeded(store: Result
     set_status(store, "j1", 1, CREATED, key=2)  # reconciliation found it
     job = store.job("j1")
     assert job is not None and job["status"] == "succeeded"
-    assert counters(store, "j1") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
+    assert counters(store, "j1") == {**ZERO, CREATED: 2}
 
 
 def test_a_document_back_to_pending_reopens_a_finished_job(store: ResultsStore) -> None:
@@ -286,8 +290,8 @@ def test_updates_of_jobs_interleaved_in_one_call_each_land_on_their_job(store: R
     args: list[Any] = [store.p, "2026-11-21T00:00:00.000Z", 3600]
     got = store._set_records(args=args + [x for job, pos, status in updates for x in (job, pos, status, "{}")])
     assert got == [1, 1, 1, -1, -1, 0, 1, 1]  # a#0 is created: final, the later FAILED is refused
-    assert counters(store, "a") == {PENDING: 0, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 1, CHANGED: 0}
-    assert counters(store, "b") == {PENDING: 0, CREATED: 0, FAILED: 1, DUPLICATE: 1, UNKNOWN: 0, CHANGED: 0}
+    assert counters(store, "a") == {**ZERO, CREATED: 2, UNKNOWN: 1}
+    assert counters(store, "b") == {**ZERO, FAILED: 1, DUPLICATE: 1}
     a, b = store.job("a"), store.job("b")
     assert a is not None and b is not None
     assert (a["status"], b["status"]) == ("partial", "partial")
@@ -322,7 +326,7 @@ def _expected_job_status(model: list[str], changed: bool) -> str:
         return "queued"
     if PENDING in model:
         return "running"
-    ok = sum(1 for s in model if s in (CREATED, DUPLICATE))
+    ok = sum(1 for s in model if s in (CREATED, DUPLICATE, UPDATED))
     return "succeeded" if ok == len(model) else "failed" if ok == 0 else "partial"
 
 
@@ -343,7 +347,7 @@ def _apply_and_model(calls: list[list[tuple[int, str]]], n: int, check_status: b
     for call in calls:
         store.set_records([("p", pos, Record(f"p-X{pos}", status)) for pos, status in call])
         for pos, status in call:
-            if model[pos] not in (CREATED, DUPLICATE, CHANGED) and model[pos] != status:
+            if model[pos] not in (CREATED, DUPLICATE, CHANGED, UPDATED) and model[pos] != status:
                 model[pos] = status
                 changed = True
                 entered[status] += status != PENDING
@@ -623,7 +627,7 @@ def test_complete_batch_writes_everything_in_one_transaction(monkeypatch: pytest
         (CREATED, 101, "F101"),
         (PENDING, None, None),
     ]
-    assert counters(store, "j1") == {PENDING: 1, CREATED: 2, FAILED: 0, DUPLICATE: 0, UNKNOWN: 0, CHANGED: 0}
+    assert counters(store, "j1") == {**ZERO, PENDING: 1, CREATED: 2}
     assert store.lookup("acme", "customer_invoice", "j1-X0") == Claim("created", "j1#0", 100, "F100")
     assert store.lookup("acme", "customer_invoice", "j1-X1") == Claim("created", "j1#1", 101, "F101")
     assert store.lookup("acme", "customer_invoice", "j1-X2") is None

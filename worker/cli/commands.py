@@ -95,8 +95,9 @@ def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
     out.print(
         f"job [bold]{summary['job_id']}[/] [bold]{summary['status']}[/]: {summary['total']} documents "
         f"({summary['kind']}, tenant {summary['tenant']}) — created {counts['created']}, duplicate "
-        f"{counts['duplicate']}, " + (f"changed {counts['changed']}, " if counts["changed"] else "") + f"failed "
-        f"{counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
+        f"{counts['duplicate']}, "
+        + "".join(f"{status} {counts[status]}, " for status in ("updated", "changed") if counts[status])
+        + f"failed {counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
     )
     records = _store().records(summary["job_id"])
     keyed = [r for r in records if r.key is not None][:show_keys]
@@ -149,6 +150,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             source=header.get("source") or Path(args.file).name,
             job_id=header.get("job_id"),
             priority=args.priority or header.get("priority"),
+            operation="upsert" if args.upsert else header.get("operation") or "create",
             on_progress=advance,
         )
     count = source.documents_read
@@ -320,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[lane.value for lane in Lane],
         help="the job's lane: interactive jobs are validated before the tenant's bulk ones (default: by size, "
         "interactive up to ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents)",
+    )
+    p.add_argument(
+        "--upsert",
+        action="store_true",
+        help="send a document created before with other content as an update of it, where the ERP takes updates "
+        "(Fortnox); without it such a document is reported `changed` and not sent",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job to finish and print its summary")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default 600)")

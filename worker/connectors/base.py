@@ -15,7 +15,9 @@ knows nothing about any ERP. A target plugs in with:
   - whether and how the ERP can be asked which documents of a batch exist: `can_look_up` and `look_up`
     (after an ambiguous answer); without it such documents end `unknown` for an operator;
   - where a look-up finds documents by their content, the signature it matches on: `lookalike_keys` (no two
-    documents with one signature are in flight for a tenant at once: worker/pipeline/lookalikes.py).
+    documents with one signature are in flight for a tenant at once: worker/pipeline/lookalikes.py);
+  - whether and how a document the ERP holds is updated (`can_update`, `update_document`: an "upsert" job's changed
+    documents), and what to do instead where it is not (`no_update`).
 
 Every request goes through `Connector.take_turn()` first: the tenant's in-flight cap is held by the send
 task, this adds the tenant's rate limit (shared by every worker, worker/store/ratelimit.py). The dispatcher takes
@@ -148,6 +150,23 @@ class Connector:
 
     def can_look_up(self, kind: DocumentKind) -> bool:
         return False
+
+    @classmethod
+    def can_update(cls, kind: DocumentKind) -> bool:
+        """Whether the ERP's API updates a document of `kind` it holds (an "upsert" job's changed documents)."""
+        return False
+
+    @classmethod
+    def no_update(cls, kind: DocumentKind) -> str:
+        """Why a changed document of `kind` cannot be sent as an update, and what to do instead."""
+        return (
+            f"{cls.target}'s API has no update of {kind.value} documents: correct it in the ERP (an invoice: credit "
+            "it there) and submit the correction under a new id"
+        )
+
+    def update_document(self, kind: DocumentKind, key: str, body: bytes, request_id: str) -> Created:
+        """Send a one-document batch body as the new content of the document `key` the ERP holds; its Created."""
+        raise NotImplementedError(f"{self.target} cannot update {kind.value} documents")
 
     def lookalike_keys(self, kind: DocumentKind, docs: Sequence[dict[str, Any]]) -> list[str] | None:
         """Per document, the name of the content signature `look_up` tells documents apart by, when it finds them by

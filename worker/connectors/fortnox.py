@@ -187,6 +187,40 @@ class FortnoxConnector(Connector):
             ) from None
         return [Created(str(key), str(key))]
 
+    @classmethod
+    def can_update(cls, kind: DocumentKind) -> bool:
+        # The spec documents an update (PUT) of invoices, orders, offers and articles.
+        return True
+
+    def update_document(self, kind: DocumentKind, key: str, body: bytes, request_id: str) -> Created:
+        """PUT the document's new content to `/3/<kind>/<DocumentNumber>` (articles: its ArticleNumber).
+
+        Sent whole, without RowIds: Fortnox then maps the rows in order and keeps only those given (spec: "All rows
+        that should remain on the invoice needs to be provided"), so the same PUT twice leaves the same document,
+        and an update whose answer was lost is simply sent again. A booked, sent or cancelled invoice refuses
+        changes: the reason then says to credit it instead."""
+        wrapper = WRAPPERS[kind][0]
+        content = b'{"' + wrapper.encode() + b'":' + single_document(body) + b"}"
+        path = f"{self.settings.fortnox_paths[kind.value]}/{quote(key, safe='')}"
+        response = self._request("PUT", path, content, request_id)
+        try:
+            _raise_for_status(response)
+        except RequestRejected as exc:
+            if kind is DocumentKind.CUSTOMER_INVOICE and response.status_code == 400:
+                raise RequestRejected(
+                    f"{exc} — an invoice that is booked, sent or cancelled cannot be changed: credit it in Fortnox "
+                    "and submit the correction under a new ExternalId",
+                    status=exc.status,
+                ) from None
+            raise
+        try:
+            number = response.json()[wrapper]["ArticleNumber" if kind is DocumentKind.ARTICLE else "DocumentNumber"]
+        except (ValueError, KeyError, TypeError):
+            raise AmbiguousError(
+                f"Fortnox answered {response.status_code} without the updated {wrapper}: {response.text[:200]!r}"
+            ) from None
+        return Created(str(number), str(number))
+
     def can_look_up(self, kind: DocumentKind) -> bool:
         # Invoices and orders by ExternalInvoiceReference1 (their list filters); articles by their number.
         # Offers have no filter that holds our id: their open outcomes stay `unknown`.

@@ -192,6 +192,17 @@ class SoftOneConnector(Connector):
             numbers = [None] * len(result.keys)  # invoices come back with Strings: [] (spec example)
         return [Created(key, number) for key, number in zip(result.keys, numbers, strict=True)]
 
+    @classmethod
+    def no_update(cls, kind: DocumentKind) -> str:
+        # The SoftOne GO specs (../shared/specs/softone-go-*) document creating invoices and orders, nothing else.
+        what = (
+            "credit the invoice in SoftOne GO" if kind is DocumentKind.CUSTOMER_INVOICE else "change it in SoftOne GO"
+        )
+        return (
+            f"SoftOne GO's API creates {kind.value} documents but has no update of them: {what} and submit the "
+            "correction under a new ExternalId"
+        )
+
     def can_look_up(self, kind: DocumentKind) -> bool:
         # Only invoices have a Filter in the specs; an order's open outcome stays `unknown`.
         return kind is DocumentKind.CUSTOMER_INVOICE

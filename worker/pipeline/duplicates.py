@@ -1,7 +1,8 @@
 """Documents whose ExternalId another job is sending right now: they wait for that document's fate.
 
 They stay `pending` until the other document's outcome is known: created → this one is a `duplicate` with that
-Key (`changed` if its content differs: worker/pipeline/resubmitted.py); not created (claim released) → this one is
+Key (`changed` if its content differs: worker/pipeline/resubmitted.py; sent as an update in an upsert job:
+worker/pipeline/updates.py); not created (claim released) → this one is
 claimed and goes to batching; unknown → this one is `unknown` too, since sending it could create the document twice.
 Those still waiting come back after CHECK_EVERY_S.
 """
@@ -12,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from schemas import DocumentKind, Target, validate_document
+from schemas import DocumentKind, Operation, Target, validate_document
 from schemas.validation import DocumentError
 from worker.errors import RetryLater
 from worker.observability.logs import bind, log_context
@@ -20,9 +21,9 @@ from worker.pipeline import runtime
 from worker.pipeline.batch import push
 from worker.pipeline.intake import settle_message
 from worker.pipeline.queue import Enqueue
-from worker.pipeline.resubmitted import outcome
+from worker.pipeline.updates import place_updates, resolve
 from worker.settings import get_settings
-from worker.store.records import Claim, ClaimState, DocStatus, Ready, Record, RecordUpdate, Route, owner_of
+from worker.store.records import BatchPlan, Claim, ClaimState, DocStatus, Ready, Record, RecordUpdate, Route, owner_of
 
 __all__ = ["CHECK_EVERY_S", "MAX_CHECKS", "settle"]
 
@@ -51,16 +52,23 @@ def _settle(enqueue: Enqueue, job_id: str, positions: list[int]) -> dict[str, An
     assigned = runtime.buffer().assigned(job_id)
     updates: list[RecordUpdate] = []
     to_send: list[Ready] = []
+    to_update: list[BatchPlan] = []
     still_waiting: list[int] = []
+    upsert = job.get("operation") == Operation.UPSERT
     for position in positions:
         record = store.record(job_id, position)
         if record is None or record.status != DocStatus.PENDING or position in assigned:
             continue
         claim = store.claim(route.tenant, route.kind, record.external_id, owner_of(job_id, position))
-        if claim.state == ClaimState.CREATED:  # duplicate, or changed if its content is not what was created
-            wire = json.loads(_wire_body(route, documents[position]))
-            resubmitted = outcome(claim, record.external_id, route.target, route.kind, wire)
-            updates.append(RecordUpdate(job_id, position, resubmitted))
+        if claim.state in (ClaimState.CREATED, ClaimState.UPDATING):  # duplicate, changed, or an update to send
+            wire = _wire_body(route, documents[position])
+            resolved = resolve(claim, job_id, position, record.external_id, route, wire, upsert)
+            if resolved.record is not None:
+                updates.append(RecordUpdate(job_id, position, resolved.record))
+            elif resolved.update is not None:
+                to_update.append(resolved.update)
+            else:
+                still_waiting.append(position)
         elif claim.state == ClaimState.MINE:
             body = _wire_body(route, documents[position])
             to_send.append(Ready(job_id, position, record.external_id, body))
@@ -68,10 +76,11 @@ def _settle(enqueue: Enqueue, job_id: str, positions: list[int]) -> dict[str, An
             updates.append(RecordUpdate(job_id, position, _unknown_as_the_other(record.external_id, claim)))
         else:
             still_waiting.append(position)
+    place_updates(enqueue, to_update)
     store.set_records(updates)
     if to_send:
         push(enqueue, route.tenant, route.kind, to_send)
-    settled = len(updates) + len(to_send)
+    settled = len(updates) + len(to_send) + len(to_update)
     if settled:
         log.info(
             "duplicates settled", extra={"settled": settled, "to_send": len(to_send), "waiting": len(still_waiting)}

@@ -13,13 +13,12 @@ what Flower and the log lines show of it is ids and counts: job id, tenant, targ
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from schemas import DocumentError, DocumentKind, Target
+from schemas import DocumentError, DocumentKind, Operation, Target
 from schemas.targets import check_supported
 from schemas.validation import ValidDocument, validate_document_json
 from worker.errors import ConfigurationError
@@ -28,10 +27,11 @@ from worker.observability.logs import log_context
 from worker.pipeline import runtime
 from worker.pipeline.batch import push, send_again_if_stored
 from worker.pipeline.queue import Enqueue, Message, TaskName
-from worker.pipeline.resubmitted import outcome
+from worker.pipeline.updates import place_updates, resolve
 from worker.settings import get_settings
 from worker.store.intake import Item
 from worker.store.records import (
+    BatchPlan,
     ClaimRef,
     ClaimState,
     DocStatus,
@@ -153,6 +153,8 @@ class _Intake:
     refusals: dict[Route, str | None] = field(default_factory=dict)  # why a route takes no documents, checked once
     first_position: dict[tuple[str, str], int] = field(default_factory=dict)  # (job, ExternalId) -> its first
     seen: int = 0
+    upserts: set[str] = field(default_factory=set)  # jobs whose changed documents go as updates (operation upsert)
+    to_update: list[BatchPlan] = field(default_factory=list)  # their update batches
 
     def refusal(self, route: Route) -> str | None:
         """Why documents of this route cannot go anywhere (`_route_error`), checked once per run."""
@@ -173,6 +175,7 @@ def process_items(enqueue: Enqueue, items: list[tuple[str, int, int]]) -> dict[s
         _validate_range(run, job_id, start, state)
     send_again_if_stored(enqueue, states)
     to_push, waiting = _claim(run)
+    place_updates(enqueue, run.to_update)
     store.set_records(run.updates)
     failpoint("intake.validated")  # tests: outcomes of the invalid written and ExternalIds claimed; none pushed
     pushed = sum(push(enqueue, tenant, kind, group) for (tenant, kind), group in to_push.items())
@@ -208,6 +211,8 @@ def _validate_range(run: _Intake, job_id: str, start: int, state: IntakeState) -
         return
     route = Route(state.job["tenant"], state.job.get("target") or Target.SOFTONE.value, state.job["kind"])
     run.routes[job_id] = route
+    if state.job.get("operation") == Operation.UPSERT:
+        run.upserts.add(job_id)
     refused = run.refusal(route)
     max_rows = get_settings().max_document_rows
     first_position = run.first_position
@@ -244,10 +249,16 @@ def _claim(run: _Intake) -> tuple[dict[tuple[str, str], list[Ready]], dict[str, 
         if claim.state == ClaimState.MINE:
             ready = Ready(c.job_id, c.position, c.external_id, c.model.to_wire_json())
             to_push.setdefault((c.tenant, c.kind), []).append(ready)
-        elif claim.state == ClaimState.CREATED:  # duplicate, or changed if its content is not what was created
-            wire = json.loads(c.model.to_wire_json())
-            resubmitted = outcome(claim, c.external_id, run.routes[c.job_id].target, c.kind, wire)
-            run.updates.append(RecordUpdate(c.job_id, c.position, resubmitted))
+        elif claim.state in (ClaimState.CREATED, ClaimState.UPDATING):  # duplicate, changed, or an update to send
+            upsert = c.job_id in run.upserts
+            resolved = resolve(claim, c.job_id, c.position, c.external_id, run.routes[c.job_id],
+                               c.model.to_wire_json(), upsert)  # fmt: skip
+            if resolved.record is not None:
+                run.updates.append(RecordUpdate(c.job_id, c.position, resolved.record))
+            elif resolved.update is not None:
+                run.to_update.append(resolved.update)
+            else:
+                waiting.setdefault(c.job_id, []).append(c.position)
         elif claim.owner.startswith(f"{c.job_id}#"):  # the same ExternalId in another chunk of this job
             other = int(claim.owner.partition("#")[2])
             run.updates.append(RecordUpdate(c.job_id, c.position, _repeated(c.external_id, other)))

@@ -25,6 +25,7 @@ from worker.pipeline.resubmitted import content_fingerprint
 from worker.pipeline.tickets import place
 from worker.store.errors import OUTAGE_ERRORS
 from worker.store.records import (
+    UPDATE,
     BatchOutcome,
     BatchPlan,
     ClaimRef,
@@ -187,7 +188,8 @@ def end_batch(
     holds the batch."""
     created, failed, unknown, resend = created or {}, failed or {}, unknown or {}, resend or []
     attempts = store.attempts(batch.id) if failed or unknown else []
-    updates = [batch.record(i, DocStatus.CREATED, key=c.key, number=c.number) for i, c in created.items()]
+    made = DocStatus.UPDATED if batch.data.get("operation") == UPDATE else DocStatus.CREATED  # an upsert's update
+    updates = [batch.record(i, made, key=c.key, number=c.number) for i, c in created.items()]
     updates += [batch.record(i, DocStatus.FAILED, error=e) for i, e in failed.items()]
     updates += [batch.record(i, DocStatus.UNKNOWN, error=e) for i, e in unknown.items()]
     dead = [batch.dead_letter(i, DocStatus.FAILED, e, attempts) for i, e in failed.items()]

@@ -55,6 +55,7 @@ import time
 from typing import Any, NamedTuple
 
 from schemas import DocumentKind
+from worker.connectors import Connector, Created
 from worker.connectors.base import turn_taken
 from worker.errors import (
     AmbiguousError,
@@ -66,6 +67,7 @@ from worker.errors import (
     PermanentError,
     RetryLater,
     TransientError,
+    UpdateAnswerLost,
     WaitingForRetryAfter,
 )
 from worker.failpoints import failpoint
@@ -90,7 +92,7 @@ from worker.pipeline.tickets import slot_freed
 from worker.settings import get_settings
 from worker.store.dispatch import Grant, Settle
 from worker.store.errors import REDIS_ERRORS
-from worker.store.records import BatchOutcome, LeaseState
+from worker.store.records import UPDATE, BatchOutcome, LeaseState
 from worker.store.results import ResultsStore
 
 __all__ = ["send"]
@@ -247,7 +249,7 @@ def _take_over(
     store.log_attempt(
         batch.id, {"attempt": attempt, "outcome": "lease expired", "phase": phase, "request_sent": request_sent}
     )
-    if phase == "reconcile" or not request_sent:
+    if phase == "reconcile" or not request_sent or batch.data.get("operation") == UPDATE:  # an update: again
         extra = fields(phase=phase, request_sent=request_sent)
         log.warning("the worker holding this batch stopped before finishing it; taken over", extra=extra)
         return None
@@ -272,6 +274,47 @@ def _take_over(
     )
 
 
+def _post(connector: Connector, kind: DocumentKind, batch: StoredBatch) -> list[Created]:
+    """Send the batch's request: a POST of its documents, or the update of the one document it carries (an upsert's:
+    worker/pipeline/updates.py), whose lost answer is a reason to send it again, not to look it up."""
+    body = batch.data["body"].encode()
+    if batch.data.get("operation") != UPDATE:
+        return connector.post_documents(kind, body, batch.id)
+    try:
+        return [connector.update_document(kind, batch.data["erp_key"], body, batch.id)]
+    except AmbiguousError as exc:
+        raise UpdateAnswerLost(f"{exc}; the update is sent again whole", status=exc.status) from None
+
+
+def _not_now(
+    enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, exc: TransientError
+) -> dict[str, Any]:
+    """The ERP said "not now" (or could not be reached, or an update's answer was lost): the batch comes back later
+    (RetryLater), or ends after ERPSYNC_RETRY_MAX_ATTEMPTS attempts — failed, or `unknown` if an update may have been
+    applied."""
+    if isinstance(exc, WaitingForRetryAfter):
+        raise retry_later(store, batch, attempt, exc, "send") from None
+    if isinstance(exc, ConnectFailed):
+        raise unreachable(store, batch, attempt, exc, "send") from None
+    store.log_attempt(
+        batch.id,
+        {
+            "attempt": attempt,
+            "outcome": "transient",
+            "status": exc.status,
+            "error": str(exc),
+            "retry_after": exc.retry_after,
+        },
+    )
+    if attempt >= get_settings().retry_max_attempts:
+        reason = f"gave up after {attempt} attempts; last error: {exc}"
+        lost = isinstance(exc, UpdateAnswerLost)  # the update may have been applied
+        if lost:
+            reason += f"; {UNKNOWN_HINT}"
+        return end_all(enqueue, store, batch, BatchOutcome.GAVE_UP, reason, exc, unknown=lost)
+    raise retry_later(store, batch, attempt, exc, "send") from None
+
+
 def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int, slot: _Slot) -> dict[str, Any]:
     """POST the batch and settle it by the answer. The tenant's slot is given back as soon as the ERP has
     answered (or the request failed): the cap counts requests in flight, and recording the outcome is ours."""
@@ -287,29 +330,12 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
             return {"batch_id": batch.id, "outcome": BatchOutcome.LEASE_LOST.value}
         failpoint("post.sending")
         try:
-            created = connector.post_documents(kind, batch.data["body"].encode(), batch.id)
+            created = _post(connector, kind, batch)
         finally:
             slot.release()
         failpoint("post.answered")
     except TransientError as exc:
-        if isinstance(exc, WaitingForRetryAfter):
-            raise retry_later(store, batch, attempt, exc, "send") from None
-        if isinstance(exc, ConnectFailed):
-            raise unreachable(store, batch, attempt, exc, "send") from None
-        store.log_attempt(
-            batch.id,
-            {
-                "attempt": attempt,
-                "outcome": "transient",
-                "status": exc.status,
-                "error": str(exc),
-                "retry_after": exc.retry_after,
-            },
-        )
-        if attempt >= settings.retry_max_attempts:
-            reason = f"gave up after {attempt} attempts; last error: {exc}"
-            return end_all(enqueue, store, batch, BatchOutcome.GAVE_UP, reason, exc)
-        raise retry_later(store, batch, attempt, exc, "send") from None
+        return _not_now(enqueue, store, batch, attempt, exc)
     except (AmbiguousError, BatchRejected) as exc:
         rejected = isinstance(exc, BatchRejected)
         store.log_attempt(

@@ -7,7 +7,8 @@ is read in flat memory. The counters on the `Source` (rows, documents, bytes) fe
 - JSONL (`.jsonl`, `.ndjson`): one JSON value per line, split on "\\n" only (a JSON string may hold U+2028,
   U+2029 or U+0085 unescaped, which `str.splitlines()` would break on). Blank lines are skipped.
 - JSON (any other suffix): one document, a list of documents, or an envelope
-  `{"documents": [...], "tenant": ..., "kind": ..., "job_id": ..., "source": ..., "target": ..., "priority": ...}`
+  `{"documents": [...], "tenant": ..., "kind": ..., "job_id": ..., "source": ..., "target": ..., "priority": ...,
+  "operation": ...}`
   whose fields become `Source.header`. Loaded whole (there is no streaming JSON parser in the standard library).
   A file of one JSON value per line is JSONL whatever its suffix, and is streamed.
 - CSV (`.csv`, `.tsv`): a POS end-of-day export, one line per sold row (columns: `CSV_COLUMNS`). Rows next
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("json", "jsonl", "csv")
 
-ENVELOPE_FIELDS = ("tenant", "kind", "job_id", "source", "target", "priority")
+ENVELOPE_FIELDS = ("tenant", "kind", "job_id", "source", "target", "priority", "operation")
 """Fields of a JSON envelope that are returned in `Source.header` (when not null)."""
 
 

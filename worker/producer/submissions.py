@@ -202,6 +202,7 @@ def _check(raw: bytes, settings: Settings, known: dict[str, str]) -> _Verdict:
             documents=[{}],  # documents are validated one by one in intake, as for every job
             source=message.source,
             priority=message.priority,
+            operation=message.operation,
         )
     except ValidationError as exc:
         raise _Rejected(_reasons(exc, loc_of_model="kind")) from None
@@ -250,6 +251,7 @@ def _job(submission_id: str, verdict: _Verdict) -> NewJob:
         "target": envelope.target.value,
         "kind": envelope.kind.value,
         "lane": verdict.lane.value,
+        "operation": envelope.operation.value,
         "source": envelope.source or "",
         "submitted_at": envelope.submitted_at.isoformat(),
         "submission": submission_id,

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from schemas import DocumentKind, JobEnvelope, Lane, Target
+from schemas import DocumentKind, JobEnvelope, Lane, Operation, Target
 from schemas.envelope import derived_external_id
 from schemas.targets import DocumentType, document_type
 from worker.celery_app.enqueue import publish
@@ -97,6 +97,7 @@ def submit(
     source: str | None = None,
     job_id: str | None = None,
     priority: Lane | str | None = None,
+    operation: Operation | str = Operation.CREATE,
     settings: Settings | None = None,
     on_progress: Callable[[int], None] | None = None,
     enqueue: Enqueue = publish,
@@ -110,8 +111,9 @@ def submit(
 
     `target` defaults to the tenant's; a job for another target than the tenant's is refused. `priority` is the
     job's lane, `interactive` or `bulk` (schemas.Lane); without it the job is sized: interactive if it has at most
-    ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents (`choose_lane`). `enqueue` publishes the intake tasks (the Celery
-    app's broker by default).
+    ERPSYNC_INTERACTIVE_MAX_DOCUMENTS documents (`choose_lane`). `operation` "upsert" sends a document created before
+    with other content as an update, where its ERP takes updates (schemas.Operation). `enqueue` publishes the intake
+    tasks (the Celery app's broker by default).
 
     Raises SubmitError when the job as a whole is bad (unknown tenant, no documents, too many). If the
     source fails part-way (an unreadable file), the job keeps the documents stored so far, is closed, and
@@ -133,6 +135,7 @@ def submit(
             documents=[{}],
             source=source,
             priority=priority,
+            operation=operation,
         )
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
@@ -152,6 +155,7 @@ def submit(
             "target": envelope.target.value,
             "kind": envelope.kind.value,
             "lane": lane.value,
+            "operation": envelope.operation.value,
             "source": source or "",
             "submitted_at": envelope.submitted_at.isoformat(),
         }

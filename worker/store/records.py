@@ -29,6 +29,7 @@ __all__ = [
     "JOB_FINAL",
     "PENDING",
     "UNKNOWN",
+    "UPDATE",
     "BatchHead",
     "BatchOutcome",
     "BatchPlan",
@@ -62,15 +63,17 @@ class DocStatus(StrEnum):
     DUPLICATE = "duplicate"
     UNKNOWN = "unknown"
     CHANGED = "changed"  # created before with other content: not sent; `errors` names the fields that differ
+    UPDATED = "updated"  # created before with other content, and sent as an update of it (operation "upsert")
 
 
-PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN, CHANGED = (
+PENDING, CREATED, FAILED, DUPLICATE, UNKNOWN, CHANGED, UPDATED = (
     DocStatus.PENDING,
     DocStatus.CREATED,
     DocStatus.FAILED,
     DocStatus.DUPLICATE,
     DocStatus.UNKNOWN,
     DocStatus.CHANGED,
+    DocStatus.UPDATED,
 )
 DOC_STATUSES = tuple(DocStatus)
 
@@ -153,6 +156,7 @@ class ClaimState(StrEnum):
     MINE = "mine"
     CLAIMED = "claimed"  # by another document, still being sent
     CREATED = "created"  # with its Key
+    UPDATING = "updating"  # created, and this document (the owner) is sending an update of it
 
 
 def owner_of(job_id: str, position: int) -> str:
@@ -223,6 +227,10 @@ class RecordUpdate(NamedTuple):
     record: Record
 
 
+#: A batch's `operation` when it sends an update of a document the ERP holds (its `erp_key`), not a creation.
+UPDATE = "update"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
     """A batch about to be stored: its members (job id, position), body, and the members' records."""
@@ -263,11 +271,19 @@ class Claim:
     key: int | str | None = None
     number: str | None = None
     fingerprint: str | None = None  # of the content created; None for an entry written before fingerprints
+    # The index's value as read: an update claims the entry only while it is still this (not compared).
+    value: str = field(default="", compare=False)
 
 
 def parse_claim(value: str, owner: str) -> Claim:
-    """A duplicate-index value ("claimed|owner" or "created|owner|key|number|fingerprint") as seen by `owner`."""
+    """A duplicate-index value as seen by `owner`: "claimed|owner", "created|owner|key|number|fingerprint", or
+    "updating|owner|" followed by the created value the update started from (another owner's update is `claimed`:
+    wait for it)."""
     parts = value.split("|")
+    if parts[0] == "updating" and len(parts) > 2:
+        before = parse_claim(value.split("|", 2)[2], owner)
+        state = ClaimState.UPDATING if parts[1] == owner else ClaimState.CLAIMED
+        return Claim(state, parts[1], before.key, before.number, before.fingerprint, value)
     if parts[0] == "created" and len(parts) >= 4:
         key = parts[2]  # an integer Key, or "~" and a text id (see complete_batch)
         fingerprint = parts[4] if len(parts) > 4 and parts[4] else None
@@ -277,6 +293,7 @@ def parse_claim(value: str, owner: str) -> Claim:
             key[1:] if key.startswith("~") else int(key),
             parts[3] or None,
             fingerprint,
+            value,
         )
     claimed_by = parts[1] if len(parts) > 1 else ""
     return Claim(ClaimState.MINE if claimed_by == owner else ClaimState.CLAIMED, claimed_by)

@@ -16,7 +16,8 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:batch:{batch_id}:log    list   one JSON line per attempt (time, outcome, error)
     {p}:open_batches            set    batches not done yet (a restarted worker re-queues their sends)
     {p}:open_jobs               set    jobs not finished yet (a restarted worker re-queues them)
-    {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner" or "created|owner|key|number|fingerprint"
+    {p}:dedup:{tenant}:{kind}:{external_id}   "claimed|owner", "created|owner|key|number|fingerprint", or
+                                              "updating|owner|" + the created value (an upsert's update in flight)
                                               (key: SoftOne's integer, or "~" + another target's text id;
                                               fingerprint: of the content created, schemas/fingerprint.py)
     {p}:erpkeys:{tenant}:{kind} zset   every Key we recorded (score = Key): reconciliation's exclusions
@@ -85,6 +86,7 @@ class ResultsStore:
         self._mark_sent = load_script(client, "mark_sent")
         self._extend_lease = load_script(client, "extend_lease")
         self._release = load_script(client, "release_claim")
+        self._claim_update = load_script(client, "claim_update")
         self._claim_all = load_script(client, "claim_all")
         self._close_job = load_script(client, "close_job")
         self._store_dead_letter = load_script(client, "store_dead_letter")
@@ -255,7 +257,13 @@ class ResultsStore:
 
     def release(self, tenant: str, kind: str, external_id: str, owner: str) -> None:
         """Give up our claim (the document was not created) so a corrected re-submission can go."""
-        self._release(keys=[self.keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}"])
+        self._release(keys=[self.keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}", owner])
+
+    def claim_update(self, tenant: str, kind: str, external_id: str, owner: str, created: Claim) -> bool:
+        """Claim a created entry (`created`, as read) for `owner` to send an update of its document; False if the
+        entry changed since it was read (another update, or a re-creation): read it again."""
+        key = self.keys.dedup(tenant, kind, external_id)
+        return bool(self._claim_update(keys=[key], args=[created.value, owner]))
 
     # ----- Keys we recorded (for reconciliation: an invoice with one of these Keys is not a candidate)
     def known_keys(self, tenant: str, kind: str, keys: Iterable[int]) -> set[int]:
@@ -422,7 +430,9 @@ class ResultsStore:
             self._queue_dead_letter(pipe, entry)
         self._queue_batches(pipe, follow_up)
         for tenant, kind, external_id, owner in released:
-            queue_script(pipe, self._release, keys=[keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}"])
+            queue_script(
+                pipe, self._release, keys=[keys.dedup(tenant, kind, external_id)], args=[f"claimed|{owner}", owner]
+            )
         queue_script(pipe, self._release_lookalikes, keys=[bk], args=[self.p, batch_id])
         pipe.hset(bk, mapping={"state": BatchState.DONE, "outcome": outcome, "updated_at": now_iso()})
         pipe.expire(bk, self.s.result_ttl_seconds)

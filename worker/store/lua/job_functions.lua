@@ -7,6 +7,7 @@ local function finish_if_done(jk, open_jobs, now, job_id)
   local total = tonumber(redis.call('HGET', jk, 'total') or '0')
   local ok = tonumber(redis.call('HGET', jk, 'n_created') or '0')
            + tonumber(redis.call('HGET', jk, 'n_duplicate') or '0')
+           + tonumber(redis.call('HGET', jk, 'n_updated') or '0')
   local status = 'partial'
   if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
   redis.call('HSET', jk, 'status', status, 'finished_at', now)
@@ -14,7 +15,7 @@ local function finish_if_done(jk, open_jobs, now, job_id)
   return true
 end
 
--- created/duplicate/changed are final: a late or repeated message can never undo them. `changed` is not success:
+-- created/duplicate/changed/updated are final: a late or repeated message can never undo them. `changed` is not success:
 -- a job with one is `partial` (or `failed`). A job that expired is not
 -- brought back as a husk without TTL (-1). The job's status always follows its counters, except while the
 -- producer is still streaming its documents in (`receiving`): it cannot be finished before it is whole.
@@ -34,7 +35,7 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out)
     else
       local pos, status = argv[i + 1], argv[i + 2]
       local old = redis.call('HGET', jk .. ':status', pos) or 'pending'
-      if old == 'created' or old == 'duplicate' or old == 'changed' then
+      if old == 'created' or old == 'duplicate' or old == 'changed' or old == 'updated' then
         out[#out + 1] = 0
       else
         redis.call('HSET', jk .. ':records', pos, argv[i + 3])
