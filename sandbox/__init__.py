@@ -13,7 +13,10 @@ cannot hide behind the same mistake here.
   ``client_credentials`` with a ``TenantId`` header), ``POST /3/invoices`` ``/3/orders``
   ``/3/offers`` ``/3/articles-v2`` (``{"Invoice": {...}}`` -> 201 with DocumentNumber /
   ArticleNumber), ``GET /3/invoices`` ``/3/orders`` ``/3/offers`` with filters (e.g.
-  ``externalinvoicereference1``) and paging, ``GET /3/articles-v2/{ArticleNumber}``. Bearer
+  ``externalinvoicereference1``) and paging, one document's routes (sandbox.fortnox_actions:
+  ``GET|PUT /3/invoices/{n}``, ``PUT`` of orders, offers and articles, ``GET|DELETE
+  /3/articles-v2/{ArticleNumber}``, and the actions credit, bookkeep, cancel, email,
+  externalprint, warehouseready, createinvoice, createorder with Fortnox's state rules). Bearer
   access tokens, validation errors as ``{"ErrorInformation": {"Error", "Message", "Code"}}``
   (401 and 429 with lower-case keys), EasyVat's error 2004167 per account, and the rate limit
   Fortnox enforces: at most ``fortnox_rate_limit`` (25) requests per access token in any sliding
@@ -24,7 +27,8 @@ cannot hide behind the same mistake here.
 
 All three share the customer register (by default every all-digit customer number exists), the
 ledger (``GET /_sandbox/ledger?target=softone|fortnox|invoiceservice&kind=...``: every created
-document with its ``target``, ``kind``, ``key``, ``number`` and ``external_id``), the stats
+document with its ``target``, ``kind``, ``key``, ``number`` and ``external_id``; ``history=1``
+adds what happened to it since), the stats
 (per route and status, plus a ``fortnox`` section: requests, rate_limited, max_in_window,
 injected_429, refresh_token_reuse, ...), the latency and the fault injection: fault rules by path
 (sandbox.faults: "the next N matching requests fail like this") and seeded random draws per

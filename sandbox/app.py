@@ -1,6 +1,7 @@
 """The Starlette app: the endpoints of the three ERP APIs the project uses, plus the operator endpoints.
 
-Fortnox's routes are in sandbox.fortnox, the invoice service's in sandbox.invoice_service.
+Fortnox's routes are in sandbox.fortnox (token, create, list) and sandbox.fortnox_actions (one document:
+retrieve, update, delete, actions), the invoice service's in sandbox.invoice_service.
 SoftOne GO routes (all parameters in the query string, see sandbox.auth):
 
 * ``GET|POST /Login/Token?companyApiKey=&connectApiKey=`` -> ``{"Token", "ExpiresIn", "ValidTo"}``.
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import control, fortnox, invoice_service
+from sandbox import control, fortnox, fortnox_actions, invoice_service
 from sandbox.auth import authenticate, company_for_keys, query_params, unauthorized
 from sandbox.config import SandboxConfig
 from sandbox.jsonbody import parse_json
@@ -146,7 +147,7 @@ def create_app(config: SandboxConfig | None = None, *, clock: Callable[[], float
     config = config or SandboxConfig()
     state = SandboxState(config) if clock is None else SandboxState(config, clock)
     app = Starlette(
-        routes=erp_routes() + fortnox.routes() + invoice_service.routes() + control.routes(),
+        routes=erp_routes() + fortnox.routes() + fortnox_actions.routes() + invoice_service.routes() + control.routes(),
         middleware=[Middleware(SandboxMiddleware, state=state)],
     )
     app.state.sandbox = state

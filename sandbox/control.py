@@ -3,7 +3,11 @@
 * ``GET  /_sandbox/health``          -> ``{"ok": true}``
 * ``GET  /_sandbox/ledger``          -> ``{"count", "documents": [...]}`` of every API; filters
   ``target`` (softone, fortnox, invoiceservice), ``kind`` (customer_invoice, order, offer,
-  article), ``external_id``, ``company_id``; ``full=1`` adds each document's body as sent
+  article), ``external_id``, ``company_id``; ``full=1`` adds each document's body (as sent, or as
+  a Fortnox update or action left it), ``history=1`` each document's history (``[{"at",
+  "operation": "create" | "update" | "credit" | ..., "request_id", ...}]``, see
+  sandbox.state.LedgerEntry). Documents a Fortnox action created (credit invoices, invoices and
+  orders converted from orders / offers) are entries of their own; a deleted article stays
 * ``GET  /_sandbox/stats``           -> request counts per "METHOD /path" and status, etc., and a
   ``fortnox`` section (requests, rate_limited, max_in_window, injected_429, refresh_token_reuse,
   ..., and the current ``rate_limit``)
@@ -71,8 +75,8 @@ async def ledger(request: Request) -> Response:
         except ValueError:
             return _error("company_id must be an integer")
         entries = [e for e in entries if e.company_id == company_id]
-    full = params.get("full", "").lower() in ("1", "true", "yes")
-    return JSONResponse({"count": len(entries), "documents": [e.summary(full) for e in entries]})
+    full, history = (params.get(name, "").lower() in ("1", "true", "yes") for name in ("full", "history"))
+    return JSONResponse({"count": len(entries), "documents": [e.summary(full, history) for e in entries]})
 
 
 async def stats(request: Request) -> Response:

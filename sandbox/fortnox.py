@@ -2,7 +2,9 @@
 
 Routes (spec: fortnox-alpha-beta-api.txt). The spec shows ``/3/articles-v2/...`` for the alpha
 article API and no paths at all for invoices, orders and offers: those use Fortnox's stable
-paths ``/3/invoices``, ``/3/orders``, ``/3/offers``.
+paths ``/3/invoices``, ``/3/orders``, ``/3/offers``. This module serves the token endpoint,
+creates and lists; sandbox.fortnox_actions the routes of one document (marked [one] below; its
+docstring tells which spec section each one is, and which the spec does not have).
 
 * ``POST /oauth-v1/token`` - Fortnox's OAuth2 server: form-encoded, the client authenticates with
   HTTP Basic (client_id:client_secret).
@@ -14,9 +16,10 @@ paths ``/3/invoices``, ``/3/orders``, ``/3/offers``.
   -> 400 ``{"error", "error_description"}``.
 * ``POST /3/invoices`` ``{"Invoice": {...}}``, ``/3/orders`` ``{"Order"}``, ``/3/offers``
   ``{"Offer"}`` -> 201 with the document as sent plus ``DocumentNumber`` (per account and kind:
-  1, 2, ...; a DocumentNumber the client sends is kept if free), ``@url``, and what Fortnox fills
-  in: CustomerName (from the register), the document date (today), Currency "SEK", Cancelled /
-  Sent (/ Booked) false, and ``Total`` (and an invoice's ``Balance``) = the rows' sum with VAT:
+  1, 2, ...; a DocumentNumber the client sends is kept if free), ``@url``, a ``RowId`` on every
+  row (generated: one sent is replaced), and what Fortnox fills in: CustomerName (from the
+  register), the document date (today), Currency "SEK", Cancelled / Sent (/ Booked) false, and
+  ``Total`` (and an invoice's ``Balance``) = the rows' sum with VAT:
   quantity x Price less Discount (a percentage, or an amount with DiscountType "AMOUNT"), plus VAT
   (default 25 %) unless VATIncluded - freight, fees and rounding to whole kronor are left out, so
   compare documents by their numbers, not by Total.
@@ -30,14 +33,31 @@ paths ``/3/invoices``, ``/3/orders``, ``/3/offers``.
   ``externalinvoicereference1`` / ``externalinvoicereference2`` (exact match); paging ``page``
   (from 1) and ``limit`` (1-500, default 100). The spec's other list parameters (filter, sortby,
   lastmodified, ...) are accepted and ignored.
-* ``GET /3/articles-v2/{ArticleNumber}`` -> ``{"Article": ...}`` or 404. (The spec types the path
-  parameter "integer <int32>" but its own example is ``GET /3/articles-v2/toolbox``: any string.)
+* [one] ``GET /3/invoices/{DocumentNumber}`` -> ``{"Invoice"}``; ``GET /3/articles-v2/{ArticleNumber}``
+  -> ``{"Article"}``. (The spec types ArticleNumber "integer <int32>" but its own example is
+  ``GET /3/articles-v2/toolbox``: any string.)
+* [one] ``PUT /3/invoices/{DocumentNumber}`` ``{"Invoice": {...}}``, ``/3/orders/{n}`` ``{"Order"}``,
+  ``/3/offers/{n}`` ``{"Offer"}``, ``/3/articles-v2/{ArticleNumber}`` ``{"Article"}`` -> 200 with
+  the updated document: fields not sent stay, rows by position or by RowId
+  (sandbox.fortnox_merge), validated as on create. A different DocumentNumber / ArticleNumber in
+  the body -> 400 (2099007); a booked, sent or cancelled invoice, a cancelled order or offer, an
+  invoiced order -> 400 (2099008).
+* [one] ``DELETE /3/articles-v2/{ArticleNumber}`` -> 204.
+* [one] Invoice actions ``PUT /3/invoices/{n}/bookkeep``, ``/cancel``, ``/credit`` (answers the
+  original, whose CreditInvoiceReference names the new credit invoice), ``GET .../email``, ``PUT
+  .../externalprint``, ``/warehouseready``; order actions ``PUT /3/orders/{n}/createinvoice``
+  (answers the new invoice), ``GET .../email``, ``PUT .../externalprint``; offer actions ``PUT
+  /3/offers/{n}/createinvoice`` (the new invoice), ``/createorder`` (the new order), ``GET
+  .../email``, ``PUT .../externalprint``. A refusal in the document's state -> 400 (2099009).
+* A document or article number the account does not have -> 404 (2099005).
 
 Every API route needs ``Authorization: Bearer <access token>``; a missing, unknown or expired one
 -> 401 ``{"ErrorInformation": {"error": 1, "message": "Invalid authorization", "code": 2000311}}``.
 Real Fortnox answers some errors with lower-case keys and others capitalised, so the sandbox does
 both: lower-case for 401 and 429, capitalised ``{"Error", "Message", "Code"}`` for validation
-errors (400) and 404. The rate limit (429) is applied by sandbox.middleware on arrival.
+errors (400) and 404. The rate limit (429) is applied by sandbox.middleware on arrival, to every
+route above but the token endpoint; fault rules and random faults hit them all the same (the
+stats count them per route with the number folded, e.g. ``PUT /3/invoices/{DocumentNumber}/credit``).
 """
 
 from __future__ import annotations
@@ -66,7 +86,6 @@ from sandbox.fortnox_rules import (
     CODE_INVALID_PARAMETER,
     CODE_JSON_SYNTAX,
     CODE_NO_DATA,
-    CODE_NOT_FOUND,
     CODE_NUMBER_IN_USE,
     CODE_SYSTEM_EXCEPTION,
     FortnoxError,
@@ -78,7 +97,7 @@ from sandbox.fortnox_rules import (
 )
 from sandbox.fortnox_state import RefreshTokenError
 from sandbox.jsonbody import parse_json
-from sandbox.state import Kind, LedgerEntry, SandboxState
+from sandbox.state import Kind, LedgerEntry, SandboxState, iso_utc
 
 TOKEN_PATH = "/oauth-v1/token"
 API_PREFIX = "/3/"
@@ -181,11 +200,24 @@ def target_of(path: str) -> str:
     return "softone"
 
 
+# Paths that continue with a document's number (and maybe an action): stats fold the number.
+NUMBERED_PATHS = (
+    ("/3/invoices/", "{DocumentNumber}"),
+    ("/3/orders/", "{DocumentNumber}"),
+    ("/3/offers/", "{DocumentNumber}"),
+    (ARTICLES_PATH + "/", "{ArticleNumber}"),
+)
+
+
 def route_label(method: str, path: str) -> str:
-    """The stats key of a request: "METHOD /path", with an article's number as ``{ArticleNumber}``."""
-    prefix = ARTICLES_PATH + "/"
-    if path.startswith(prefix) and "/" not in path[len(prefix) :] and path != prefix:
-        path = prefix + "{ArticleNumber}"
+    """The stats key of a request: "METHOD /path" with a document's number folded, so that the keys stay
+    few: ``PUT /3/invoices/{DocumentNumber}/credit``, ``GET /3/articles-v2/{ArticleNumber}``."""
+    for prefix, placeholder in NUMBERED_PATHS:
+        if path.startswith(prefix):
+            number, sep, action = path[len(prefix) :].partition("/")
+            if number and "/" not in action:
+                path = prefix + placeholder + sep + action
+            break
     return f"{method} {path}"
 
 
@@ -195,7 +227,8 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def _state(request: Request) -> SandboxState:
+def sandbox_state(request: Request) -> SandboxState:
+    """The app's sandbox state."""
     state: SandboxState = request.app.state.sandbox
     return state
 
@@ -237,7 +270,7 @@ def _token_answer(state: SandboxState, account: FortnoxAccount, refresh_token: s
 
 
 async def token(request: Request) -> Response:
-    state = _state(request)
+    state = sandbox_state(request)
     credentials = _basic_credentials(request)
     account = state.fortnox.client(*credentials) if credentials else None
     if account is None:
@@ -274,7 +307,7 @@ async def token(request: Request) -> Response:
 # -- documents ---------------------------------------------------------------------------------
 def authenticate(request: Request) -> FortnoxAccount | Response:
     """The account the bearer token acts for, or the 401 to answer."""
-    account = _state(request).fortnox.authenticate(bearer_token(request.headers))
+    account = sandbox_state(request).fortnox.authenticate(bearer_token(request.headers))
     if account is None:
         return JSONResponse(UNAUTHORIZED_BODY, status_code=401)
     return account
@@ -316,11 +349,69 @@ def document_view(entry: LedgerEntry, doc_type: DocumentType, base_url: str) -> 
     return out
 
 
-def _base_url(request: Request) -> str:
+def today(epoch_seconds: float) -> str:
+    """The UTC day of an epoch time, ``YYYY-MM-DD`` (a document's date when it has none)."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).date().isoformat()
+
+
+def assign_row_ids(state: SandboxState, doc: dict[str, Any], doc_type: DocumentType) -> None:
+    """Give every row of ``doc`` a new ``RowId`` (Fortnox generates them on create and on every update)."""
+    for row in doc.get(doc_type.rows_field or "") or []:
+        row["RowId"] = state.fortnox.next_row_id()
+
+
+def save_document(
+    state: SandboxState,
+    account: FortnoxAccount,
+    doc_type: DocumentType,
+    number: str,
+    doc: dict[str, Any],
+    request_id: str,
+    origin: dict[str, str] | None = None,
+) -> LedgerEntry:
+    """Save a new, valid document under a free ``number``: its rows get RowIds, the ledger and the account's
+    indexes get it. ``origin`` is for a document an action made: its first history event instead of
+    "create" (``{"operation": "credit", "from": "7", ...}``)."""
+    now = state.clock()
+    assign_row_ids(state, doc, doc_type)
+    customer_nr = doc.get("CustomerNumber")
+    reference: str | None
+    day: str | None
+    if doc_type is ARTICLES:
+        reference, day = number, None
+    else:
+        reference = doc.get(doc_type.reference_field) if doc_type.reference_field else None
+        day = doc.get(doc_type.date_field or "") or today(now)
+    history: list[dict[str, Any]] = []
+    if origin:
+        history.append({"at": iso_utc(now), "operation": origin["operation"], "request_id": request_id} | origin)
+    entry = LedgerEntry(
+        key=number,
+        kind=doc_type.kind,
+        company_id=account.company_id,
+        number=number,
+        customer_nr=customer_nr,
+        customer_name=state.config.customers.get(customer_nr, "") if customer_nr else "",
+        invoice_date=day,
+        external_id=reference,
+        created_at=now,
+        request_id=request_id,
+        document=doc,
+        target="fortnox",
+        history=history,
+    )
+    state.add(entry)
+    state.fortnox.index(account.client_id, entry, reference if doc_type.reference_field else None)
+    return entry
+
+
+def base_url(request: Request) -> str:
+    """The sandbox's own address, for ``@url``."""
     return str(request.base_url).rstrip("/")
 
 
-async def _parsed_body(request: Request) -> Any:
+async def parsed_body(request: Request) -> Any:
+    """The request's JSON body, or the FortnoxError to answer (no body, JSON syntax)."""
     raw = await request.body()
     if not raw.strip():
         return FortnoxError(CODE_NO_DATA, "Ingen eller felaktig typ av data.")
@@ -331,11 +422,11 @@ async def _parsed_body(request: Request) -> Any:
 
 
 async def create(request: Request, doc_type: DocumentType) -> Response:
-    state = _state(request)
+    state = sandbox_state(request)
     account = authenticate(request)
     if isinstance(account, Response):
         return account
-    body = await _parsed_body(request)
+    body = await parsed_body(request)
     if isinstance(body, FortnoxError):
         return error_response(body)
     doc = unwrap(body, doc_type.wrapper)
@@ -356,30 +447,8 @@ async def create(request: Request, doc_type: DocumentType) -> Response:
         taken = field_error(CODE_NUMBER_IN_USE, f"{what} {number} används redan.", doc_type.number_field)
         return error_response(taken)
     number = number or fortnox.next_number(account.client_id, doc_type.kind)
-    now = state.clock()
-    customer_nr = doc.get("CustomerNumber")
-    if doc_type is ARTICLES:
-        reference, day = number, None
-    else:
-        reference = doc.get(doc_type.reference_field) if doc_type.reference_field else None
-        day = doc.get(doc_type.date_field or "") or datetime.fromtimestamp(now, UTC).date().isoformat()
-    entry = LedgerEntry(
-        key=number,
-        kind=doc_type.kind,
-        company_id=account.company_id,
-        number=number,
-        customer_nr=customer_nr,
-        customer_name=state.config.customers.get(customer_nr, "") if customer_nr else "",
-        invoice_date=day,
-        external_id=reference,
-        created_at=now,
-        request_id=str(uuid.uuid4()),
-        document=doc,
-        target="fortnox",
-    )
-    state.add(entry)
-    fortnox.index(account.client_id, entry, reference if doc_type.reference_field else None)
-    return JSONResponse({doc_type.wrapper: document_view(entry, doc_type, _base_url(request))}, status_code=201)
+    entry = save_document(state, account, doc_type, number, doc, str(uuid.uuid4()))
+    return JSONResponse({doc_type.wrapper: document_view(entry, doc_type, base_url(request))}, status_code=201)
 
 
 @dataclass(frozen=True)
@@ -432,7 +501,7 @@ def _sort_key(entry: LedgerEntry) -> tuple[int, int, str]:
 
 
 async def list_documents(request: Request, doc_type: DocumentType) -> Response:
-    state = _state(request)
+    state = sandbox_state(request)
     account = authenticate(request)
     if isinstance(account, Response):
         return account
@@ -441,7 +510,7 @@ async def list_documents(request: Request, doc_type: DocumentType) -> Response:
     except ValueError as exc:
         return error_response(field_error(CODE_INVALID_PARAMETER, "Ogiltig parameter i anropet.", str(exc)))
     reference = query.equal.get("ExternalInvoiceReference1")
-    base = _base_url(request)
+    base = base_url(request)
     found = []
     for entry in state.fortnox.documents(account.client_id, doc_type.kind, reference):
         view = document_view(entry, doc_type, base)
@@ -463,19 +532,6 @@ async def list_documents(request: Request, doc_type: DocumentType) -> Response:
     return JSONResponse({"MetaInformation": meta, doc_type.plural: items})
 
 
-async def get_article(request: Request) -> Response:
-    state = _state(request)
-    account = authenticate(request)
-    if isinstance(account, Response):
-        return account
-    number = request.path_params["number"]
-    entry = state.fortnox.find(account.client_id, "article", number)
-    if entry is None:
-        missing = FortnoxError(CODE_NOT_FOUND, f"Kan inte hitta artikeln ({number}). Fält: ArticleNumber.", 404)
-        return error_response(missing)
-    return JSONResponse({"Article": document_view(entry, ARTICLES, _base_url(request))})
-
-
 def _endpoint(doc_type: DocumentType) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if request.method == "POST":
@@ -486,9 +542,9 @@ def _endpoint(doc_type: DocumentType) -> Callable[[Request], Awaitable[Response]
 
 
 def routes() -> list[Route]:
+    """The token endpoint, creates and lists (the routes of one document are sandbox.fortnox_actions')."""
     return [
         Route(TOKEN_PATH, token, methods=["POST"]),
         *(Route(t.path, _endpoint(t), methods=["GET", "POST"]) for t in (INVOICES, ORDERS, OFFERS)),
         Route(ARTICLES_PATH, _endpoint(ARTICLES), methods=["POST"]),
-        Route(ARTICLES_PATH + "/{number}", get_article, methods=["GET"]),
     ]

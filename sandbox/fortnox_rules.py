@@ -18,8 +18,15 @@ Codes: where Fortnox's published error list has one for the case, the sandbox us
 not a string, 2000108 not numeric, 2000134 not a boolean, 2001392 no or wrong kind of data,
 2001399 invalid field name, 2002115 JSON syntax, 2000588 invalid parameter, 2000311 missing or
 invalid authorization, 1000003 system exception) and 2004167 is the spec's. For the cases that list
-does not cover the sandbox uses its OWN codes 2099001-2099005 (see below): clients should show
-the Message and not act on those numbers. Every Message names the field (``Fält: InvoiceRows[0].Price.``).
+does not cover the sandbox uses its OWN codes 2099001-2099010 (see below; 2099006 is the 429's):
+clients should show the Message and not act on those numbers. Every validation Message names the
+field (``Fält: InvoiceRows[0].Price.``).
+
+An update (PUT) is validated twice: its body alone by :func:`check_fields` (so an error names the
+body's own paths), then the document it makes, merged with the stored one, as a created one. The
+refusals of updates and actions (sandbox.fortnox_actions) use 2099007 (the body names another
+document number), 2099008 (the document is locked: booked, sent, cancelled or invoiced),
+2099009 (the action is not possible in the document's state) and 2099010 (an unknown RowId).
 """
 
 from __future__ import annotations
@@ -53,6 +60,10 @@ CODE_INVALID_DATE = 2099002
 CODE_CUSTOMER_NOT_FOUND = 2099003
 CODE_NUMBER_IN_USE = 2099004
 CODE_NOT_FOUND = 2099005
+CODE_NUMBER_MISMATCH = 2099007
+CODE_LOCKED = 2099008
+CODE_NOT_ALLOWED = 2099009
+CODE_UNKNOWN_ROW = 2099010
 
 STANDARD_VAT_RATES = frozenset({25, 12, 6, 0})
 _DECIMAL_STRING = re.compile(r"-?\d+(\.\d+)?")

@@ -17,7 +17,11 @@ method without ``await`` is atomic relative to other requests.
 * Document numbers are per account and kind. Numbers the sandbox assigns come from a counter
   that never goes back (a reset keeps it, like SoftOne's Keys); numbers a client chooses (an
   ArticleNumber, or a DocumentNumber) only have to be free among the documents currently in
-  the ledger, so a run after a reset can create its articles again.
+  the ledger, so a run after a reset can create its articles again. A deleted article frees its
+  number the same way.
+* Row ids (the rows' ``RowId``) come from one counter of the sandbox that never goes back.
+* An invoice an order's ``createinvoice`` made remembers the order's DeliveryState here (the
+  invoice schema has no such field; ``warehouseready`` needs it to be "delivery").
 """
 
 from __future__ import annotations
@@ -107,6 +111,9 @@ class FortnoxState:
         self._counters: dict[tuple[str, str], count[int]] = {}
         self._by_number: dict[tuple[str, str], dict[str, LedgerEntry]] = {}
         self._by_reference: dict[tuple[str, str], dict[str, list[LedgerEntry]]] = {}
+        self._row_ids = count(1)
+        # (client_id, invoice number) -> the DeliveryState of the order the invoice was made from
+        self.delivery_states: dict[tuple[str, str], str] = {}
 
     # -- OAuth ---------------------------------------------------------------------------------
     def client(self, client_id: str, client_secret: str) -> FortnoxAccount | None:
@@ -194,6 +201,29 @@ class FortnoxState:
         if reference is not None:
             self._by_reference.setdefault((client_id, entry.kind), {}).setdefault(reference, []).append(entry)
 
+    def reindex(self, client_id: str, entry: LedgerEntry, old: str | None, new: str | None) -> None:
+        """Move an updated document from ExternalInvoiceReference1 ``old`` to ``new`` in the index."""
+        if old == new:
+            return
+        references = self._by_reference.setdefault((client_id, entry.kind), {})
+        if old is not None and entry in references.get(old, []):
+            references[old].remove(entry)
+            if not references[old]:
+                del references[old]
+        if new is not None:
+            references.setdefault(new, []).append(entry)
+
+    def forget(self, client_id: str, entry: LedgerEntry, reference: str | None) -> None:
+        """Make a deleted document unfindable (its number becomes free again)."""
+        by_number = self._by_number.get((client_id, entry.kind), {})
+        if by_number.get(entry.number) is entry:
+            del by_number[entry.number]
+        self.reindex(client_id, entry, reference, None)
+
+    def next_row_id(self) -> int:
+        """A new ``RowId`` (never reused)."""
+        return next(self._row_ids)
+
     def find(self, client_id: str, kind: Kind, number: str) -> LedgerEntry | None:
         return self._by_number.get((client_id, kind), {}).get(number)
 
@@ -208,3 +238,4 @@ class FortnoxState:
         """Forget the indexes (the ledger was reset); the counters keep going."""
         self._by_number.clear()
         self._by_reference.clear()
+        self.delivery_states.clear()

@@ -2,8 +2,9 @@
 
 ERP requests (every path not under ``/_sandbox``, of all three APIs) wait the configured
 latency, may be hit by a fault rule (sandbox.faults) or, if no rule claims them, by a random
-fault (sandbox.random_faults), are counted in the stats per ``"METHOD /path"`` (an article's
-number as ``{ArticleNumber}``) and status, and are logged as one line with the key and token
+fault (sandbox.random_faults), are counted in the stats per ``"METHOD /path"`` (a Fortnox
+document's number folded: ``PUT /3/invoices/{DocumentNumber}/credit``, ``GET
+/3/articles-v2/{ArticleNumber}``) and status, and are logged as one line with the key and token
 values masked (bearer tokens travel in headers, which are never logged). Operator requests
 (``/_sandbox/...``) are only logged (at DEBUG).
 

@@ -48,9 +48,10 @@ class Token:
     expires_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class LedgerEntry:
-    """One created document, exactly as it was sent, plus what the sandbox assigned to it.
+    """One created document as it is now (as it was sent, unless a Fortnox update or action changed
+    it), what the sandbox assigned to it, and its history.
 
     By target: ``key`` is SoftOne's integer Key, Fortnox's DocumentNumber (ArticleNumber for an
     article) or the invoice service's id ("I.<n>"); ``number`` the order/invoice number,
@@ -58,6 +59,13 @@ class LedgerEntry:
     ExternalId, ExternalInvoiceReference1 (invoices, orders), ArticleNumber (articles), None
     (Fortnox offers), or invoiceNumber; ``company_id`` the SoftOne company, the Fortnox account's
     company id or the invoice-service client id. Articles have no customer and no date (None).
+
+    Only Fortnox documents change after they were created (sandbox.fortnox_actions updates the
+    fields above and appends to ``history``); an entry is equal only to itself.
+    ``history`` lists what happened to the document, oldest first: ``{"at": <ISO time>,
+    "operation": "create" | "update" | "credit" | "bookkeep" | ..., "request_id": ...}`` plus
+    details (``"from"`` / ``"from_kind"`` on a document an action created, ``"to"`` on the
+    document that created it). Without one given, it starts with the "create" event.
     """
 
     key: int | str
@@ -72,9 +80,18 @@ class LedgerEntry:
     request_id: str  # SoftOne: the StringValue GUID of the request that created it; others: a GUID per request
     document: dict[str, Any]
     target: Target = "softone"
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    def summary(self, full: bool = False) -> dict[str, Any]:
-        """The ``/_sandbox/ledger`` representation."""
+    def __post_init__(self) -> None:
+        if not self.history:
+            self.history.append({"at": iso_utc(self.created_at), "operation": "create", "request_id": self.request_id})
+
+    def record(self, operation: str, at: float, request_id: str, **details: str) -> None:
+        """Append one event to the history (``details``: e.g. ``to="7"``)."""
+        self.history.append({"at": iso_utc(at), "operation": operation, "request_id": request_id, **details})
+
+    def summary(self, full: bool = False, history: bool = False) -> dict[str, Any]:
+        """The ``/_sandbox/ledger`` representation (``full``: with the document, ``history``: with the history)."""
         out: dict[str, Any] = {
             "key": self.key,
             "kind": self.kind,
@@ -89,6 +106,8 @@ class LedgerEntry:
         }
         if full:
             out["document"] = self.document
+        if history:
+            out["history"] = self.history
         return out
 
 

@@ -208,8 +208,11 @@ def test_each_kind_is_created_numbered_per_kind_and_echoed(sb: Sandbox) -> None:
     first = sb.call("POST", "/3/invoices", token, json={"Invoice": invoice("a")})
     assert first.status_code == 201
     created = first.json()["Invoice"]
+    rows = created.pop("InvoiceRows")
     for name, value in invoice("a").items():
-        assert created[name] == value  # every field as sent
+        assert name == "InvoiceRows" or created[name] == value  # every field as sent
+    (row,) = rows  # the row as sent, plus the RowId Fortnox generates
+    assert isinstance(row.pop("RowId"), int) and row == invoice("a")["InvoiceRows"][0]
     assert created["DocumentNumber"] == "1" and created["@url"] == "http://sandbox/3/invoices/1"
     assert created["CustomerName"] == "Rasmus Bygg AB" and created["Total"] == 250.0  # 2 x 100 + 25 % VAT
     assert (
