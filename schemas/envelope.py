@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.actions import actions_of
 from schemas.kinds import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, Lane, Operation, Target
 from schemas.targets import check_supported
 
@@ -46,6 +47,11 @@ class JobEnvelope(BaseModel):
     @model_validator(mode="after")
     def _target_takes_kind(self) -> JobEnvelope:
         check_supported(self.target, self.kind)
+        if self.operation is Operation.ACT and not actions_of(self.target, self.kind):
+            raise ValueError(
+                f"operation: {self.target.value} takes no actions on {self.kind.value} documents (its API documents "
+                "none beyond creating them)"
+            )
         return self
 
 

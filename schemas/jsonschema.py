@@ -59,7 +59,9 @@ DESCRIPTIONS: dict[str, str] = {
         "if their content differs). `upsert`: a changed one is sent as an update of the document the ERP holds "
         "(record `updated`, with its Key), where the ERP takes updates (Fortnox invoices, orders, offers, "
         "articles); elsewhere, or where the ERP refuses (a booked or sent Fortnox invoice), it fails with what to do "
-        "instead."
+        "instead. `act`: each document is an action on a document created earlier, named by its id: "
+        '{"ExternalId": "O-1", "Action": "createinvoice", "ResultExternalId": "INV-1"} (Fortnox: credit, bookkeep, '
+        "externalprint, warehouseready, createinvoice, createorder; `kind` is the addressed document's)."
     ),
 }
 

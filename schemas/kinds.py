@@ -54,3 +54,4 @@ class Operation(StrEnum):
 
     CREATE = "create"  # create what is new; one created before is `duplicate` (same content) or `changed`
     UPSERT = "upsert"  # also send a changed one as an update of the document the ERP holds, where it takes updates
+    ACT = "act"  # the documents are actions on documents created earlier, named by their ids (schemas/actions.py)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
+from schemas.actions import ActionDocument
 from schemas.fortnox import FortnoxArticle, FortnoxInvoice, FortnoxOffer, FortnoxOrder
 from schemas.invoice_service import ServiceInvoice
 from schemas.kinds import DocumentKind, Target
@@ -64,6 +65,15 @@ DOCUMENT_TYPES: dict[tuple[Target, DocumentKind], DocumentType] = {
     (Target.FORTNOX, DocumentKind.ARTICLE): DocumentType(FortnoxArticle, "ArticleNumber", False),
     (Target.INVOICE_SERVICE, DocumentKind.CUSTOMER_INVOICE): DocumentType(ServiceInvoice, "invoiceNumber", False),
 }
+
+
+#: The documents of an `act` job: actions named by the id of the document they act on (schemas/actions.py).
+ACTION_TYPE = DocumentType(ActionDocument, "ExternalId", False)
+
+
+def job_document_type(target: Target | str, kind: DocumentKind | str, operation: str = "create") -> DocumentType:
+    """The type of a job's documents: the target's documents of `kind`, or actions on them (operation `act`)."""
+    return ACTION_TYPE if operation == "act" else document_type(target, kind)
 
 
 def check_supported(target: Target | str, kind: DocumentKind | str) -> None:

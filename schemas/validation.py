@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from schemas.actions import ActionDocument
 from schemas.kinds import DocumentKind, Target
 from schemas.targets import DocumentModel, document_type
 
@@ -159,3 +160,20 @@ def _document_error(exc: ValidationError) -> DocumentError:
             for err in exc.errors(include_url=False, include_input=False)
         )
     )
+
+
+def validate_action(kind: DocumentKind, text: str | bytes, target: Target) -> ActionDocument | DocumentError:
+    """Validate one document of an `act` job (schemas/actions.py) for `target` and `kind`; never raises."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return DocumentError((FieldError("", "a document must be a JSON object"),))
+    if not isinstance(raw, dict):
+        return DocumentError((FieldError("", f"a document must be a JSON object, got {type(raw).__name__}"),))
+    try:
+        return ActionDocument.validate_for(target, kind, raw)
+    except ValidationError as exc:
+        return _document_error(exc)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        return DocumentError((FieldError(field, reason),))

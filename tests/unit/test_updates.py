@@ -103,3 +103,58 @@ def test_an_upsert_of_a_target_without_updates_fails_with_what_to_do_instead(sto
     without = resolve(claim, "j1", 0, "R-1", SOFTONE, json.dumps(softone_invoice(12.0)), upsert=False).record
     assert without is not None and without.status == DocStatus.CHANGED
     assert store.claim("demo", "customer_invoice", "R-1", "j2#0").state == ClaimState.CREATED  # nothing claimed
+
+
+# ----- actions (worker/pipeline/actions.py)
+
+
+def test_an_action_names_its_document_by_id_and_waits_fails_or_repeats_as_the_index_says(store: Any) -> None:
+    from schemas import DocumentKind, Target
+    from schemas.actions import ActionDocument
+    from schemas.validation import validate_action
+    from worker.pipeline.actions import resolve_action
+
+    invoice_route = Route("fx", "fortnox", "customer_invoice")
+    credit = validate_action(DocumentKind.CUSTOMER_INVOICE, '{"ExternalId": "I-1", "Action": "credit"}', Target.FORTNOX)
+    assert isinstance(credit, ActionDocument)
+
+    nothing = resolve_action("j1", 0, invoice_route, credit).record
+    assert nothing is not None and nothing.status == DocStatus.FAILED and "was created through erpsync" in nothing.error
+
+    store.claim("fx", "customer_invoice", "I-1", "j0#0")  # being created by job j0 (pending): the action waits
+    store.create_job({"job_id": "j0", "tenant": "fx", "target": "fortnox", "kind": "customer_invoice"}, ["{}"], ["I-1"])
+    assert resolve_action("j1", 0, invoice_route, credit) == (None, None)
+
+    claim = CreatedClaim("fx", "customer_invoice", "I-1", "j0#0", "5", "5", "")
+    store.complete_batch("b0", "created", [], created=[claim])
+    store.create_job({"job_id": "j1", "tenant": "fx", "target": "fortnox", "kind": "customer_invoice"}, ["{}"], ["I-1"])
+    batch = resolve_action("j1", 0, invoice_route, credit).update
+    assert batch is not None and batch.meta["action"] == "credit" and batch.meta["erp_key"] == "5"
+    assert batch.meta["result_kind"] == "customer_invoice" and batch.meta["result_external_id"] == "I-1:credit"
+    assert resolve_action("j2", 0, invoice_route, credit) == (None, None)  # one action at a time per document
+
+    # The credit made (its id in the index): the same action again is a duplicate with the credit invoice's Key.
+    store.release("fx", "customer_invoice", "I-1", "j1#0")
+    made = CreatedClaim("fx", "customer_invoice", "I-1:credit", "j1#0", "6", "6", "")
+    store.complete_batch("b1", "created", [], created=[made])
+    again = resolve_action("j2", 0, invoice_route, credit).record
+    assert again is not None and (again.status, again.key) == (DocStatus.DUPLICATE, "6")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "field", "says"),
+    [
+        ("order", '{"ExternalId": "O-1", "Action": "credit"}', "Action", "it takes: createinvoice, externalprint"),
+        ("order", '{"ExternalId": "O-1", "Action": "externalprint", "ResultExternalId": "x"}', "ResultExternalId",
+         "creates no document"),
+        ("order", '{"Action": "createinvoice"}', "ExternalId", "mandatory"),
+        ("offer", '{"ExternalId": "j#0", "Action": "createorder", "Note": 1}', "Note", "not a field"),
+    ],
+)  # fmt: skip
+def test_an_invalid_action_fails_alone_with_its_field(kind: str, raw: str, field: str, says: str) -> None:
+    from schemas import DocumentKind, Target
+    from schemas.validation import DocumentError, validate_action
+
+    error = validate_action(DocumentKind(kind), raw, Target.FORTNOX)
+    assert isinstance(error, DocumentError)
+    assert error.errors[0].field == field and says in error.errors[0].reason

@@ -168,6 +168,17 @@ class Connector:
         """Send a one-document batch body as the new content of the document `key` the ERP holds; its Created."""
         raise NotImplementedError(f"{self.target} cannot update {kind.value} documents")
 
+    @classmethod
+    def can_verify(cls, kind: DocumentKind, action: str) -> bool:
+        """Whether `act` can tell that `action` on a `kind` document was done already (then a lost answer is a reason
+        to try again; otherwise the action's outcome is `unknown`)."""
+        return False
+
+    def act(self, kind: DocumentKind, key: str, action: str, external_id: str, request_id: str) -> Created:
+        """Do `action` on the document `key` (id `external_id`) unless it shows done already: the Created of the
+        document it made (a credit invoice, an invoice from an order), else of the document acted on."""
+        raise NotImplementedError(f"{self.target} takes no actions on {kind.value} documents")
+
     def lookalike_keys(self, kind: DocumentKind, docs: Sequence[dict[str, Any]]) -> list[str] | None:
         """Per document, the name of the content signature `look_up` tells documents apart by, when it finds them by
         their content rather than by an id of ours (None: it does not)."""

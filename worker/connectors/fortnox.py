@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -221,6 +221,83 @@ class FortnoxConnector(Connector):
             ) from None
         return Created(str(number), str(number))
 
+    # ----- actions (schemas/actions.py)
+    @classmethod
+    def can_verify(cls, kind: DocumentKind, action: str) -> bool:
+        # An offer cannot be retrieved (the spec has no GET of one) and its list shows no Order/InvoiceReference:
+        # whether a conversion whose answer was lost happened cannot be read.
+        return not (kind is DocumentKind.OFFER and action in ("createorder", "createinvoice"))
+
+    def act(self, kind: DocumentKind, key: str, action: str, external_id: str, request_id: str) -> Created:
+        """Read whether the action shows done on the document (`_done`); if not, `PUT <path>/<number>/<action>`.
+
+        Done shows as: an invoice's CreditInvoiceReference (credit), Booked, Sent (externalprint), WarehouseReady
+        (GET of the invoice); an order's invoice (an invoice carrying the order's ExternalInvoiceReference1 whose
+        OrderReference is the order), its Sent (the order list); an offer's Sent (the offer list)."""
+        done = self._done(kind, key, action, external_id, request_id)
+        if done is not None:
+            log.info("fortnox %s of %s %s shows done already; not sent again", action, kind.value, key)
+            return done
+        path = f"{self.settings.fortnox_paths[kind.value]}/{quote(key, safe='')}/{action}"
+        response = self._request("PUT", path, None, request_id)
+        _raise_for_status(response)
+        try:
+            answer = next(v for v in response.json().values() if isinstance(v, dict))
+            number = str(answer["DocumentNumber"])
+        except (ValueError, KeyError, TypeError, StopIteration, AttributeError):
+            raise AmbiguousError(
+                f"Fortnox answered {response.status_code} to {action} without a document: {response.text[:200]!r}"
+            ) from None
+        if action == "credit":  # the answer is the original invoice: its CreditInvoiceReference names the credit
+            number = _reference(answer.get("CreditInvoiceReference")) or ""
+            if not number:
+                raise AmbiguousError("Fortnox credited the invoice but named no credit invoice") from None
+        return Created(number, number)
+
+    def _done(self, kind: DocumentKind, key: str, action: str, external_id: str, request_id: str) -> Created | None:
+        """What the action made, if the document shows it done; None if not (or it cannot be read)."""
+        if not self.can_verify(kind, action):
+            return None
+        if kind is DocumentKind.CUSTOMER_INVOICE:
+            invoice = self._read(f"{self.settings.fortnox_paths[kind.value]}/{quote(key, safe='')}", request_id)
+            if action == "credit":
+                credit = _reference(invoice.get("CreditInvoiceReference"))
+                return Created(credit, credit) if credit else None
+            flag = {"bookkeep": "Booked", "externalprint": "Sent", "warehouseready": "WarehouseReady"}[action]
+            return Created(key, key) if invoice.get(flag) is True else None
+        if action == "createinvoice":  # an order: its invoice carries the order's ExternalInvoiceReference1
+            invoices = self.settings.fortnox_paths[DocumentKind.CUSTOMER_INVOICE.value]
+            listed = self._list(f"{invoices}?externalinvoicereference1={quote(external_id, safe='')}", request_id)
+            for item in listed:
+                number = str(item.get("DocumentNumber"))
+                invoice = self._read(f"{invoices}/{quote(number, safe='')}", request_id)
+                if _reference(invoice.get("OrderReference")) == key:
+                    return Created(number, number)
+            return None
+        listed = self._list(
+            f"{self.settings.fortnox_paths[kind.value]}?documentnumber={quote(key, safe='')}", request_id
+        )
+        sent = any(str(item.get("DocumentNumber")) == key and item.get("Sent") is True for item in listed)
+        return Created(key, key) if sent else None
+
+    def _read(self, path: str, request_id: str) -> dict[str, Any]:
+        """The document at `path` (the object inside Fortnox's wrapper)."""
+        response = self._request("GET", path, None, f"{request_id}:read")
+        _raise_for_status(response, reading=True)
+        try:
+            return cast(dict[str, Any], next(v for v in response.json().values() if isinstance(v, dict)))
+        except (ValueError, StopIteration, AttributeError):
+            raise ConnectFailed(f"Fortnox's answer to GET {path} cannot be read; asking again") from None
+
+    def _list(self, path: str, request_id: str) -> list[dict[str, Any]]:
+        """The items of a list answer (every page is not needed: the filters name one document)."""
+        response = self._request("GET", path, None, f"{request_id}:read")
+        _raise_for_status(response, reading=True)
+        try:
+            return [v for value in response.json().values() if isinstance(value, list) for v in value]
+        except (ValueError, AttributeError):
+            raise ConnectFailed(f"Fortnox's answer to GET {path} cannot be read; asking again") from None
+
     def can_look_up(self, kind: DocumentKind) -> bool:
         # Invoices and orders by ExternalInvoiceReference1 (their list filters); articles by their number.
         # Offers have no filter that holds our id: their open outcomes stay `unknown`.
@@ -294,6 +371,12 @@ def _raise_for_status(response: httpx.Response, reading: bool = False) -> None:
     if reading and isinstance(error, AmbiguousError):
         raise ConnectFailed(str(error)) from None  # a failed read created nothing: ask again
     raise error
+
+
+def _reference(value: Any) -> str | None:
+    """A document reference as Fortnox shows it ("12"), or None where it shows none ("", "0", null)."""
+    text = "" if value is None else str(value).strip()
+    return text if text not in ("", "0") else None
 
 
 def _oauth_error(response: httpx.Response) -> str:

@@ -14,14 +14,15 @@ import logging
 from typing import Any
 
 from schemas import DocumentKind, Operation, Target, validate_document
-from schemas.validation import DocumentError
+from schemas.validation import DocumentError, validate_action
 from worker.errors import RetryLater
 from worker.observability.logs import bind, log_context
 from worker.pipeline import runtime
+from worker.pipeline.actions import resolve_action
 from worker.pipeline.batch import push
 from worker.pipeline.intake import settle_message
 from worker.pipeline.queue import Enqueue
-from worker.pipeline.updates import place_updates, resolve
+from worker.pipeline.updates import Resolved, place_updates, resolve
 from worker.settings import get_settings
 from worker.store.records import BatchPlan, Claim, ClaimState, DocStatus, Ready, Record, RecordUpdate, Route, owner_of
 
@@ -54,26 +55,18 @@ def _settle(enqueue: Enqueue, job_id: str, positions: list[int]) -> dict[str, An
     to_send: list[Ready] = []
     to_update: list[BatchPlan] = []
     still_waiting: list[int] = []
-    upsert = job.get("operation") == Operation.UPSERT
+    operation = job.get("operation") or Operation.CREATE
     for position in positions:
         record = store.record(job_id, position)
         if record is None or record.status != DocStatus.PENDING or position in assigned:
             continue
-        claim = store.claim(route.tenant, route.kind, record.external_id, owner_of(job_id, position))
-        if claim.state in (ClaimState.CREATED, ClaimState.UPDATING):  # duplicate, changed, or an update to send
-            wire = _wire_body(route, documents[position])
-            resolved = resolve(claim, job_id, position, record.external_id, route, wire, upsert)
-            if resolved.record is not None:
-                updates.append(RecordUpdate(job_id, position, resolved.record))
-            elif resolved.update is not None:
-                to_update.append(resolved.update)
-            else:
-                still_waiting.append(position)
-        elif claim.state == ClaimState.MINE:
-            body = _wire_body(route, documents[position])
-            to_send.append(Ready(job_id, position, record.external_id, body))
-        elif _other_unknown(claim):
-            updates.append(RecordUpdate(job_id, position, _unknown_as_the_other(record.external_id, claim)))
+        now = _look_again(job_id, position, record.external_id, route, documents[position], operation)
+        if isinstance(now, Ready):
+            to_send.append(now)
+        elif now.record is not None:
+            updates.append(RecordUpdate(job_id, position, now.record))
+        elif now.update is not None:
+            to_update.append(now.update)
         else:
             still_waiting.append(position)
     place_updates(enqueue, to_update)
@@ -91,6 +84,28 @@ def _settle(enqueue: Enqueue, job_id: str, positions: list[int]) -> dict[str, An
             CHECK_EVERY_S, args=[job_id, still_waiting], argsrepr=later.argsrepr, kwargsrepr=later.kwargsrepr
         )
     return {"job_id": job_id, "settled": settled}
+
+
+def _look_again(
+    job_id: str, position: int, external_id: str, route: Route, raw: str, operation: str
+) -> Resolved | Ready:
+    """What a waiting document is now: to send (its claim is ours), settled (its record), an update or action batch
+    to send, or still waiting (an empty Resolved)."""
+    if operation == Operation.ACT:  # an action waiting for the document it names (worker/pipeline/actions.py)
+        action = validate_action(DocumentKind(route.kind), raw, Target(route.target))
+        if isinstance(action, DocumentError):  # the rules changed since its intake (a new release)
+            return Resolved(Record(external_id, DocStatus.FAILED, error=action.summary()))
+        return resolve_action(job_id, position, route, action)
+    claim = runtime.store().claim(route.tenant, route.kind, external_id, owner_of(job_id, position))
+    if claim.state in (ClaimState.CREATED, ClaimState.UPDATING):  # duplicate, changed, or an update to send
+        return resolve(
+            claim, job_id, position, external_id, route, _wire_body(route, raw), operation == Operation.UPSERT
+        )
+    if claim.state == ClaimState.MINE:
+        return Ready(job_id, position, external_id, _wire_body(route, raw))
+    if _other_unknown(claim):
+        return Resolved(_unknown_as_the_other(external_id, claim))
+    return Resolved()
 
 
 def _wire_body(route: Route, raw: str) -> str:

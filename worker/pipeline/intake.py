@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from schemas import DocumentError, DocumentKind, Operation, Target
+from schemas.actions import ActionDocument
 from schemas.targets import check_supported
-from schemas.validation import ValidDocument, validate_document_json
+from schemas.validation import ValidDocument, validate_action, validate_document_json
 from worker.errors import ConfigurationError
 from worker.failpoints import failpoint
 from worker.observability.logs import log_context
 from worker.pipeline import runtime
+from worker.pipeline.actions import resolve_action
 from worker.pipeline.batch import push, send_again_if_stored
 from worker.pipeline.queue import Enqueue, Message, TaskName
 from worker.pipeline.updates import place_updates, resolve
@@ -154,7 +156,8 @@ class _Intake:
     first_position: dict[tuple[str, str], int] = field(default_factory=dict)  # (job, ExternalId) -> its first
     seen: int = 0
     upserts: set[str] = field(default_factory=set)  # jobs whose changed documents go as updates (operation upsert)
-    to_update: list[BatchPlan] = field(default_factory=list)  # their update batches
+    to_update: list[BatchPlan] = field(default_factory=list)  # their update batches, and action batches
+    actions: list[tuple[str, int, ActionDocument]] = field(default_factory=list)  # of `act` jobs, valid
 
     def refusal(self, route: Route) -> str | None:
         """Why documents of this route cannot go anywhere (`_route_error`), checked once per run."""
@@ -175,6 +178,7 @@ def process_items(enqueue: Enqueue, items: list[tuple[str, int, int]]) -> dict[s
         _validate_range(run, job_id, start, state)
     send_again_if_stored(enqueue, states)
     to_push, waiting = _claim(run)
+    _resolve_actions(run, waiting)
     place_updates(enqueue, run.to_update)
     store.set_records(run.updates)
     failpoint("intake.validated")  # tests: outcomes of the invalid written and ExternalIds claimed; none pushed
@@ -213,6 +217,7 @@ def _validate_range(run: _Intake, job_id: str, start: int, state: IntakeState) -
     run.routes[job_id] = route
     if state.job.get("operation") == Operation.UPSERT:
         run.upserts.add(job_id)
+    acts = state.job.get("operation") == Operation.ACT
     refused = run.refusal(route)
     max_rows = get_settings().max_document_rows
     first_position = run.first_position
@@ -223,6 +228,15 @@ def _validate_range(run: _Intake, job_id: str, start: int, state: IntakeState) -
         external_id = record.external_id
         if refused:
             run.updates.append(RecordUpdate(job_id, position, Record(external_id, DocStatus.FAILED, error=refused)))
+            continue
+        if acts:  # an action on a document created earlier (worker/pipeline/actions.py)
+            action = validate_action(DocumentKind(route.kind), raw, Target(route.target))
+            if isinstance(action, DocumentError):
+                errors = [e.as_dict() for e in action.errors]
+                failed = Record(external_id, DocStatus.FAILED, error=action.summary(), errors=errors)
+                run.updates.append(RecordUpdate(job_id, position, failed))
+            else:
+                run.actions.append((job_id, position, action))
             continue
         result = validate_document_json(DocumentKind(route.kind), raw, Target(route.target), max_rows)
         if isinstance(result, DocumentError):
@@ -265,6 +279,18 @@ def _claim(run: _Intake) -> tuple[dict[tuple[str, str], list[Ready]], dict[str, 
         else:
             waiting.setdefault(c.job_id, []).append(c.position)
     return to_push, waiting
+
+
+def _resolve_actions(run: _Intake, waiting: dict[str, list[int]]) -> None:
+    """The valid actions of `act` jobs: their records, their action batches, or a wait for their document."""
+    for job_id, position, action in run.actions:
+        resolved = resolve_action(job_id, position, run.routes[job_id], action)
+        if resolved.record is not None:
+            run.updates.append(RecordUpdate(job_id, position, resolved.record))
+        elif resolved.update is not None:
+            run.to_update.append(resolved.update)
+        else:
+            waiting.setdefault(job_id, []).append(position)
 
 
 def settle_message(job_id: str, positions: list[int], route: Route, *, countdown: float) -> Message:

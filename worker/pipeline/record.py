@@ -25,6 +25,7 @@ from worker.pipeline.resubmitted import content_fingerprint
 from worker.pipeline.tickets import place
 from worker.store.errors import OUTAGE_ERRORS
 from worker.store.records import (
+    ACT,
     UPDATE,
     BatchOutcome,
     BatchPlan,
@@ -188,7 +189,8 @@ def end_batch(
     holds the batch."""
     created, failed, unknown, resend = created or {}, failed or {}, unknown or {}, resend or []
     attempts = store.attempts(batch.id) if failed or unknown else []
-    made = DocStatus.UPDATED if batch.data.get("operation") == UPDATE else DocStatus.CREATED  # an upsert's update
+    operation = batch.data.get("operation")
+    made = _made(batch)
     updates = [batch.record(i, made, key=c.key, number=c.number) for i, c in created.items()]
     updates += [batch.record(i, DocStatus.FAILED, error=e) for i, e in failed.items()]
     updates += [batch.record(i, DocStatus.UNKNOWN, error=e) for i, e in unknown.items()]
@@ -201,7 +203,16 @@ def end_batch(
         *metrics.observe(store.p, metrics.BATCH_DOCUMENTS, (batch.target,), len(batch.members)),
         *held,
     ]
-    claims = [CreatedClaim(*batch.claim(i), c.key, c.number, batch.fingerprint(i)) for i, c in created.items()]
+    if operation == ACT:  # the document acted on is put back as it was; one the action made joins the index
+        makes = batch.data.get("result_kind") or ""
+        made_as = (batch.tenant, makes, batch.data.get("result_external_id") or "")
+        claims = [CreatedClaim(*made_as, batch.owner(i), c.key, c.number) for i, c in created.items() if makes]
+        released = [batch.claim(i) for i in (*created, *failed, *unknown)]
+    else:
+        claims = [CreatedClaim(*batch.claim(i), c.key, c.number, batch.fingerprint(i)) for i, c in created.items()]
+        # an update that was refused or whose outcome is open puts the entry back as it was: sending it again is
+        # harmless (it is whole), and later jobs need not wait for ever
+        released = [batch.claim(i) for i in (*failed, *(unknown if operation == UPDATE else ()))]
     written: list[bool] = []
     _write(
         lambda: written.append(
@@ -210,7 +221,7 @@ def end_batch(
                 outcome,
                 updates,
                 created=claims,
-                released=[batch.claim(i) for i in failed],
+                released=released,
                 dead=dead,
                 follow_up=follow_up,
                 counters=counters,
@@ -236,6 +247,15 @@ def end_batch(
         resent=len(resend),
         **log_fields,
     )
+
+
+def _made(batch: StoredBatch) -> DocStatus:
+    """The status of a document the ERP answered for: `created`, or `updated` for an upsert's update and an action
+    that made no document of its own (an action that made one, a credit invoice, is `created`, with its Key)."""
+    operation = batch.data.get("operation")
+    if operation == UPDATE or (operation == ACT and not batch.data.get("result_kind")):
+        return DocStatus.UPDATED
+    return DocStatus.CREATED
 
 
 def carry_on(batch: StoredBatch, positions: list[int], child_id: str) -> BatchPlan:

@@ -92,7 +92,7 @@ from worker.pipeline.tickets import slot_freed
 from worker.settings import get_settings
 from worker.store.dispatch import Grant, Settle
 from worker.store.errors import REDIS_ERRORS
-from worker.store.records import UPDATE, BatchOutcome, LeaseState
+from worker.store.records import ACT, UPDATE, BatchOutcome, LeaseState
 from worker.store.results import ResultsStore
 
 __all__ = ["send"]
@@ -249,13 +249,13 @@ def _take_over(
     store.log_attempt(
         batch.id, {"attempt": attempt, "outcome": "lease expired", "phase": phase, "request_sent": request_sent}
     )
-    if phase == "reconcile" or not request_sent or batch.data.get("operation") == UPDATE:  # an update: again
+    kind = DocumentKind(batch.kind)
+    if phase == "reconcile" or not request_sent or _repeatable(batch, kind):
         extra = fields(phase=phase, request_sent=request_sent)
         log.warning("the worker holding this batch stopped before finishing it; taken over", extra=extra)
         return None
-    kind = DocumentKind(batch.kind)
     try:
-        can_look_up = runtime.connector(batch.tenant).can_look_up(kind)
+        can_look_up = runtime.connector(batch.tenant).can_look_up(kind) and batch.data.get("operation") != ACT
     except ConfigurationError:
         can_look_up = False  # a tenant no longer configured: nobody can ask its ERP
     lost = "the worker sending this batch stopped while its request was in flight"
@@ -277,13 +277,37 @@ def _take_over(
 def _post(connector: Connector, kind: DocumentKind, batch: StoredBatch) -> list[Created]:
     """Send the batch's request: a POST of its documents, or the update of the one document it carries (an upsert's:
     worker/pipeline/updates.py), whose lost answer is a reason to send it again, not to look it up."""
-    body = batch.data["body"].encode()
-    if batch.data.get("operation") != UPDATE:
+    body, operation = batch.data["body"].encode(), batch.data.get("operation")
+    if operation == ACT:  # an action (worker/pipeline/actions.py): done unless the document shows it done
+        action = batch.data["action"]
+        try:
+            return [connector.act(kind, batch.data["erp_key"], action, batch.external_ids[0], batch.id)]
+        except AmbiguousError as exc:
+            if not connector.can_verify(kind, action):
+                raise
+            raise UpdateAnswerLost(
+                f"{exc}; asked again, after reading whether it was done", status=exc.status
+            ) from None
+    if operation != UPDATE:
         return connector.post_documents(kind, body, batch.id)
     try:
         return [connector.update_document(kind, batch.data["erp_key"], body, batch.id)]
     except AmbiguousError as exc:
         raise UpdateAnswerLost(f"{exc}; the update is sent again whole", status=exc.status) from None
+
+
+def _repeatable(batch: StoredBatch, kind: DocumentKind) -> bool:
+    """Whether the batch's request may be sent again after its answer was lost: an update (sent whole), or an action
+    whose doing the ERP shows (it is read before the action is asked again)."""
+    operation = batch.data.get("operation")
+    if operation == UPDATE:
+        return True
+    if operation != ACT:
+        return False
+    try:
+        return runtime.connector(batch.tenant).can_verify(kind, batch.data.get("action", ""))
+    except ConfigurationError:
+        return False
 
 
 def _not_now(
@@ -355,9 +379,12 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
                 enqueue, store, batch, BatchOutcome.REJECTED, failed=failed, error_type=error_type, http_status=status
             )
             return {"batch_id": batch.id, "outcome": BatchOutcome.REJECTED.value}
-        if not connector.can_look_up(kind):
+        if batch.data.get("operation") == ACT or not connector.can_look_up(kind):
             what = "rejected this batch at an unidentified document" if rejected else "gave no usable answer"
-            reason = f"the ERP {what} ({exc}) and {kind.value} documents cannot be looked up there; {UNKNOWN_HINT}"
+            cannot = f"{kind.value} documents cannot be looked up there"
+            if batch.data.get("operation") == ACT:
+                cannot = f"whether it did {batch.data.get('action')} cannot be read from the {kind.value}"
+            reason = f"the ERP {what} ({exc}) and {cannot}; {UNKNOWN_HINT}"
             return end_all(enqueue, store, batch, BatchOutcome.UNKNOWN, reason, exc, unknown=True)
         retry_reason = metrics.retry_reason(exc)
         raise reconcile_later(

@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Lane, Target
 from schemas.jsonschema import JobMessage
-from schemas.targets import document_type
+from schemas.targets import job_document_type
 from worker.errors import ConfigurationError, RetryLater
 from worker.pipeline.intake import request_intake
 from worker.pipeline.queue import Enqueue
@@ -212,7 +212,7 @@ def _check(raw: bytes, settings: Settings, known: dict[str, str]) -> _Verdict:
             f"documents: {len(message.documents)} documents, above the limit of {settings.max_job_documents} "
             "(ERPSYNC_MAX_JOB_DOCUMENTS): split the job"
         )
-    doc_type = document_type(envelope.target, envelope.kind)
+    doc_type = job_document_type(envelope.target, envelope.kind, envelope.operation)
     scan = CredentialScan(settings)  # a document holding one of our credentials is refused alone, stored masked
     chunks = list(encoded_chunks(message.documents, envelope.job_id, settings.intake_chunk_docs, doc_type, scan))
     lane = envelope.priority or Lane.for_size(len(message.documents), settings.interactive_max_documents)

@@ -19,7 +19,7 @@ from pydantic_core import to_json
 
 from schemas import DocumentKind, JobEnvelope, Lane, Operation, Target
 from schemas.envelope import derived_external_id
-from schemas.targets import DocumentType, document_type
+from schemas.targets import DocumentType, document_type, job_document_type
 from worker.celery_app.enqueue import publish
 from worker.errors import ConfigurationError, SubmitError
 from worker.pipeline.intake import request_intake
@@ -139,7 +139,7 @@ def submit(
         )
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
-    doc_type = document_type(envelope.target, envelope.kind)
+    doc_type = job_document_type(envelope.target, envelope.kind, envelope.operation)
     chunks = encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type, CredentialScan(settings))
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
     if first is None:

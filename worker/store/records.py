@@ -229,6 +229,8 @@ class RecordUpdate(NamedTuple):
 
 #: A batch's `operation` when it sends an update of a document the ERP holds (its `erp_key`), not a creation.
 UPDATE = "update"
+#: A batch's `operation` when it asks the ERP to act on a document it holds (`action`, `erp_key`).
+ACT = "act"
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,9 +251,10 @@ class ResultsStore:
             ]
         return claims
 
-    def lookup(self, tenant: str, kind: str, external_id: str) -> Claim | None:
+    def lookup(self, tenant: str, kind: str, external_id: str, owner: str = "") -> Claim | None:
+        """What the duplicate index says of an ExternalId, as seen by `owner`, without claiming it (None: nothing)."""
         value = cast(str | None, self.r.get(self.keys.dedup(tenant, kind, external_id)))
-        return parse_claim(value, "") if value else None
+        return parse_claim(value, owner) if value else None
 
     def release(self, tenant: str, kind: str, external_id: str, owner: str) -> None:
         """Give up our claim (the document was not created) so a corrected re-submission can go."""
