@@ -196,9 +196,10 @@ class FortnoxConnector(Connector):
         """PUT the document's new content to `/3/<kind>/<DocumentNumber>` (articles: its ArticleNumber).
 
         Sent whole, without RowIds: Fortnox then maps the rows in order and keeps only those given (spec: "All rows
-        that should remain on the invoice needs to be provided"), so the same PUT twice leaves the same document,
-        and an update whose answer was lost is simply sent again. A booked, sent or cancelled invoice refuses
-        changes: the reason then says to credit it instead."""
+        that should remain on the invoice needs to be provided"); other properties not provided "will be left
+        unchanged", so a field the correction leaves out keeps its old value. Either way the same PUT twice leaves
+        the same document, and an update whose answer was lost is simply sent again. A booked, sent or cancelled
+        invoice refuses changes: the reason then says to credit it instead."""
         wrapper = WRAPPERS[kind][0]
         content = b'{"' + wrapper.encode() + b'":' + single_document(body) + b"}"
         path = f"{self.settings.fortnox_paths[kind.value]}/{quote(key, safe='')}"
