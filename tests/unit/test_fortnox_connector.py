@@ -281,3 +281,53 @@ def test_failed_look_up_is_retried_not_unknown(cache: fakeredis.FakeRedis) -> No
     erp = FakeFortnox(api=[httpx.Response(500, text="oops")])
     with pytest.raises(ConnectFailed):
         make_connector(erp, cache).look_up(_lookup(DocumentKind.ORDER, [{}], ["R-1"]))
+
+
+# ----- updates and actions
+
+
+def test_an_update_is_a_put_of_the_whole_document_and_a_locked_invoice_says_to_credit_it(
+    cache: fakeredis.FakeRedis,
+) -> None:
+    locked = {"ErrorInformation": {"Error": 1, "Message": "Faktura som är bokförd kan inte ändras.", "Code": 2099008}}
+    erp = FakeFortnox(
+        api=[httpx.Response(200, json={"Invoice": {"DocumentNumber": "7"}}), httpx.Response(400, json=locked)]
+    )
+    connector = make_connector(erp, cache)
+    assert connector.update_document(DocumentKind.CUSTOMER_INVOICE, "7", INVOICE, "b1").key == "7"
+    put = erp.api_requests[0]
+    assert (put.method, put.url.path) == ("PUT", "/3/invoices/7")
+    assert json.loads(put.content) == {"Invoice": {"CustomerNumber": "013", "ExternalInvoiceReference1": "R-1"}}
+    with pytest.raises(RequestRejected, match=r"bokförd.*credit it in Fortnox"):
+        connector.update_document(DocumentKind.CUSTOMER_INVOICE, "7", INVOICE, "b2")
+
+
+def test_a_credit_is_read_before_it_is_asked_so_a_lost_answer_never_credits_twice(cache: fakeredis.FakeRedis) -> None:
+    erp = FakeFortnox(api=[
+        httpx.Response(200, json={"Invoice": {"DocumentNumber": "7", "CreditInvoiceReference": "0"}}),  # not yet
+        httpx.Response(200, json={"Invoice": {"DocumentNumber": "7", "CreditInvoiceReference": "8"}}),  # the credit
+        httpx.Response(200, json={"Invoice": {"DocumentNumber": "7", "CreditInvoiceReference": "8"}}),  # again: done
+    ])  # fmt: skip
+    connector = make_connector(erp, cache)
+    assert connector.act(DocumentKind.CUSTOMER_INVOICE, "7", "credit", "R-1", "b1").key == "8"
+    assert [(r.method, r.url.path) for r in erp.api_requests] == [
+        ("GET", "/3/invoices/7"),
+        ("PUT", "/3/invoices/7/credit"),
+    ]
+    assert connector.act(DocumentKind.CUSTOMER_INVOICE, "7", "credit", "R-1", "b1").key == "8"
+    assert [r.method for r in erp.api_requests] == ["GET", "PUT", "GET"]  # found done: not asked again
+
+
+def test_an_orders_invoice_is_found_by_its_reference_before_createinvoice_is_asked_again(
+    cache: fakeredis.FakeRedis,
+) -> None:
+    erp = FakeFortnox(api=[
+        httpx.Response(200, json={"Invoices": [{"DocumentNumber": "3"}, {"DocumentNumber": "9"}]}),
+        httpx.Response(200, json={"Invoice": {"DocumentNumber": "3", "OrderReference": "2"}}),  # another order's
+        httpx.Response(200, json={"Invoice": {"DocumentNumber": "9", "OrderReference": "5"}}),  # ours
+    ])  # fmt: skip
+    made = make_connector(erp, cache).act(DocumentKind.ORDER, "5", "createinvoice", "O-1", "b1")
+    assert (made.key, made.number) == ("9", "9")
+    assert erp.api_requests[0].url.params["externalinvoicereference1"] == "O-1"
+    assert all(r.method == "GET" for r in erp.api_requests)  # done already: nothing was converted again
+    assert not FortnoxConnector.can_verify(DocumentKind.OFFER, "createorder")
