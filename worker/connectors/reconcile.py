@@ -74,14 +74,30 @@ def document_signature(doc: Mapping[str, Any]) -> Signature:
 
 
 def lookalike_key(doc: Mapping[str, Any]) -> str:
-    """A short, stable name of a document's signature (the look-alike hold's key in Redis): numbers by value."""
-    customer, day, rows = document_signature(doc)
-    text = "|".join([customer, day, *(f"{p}*{_canonical(q)}*{_canonical(u)}" for p, q, u in rows)])
+    """A short, stable name of a document's signature (the look-alike hold's key in Redis). Built without Decimal
+    (it runs for every document of every SoftOne invoice batch): numbers are written by value as floats are
+    (6, 6.0 and "6.000" alike), which is how they compare in the wire form the batch body holds."""
+    rows = []
+    for row in doc.get("InvoiceRows") or []:
+        if row.get("CustomerRowType") != 2:
+            continue
+        price = row.get("UnitPrice", row.get("Amount"))
+        rows.append(f"{row.get('ProductNr')}*{_by_value(row.get('Quantity'))}*{_by_value(price)}")
+    rows.sort()
+    text = "|".join([str(doc.get("CustomerNr")), str(doc.get("InvoiceDate"))[:10], *rows])
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def _canonical(value: Decimal) -> str:
-    return "NaN" if value.is_nan() else format(value.normalize(), "f")
+def _by_value(value: Any) -> str:
+    """A number written by its value (6 -> "6", 6.0 -> "6", "11.90" -> "11.9"); anything else as text."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 def invoice_signature(inv: FilteredInvoice) -> Signature:

@@ -46,7 +46,7 @@ def hold(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int
         connector = runtime.connector(batch.tenant)
     except ConfigurationError:
         return batch  # a tenant no longer configured: the send fails its documents
-    signatures = connector.lookalike_keys(DocumentKind(batch.kind), batch.docs)
+    signatures = connector.lookalike_keys(DocumentKind(batch.kind), batch.read)
     if signatures is None:
         return batch
     split_off = bool(batch.data.get("lookalikes_of"))  # split once already: it goes whole or waits

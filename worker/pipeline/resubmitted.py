@@ -31,7 +31,8 @@ MAX_PATHS_NAMED = 50
 
 
 def content_fingerprint(target: str, kind: str, wire: Mapping[str, Any]) -> str:
-    """The fingerprint of a document as it is sent (its wire form), without its id field."""
+    """The fingerprint of a document as it is sent (its wire form, read by schemas.fingerprint.parse), without its
+    id field."""
     return fingerprint(wire, document_type(target, kind).id_field)
 
 

@@ -20,6 +20,7 @@ import json
 from typing import NamedTuple
 
 from schemas import DocumentKind
+from schemas.fingerprint import parse
 from worker.connectors import CONNECTORS
 from worker.pipeline import runtime
 from worker.pipeline.queue import Enqueue
@@ -44,7 +45,7 @@ def resolve(
     """The outcome of a document whose ExternalId was created (`claim`: CREATED, or UPDATING by this document)."""
     if claim.state == ClaimState.UPDATING:  # ours already (a run that stopped before its batch was stored)
         return Resolved(update=_update_batch(claim, job_id, position, external_id, route, wire_json))
-    record = outcome(claim, external_id, route.target, route.kind, json.loads(wire_json))
+    record = outcome(claim, external_id, route.target, route.kind, parse(wire_json))
     if record.status != DocStatus.CHANGED or not upsert:
         return Resolved(record)
     kind = DocumentKind(route.kind)
