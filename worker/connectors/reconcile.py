@@ -44,11 +44,14 @@ one order's.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import orjson
 
 from schemas import FilteredInvoice
 
@@ -74,30 +77,29 @@ def document_signature(doc: Mapping[str, Any]) -> Signature:
 
 
 def lookalike_key(doc: Mapping[str, Any]) -> str:
-    """A short, stable name of a document's signature (the look-alike hold's key in Redis). Built without Decimal
-    (it runs for every document of every SoftOne invoice batch): numbers are written by value as floats are
-    (6, 6.0 and "6.000" alike), which is how they compare in the wire form the batch body holds."""
+    """A short, stable name of a document's signature (the look-alike hold's key in Redis). It runs for every
+    document of every SoftOne invoice batch, so numbers are compared as floats, not Decimals: 6, 6.0 and "6.000"
+    alike, which is how they compare in the wire form the batch body holds."""
     rows = []
-    for row in doc.get("InvoiceRows") or []:
-        if row.get("CustomerRowType") != 2:
-            continue
-        price = row.get("UnitPrice", row.get("Amount"))
-        rows.append(f"{row.get('ProductNr')}*{_by_value(row.get('Quantity'))}*{_by_value(price)}")
+    for row in doc.get("InvoiceRows") or ():
+        if row.get("CustomerRowType") == 2:
+            price = row.get("UnitPrice", row.get("Amount"))
+            rows.append((str(row.get("ProductNr")), _by_value(row.get("Quantity")), _by_value(price)))
     rows.sort()
-    text = "|".join([str(doc.get("CustomerNr")), str(doc.get("InvoiceDate"))[:10], *rows])
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    signature = [str(doc.get("CustomerNr")), str(doc.get("InvoiceDate"))[:10], rows]
+    try:
+        text = orjson.dumps(signature)
+    except TypeError:  # a lone surrogate in a text: the standard library writes it
+        text = json.dumps(signature).encode()
+    return hashlib.blake2b(text, digest_size=12).hexdigest()
 
 
-def _by_value(value: Any) -> str:
-    """A number written by its value (6 -> "6", 6.0 -> "6", "11.90" -> "11.9"); anything else as text."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return value
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value)
+def _by_value(value: Any) -> float | str:
+    """A number as a float (6, 6.0 and "6.000" are 6.0); anything else as text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def invoice_signature(inv: FilteredInvoice) -> Signature:
