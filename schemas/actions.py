@@ -99,6 +99,8 @@ class ActionDocument(BaseModel):
             )
         if action.result_external_id is not None and allowed[action.action] is None:
             raise ValueError(f"ResultExternalId: {action.action.value!r} creates no document to name")
+        if action.result_external_id == action.external_id:
+            raise ValueError("ResultExternalId: must differ from ExternalId (it names the new document)")
         return action
 
 

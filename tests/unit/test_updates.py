@@ -148,6 +148,8 @@ def test_an_action_names_its_document_by_id_and_waits_fails_or_repeats_as_the_in
         ("order", '{"ExternalId": "O-1", "Action": "externalprint", "ResultExternalId": "x"}', "ResultExternalId",
          "creates no document"),
         ("order", '{"Action": "createinvoice"}', "ExternalId", "mandatory"),
+        ("order", '{"ExternalId": "O-1", "Action": "createinvoice", "ResultExternalId": "O-1"}', "ResultExternalId",
+         "must differ"),
         ("offer", '{"ExternalId": "j#0", "Action": "createorder", "Note": 1}', "Note", "not a field"),
     ],
 )  # fmt: skip
