@@ -9,6 +9,10 @@
     ├── LeaseLost                   this attempt no longer holds its batch: another worker took it over
     ├── StoreUnavailable            Redis failed a call whose caller carries on without it (the ERP token
     │                               cache, worker/store/tokens.py)
+    ├── IndexLost                   Redis has lost the duplicate index (its epoch is gone): nothing is
+    │                               claimed until `erpsync archive restore-index` rebuilds it
+    ├── ArchiveError                the archive's database failed or its schema is not the code's
+    │                               (worker/archive/); the outbox keeps what was not written
     ├── TransientError              nothing was created; the same request may succeed later → retry
     │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
     │   ├── RateLimited             429, with the server's Retry-After
@@ -91,6 +95,20 @@ class StoreUnavailable(ErpSyncError):
     def __init__(self, error: Exception) -> None:
         super().__init__(f"{type(error).__name__}: {error}")
         self.kind = type(error).__name__
+
+
+class IndexLost(ErpSyncError):
+    """Redis no longer holds the duplicate index's epoch: claiming now could create documents a second time."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Redis has lost the duplicate index (its epoch key is missing): nothing is sent until it is rebuilt "
+            "from the archive with `erpsync archive restore-index`"
+        )
+
+
+class ArchiveError(ErpSyncError):
+    """The archive's database cannot be used: unreachable, or its schema is not the one this code writes."""
 
 
 class TransientError(ErpSyncError):

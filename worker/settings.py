@@ -93,6 +93,11 @@ class TenantConfig(BaseModel):
 
     api_token: SecretStr | None = None
 
+    # Job webhooks (worker/webhooks/): when one of the tenant's jobs reaches a final status, its summary is POSTed
+    # here, signed with HMAC-SHA256 under the secret (README, "Job webhooks"). Both or neither.
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    webhook_secret: SecretStr | None = None
+
     @model_validator(mode="after")
     def _credentials_of_its_target(self) -> TenantConfig:
         required = {
@@ -111,6 +116,8 @@ class TenantConfig(BaseModel):
             raise ValueError(f"{', '.join(stray)} are not credentials of a {self.target.value} tenant")
         if self.rate_limit is not None and self.rate_limit.strip().lower() != "none":
             Rate.parse(self.rate_limit)
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError("webhook_url and webhook_secret go together: a webhook is always signed")
         return self
 
     def rate(self, settings: Settings) -> Rate | None:
@@ -122,7 +129,7 @@ class TenantConfig(BaseModel):
 
 
 #: TenantConfig fields that hold secrets (client_id and tenant_id name an account; they are not secret).
-SECRET_FIELDS = ("company_api_key", "connect_api_key", "client_secret", "refresh_token", "api_token")
+SECRET_FIELDS = ("company_api_key", "connect_api_key", "client_secret", "refresh_token", "api_token", "webhook_secret")
 SECRET_MIN_LENGTH = 6
 
 _CREDENTIALS: dict[Target, tuple[str, ...]] = {
@@ -254,6 +261,23 @@ class Settings(BaseSettings):
     # An open job with no document settled for this long is shown as stalled by `erpsync status`.
     stall_seconds: int = Field(default=120, ge=1)
 
+    # The archive (worker/archive/): every outcome and job summary, kept in a relational database beyond Redis's
+    # retention. A SQLAlchemy URL: `postgresql+psycopg://user@host/db` in production; the default is an embedded
+    # SQLite file (created and migrated on first use); "off" (or empty) turns the archive off.
+    archive_url: str = "sqlite:///erpsync-archive.sqlite3"
+    # Keep each created or updated document's body as sent (masked like every stored document). Off by default.
+    archive_bodies: bool = False
+    # Outcomes and jobs older than this are deleted by `erpsync archive prune` and the archiver (once a day);
+    # 0 keeps everything. Bookkeeping rules ask for years: 7 by default.
+    archive_retention_days: int = Field(default=7 * 366, ge=0)
+    # Events the archiver writes in one transaction at most.
+    archive_batch_events: int = Field(default=2000, ge=1, le=50_000)
+    # Rebuild a lost duplicate index from the archive without an operator (README, "When Redis loses data").
+    archive_auto_restore: bool = False
+    # Job webhooks (worker/webhooks/): one POST's timeout, and attempts before a delivery is given up.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+
     tenants_file: Path | None = None
     demo_tenant: bool = True
     default_tenant: str = "demo"
@@ -267,6 +291,18 @@ class Settings(BaseSettings):
                 "retry is delivered twice"
             )
         return self
+
+    @property
+    def archive_enabled(self) -> bool:
+        return self.archive_url.strip().lower() not in ("", "off", "none")
+
+    def webhooks_enabled(self) -> bool:
+        """Some tenant has a webhook: final jobs are announced on the job-events stream."""
+        return any(tenant.webhook_url for tenant in self.tenants().values())
+
+    def outbox_flags(self) -> str:
+        """What the store's scripts append to the outbox streams (worker/store/lua/job_functions.lua)."""
+        return ("a" if self.archive_enabled else "") + ("w" if self.webhooks_enabled() else "")
 
     def redis_py_url(self) -> str:
         """URL for redis-py (`unix://` for a socket)."""
@@ -341,6 +377,12 @@ class Settings(BaseSettings):
             password = None
         if password:
             values.append(unquote(password))
+        try:
+            archive_password = urlsplit(self.archive_url).password if self.archive_enabled else None
+        except ValueError:
+            archive_password = None
+        if archive_password:
+            values.append(unquote(archive_password))
         for pair in os.environ.get("FLOWER_BASIC_AUTH", "").split(","):
             _, colon, flower_password = pair.partition(":")
             if colon and flower_password:

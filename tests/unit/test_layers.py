@@ -20,10 +20,12 @@ LAYERS: list[list[str]] = [
     ["worker.errors", "worker.settings", "worker.redaction", "worker.backoff", "worker.failpoints", "worker.fastjson"],
     ["worker.store"],  # the only owner of Redis state
     ["worker.observability"],  # logs, metrics
+    ["worker.archive"],  # the relational archive: beyond Redis's retention (its Redis side is worker.store.outbox)
     ["worker.connectors"],  # one ERP each, the HTTP boundary
     ["worker.pipeline"],  # intake -> batch -> send -> record, no Celery
     ["worker.celery_app"],  # the app, publishing by task name, bootsteps
     ["worker.producer"],  # submit(), readers, raw-Redis job messages
+    ["worker.webhooks"],  # signed job webhooks, sent by a process of their own
     ["tasks"],  # thin task adapters
     ["worker.ops"],
     ["worker.devstack"],

@@ -287,7 +287,7 @@ def test_updates_of_jobs_interleaved_in_one_call_each_land_on_their_job(store: R
     add_job(store, "b", 2)
     updates = [("a", 0, CREATED), ("b", 0, FAILED), ("a", 1, CREATED), ("gone", 0, CREATED), ("gone", 1, CREATED),
                ("a", 0, FAILED), ("b", 1, DUPLICATE), ("a", 2, UNKNOWN)]  # fmt: skip
-    args: list[Any] = [store.p, "2026-11-21T00:00:00.000Z", 3600]
+    args: list[Any] = [store.p, "2026-11-21T00:00:00.000Z", 3600, ""]
     got = store._set_records(args=args + [x for job, pos, status in updates for x in (job, pos, status, "{}")])
     assert got == [1, 1, 1, -1, -1, 0, 1, 1]  # a#0 is created: final, the later FAILED is refused
     assert counters(store, "a") == {**ZERO, CREATED: 2, UNKNOWN: 1}

@@ -22,7 +22,7 @@ from schemas import DocumentError, DocumentKind, Operation, Target
 from schemas.actions import ActionDocument
 from schemas.targets import check_supported
 from schemas.validation import ValidDocument, validate_action, validate_document_json
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, IndexLost
 from worker.failpoints import failpoint
 from worker.observability.logs import log_context
 from worker.pipeline import runtime
@@ -98,6 +98,11 @@ def drain(enqueue: Enqueue, worker_id: str) -> dict[str, Any]:
     """
     intake = runtime.intake()
     intake.drain_started()  # what arrives from now on asks for another task
+    if not runtime.store().index_ready():
+        # Redis has lost the duplicate index: what waits stays queued; `erpsync archive restore-index` asks for
+        # intake again once the index is back (worker/archive/guard.py).
+        log.error("intake waits: %s", IndexLost())
+        return {"items": 0, "documents": 0, "waits": "index"}
     deadline = time.monotonic() + DRAIN_SECONDS
     items = documents = 0
     while True:

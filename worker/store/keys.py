@@ -59,6 +59,16 @@ layout) are not ours: worker/store/views.py only counts them for operators.
     {p}:pause:{tenant}                  string  a Retry-After pause after a 429, until it expires
     metrics (worker/store/counters.py)
     {p}:metrics:{metric}                hash    Prometheus counters and histogram buckets
+    the outbox: what leaves Redis for the archive and the webhooks (worker/store/outbox.py)
+    {p}:archive                         stream  every outcome, duplicate-index entry, dead letter and final job
+                                                (written by the scripts that record them); group `archiver`
+    {p}:archive:epoch                   string  the duplicate index's epoch: missing = Redis lost the index (no
+                                                expiry; written when the index is started or restored)
+    {p}:archive:state                   hash    the archiver's last commit, lag, error; a detected loss
+    {p}:events:jobs                     stream  final jobs (capped at ~100,000); group `webhooks`
+    {p}:webhooks:due                    zset    webhook deliveries by when they are due (worker/webhooks/)
+    {p}:webhooks:delivery:{id}          hash    one delivery: job, tenant, attempts, last error
+    {p}:webhooks:failed                 zset    deliveries given up, by time (shown by `erpsync status`)
 """
 
 from __future__ import annotations
@@ -243,3 +253,31 @@ class Keys:
     # ----- metrics
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"
+
+    # ----- the outbox: the archive and webhooks
+    @property
+    def archive(self) -> str:
+        return f"{self.prefix}:archive"
+
+    @property
+    def archive_epoch(self) -> str:
+        return f"{self.prefix}:archive:epoch"
+
+    @property
+    def archive_state(self) -> str:
+        return f"{self.prefix}:archive:state"
+
+    @property
+    def job_events(self) -> str:
+        return f"{self.prefix}:events:jobs"
+
+    @property
+    def webhooks_due(self) -> str:
+        return f"{self.prefix}:webhooks:due"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}:webhooks:delivery:{delivery_id}"
+
+    @property
+    def webhooks_failed(self) -> str:
+        return f"{self.prefix}:webhooks:failed"

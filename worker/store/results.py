@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from time import monotonic  # `time` itself is replaced by tests that move the clock
 from typing import Any, TypeAlias, cast
 
 import redis
@@ -41,6 +42,7 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from schemas.kinds import Lane
+from worker.errors import IndexLost
 from worker.settings import Settings
 from worker.store.client import Arg, RedisClient, queue_script
 from worker.store.counters import DOCUMENTS_METRIC, Increment, labels_field, lua_args
@@ -78,6 +80,7 @@ class ResultsStore:
         self.r = client
         self.s = settings
         self.p = settings.key_prefix
+        self._flags: tuple[float, str] = (0.0, "")
         self.keys = Keys(settings.key_prefix)
         self._set_records = load_script(client, "set_records")
         self._mark_created = load_script(client, "mark_created")
@@ -93,6 +96,16 @@ class ResultsStore:
         self._count_batch = load_script(client, "count_batch")
         self._mark_running = load_script(client, "mark_running")
         self._release_lookalikes = load_script(client, "lookalike_release")
+
+    def outbox_flags(self) -> str:
+        """The scripts' outbox flags (Settings.outbox_flags), read again every 5 s: a webhook added to the tenants
+        file is announced without a restart, and the hot paths do not read the file for every call."""
+        at, flags = self._flags
+        now = monotonic()
+        if now - at > 5.0:
+            flags = self.s.outbox_flags()
+            self._flags = (now, flags)
+        return flags
 
     # ----- jobs
     def create_job(self, meta: dict[str, str], documents: Iterable[str], external_ids: Sequence[str]) -> None:
@@ -241,15 +254,24 @@ class ResultsStore:
         dedup = self.keys.dedup
         for start in range(0, len(items), 1000):
             part = items[start : start + 1000]
-            args: list[Arg] = [self.s.dedup_ttl_seconds]
+            args: list[Arg] = [self.s.dedup_ttl_seconds, self.keys.archive_epoch if self.s.archive_enabled else ""]
             for tenant, kind, external_id, owner in part:
                 args += [dedup(tenant, kind, external_id), owner]
-            found = self._claim_all(args=args)
+            try:
+                found = self._claim_all(args=args)
+            except redis.ResponseError as exc:
+                if str(exc).startswith("INDEXLOST"):
+                    raise IndexLost() from None
+                raise
             claims += [
                 Claim(ClaimState.MINE, owner) if not value else parse_claim(value, owner)
                 for (_, _, _, owner), value in zip(part, found, strict=True)
             ]
         return claims
+
+    def index_ready(self) -> bool:
+        """The duplicate index may be used: the archive is off, or its epoch is there (worker/store/outbox.py)."""
+        return not self.s.archive_enabled or bool(self.r.exists(self.keys.archive_epoch))
 
     def lookup(self, tenant: str, kind: str, external_id: str, owner: str = "") -> Claim | None:
         """What the duplicate index says of an ExternalId, as seen by `owner`, without claiming it (None: nothing)."""
@@ -288,8 +310,21 @@ class ResultsStore:
             pipe,
             self._store_dead_letter,
             keys=[self.keys.dead, self.keys.dead_index, self.keys.metric(DOCUMENTS_METRIC)],
-            args=[entry["id"], json.dumps(entry, ensure_ascii=False), time.time(), labels_field(labels)],
+            args=[
+                entry["id"],
+                json.dumps(entry, ensure_ascii=False),
+                time.time(),
+                labels_field(labels),
+                *self._archived_dead_letter(entry),
+            ],
         )
+
+    def _archived_dead_letter(self, entry: dict[str, Any]) -> tuple[str, str]:
+        """The archive stream and what it keeps of a dead letter: all but the document, unless bodies are kept."""
+        if not self.s.archive_enabled:
+            return "", ""
+        kept = entry if self.s.archive_bodies else {k: v for k, v in entry.items() if k != "document"}
+        return self.keys.archive, json.dumps(kept, ensure_ascii=False)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         ids = cast(list[str], self.r.zrange(self.keys.dead_index, 0, -1))
@@ -317,7 +352,7 @@ class ResultsStore:
         # One script call per few hundred documents: far cheaper to send than a command or two each.
         now = now_iso()
         for start in range(0, len(updates), 500):
-            args: list[Arg] = [self.p, now, self.s.result_ttl_seconds]
+            args: list[Arg] = [self.p, now, self.s.result_ttl_seconds, self.outbox_flags()]
             for job_id, position, record in updates[start : start + 500]:
                 record.updated_at = now
                 args += [job_id, position, record.status, record.to_json()]
@@ -419,13 +454,13 @@ class ResultsStore:
             queue_script(pipe, self._count_batch, keys=[bk], args=lua_args(counters))
         self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
-            args: list[Arg] = [self.s.dedup_ttl_seconds]
+            args: list[Arg] = [self.s.dedup_ttl_seconds, keys.archive if self.s.archive_enabled else ""]
             for tenant, kind, external_id, owner, key, number, fingerprint in created[start : start + 500]:
                 value = f"created|{owner}|{key if isinstance(key, int) else '~' + key}|{number or ''}|{fingerprint}"
                 # Known Keys (SoftOne's integers, for its content matching) are kept in a zset scored by Key;
                 # other targets' ids are not numbers and are looked up by our own id instead.
                 known = keys.erp_keys(tenant, kind) if isinstance(key, int) else ""
-                args += [keys.dedup(tenant, kind, external_id), value, known, key]
+                args += [keys.dedup(tenant, kind, external_id), value, known, key, tenant, kind, external_id]
             queue_script(pipe, self._mark_created, args=args)
         for entry in dead:
             self._queue_dead_letter(pipe, entry)
@@ -580,7 +615,7 @@ class ResultsStore:
 
     def queue_close_job(self, pipe: Pipeline | RedisClient, job_id: str) -> None:
         """`close_job`, queued on `pipe` (at once on a client)."""
-        queue_script(pipe, self._close_job, args=[self.p, now_iso(), job_id])
+        queue_script(pipe, self._close_job, args=[self.p, now_iso(), job_id, self.outbox_flags()])
 
     def queue_rejected_job(self, pipe: Pipeline, meta: dict[str, str], reason: str) -> None:
         """A job that never got documents: status `rejected` (final) with the reason, listed like any job and
@@ -588,6 +623,8 @@ class ResultsStore:
         now = now_iso()
         fields = {"submitted_at": now, **meta, "status": JobStatus.REJECTED, "reason": reason, "finished_at": now}
         self._queue_job_hash(pipe, meta["job_id"], fields, now=now)
+        if self.s.archive_enabled:
+            pipe.xadd(self.keys.archive, {"e": "job", "j": meta["job_id"], "at": now, "d": json.dumps(fields)})
 
     def _queue_job_hash(self, pipe: Pipeline, job_id: str, fields: dict[str, str], *, now: str | None = None) -> None:
         """A new job's hash (`fields`, no documents yet, every counter 0), kept for the retention and listed."""

@@ -1,7 +1,25 @@
 -- The results store's `job_functions` (worker/store/results.py).
 -- Lua functions shared by the scripts below. A job's keys derive from the prefix and job id (the same as
 -- Keys.job in worker/store/keys.py), so one script call can update documents of many jobs.
-local function finish_if_done(jk, open_jobs, now, job_id)
+-- The outbox streams (worker/store/outbox.py). `flags` holds 'a' when the archive is on: every outcome and every
+-- job's final summary is appended to {p}:archive in the same script that records it, so the archiver
+-- (worker/archive/) can never miss one; 'w' when some tenant has a webhook: a final job is appended to
+-- {p}:events:jobs (capped: a webhook sender that is not running loses the oldest, never the pipeline's time).
+local function archive_job(prefix, flags, jk, job_id, now)
+  if string.find(flags, 'a', 1, true) then
+    local flat = redis.call('HGETALL', jk)
+    local job = {}
+    for n = 1, #flat, 2 do job[flat[n]] = flat[n + 1] end
+    redis.call('XADD', prefix .. ':archive', '*', 'e', 'job', 'j', job_id, 'at', now, 'd', cjson.encode(job))
+  end
+  if string.find(flags, 'w', 1, true) then
+    local meta = redis.call('HMGET', jk, 'tenant', 'status')
+    redis.call('XADD', prefix .. ':events:jobs', 'MAXLEN', '~', '100000', '*',
+      'j', job_id, 't', meta[1] or '', 's', meta[2] or '', 'at', now)
+  end
+end
+
+local function finish_if_done(prefix, jk, now, job_id, flags)
   local pending = tonumber(redis.call('HGET', jk, 'n_pending') or '0')
   if pending > 0 then return false end
   local total = tonumber(redis.call('HGET', jk, 'total') or '0')
@@ -11,7 +29,8 @@ local function finish_if_done(jk, open_jobs, now, job_id)
   local status = 'partial'
   if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
   redis.call('HSET', jk, 'status', status, 'finished_at', now)
-  redis.call('SREM', open_jobs, job_id)
+  redis.call('SREM', prefix .. ':open_jobs', job_id)
+  if flags ~= '' then archive_job(prefix, flags, jk, job_id, now) end
   return true
 end
 
@@ -23,12 +42,16 @@ end
 -- Sets the records of ARGV[i], ARGV[i + 4], ... while they are of the same job (a batch's documents mostly
 -- are): per document only its status is read and its record and status written; the job's counters, metric,
 -- updated_at and status are written once for the run, from what its documents changed. Appends each one's
--- result to `out` and returns the index after the run.
-local function set_records_of_job(prefix, argv, i, now, ttl, out)
+-- result to `out` and returns the index after the run. With the archive on, every record set with an outcome
+-- (not `pending`) is appended to {p}:archive with its job's tenant, target and kind.
+local function set_records_of_job(prefix, argv, i, now, ttl, out, flags)
   local job_id = argv[i]
   local jk = prefix .. ':job:' .. job_id
   local alive = redis.call('EXISTS', jk) == 1
   local delta, entered, changed = {}, {}, false
+  local archive = alive and string.find(flags, 'a', 1, true)
+  local where
+  if archive then where = redis.call('HMGET', jk, 'tenant', 'target', 'kind') end
   while i <= #argv and argv[i] == job_id do
     if not alive then
       out[#out + 1] = -1
@@ -39,6 +62,10 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out)
         out[#out + 1] = 0
       else
         redis.call('HSET', jk .. ':records', pos, argv[i + 3])
+        if archive and status ~= 'pending' then
+          redis.call('XADD', prefix .. ':archive', '*', 'e', 'doc', 'j', job_id, 'p', pos, 's', status,
+            't', where[1] or '', 'g', where[2] or 'softone', 'k', where[3] or '', 'r', argv[i + 3])
+        end
         if old ~= status then
           redis.call('HSET', jk .. ':status', pos, status)
           delta[old] = (delta[old] or 0) - 1
@@ -68,7 +95,7 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out)
   redis.call('HSET', jk, 'updated_at', now)
   local current = redis.call('HGET', jk, 'status')
   if current == 'receiving' then return i end
-  if not finish_if_done(jk, prefix .. ':open_jobs', now, job_id) and current ~= 'running' then
+  if not finish_if_done(prefix, jk, now, job_id, flags) and current ~= 'running' then
     redis.call('HSET', jk, 'status', 'running')
     redis.call('HDEL', jk, 'finished_at')
   end

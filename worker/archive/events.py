@@ -1,0 +1,145 @@
+"""Outbox entries (worker/store/outbox.py) turned into the archive's rows: pure, no I/O.
+
+A doc entry becomes an outcome row; an idx entry the deployment's index row; a dead entry a dead-letter row; a
+job entry the job's summary. Within one batch of entries the newest index and job rows win (the database keeps
+the newest across batches: worker/archive/writer.py). An entry this code cannot read is skipped with its reason,
+never retried forever: the stream must keep moving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.store.outbox import Entry
+from worker.store.records import DOC_STATUSES
+
+__all__ = ["Rows", "rows_of"]
+
+_COUNTED = tuple(status.value for status in DOC_STATUSES)
+
+
+@dataclass
+class Rows:
+    """What one batch of entries writes, table by table, and the entries it could not read."""
+
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    index: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    dead_letters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (entry id, why)
+    bodies_wanted: list[tuple[int, str, int]] = field(default_factory=list)  # (outcome row, job, position)
+
+    def __len__(self) -> int:
+        return len(self.outcomes) + len(self.jobs) + len(self.index) + len(self.dead_letters)
+
+
+def _time(entry: Entry) -> datetime:
+    return datetime.fromtimestamp(entry.ms / 1000, tz=UTC)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def rows_of(entries: list[Entry], deployment: str, *, bodies: bool = False) -> Rows:
+    """The rows of `entries` (in stream order) for the deployment `deployment` (its key prefix)."""
+    rows = Rows()
+    for entry in entries:
+        try:
+            _add(rows, entry, deployment, bodies)
+        except (KeyError, ValueError, TypeError) as exc:
+            rows.skipped.append((entry.id, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def _add(rows: Rows, entry: Entry, deployment: str, bodies: bool) -> None:
+    f = entry.fields
+    kind = f["e"]
+    if kind == "doc":
+        _add_outcome(rows, entry, bodies)
+    elif kind == "idx":
+        value = f["v"]
+        parts = value.split("|")
+        erp_key = int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else None
+        rows.index[(f["t"], f["k"], f["x"])] = {
+            "deployment": deployment,
+            "tenant": f["t"],
+            "kind": f["k"],
+            "external_id": f["x"],
+            "value": value,
+            "erp_key": erp_key,
+            "recorded_at": _time(entry),
+            "event_id": entry.sort_key,
+        }
+    elif kind == "dead":
+        data = json.loads(f["d"])
+        rows.dead_letters[f["id"]] = {
+            "dead_id": f["id"],
+            "tenant": str(data.get("tenant") or ""),
+            "kind": str(data.get("kind") or ""),
+            "external_id": data.get("external_id"),
+            "job_id": data.get("job_id"),
+            "reason": data.get("reason") or data.get("error"),
+            "entry": data,
+            "recorded_at": _time(entry),
+        }
+    elif kind == "job":
+        _add_job(rows, entry)
+    else:
+        raise ValueError(f"unknown entry kind {kind!r}")
+
+
+def _add_outcome(rows: Rows, entry: Entry, bodies: bool) -> None:
+    f = entry.fields
+    record = json.loads(f["r"])
+    key = record.get("key")
+    rows.outcomes.append(
+        {
+            "event_id": entry.sort_key,
+            "recorded_at": _time(entry),
+            "job_id": f["j"],
+            "position": int(f["p"]),
+            "tenant": f["t"],
+            "target": f.get("g") or "softone",
+            "kind": f["k"],
+            "external_id": str(record.get("external_id") or ""),
+            "status": f["s"],
+            "erp_key": None if key is None else str(key),
+            "number": record.get("number"),
+            "error": record.get("error"),
+            "errors": record.get("errors") or [],
+            "batch_id": record.get("batch_id"),
+            "body": None,
+        }
+    )
+    if bodies and f["s"] in ("created", "updated"):
+        rows.bodies_wanted.append((len(rows.outcomes) - 1, f["j"], int(f["p"])))
+
+
+def _add_job(rows: Rows, entry: Entry) -> None:
+    f = entry.fields
+    job = json.loads(f["d"])
+    rows.jobs[f["j"]] = {
+        "job_id": f["j"],
+        "tenant": str(job.get("tenant") or ""),
+        "target": str(job.get("target") or "softone"),
+        "kind": str(job.get("kind") or ""),
+        "lane": job.get("lane"),
+        "operation": job.get("operation"),
+        "status": str(job.get("status") or ""),
+        "total": int(job.get("total") or 0),
+        "counts": {status: int(job.get(f"n_{status}") or 0) for status in _COUNTED},
+        "reason": job.get("reason"),
+        "submitted_at": _parse_time(job.get("submitted_at")),
+        "finished_at": _parse_time(job.get("finished_at") or f.get("at")),
+        "event_id": entry.sort_key,
+    }

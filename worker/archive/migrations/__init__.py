@@ -1,0 +1,1 @@
+"""Alembic's environment and revisions for the archive (worker/archive/database.py runs them)."""

@@ -1,0 +1,63 @@
+"""Writes a batch of the archive's rows (worker/archive/events.py) in one transaction, idempotently.
+
+Outcomes and dead letters are inserted unless there (their outbox entry's id is their key: a batch written again
+after a crash between commit and acknowledgement changes nothing). Jobs and index entries are upserted, and a row
+is only replaced by a newer entry's (`event_id`): entries read again after a crash, older than what the database
+holds, never undo it. PostgreSQL and SQLite both take `INSERT ... ON CONFLICT`, through their dialects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from worker.archive import schema
+from worker.archive.events import Rows
+from worker.errors import ArchiveError
+
+__all__ = ["write"]
+
+#: Rows per INSERT statement (executemany): PostgreSQL's parameter limit is 65,535, SQLite's 32,766.
+_CHUNK = 500
+
+
+def write(engine: Engine, rows: Rows) -> None:
+    """Commit `rows` as one transaction, or raise ArchiveError (nothing of them is written then)."""
+    try:
+        with engine.begin() as connection:
+            _insert_new(connection, schema.outcomes, rows.outcomes, ["event_id", "recorded_at"])
+            _insert_new(connection, schema.dead_letters, list(rows.dead_letters.values()), ["dead_id"])
+            _upsert_newer(connection, schema.jobs, list(rows.jobs.values()), ["job_id"])
+            _upsert_newer(
+                connection, schema.index, list(rows.index.values()), ["deployment", "tenant", "kind", "external_id"]
+            )
+    except SQLAlchemyError as exc:
+        original = getattr(exc, "orig", None)
+        first = str(original if original is not None else exc).strip().splitlines()
+        raise ArchiveError(f"the archive refused a batch: {first[0] if first else type(exc).__name__}") from None
+
+
+def _insert(connection: Connection) -> Any:
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
+def _insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: list[str]) -> None:
+    insert = _insert(connection)
+    for start in range(0, len(rows), _CHUNK):
+        connection.execute(insert(table).on_conflict_do_nothing(index_elements=key), list(rows[start : start + _CHUNK]))
+
+
+def _upsert_newer(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: list[str]) -> None:
+    insert = _insert(connection)
+    for start in range(0, len(rows), _CHUNK):
+        statement = insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=key,
+            set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in key},
+            where=table.c.event_id < statement.excluded.event_id,
+        )
+        connection.execute(statement, list(rows[start : start + _CHUNK]))
