@@ -11,8 +11,9 @@
     │                               cache, worker/store/tokens.py)
     ├── IndexLost                   Redis has lost the duplicate index (its epoch is gone): nothing is
     │                               claimed until `erpsync archive restore-index` rebuilds it
-    ├── ArchiveError                the archive's database failed or its schema is not the code's
-    │                               (worker/archive/); the outbox keeps what was not written
+    ├── ArchiveError                the archive's schema is not the code's, or it refused a write
+    │   └── ArchiveUnavailable      the archive's database cannot be reached: wait, the outbox keeps
+    │                               what was not written (worker/archive/)
     ├── TransientError              nothing was created; the same request may succeed later → retry
     │   ├── ConnectFailed           refused/reset before the request was sent, connect timeout
     │   ├── RateLimited             429, with the server's Retry-After
@@ -108,7 +109,11 @@ class IndexLost(ErpSyncError):
 
 
 class ArchiveError(ErpSyncError):
-    """The archive's database cannot be used: unreachable, or its schema is not the one this code writes."""
+    """The archive's database cannot be used: its schema is not the one this code writes, or it refused a write."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive's database cannot be reached (down, refusing connections): worth waiting out."""
 
 
 class TransientError(ErpSyncError):

@@ -100,7 +100,7 @@ class Archiver:
     def run(self, stop: threading.Event) -> None:
         """Archive until `stop` is set; failures of the database or Redis are retried with backoff, never fatal."""
         failures = 0
-        log.info("archiver started (batches of up to %d entries)", self.settings.archive_batch_events)
+        log.info("archiving in batches of up to %d entries", self.settings.archive_batch_events)
         while not stop.is_set():
             try:
                 self.housekeeping()

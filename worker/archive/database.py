@@ -20,11 +20,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from worker.errors import ArchiveError, ConfigurationError
+from worker.errors import ArchiveError, ArchiveUnavailable, ConfigurationError
 from worker.redaction import redact_url
 from worker.settings import Settings
 
@@ -98,6 +99,8 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
             return before, head_revision()
     except SQLAlchemyError as exc:
         raise ArchiveError(f"cannot migrate the archive at {shown_url(settings)}: {_short(exc)}") from None
+    except CommandError as exc:  # a revision this code does not know: written by a newer erpsync
+        raise ArchiveError(f"cannot migrate the archive at {shown_url(settings)}: {exc}") from None
 
 
 def check_schema(settings: Settings) -> str:
@@ -106,7 +109,7 @@ def check_schema(settings: Settings) -> str:
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise ArchiveError(f"cannot reach the archive at {shown_url(settings)}: {_short(exc)}") from None
+        raise ArchiveUnavailable(f"cannot reach the archive at {shown_url(settings)}: {_short(exc)}") from None
     head = head_revision()
     if current != head:
         raise ArchiveError(

@@ -11,7 +11,9 @@
     erpsync_dead_letters  one row per dead letter (without the document unless bodies are archived)
     erpsync_meta          name -> value: the deployments' index epochs
 
-Times are Redis's clock at the moment the outcome was recorded (the outbox entry's id), in UTC. The migrations
+Text columns have no length limit: a row the database refused would stop the archive (the archiver retries a batch
+until it is written), so nothing a producer sends may be too long for it. Times are Redis's clock at the moment
+the outcome was recorded (the outbox entry's id), in UTC. The migrations
 (worker/archive/migrations/) create exactly these; `check_schema` (worker/archive/database.py) compares the
 database's revision with the code's.
 """
@@ -41,18 +43,18 @@ outcomes = Table(
     metadata,
     Column("event_id", String(24), nullable=False),  # the outbox entry: "<ms, 13 digits>-<seq, 6 digits>"
     Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Column("job_id", String(200), nullable=False),
+    Column("job_id", Text, nullable=False),
     Column("position", Integer, nullable=False),
-    Column("tenant", String(100), nullable=False),
+    Column("tenant", Text, nullable=False),
     Column("target", String(40), nullable=False),
     Column("kind", String(40), nullable=False),
-    Column("external_id", String(200), nullable=False),
+    Column("external_id", Text, nullable=False),
     Column("status", String(20), nullable=False),
-    Column("erp_key", String(100)),  # SoftOne's Key, Fortnox's DocumentNumber, the invoice service's id
-    Column("number", String(100)),
+    Column("erp_key", Text),  # SoftOne's Key, Fortnox's DocumentNumber, the invoice service's id
+    Column("number", Text),
     Column("error", Text),
     Column("errors", JSON),  # [{"path": ..., "reason": ...}]: field paths and reasons, never values
-    Column("batch_id", String(200)),
+    Column("batch_id", Text),
     Column("body", Text),  # the document as sent, masked; only with ERPSYNC_ARCHIVE_BODIES
     # The partition key belongs to the primary key on PostgreSQL; an entry's time never changes, so the event id
     # alone still makes a row unique.
@@ -66,8 +68,8 @@ Index("erpsync_outcomes_erp_key", outcomes.c.erp_key)
 jobs = Table(
     "erpsync_jobs",
     metadata,
-    Column("job_id", String(200), primary_key=True),
-    Column("tenant", String(100), nullable=False),
+    Column("job_id", Text, primary_key=True),
+    Column("tenant", Text, nullable=False),
     Column("target", String(40), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("lane", String(20)),
@@ -86,10 +88,10 @@ Index("erpsync_jobs_finished_at", jobs.c.finished_at)
 index = Table(
     "erpsync_index",
     metadata,
-    Column("deployment", String(100), nullable=False),  # ERPSYNC_KEY_PREFIX
-    Column("tenant", String(100), nullable=False),
+    Column("deployment", Text, nullable=False),  # ERPSYNC_KEY_PREFIX
+    Column("tenant", Text, nullable=False),
     Column("kind", String(40), nullable=False),
-    Column("external_id", String(200), nullable=False),
+    Column("external_id", Text, nullable=False),
     Column("value", Text, nullable=False),  # "created|owner|key|number|fingerprint", as in Redis
     Column("erp_key", BigInteger),  # SoftOne's integer Key (reconciliation's known Keys); None for text ids
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -100,11 +102,11 @@ index = Table(
 dead_letters = Table(
     "erpsync_dead_letters",
     metadata,
-    Column("dead_id", String(300), primary_key=True),
-    Column("tenant", String(100), nullable=False),
+    Column("dead_id", Text, primary_key=True),
+    Column("tenant", Text, nullable=False),
     Column("kind", String(40), nullable=False),
-    Column("external_id", String(200)),
-    Column("job_id", String(200)),
+    Column("external_id", Text),
+    Column("job_id", Text),
     Column("reason", Text),
     Column("entry", JSON, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -114,6 +116,6 @@ Index("erpsync_dead_letters_recorded_at", dead_letters.c.recorded_at)
 meta = Table(
     "erpsync_meta",
     metadata,
-    Column("name", String(200), primary_key=True),
+    Column("name", Text, primary_key=True),
     Column("value", Text, nullable=False),
 )

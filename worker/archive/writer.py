@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from worker.archive import schema
 from worker.archive.events import Rows
-from worker.errors import ArchiveError
+from worker.errors import ArchiveError, ArchiveUnavailable
 
 __all__ = ["write"]
 
@@ -35,10 +35,17 @@ def write(engine: Engine, rows: Rows) -> None:
             _upsert_newer(
                 connection, schema.index, list(rows.index.values()), ["deployment", "tenant", "kind", "external_id"]
             )
+    except (OperationalError, InterfaceError) as exc:  # the connection: worth waiting out
+        raise ArchiveUnavailable(f"the archive cannot be reached: {_first_line(exc)}") from None
     except SQLAlchemyError as exc:
-        original = getattr(exc, "orig", None)
-        first = str(original if original is not None else exc).strip().splitlines()
-        raise ArchiveError(f"the archive refused a batch: {first[0] if first else type(exc).__name__}") from None
+        raise ArchiveError(f"the archive refused a batch: {_first_line(exc)}") from None
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's message, first line only: the rest may quote the statement's parameters (document content)."""
+    original = getattr(exc, "orig", None)
+    lines = str(original if original is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _insert(connection: Connection) -> Any:
