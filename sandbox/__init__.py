@@ -35,6 +35,10 @@ injected_429, refresh_token_reuse, ...), the latency and the fault injection: fa
 request (sandbox.random_faults: ``--faults 429=0.05 --seed 7``) hit the ERP routes of every API,
 never the token endpoints.
 
+Webhook receivers (sandbox.webhooks): ``POST /_sandbox/webhooks/{name}`` takes erpsync's signed job webhooks,
+checks each signature under the secret set with ``POST /_sandbox/webhooks/{name}/config``, records them
+(``GET /_sandbox/webhooks/{name}``) and fails (``fail_next``) or hangs (``hang_seconds``) on purpose.
+
 Demo credentials (sandbox.config): SoftOne ``demo-company-key`` / ``demo-connect-key``; Fortnox
 client ``demo-fortnox-client`` / ``demo-fortnox-secret``, refresh token ``demo-fortnox-refresh``
 (valid once per process), TenantId ``demo-fortnox-tenant``; invoice service Bearer

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import control, fortnox, fortnox_actions, invoice_service
+from sandbox import control, fortnox, fortnox_actions, invoice_service, webhooks
 from sandbox.auth import authenticate, company_for_keys, query_params, unauthorized
 from sandbox.config import SandboxConfig
 from sandbox.jsonbody import parse_json
@@ -146,9 +146,11 @@ def create_app(config: SandboxConfig | None = None, *, clock: Callable[[], float
     """
     config = config or SandboxConfig()
     state = SandboxState(config) if clock is None else SandboxState(config, clock)
+    apis = erp_routes() + fortnox.routes() + fortnox_actions.routes() + invoice_service.routes()
     app = Starlette(
-        routes=erp_routes() + fortnox.routes() + fortnox_actions.routes() + invoice_service.routes() + control.routes(),
+        routes=apis + control.routes() + webhooks.routes(),
         middleware=[Middleware(SandboxMiddleware, state=state)],
     )
     app.state.sandbox = state
+    app.state.webhooks = webhooks.Receivers()  # erpsync's job webhooks' receivers (sandbox.webhooks)
     return app

@@ -149,6 +149,7 @@ def test_every_metric_is_described_without_reading_redis() -> None:
         "erpsync_retries",
         "erpsync_http_request_duration_seconds",
         "erpsync_dispatch_wait_seconds",
+        "erpsync_webhook_deliveries",
     }
 
 

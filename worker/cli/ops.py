@@ -78,7 +78,35 @@ def render_overview(data: dict[str, Any]) -> Group:
         newest = rejected["newest"][0]
         parts.append(Text(f"producer messages rejected: {rejected['count']} (newest: {newest.get('at')}, job "
                           f"{newest.get('job_id')}: {newest.get('reason')})", style="red"))  # fmt: skip
+    parts.append(_webhooks_line(data["webhooks"]))
+    if data["archive"]["enabled"]:
+        parts.append(_archive_line(data["archive"]))
     return Group(*parts)
+
+
+def _archive_line(archive: dict[str, Any]) -> Text:
+    """The archive: its lag, the archiver's last error; in red, a lost duplicate index and what to do."""
+    if archive["index"] == "lost":
+        return Text(f"DUPLICATE INDEX LOST: {archive['reason']}; intake claims nothing until then", style="bold red")
+    text = f"archive: {archive['lag']} outcome(s) not archived yet"
+    if archive["oldest_seconds"] is not None:
+        text += f", the oldest {_age(archive['oldest_seconds'])} old"
+    if archive["error"]:
+        text += f"; last error: {archive['error']}"
+    return Text(text, style="red" if archive["error"] or (archive["oldest_seconds"] or 0) > 60 else "")
+
+
+def _webhooks_line(hooks: dict[str, Any]) -> Text:
+    """Job webhooks: deliveries due, failing (after a failed attempt) and given up, the tenants failing named; job
+    events no sender has taken (`erpsync webhooks run` not running?). Red when something fails."""
+    text = f"webhooks: {hooks['due']} due, {hooks['failing']} failing, {hooks['given_up']} given up"
+    troubled = [t for t in hooks["tenants"] if t["failing"] or t["given_up"]]
+    if troubled:
+        text += " (" + ", ".join(f"{t['tenant']}: {t['failing']} failing, {t['given_up']} given up"
+                                 for t in troubled[:5]) + "; see erpsync webhooks list)"  # fmt: skip
+    if hooks["events_waiting"]:
+        text += f"; {hooks['events_waiting']} job events waiting for a sender"
+    return Text(text, style="red" if hooks["failing"] or hooks["given_up"] else "")
 
 
 def _headline(data: dict[str, Any]) -> Text:

@@ -12,6 +12,8 @@ scrape time. Writes ride on Redis calls that run anyway where they can:
   that ends a batch (ResultsStore.complete_batch), counted only if the batch was not done already.
 - erpsync_retries_total{target,reason}, erpsync_http_request_duration_seconds{target}: one non-transactional
   pipeline per retry or ERP request (`Recorder`).
+- erpsync_webhook_deliveries_total{tenant,outcome}: in the transaction or script that records a webhook attempt's
+  outcome (worker/webhooks/sender.py); the webhooks' gauges (due, failing, given up) are worker/ops/overview.py's.
 
 Metrics never fail the work: a Redis error while recording is logged at debug level and dropped (inside Lua,
 `redis.pcall`). Gauges (queue depths, buffers, oldest pending document) are computed at scrape time by
@@ -106,7 +108,20 @@ DISPATCH_WAIT = MetricDef(
     ("lane",),
     (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-METRICS: tuple[MetricDef, ...] = (DOCUMENTS, BATCHES, BATCH_DOCUMENTS, RETRIES, HTTP_DURATION, DISPATCH_WAIT)
+WEBHOOK_DELIVERIES = MetricDef(
+    "erpsync_webhook_deliveries_total",
+    "Job webhook attempts by outcome: delivered, retry (failed, due again), gave_up (worker/webhooks/sender.py).",
+    ("tenant", "outcome"),
+)
+METRICS: tuple[MetricDef, ...] = (
+    DOCUMENTS,
+    BATCHES,
+    BATCH_DOCUMENTS,
+    RETRIES,
+    HTTP_DURATION,
+    DISPATCH_WAIT,
+    WEBHOOK_DELIVERIES,
+)
 
 #: Every value `retry_reason()` returns; a label with a closed vocabulary keeps the series few.
 RETRY_REASONS = (

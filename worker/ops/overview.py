@@ -10,6 +10,7 @@ Where the numbers come from: the store's read-only views (worker/store/views.py,
 - the Celery queues' lists (every priority of a queue counted),
 - intake items, raw producer messages waiting and being accepted, the coalescing buffers;
 - open jobs, every job by submission time, dead letters, refused producer messages (a capped log);
+- job webhooks' deliveries due, failing and given up, and job events not taken yet (worker/store/webhooks.py);
 and, per tenant with work (`tenants`), the intake queue's and the dispatcher's backlogs per lane
 (worker/store/intake.py, dispatch.py): what each tenant has waiting, what it waits for, and for how long.
 
@@ -34,8 +35,10 @@ from worker.store.client import RedisClient
 from worker.store.dispatch import LANES, Dispatcher
 from worker.store.errors import REDIS_ERRORS
 from worker.store.intake import IntakeQueue
+from worker.store.outbox import Outbox
 from worker.store.records import DOC_STATUSES, JOB_FINAL
 from worker.store.views import OperatorView
+from worker.store.webhooks import WebhookStore
 
 # Finished jobs: the results store's final statuses, and `rejected` (a producer message refused as a whole).
 FINAL_STATUSES = frozenset(JOB_FINAL) | {"rejected"}
@@ -334,6 +337,67 @@ def rejected_messages(client: RedisClient, settings: Settings, *, newest: int = 
     return {"count": count, "newest": entries}
 
 
+# ----- the archive
+
+
+def archive(client: RedisClient, settings: Settings) -> dict[str, Any]:
+    """The archive (worker/archive/) as Redis sees it: the outbox's lag (entries not archived yet, the oldest's
+    age), the archiver's last commit and error, and the duplicate index's state: `ready`, `lost` (Redis lost its
+    data: intake claims nothing until `erpsync archive restore-index`) or `not started` (no worker has run yet)."""
+    if not settings.archive_enabled:
+        return {"enabled": False}
+    outbox = Outbox(client, settings)
+    lag, oldest = outbox.lag()
+    state = outbox.state()
+    index = "lost" if state.get("lost") else ("ready" if outbox.epoch() else "not started")
+    return {
+        "enabled": True,
+        "lag": lag,
+        "oldest_seconds": None if oldest is None else round(oldest, 3),
+        "index": index,
+        "reason": state.get("lost") or None,
+        "committed_at": float(state["committed_at"]) if state.get("committed_at") else None,
+        "error": state.get("error") or None,
+    }
+
+
+def archive_gauges(data: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """The archive's gauges, from `archive()`: its lag in entries and seconds, and whether the index is lost."""
+    if not data.get("enabled"):
+        return
+    yield GaugeMetricFamily("erpsync_archive_lag_entries", "Outcomes recorded and not archived yet", value=data["lag"])
+    yield GaugeMetricFamily(
+        "erpsync_archive_lag_seconds", "Age of the oldest outcome not archived yet", value=data["oldest_seconds"] or 0
+    )
+    yield GaugeMetricFamily(
+        "erpsync_index_lost",
+        "1 while Redis has lost the duplicate index (intake claims nothing until it is restored)",
+        value=1 if data["index"] == "lost" else 0,
+    )
+
+
+# ----- webhooks
+
+
+def webhooks(client: RedisClient, settings: Settings, now: float | None = None) -> dict[str, Any]:
+    """Job webhooks (worker/webhooks/): deliveries waiting (`due`, now or after a backoff), `failing` (waiting
+    after a failed attempt), `given_up` (kept a week), per tenant too, and the job events no sender has taken yet
+    (they grow while `erpsync webhooks run` is not running)."""
+    counts = WebhookStore(client, settings.key_prefix).counts(time.time() if now is None else now)
+    return {
+        "events_waiting": counts.events_waiting,
+        "due": counts.due,
+        "failing": counts.failing,
+        "given_up": counts.given_up,
+        "oldest_due_seconds": counts.oldest_due_seconds,
+        "tenants": [
+            {"tenant": t.tenant, "due": t.due, "failing": t.failing, "given_up": t.given_up}
+            for t in sorted(counts.tenants.values(), key=lambda t: t.tenant)
+        ],
+        "truncated": counts.truncated,
+    }
+
+
 # ----- workers
 
 
@@ -390,6 +454,8 @@ def overview(
         "recent_failures": recent_failures(client, settings),
         "dead_letters": dead_letters(client, settings),
         "rejected_messages": rejected_messages(client, settings),
+        "webhooks": webhooks(client, settings, now),
+        "archive": archive(client, settings),
     }
     # Redis first: when it is down, the command fails at once with its one-line error, before a broadcast.
     found = workers(settings) if with_workers else {"workers": [], "other_workers": 0, "error": "not asked"}
@@ -461,6 +527,27 @@ class OverviewCollector(Collector):
         yield GaugeMetricFamily(
             "erpsync_dead_letters", "Dead letters kept", value=_view(self.r, self.s).dead_letter_count()
         )
+        yield from webhook_gauges(webhooks(self.r, self.s, now))
+        yield from archive_gauges(archive(self.r, self.s))
+
+
+def webhook_gauges(data: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """The webhooks' gauges, from `webhooks()`: deliveries due, failing and given up per tenant, events waiting."""
+    names = {
+        "due": ("erpsync_webhook_deliveries_due", "Webhook deliveries waiting to be sent, now or after a backoff"),
+        "failing": ("erpsync_webhook_deliveries_failing", "Webhook deliveries waiting after a failed attempt"),
+        "given_up": ("erpsync_webhook_deliveries_failed", "Webhook deliveries given up (kept 7 days)"),
+    }
+    for field, (name, text) in names.items():
+        family = GaugeMetricFamily(name, text, labels=["tenant"])
+        for t in data["tenants"]:
+            family.add_metric([t["tenant"]], t[field])
+        yield family
+    yield GaugeMetricFamily(
+        "erpsync_webhook_events_waiting",
+        "Final jobs not yet taken by a webhook sender (grows while none runs)",
+        value=data["events_waiting"],
+    )
 
 
 def since_text(seconds: float | None) -> str:

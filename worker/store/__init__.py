@@ -15,6 +15,8 @@ submissions.py  raw producers' submit list and held messages, each settled in on
 counters.py     metric counters
 tokens.py       ERP access tokens shared by every worker, and a tenant's Retry-After pause
 views.py        read-only views for operators (worker/ops/overview.py)
+outbox.py       the stream every recorded outcome is appended to (the archive's input), the index's epoch
+webhooks.py     job events taken for webhooks, deliveries due, retried and given up
 
 Outside it, redis is imported only by the module tests/unit/test_layers.py lists (the local stack, which starts a
 redis-server); the others name Redis's errors and client through errors.py and client.py.

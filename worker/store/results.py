@@ -623,8 +623,13 @@ class ResultsStore:
         now = now_iso()
         fields = {"submitted_at": now, **meta, "status": JobStatus.REJECTED, "reason": reason, "finished_at": now}
         self._queue_job_hash(pipe, meta["job_id"], fields, now=now)
-        if self.s.archive_enabled:
+        flags = self.outbox_flags()
+        if "a" in flags:
             pipe.xadd(self.keys.archive, {"e": "job", "j": meta["job_id"], "at": now, "d": json.dumps(fields)})
+        if "w" in flags:  # as the scripts do for a job that finishes (worker/store/lua/job_functions.lua)
+            event: dict[FieldT, EncodableT] = {"j": meta["job_id"], "t": meta.get("tenant", ""), "at": now}
+            event["s"] = JobStatus.REJECTED.value
+            pipe.xadd(self.keys.job_events, event, maxlen=100_000, approximate=True)
 
     def _queue_job_hash(self, pipe: Pipeline, job_id: str, fields: dict[str, str], *, now: str | None = None) -> None:
         """A new job's hash (`fields`, no documents yet, every counter 0), kept for the retention and listed."""
