@@ -8,10 +8,12 @@ holds them to it):
     errors, settings, redaction, backoff, failpoints, fastjson  what every layer uses
     store/                the only owner of Redis state
     observability/        logs and metrics
+    archive/              the relational archive beyond Redis's retention; the index restore
     connectors/           one ERP API each, and the HTTP boundary
     pipeline/             intake → batch → send → record, with no Celery
     celery_app/           the Celery app, publishing by task name, bootsteps
     producer/             submit(), file readers, raw-Redis job messages
+    webhooks/             signed job webhooks, sent by their own process
     tasks/                (beside worker/) thin Celery task adapters of the pipeline's steps
     ops/, devstack/, cli/ status and dead letters; the local stack and demo; the `erpsync` command
 

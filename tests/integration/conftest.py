@@ -115,6 +115,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         s.start_sandbox()
         s.start_worker()
+        s.start_archiver()  # every test's outcomes are archived too (an SQLite file of the session's)
         s.use_in_this_process()
         yield s
     finally:

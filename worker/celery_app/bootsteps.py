@@ -5,6 +5,10 @@
   off the submit list and sends their accept tasks (worker/celery_app/listener.py).
 - `SendHeartbeat`: on workers that consume the send queue, a thread renews the leases of the batches the worker
   holds and offers a send ticket when work is due with none counted (worker/pipeline/dispatch.py, `heartbeat`).
+- `IndexGuard`: with the archive on, on workers that consume the intake queue: the archive's schema is checked
+  at start (an SQLite file is migrated; PostgreSQL must be, by `erpsync archive migrate`, or the worker refuses
+  to start), and a thread checks every few seconds that Redis still holds the duplicate index
+  (worker/archive/guard.py); intake is asked for again when the index comes back.
 - Recovery (worker/pipeline/recovery.py) when the worker is ready, and again whenever the consumer's broker
   connection comes back (`RecoverAfterReconnect`): a lost connection can lose messages.
 - Every log handler Celery sets up gets the secrets filter, the log context and the structured formatter.
@@ -22,20 +26,26 @@ from typing import Any
 from celery import bootsteps  # type: ignore[import-untyped]
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready  # type: ignore[import-untyped]
 from celery.utils.log import get_multiprocessing_logger  # type: ignore[import-untyped]
+from sqlalchemy import Engine
 
 from worker import redaction
+from worker.archive import IndexState, check_index, ready_engine
+from worker.archive.archiver import INDEX_CHECK_SECONDS
 from worker.celery_app.application import app, settings
 from worker.celery_app.enqueue import publish
 from worker.celery_app.listener import Listener
 from worker.celery_app.priority import lower_priority
+from worker.errors import ArchiveError
 from worker.observability import logs
 from worker.pipeline.dispatch import heartbeat
+from worker.pipeline.intake import request_intake
 from worker.pipeline.queue import Message, TaskName
 from worker.pipeline.recovery import recover
 from worker.settings import get_settings
 from worker.store.client import get_redis
+from worker.store.outbox import Outbox
 
-__all__ = ["LowerPriority", "RecoverAfterReconnect", "SendHeartbeat", "SubmissionListener", "send_accept"]
+__all__ = ["IndexGuard", "LowerPriority", "RecoverAfterReconnect", "SendHeartbeat", "SubmissionListener", "send_accept"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +116,50 @@ class SendHeartbeat(bootsteps.StartStopStep):
                 log.warning("send heartbeat failed; trying again in %.0fs", every, exc_info=True)
 
 
+class IndexGuard(bootsteps.StartStopStep):
+    """The archive's schema checked at start, and the duplicate index watched while the worker runs."""
+
+    label = "erpsync index guard"
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.stopping = threading.Event()
+        self.engine: Engine | None = None
+
+    def include_if(self, w: Any) -> bool:
+        current = get_settings()
+        return current.archive_enabled and current.queue in w.app.amqp.queues.consume_from
+
+    def start(self, parent: Any) -> None:
+        current = get_settings()
+        try:
+            self.engine = ready_engine(current)
+        except ArchiveError as exc:
+            log.critical("the worker cannot start: %s", exc)
+            raise SystemExit(2) from None
+        self._check()
+        self.stopping.clear()
+        threading.Thread(target=self._run, name="erpsync-index-guard", daemon=True).start()
+
+    def stop(self, parent: Any) -> None:
+        self.stopping.set()
+
+    def _check(self) -> IndexState | None:
+        current = get_settings()
+        assert self.engine is not None
+        try:
+            return check_index(Outbox(get_redis(current), current), self.engine, current)
+        except Exception:  # Redis or the database away: the next check tries again, intake waits meanwhile
+            log.warning("the duplicate index could not be checked; trying again", exc_info=True)
+            return None
+
+    def _run(self) -> None:
+        while not self.stopping.wait(INDEX_CHECK_SECONDS):
+            if self._check() in (IndexState.STARTED, IndexState.RESTORED):
+                request_intake(publish, get_settings().intake_chunk_docs)  # what waited for the index goes on
+
+
 class RecoverAfterReconnect(bootsteps.StartStopStep):
     """Run the recovery again each time the consumer's broker connection is re-established.
 
@@ -156,5 +210,6 @@ def _install_redaction(logger: logging.Logger, *args: Any, **kwargs: Any) -> Non
 
 app.steps["worker"].add(LowerPriority)
 app.steps["worker"].add(SubmissionListener)  # raw-Redis producers' job messages (worker/producer/submissions.py)
+app.steps["worker"].add(IndexGuard)  # the archive's schema, and Redis still holding the duplicate index
 app.steps["worker"].add(SendHeartbeat)  # senders: their batches' leases renewed (worker/pipeline/dispatch.py)
 app.steps["consumer"].add(RecoverAfterReconnect)

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from schemas.envelope import DocumentKind, Lane, Target
+from worker.cli.archive import add_archive_commands
 from worker.cli.console import (
     EXIT_NOT_ALL_CREATED,
     EXIT_OK,
@@ -32,8 +33,10 @@ from worker.cli.console import (
     err,
     out,
 )
+from worker.cli.history import add_history_command, archived_results
 from worker.cli.ops import FLOWER_STATE_SAVE_MS, cmd_flower, cmd_jobs, cmd_metrics, status_overview
-from worker.errors import ConfigurationError
+from worker.cli.webhooks import add_webhook_commands
+from worker.errors import ArchiveError, ConfigurationError
 from worker.producer.ingest import open_source
 from worker.redaction import redact_url
 from worker.settings import get_settings
@@ -58,11 +61,16 @@ def _job_or_fail(job_id: str) -> dict[str, str]:
 
 
 def results_payload(job_id: str) -> dict[str, Any]:
-    """The `results --json` contract."""
+    """The `results --json` contract: from the results store while Redis holds the job, then from the archive
+    (worker/cli/history.py), the same shape with `"source": "archive"`."""
     store = _store()
     job = store.job(job_id)
     if job is None:
-        raise UserError(f"no job {job_id!r} in the results store (wrong id, or older than the retention)")
+        archived = archived_results(job_id)
+        if archived is None:
+            archive = " or the archive" if get_settings().archive_enabled else " (the archive is off)"
+            raise UserError(f"no job {job_id!r} in the results store{archive} (wrong id, or older than the retention)")
+        return archived
     return {
         "job_id": job_id,
         "status": job.get("status"),
@@ -203,16 +211,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))
     else:
+        archived = " (from the archive: Redis no longer holds it)" if payload.get("source") == "archive" else ""
         table = Table(
-            "#", "ExternalId", "status", "Key", "number", "error", title=f"job {args.job_id}: {payload['status']}"
-        )
+            "#", "ExternalId", "status", "Key", "number", "error",
+            title=f"job {args.job_id}: {payload['status']}{archived}",
+        )  # fmt: skip
         for i, r in enumerate(payload["records"]):
             table.add_row(
                 str(i), r["external_id"], r["status"], str(r["key"] or ""), r["number"] or "", r["error"] or ""
             )
         out.print(table)
-    job = _job_or_fail(args.job_id)
-    return _exit_code(job) if job.get("status") in FINISHED else EXIT_OK
+    status = payload["status"] or ""
+    return _exit_code({"status": status}) if status in FINISHED else EXIT_OK
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
@@ -432,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=int, default=30)
     p.add_argument("--concurrency", type=int, default=4)
     p.set_defaults(func=cmd_demo)
+
+    add_archive_commands(sub)
+    add_history_command(sub)
+    add_webhook_commands(sub)
     return parser
 
 
@@ -439,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (UserError, ConfigurationError) as exc:
+    except (UserError, ConfigurationError, ArchiveError) as exc:
         err.print(f"[red]error:[/] {exc}")
     except ValidationError as exc:  # settings from the environment
         for e in exc.errors(include_url=False):

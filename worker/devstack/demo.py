@@ -1,8 +1,9 @@
 """`erpsync demo` / `make demo`: the main job end to end on real processes, then an audit.
 
-Starts Redis (embedded unless ERPSYNC_REDIS_URL is set), the sandbox and a worker; submits the POS
+Starts Redis (embedded unless ERPSYNC_REDIS_URL is set), the sandbox, a worker and the archiver; submits the POS
 end-of-day example with `erpsync submit --wait`; checks every document against the sandbox ledger
-(created once, with the Key we recorded); submits the same file again to show it creates nothing new;
+(created once, with the Key we recorded); submits the same file again to show it creates nothing new; shows what
+the archive (an SQLite file, ERPSYNC_ARCHIVE_URL to choose another) kept of both jobs, and one document's history;
 stops everything.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from worker.devstack.stack import local_stack
+from worker.devstack.stack import LocalStack, local_stack
 
 console = Console()
 
@@ -39,8 +40,17 @@ def run_demo(path: Path, *, latency_ms: int = 30, concurrency: int = 4) -> int:
         redis_url=redis_url,
         latency_ms=latency_ms,
         concurrency=concurrency,
-        extra_env={"ERPSYNC_QUEUE": f"erpsync-demo-{os.getpid()}", "ERPSYNC_KEY_PREFIX": f"erpsync-demo-{os.getpid()}"},
+        extra_env={
+            "ERPSYNC_QUEUE": f"erpsync-demo-{os.getpid()}",
+            "ERPSYNC_KEY_PREFIX": f"erpsync-demo-{os.getpid()}",
+            **(
+                {"ERPSYNC_ARCHIVE_URL": os.environ["ERPSYNC_ARCHIVE_URL"]}
+                if os.environ.get("ERPSYNC_ARCHIVE_URL")
+                else {}
+            ),
+        },
     ) as stack:
+        stack.start_archiver()
         console.print(f"sandbox at {stack.sandbox_url}, worker started; submitting {count} invoices from {path}")
         started = time.monotonic()
         first = stack.erpsync("submit", str(path), "--wait", "--json", "--timeout", "600")
@@ -63,6 +73,7 @@ def run_demo(path: Path, *, latency_ms: int = 30, concurrency: int = 4) -> int:
             f"new documents in the ledger: {grew}"
         )
         ok = ok and statuses.get("duplicate", 0) == len(again["records"]) and same_keys and grew == 0
+        ok = _show_archive(stack, results, again) and ok
     console.rule("[green]demo OK" if ok else "[red]demo FAILED")
     return 0 if ok else 1
 
@@ -88,3 +99,32 @@ def _report(results: Mapping[str, Any], ledger: Sequence[Mapping[str, Any]], ela
         table.add_row("first", ", ".join(f"{r['external_id']}→{r['key']}" for r in created[:3]))
     console.print(table)
     return statuses.get("created", 0) == len(records) == once == len(ledger)
+
+
+def _show_archive(stack: LocalStack, first: Mapping[str, Any], again: Mapping[str, Any]) -> bool:
+    """Wait for the archive to hold both jobs (its lag back to 0), print what it kept; True when it holds every
+    document's outcome of both."""
+    deadline = time.monotonic() + 30
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        shown = stack.erpsync("archive", "status", "--json")
+        state = json.loads(shown.stdout) if shown.returncode == 0 and shown.stdout.strip() else {}
+        if state.get("lag") == 0:
+            break
+        time.sleep(0.3)
+    counts = []
+    for job in (first, again):
+        listed = stack.erpsync("history", "--job", str(job["job_id"]), "--json", "--limit", "100000")
+        rows = json.loads(listed.stdout) if listed.returncode == 0 and listed.stdout.strip() else []
+        counts.append(Counter(str(r["status"]) for r in rows))
+    console.print(
+        f"\nArchive {state.get('url', '?')}: lag {state.get('lag', '?')} entries; first job {dict(counts[0])}, "
+        f"second job {dict(counts[1])}"
+    )
+    example = str(first["records"][0]["external_id"])
+    history = stack.erpsync("history", "--external-id", example, "--csv")
+    console.print(f"`erpsync history --external-id {example} --csv`:")
+    print(history.stdout.rstrip(), flush=True)  # as it is: CSV lines are not for wrapping
+    return counts[0].get("created", 0) == len(first["records"]) and counts[1].get("duplicate", 0) == len(
+        again["records"]
+    )

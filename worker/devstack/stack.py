@@ -165,6 +165,7 @@ class LocalStack:
     embedded: EmbeddedRedis | None = None
     sandbox: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    archivers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     flowers: list[FlowerProcess] = field(default_factory=list)
     sandbox_port: int = 0
 
@@ -176,6 +177,8 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ERPSYNC_")}
         env.update({"ERPSYNC_REDIS_URL": self.redis_url or ""})
+        # The archive: an SQLite file of the run's own unless `extra_env` names one (or "off").
+        env["ERPSYNC_ARCHIVE_URL"] = f"sqlite:///{self.workdir / 'archive.sqlite3'}"
         for target in ("SOFTONE", "FORTNOX", "INVOICE_SERVICE"):  # the sandbox serves every target's API
             env[f"ERPSYNC_{target}_BASE_URL"] = self.sandbox_url
         env.update(self.extra_env)
@@ -247,6 +250,23 @@ class LocalStack:
         self.workers.append(proc)
         logfile = self.workdir / f"worker-{name}.log"
         wait_until(lambda: b" ready." in logfile.read_bytes(), 60, f"worker {name}", proc)
+        return proc
+
+    def start_archiver(self, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`erpsync archive run` (own session: `kill_worker` takes it down as a crash would)."""
+        name = f"archiver-{len(self.archivers) + 1}"
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "archive", "run"],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.archivers.append(proc)
+        logfile = self.workdir / f"{name}.log"
+        wait_until(lambda: b"archiver started" in logfile.read_bytes(), 60, name, proc)
         return proc
 
     def start_flower(
@@ -335,6 +355,8 @@ class LocalStack:
         for flower in self.flowers:
             flower.stop()
         for proc in self.workers:
+            stop(proc, timeout=30)
+        for proc in self.archivers:
             stop(proc, timeout=30)
         stop(self.sandbox)
         if self.embedded:
