@@ -56,7 +56,7 @@ def rows_of(entries: list[Entry], deployment: str, *, bodies: bool = False) -> R
     for entry in entries:
         try:
             _add(rows, entry, deployment, bodies)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:  # AttributeError: JSON that is no object
             rows.skipped.append((entry.id, f"{type(exc).__name__}: {exc}"))
     return rows
 
