@@ -252,3 +252,63 @@ def test_redis_that_loses_its_data_sends_nothing_until_the_index_is_restored(dep
     with faults.sandbox() as erp:
         assert len(erp.get("/_sandbox/ledger").json()["documents"]) == ledger
     print(f"\nloss test: {restored.stdout.strip()}")
+
+
+def test_retention_drops_whole_months_on_postgresql(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Monthly partitions: an expired month is dropped as a table, the default partition and the other tables are
+    pruned by date, and what is younger than the retention stays."""
+    from datetime import UTC, datetime
+
+    from worker.archive.database import engine_for, migrate
+    from worker.archive.retention import ensure_partitions, prune
+    from worker.settings import Settings
+
+    monkeypatch.setenv("ERPSYNC_ARCHIVE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_database}")
+    settings = Settings(archive_retention_days=365)
+    migrate(settings)
+    engine = engine_for(settings.archive_url)
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    assert "erpsync_outcomes_202501" in ensure_partitions(engine, now=datetime(2025, 1, 15, tzinfo=UTC))
+    ensure_partitions(engine, now=now)
+    row = "INSERT INTO erpsync_outcomes (event_id, recorded_at, job_id, position, tenant, target, kind, external_id, "
+    row += "status) VALUES (:e, :at, 'j', 0, 't', 'softone', 'customer_invoice', :x, 'created')"
+    with engine.begin() as connection:
+        for event, at, xid in [("a", "2025-01-20", "old"), ("b", "2026-12-01", "new"), ("c", "2019-03-01", "default")]:
+            connection.execute(text(row), {"e": event, "at": at, "x": xid})
+    pruned = prune(engine, settings, now=now)
+    assert pruned["partitions"] >= 1 and pruned["outcomes"] == 1  # the month 2025-01 dropped; 2019 by date
+    with engine.connect() as connection:
+        left = {r[0] for r in connection.execute(text("SELECT external_id FROM erpsync_outcomes"))}
+        tables = set(
+            connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'erpsync_outcomes_%'")
+            ).scalars()
+        )
+    assert left == {"new"}
+    assert "erpsync_outcomes_202501" not in tables and "erpsync_outcomes_202612" in tables
+    engine.dispose()
+
+
+def test_a_worker_refuses_to_start_on_an_unmigrated_postgresql_archive(pg_database: str, tmp_path: Path) -> None:
+    """The schema is checked at worker start: on PostgreSQL the operator migrates; the worker says so and exits."""
+    from worker.devstack.stack import LocalStack
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    fresh = f"{pg_database}_empty"
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {fresh}"))
+    try:
+        name = f"unmigrated-{uuid.uuid4().hex[:6]}"
+        stack = LocalStack(workdir=tmp_path, redis_url="redis://127.0.0.1:6379/0", extra_env={
+            "ERPSYNC_ARCHIVE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{fresh}",
+            "ERPSYNC_QUEUE": name, "ERPSYNC_KEY_PREFIX": name,
+        })  # fmt: skip
+        with pytest.raises(RuntimeError, match="exited"):
+            stack.start_worker(queues="intake")
+        log = (tmp_path / "worker-w1.log").read_text(errors="replace")
+        assert "erpsync archive migrate" in log, log[-2000:]
+        stack.stop()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {fresh} WITH (FORCE)"))
+        admin.dispose()
