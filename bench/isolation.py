@@ -50,9 +50,11 @@ import httpx
 import redis
 
 from bench.neighbour import fortnox_invoices, small_tenant
-from bench.run import cpu_seconds, invoices, percentiles
+from bench.run import archive_on, cpu_seconds, invoices, percentiles
 from sandbox.config import DEMO_FORTNOX_CLIENT_ID, DEMO_FORTNOX_CLIENT_SECRET, DEMO_FORTNOX_TENANT_ID
 from worker.devstack.stack import ROOT, LocalStack, free_port
+from worker.redaction import redact_url
+from worker.store.keys import Keys
 from worker.store.records import JOB_FINAL
 
 VICTIM, BULK, FORTNOX, REFUSED = "shop", "bulk", "fortnox", "refused"
@@ -225,6 +227,8 @@ class Isolation:
                 "ERPSYNC_KEY_PREFIX": self.prefix,
                 "ERPSYNC_TENANTS_FILE": str(self.workdir / "tenants.json"),
                 "ERPSYNC_DEMO_TENANT": "false",
+                # `off` unless --archive names one (bench/run.py): comparable with the runs before the archive.
+                "ERPSYNC_ARCHIVE_URL": options.get("archive", "off"),
             },
         )
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -244,6 +248,8 @@ class Isolation:
             url = self.stack.env["ERPSYNC_REDIS_URL"].replace("redis+socket://", "unix://")
             self.r = redis.Redis.from_url(url, decode_responses=True)
             self.sandbox = httpx.Client(base_url=self.stack.sandbox_url, timeout=60)
+            if archive_on(self.stack.env["ERPSYNC_ARCHIVE_URL"]):
+                self.start_archive()
             alone = self.case("alone", None)
             for name, load in neighbours.items():
                 if name in ("a", "b"):  # the neighbour alone just before it runs next to the victim: less drift
@@ -260,6 +266,14 @@ class Isolation:
         report["seconds"] = round(time.time() - started, 1)
         return report
 
+    def start_archive(self) -> None:
+        """--archive: the archive migrated and its archiver running through every case (it keeps the archive's
+        keys: `clean` leaves them)."""
+        done = self.stack.erpsync("archive", "migrate")
+        if done.returncode != 0:
+            raise RuntimeError(f"erpsync archive migrate failed: {done.stderr.strip()[-2000:]}")
+        self.stack.start_archiver()
+
     def settings(self) -> dict[str, Any]:
         return {
             "latency_ms": self.options["latency_ms"],
@@ -270,6 +284,7 @@ class Isolation:
             "victim_producer": self.options["victim_producer"],
             "tenant_keys": self.options["tenant_keys"],
             "set": self.options.get("settings", {}),
+            "archive": redact_url(self.options.get("archive", "off")),
             **asdict(self.sizes),
         }
 
@@ -330,13 +345,15 @@ class Isolation:
 
     def clean(self, final: bool = False) -> None:
         """Delete every key of the run (the Redis may be shared: only ours), and the messages that killed workers
-        left unacknowledged in kombu's `unacked` hash."""
+        left unacknowledged in kombu's `unacked` hash. The archive's keys stay until the end (--archive): without
+        its epoch, a duplicate index the archive knows documents of counts as lost, and intake would wait."""
         if self.r is None:
             return
         ours = {self.prefix, f"{self.prefix}.send"}
         patterns = [f"{self.prefix}*"] + ([f"_kombu.binding.{self.prefix}*"] if final else [])
+        archive = Keys(self.prefix).archive
         for pattern in patterns:
-            keys = list(self.r.scan_iter(pattern, count=1000))
+            keys = [k for k in self.r.scan_iter(pattern, count=1000) if final or not k.startswith(archive)]
             for i in range(0, len(keys), 1000):
                 self.r.unlink(*keys[i : i + 1000])
         for tag, raw in self.r.hscan_iter("unacked"):

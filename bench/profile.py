@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"erpsync-profile-{uuid.uuid4().hex[:6]}"
     stack = LocalStack(
         workdir=Path(tempfile.mkdtemp(prefix="erpsync-profile-")), redis_url=os.environ.get("ERPSYNC_REDIS_URL"),
-        latency_ms=0, extra_env={"ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix},
+        # The archive off: the hot path as before it (a LocalStack's default, an SQLite archive, wants its epoch
+        # written by a worker's start, and its stream drained by an archiver: neither runs here).
+        latency_ms=0, extra_env={"ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix, "ERPSYNC_ARCHIVE_URL": "off"},
     )  # fmt: skip
     stack.start_redis()
     stack.start_sandbox()

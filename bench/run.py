@@ -1,6 +1,6 @@
 """`make bench`: erpsync against a naive worker and against the direct ceiling, in one run, on real processes.
 
-Scenarios (full size; `--quick` runs 3 % of them):
+Scenarios (full size; `--quick` runs 3 % of them; `--scenario` picks, by default all four):
   A  end of day: 20,000 invoices x 10 rows submitted as one job;
   B  stream: 10,000 one-invoice jobs submitted by 8 concurrent producers;
   C  tenant isolation (issue 23): a small tenant's latency alone and next to noisy neighbours, on a stack of its own
@@ -21,6 +21,22 @@ falls on both systems alike. Each round gives its own ratio; the report's `vs_di
 every round's ratio beside it. The naive worker runs once: its gap is far beyond any drift. Between machines,
 the ratio moves with how much a CPU-second does (erpsync is bound by CPU, direct mostly waits): the report names
 the CPU and times a fixed task before and after the run (`cpu_probe_ms`), so that runs can be compared.
+
+The archive (worker/archive/, ERPSYNC_ARCHIVE_URL) is `off` for A, B and C unless `--archive URL` names one, so
+that their figures stay comparable with the runs before it existed (a LocalStack's own default is an SQLite file).
+With `--archive URL` their archive is migrated (`erpsync archive migrate`) and its archiver runs beside the workers
+(its CPU a part of the run's). The archive's own cost is measured by a comparison of its own:
+  archive  issue 25: scenario A (its size; `--quick` scales it alike) with the archive off and with it on
+     PostgreSQL (a fresh database on `--pg-admin`'s server, migrated, dropped after; the archiver `erpsync archive
+     run` running during the archive-on runs), on a stack of its own (bench/archive.py). Each round runs the two
+     around one direct run, in the other order every other round (off, direct, on; then on, direct, off); both
+     variants' workers are started afresh and warmed up before each of their runs, with the same settings but
+     ERPSYNC_ARCHIVE_URL. Reported: each variant's ratio to the round's direct run and their medians, the drop
+     (off - on) / off, for every archive-on run the time from the job's last Key to the archive's lag reaching 0
+     (the stream's XLEN polled every 0.1 s), the archiver's and PostgreSQL's CPU seconds, Redis's command times,
+     and whether the archive holds exactly one `created` outcome row per created document. Targets: a drop of at
+     most 5 %, the lag at 0 within 5 s of the last Key. Skipped with a note when no PostgreSQL answers (a failure
+     under CI=true). `--scenario archive` runs it alone; after A, B or C it runs in a process of its own.
 """
 
 from __future__ import annotations
@@ -48,12 +64,14 @@ import httpx
 import redis
 
 from worker.devstack.stack import ROOT, LocalStack, wait_until
+from worker.redaction import redact_url
 from worker.settings import get_settings
 from worker.store.client import get_redis
 from worker.store.records import JOB_FINAL
 from worker.store.results import ResultsStore
 
 RESULTS = ROOT / "bench" / "results"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"  # the archive comparison's server (--pg-admin)
 CPU_PARTS = ["producers/direct (this process)", "worker", "sandbox", "redis"]
 
 
@@ -161,8 +179,9 @@ class Bench:
             workdir=workdir, redis_url=os.environ.get("ERPSYNC_REDIS_URL") or None, latency_ms=args.latency_ms,
             concurrency=args.concurrency, pool=args.pool,
             # The tenant's cap on requests in flight is direct's concurrency: both keep as many requests going.
+            # The archive: `off` unless --archive names one (the docstring); not among --set's settings.
             extra_env={"ERPSYNC_TENANT_MAX_IN_FLIGHT": str(args.concurrency), **dict(args.setting),
-                       "ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix,
+                       "ERPSYNC_ARCHIVE_URL": args.archive, "ERPSYNC_QUEUE": prefix, "ERPSYNC_KEY_PREFIX": prefix,
                        "NAIVE_QUEUE": f"{prefix}-naive"},
         )  # fmt: skip
         self.sandbox: httpx.Client | None = None
@@ -174,14 +193,19 @@ class Bench:
         self.cpu_probe_ms: list[float] = []  # before and after the scenarios
 
     def _cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each part of the run: where a scenario's time went, on 2 shared cores."""
+        """CPU seconds so far of each part of the run: where a scenario's time went, on 2 shared cores (the
+        archiver's too while one runs: --archive)."""
         redis_proc = self.stack.embedded.proc if self.stack.embedded else None
-        return {
+        cpu = {
             "producers/direct (this process)": cpu_seconds(os.getpid(), children=False),
             "worker": sum(cpu_seconds(pid) for pid in self.worker_pids),
             "sandbox": cpu_seconds(self.stack.sandbox.pid if self.stack.sandbox else None),
             "redis": cpu_seconds(redis_proc.pid if redis_proc else None),
         }
+        archivers = [p.pid for p in self.stack.archivers if p.poll() is None]
+        if archivers:
+            cpu["archiver"] = sum(cpu_seconds(pid) for pid in archivers)
+        return cpu
 
     def _start_clock(self) -> None:
         self._cpu_before = self._cpu()
@@ -192,21 +216,25 @@ class Bench:
         stats = self.sandbox.get("/_sandbox/stats").json()["requests"]
         return sum(sum(c.values()) for route, c in stats.items() if not route.endswith("/Login/Token"))
 
-    def _workers(self, app: str) -> list[subprocess.Popen[bytes]]:
+    def _workers(self, app: str, env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
+        """The system's worker processes; `env`: settings of theirs over the stack's (the archive comparison's)."""
         if app == "worker" and self.args.pool == "split":
             # Intake (CPU-bound validation) in one process per core; sends (I/O-bound POSTs) in threads.
             return [
                 self.stack.start_worker(
                     name="intake",
                     concurrency=os.cpu_count() or 2,
+                    env=env,
                     pool="prefork",
                     queues="intake",
                     nice=self.args.intake_nice,
                 ),
-                self.stack.start_worker(name="send", concurrency=self.args.send_threads, pool="threads", queues="send"),
+                self.stack.start_worker(
+                    name="send", concurrency=self.args.send_threads, env=env, pool="threads", queues="send"
+                ),
             ]
         if app == "worker":
-            return [self.stack.start_worker(name="bench")]
+            return [self.stack.start_worker(name="bench", env=env)]
         return [self._naive_worker()]
 
     def _naive_worker(self) -> subprocess.Popen[bytes]:
@@ -224,7 +252,7 @@ class Bench:
     def record(self, scenario: str, system: str, docs: int, rows: int, elapsed: float, requests: int,
                latencies: list[float], rss: dict[str, float]) -> None:  # fmt: skip
         cpu = {k: round(v - self._cpu_before.get(k, 0.0), 2) for k, v in self._cpu().items()}
-        row = {
+        row: dict[str, Any] = {
             "scenario": scenario, "system": system, "round": self._round, "documents": docs, "rows": rows,
             "seconds": round(elapsed, 3),
             "documents_per_s": round(docs / elapsed, 1), "rows_per_s": round(rows / elapsed, 1),
@@ -248,8 +276,16 @@ class Bench:
 
     # ----- systems
     def run_erpsync(
-        self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, *, measured: bool = True
-    ) -> None:
+        self,
+        scenario: str,
+        jobs: list[list[dict[str, Any]]],
+        producers: int,
+        *,
+        measured: bool = True,
+        system: str = "erpsync",
+    ) -> dict[str, Any]:
+        """Submit `jobs` and wait for them all; returns their ids, when the last Key was written (`last_key`, by
+        the records' clock) and when this process saw the jobs finished (`seen_finished`)."""
         # Imported once run() has made this process the stack's producer: the Celery app reads the settings when
         # imported.
         from worker.producer.submit import submit
@@ -273,6 +309,7 @@ class Bench:
             list(pool.map(produce, shares))
         open_jobs = f"{settings.key_prefix}:open_jobs"
         wait_until(lambda: store.r.scard(open_jobs) == 0, 3600, "erpsync jobs")
+        seen_finished = time.time()
         latencies, last = [], started
         for job_id in ids:
             job = store.job(job_id) or {}
@@ -287,7 +324,8 @@ class Bench:
         for pid in self.worker_pids:
             rss.update(peak_rss_mb(pid))
         if measured:
-            self.record(scenario, "erpsync", docs, rows, last - started, self._requests() - before, latencies, rss)
+            self.record(scenario, system, docs, rows, last - started, self._requests() - before, latencies, rss)
+        return {"ids": ids, "started": started, "last_key": last, "seen_finished": seen_finished}
 
     def run_naive(
         self, scenario: str, jobs: list[list[dict[str, Any]]], producers: int, proc: Any, *, measured: bool = True
@@ -404,6 +442,8 @@ class Bench:
         os.environ["NAIVE_QUEUE"] = self.stack.env["NAIVE_QUEUE"]  # bench.naive reads it when imported
         self.sandbox = httpx.Client(base_url=self.stack.sandbox_url, timeout=60)
         try:
+            if archive_on(self.args.archive):
+                self.start_archive()
             procs = self._start("erpsync")
             for name, (jobs, producers) in scenarios.items():
                 for n in range(1, self.args.rounds + 1):
@@ -426,6 +466,13 @@ class Bench:
         self.cpu_probe_ms.append(cpu_probe_ms())
         return self.report()
 
+    def start_archive(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The archive of the stack's env (or `env`'s) migrated, and its archiver started (stopped with the stack)."""
+        done = self.stack.erpsync("archive", "migrate", env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"erpsync archive migrate failed: {done.stderr.strip()[-2000:]}")
+        return self.stack.start_archiver(env=env)
+
     def _start(self, system: str) -> list[subprocess.Popen[bytes]]:
         procs = self._workers("worker" if system == "erpsync" else "bench.naive")
         self.worker_pids = [p.pid for p in procs]
@@ -441,23 +488,27 @@ class Bench:
         self, system: str, scenario: str, jobs: list[list[dict[str, Any]]], producers: int,
         procs: list[subprocess.Popen[bytes]],
     ) -> None:  # fmt: skip
-        # Every run meets the same sandbox: an empty ledger (the one before it, and the 200,000 invoices of the CSV
-        # submit, would otherwise weigh on the sandbox of the runs after it). Fresh ExternalIds for each run: the
-        # duplicate index would rightly take a repeated one for a duplicate.
-        self.sandbox.post("/_sandbox/reset").raise_for_status()  # type: ignore[union-attr]
-        tag = f"{system}{self._round}"
-        fresh = [[{**d, "ExternalId": f"{tag}-{d['ExternalId']}"} for d in j] for j in jobs]
-        # The scenarios' documents (millions of objects, all held by this process) are the bench's own: out of
-        # the garbage collector's sight, so that its full collections, which would walk them all, do not land
-        # on whichever system is measured (a real producer streams).
-        gc.collect()
-        gc.freeze()
+        fresh = self.fresh(jobs, f"{system}{self._round}")
         if system == "erpsync":
             self.run_erpsync(scenario, fresh, producers)
         elif system == "naive":
             self.run_naive(scenario, fresh, producers, procs[0])
         else:
             self.run_direct(scenario, fresh)
+
+    def fresh(self, jobs: list[list[dict[str, Any]]], tag: str) -> list[list[dict[str, Any]]]:
+        """Ready for a measured run: an empty sandbox, and `jobs` with fresh ExternalIds (`tag`)."""
+        # Every run meets the same sandbox: an empty ledger (the one before it, and the 200,000 invoices of the CSV
+        # submit, would otherwise weigh on the sandbox of the runs after it). Fresh ExternalIds for each run: the
+        # duplicate index would rightly take a repeated one for a duplicate.
+        self.sandbox.post("/_sandbox/reset").raise_for_status()  # type: ignore[union-attr]
+        fresh = [[{**d, "ExternalId": f"{tag}-{d['ExternalId']}"} for d in j] for j in jobs]
+        # The scenarios' documents (millions of objects, all held by this process) are the bench's own: out of
+        # the garbage collector's sight, so that its full collections, which would walk them all, do not land
+        # on whichever system is measured (a real producer streams).
+        gc.collect()
+        gc.freeze()
+        return fresh
 
     def report(self) -> dict[str, Any]:
         return make_report(self.args, self.results, self.cpu_probe_ms, self.ingest)
@@ -508,11 +559,17 @@ def make_report(
             "rounds": args.rounds,
             "quick": args.quick,
             "set": dict(args.setting),
+            "archive": redact_url(args.archive),  # A's, B's and C's (the comparison's own: its section)
         },
         "results": results,
         "ratios": ratios,
         "ingest": ingest,
     }
+
+
+def archive_on(url: str) -> bool:
+    """ERPSYNC_ARCHIVE_URL turns the archive on (worker/settings.py, `archive_enabled`)."""
+    return url.strip().lower() not in ("", "off", "none")
 
 
 def representative(results: list[dict[str, Any]], scenario: str, system: str) -> dict[str, Any] | None:
@@ -533,14 +590,20 @@ def machine_speed(machine: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    ran = " and ".join(name for key, name in (("isolation", "scenario C"), ("archive", "the archive comparison"))
+                       if report.get(key))  # fmt: skip
     lines = ab_markdown(report) if report["results"] else [
         f"Run {report['when']} on {report['machine']['cpus']} CPUs{machine_speed(report['machine'])}, "
-        f"Python {report['machine']['python']}{' (quick mode)' if report['settings']['quick'] else ''}: scenario C."
+        f"Python {report['machine']['python']}{' (quick mode)' if report['settings']['quick'] else ''}: {ran}."
     ]  # fmt: skip
     if report.get("isolation"):
         from bench.isolation import markdown as isolation_markdown  # bench.isolation imports this module
 
         lines += ["", *isolation_markdown(report["isolation"])]
+    if report.get("archive"):
+        from bench.archive import markdown as archive_markdown  # bench.archive imports this module
+
+        lines += ["", *archive_markdown(report["archive"])]
     return "\n".join(lines) + "\n"
 
 
@@ -558,7 +621,8 @@ def ab_markdown(report: dict[str, Any]) -> list[str]:
         f"{split}"
         f"{f', {rounds} rounds of erpsync and direct' if (rounds := s.get('rounds', 1)) > 1 else ''}"
         f"{' (quick mode)' if s['quick'] else ''}"
-        f"{''.join(f', {k}={v}' for k, v in s.get('set', {}).items())}.",
+        f"{''.join(f', {k}={v}' for k, v in s.get('set', {}).items())}"
+        f"{f', archive {a}' if (a := s.get('archive', 'off')) != 'off' else ''}.",
         "",
         "| scenario | system | round | documents | docs/s | rows/s | HTTP requests | p50 s | p95 s | p99 s "
         "| peak RSS MB |",
@@ -570,18 +634,19 @@ def ab_markdown(report: dict[str, Any]) -> list[str]:
         lines.append(f"| {r['scenario']} | {r['system']} | {r.get('round', 1)} | {r['documents']} | "
                      f"{r['documents_per_s']:.0f} | {r['rows_per_s']:.0f} | {r['http_requests']} | {lat['p50']} | "
                      f"{lat['p95']} | {lat['p99']} | {rss} |")  # fmt: skip
+    parts = CPU_PARTS + ["archiver"] * any("archiver" in r.get("cpu_s", {}) for r in report["results"])
     lines += [
         "",
         "CPU seconds per part of the run (user + system; where the time went):",
         "",
-        "| scenario | system | round | " + " | ".join(CPU_PARTS) + " |",
-        "|---|---|---|" + "---|" * len(CPU_PARTS),
+        "| scenario | system | round | " + " | ".join(parts) + " |",
+        "|---|---|---|" + "---|" * len(parts),
     ]
     for r in report["results"]:
         cpu = r.get("cpu_s", {})
         lines.append(
             f"| {r['scenario']} | {r['system']} | {r.get('round', 1)} | "
-            + " | ".join(str(cpu.get(k, "")) for k in CPU_PARTS)
+            + " | ".join(str(cpu.get(k, "")) for k in parts)
             + " |"
         )
     lines.append("")
@@ -665,8 +730,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["A", "B", "C"],
-        help="run only this scenario (repeatable; default all three)",
+        choices=["A", "B", "C", "archive"],
+        help="run only this scenario (repeatable; default all: A, B, C and the archive comparison)",
+    )
+    parser.add_argument(
+        "--archive",
+        default="off",
+        metavar="URL",
+        help="ERPSYNC_ARCHIVE_URL for A, B and C (default off: comparable with earlier runs); when on, it is "
+        "migrated and its archiver runs. The archive comparison has its own (a fresh database on --pg-admin)",
+    )
+    parser.add_argument(
+        "--pg-admin",
+        default=PG_ADMIN,
+        metavar="URL",
+        help="the PostgreSQL server on which the archive comparison creates (and then drops) its database",
     )
     parser.add_argument(
         "--ingest-rows",
@@ -704,7 +782,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "per tenant for the producer's credential scan)",
     )
     args = parser.parse_args(argv)
-    args.scenario = args.scenario or ["A", "B", "C"]
+    if any(name == "ERPSYNC_ARCHIVE_URL" for name, _ in args.setting):
+        parser.error("the archive is chosen with --archive URL, not --set")
+    args.scenario = args.scenario or ["A", "B", "C", "archive"]
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 1.0)
     args.a_docs, args.b_docs = max(10, int(20_000 * scale)), max(10, int(10_000 * scale))
     args.full_size = scale >= 1
@@ -721,15 +801,17 @@ def isolation_argv(args: argparse.Namespace) -> list[str]:
     """The options of this run that scenario C takes, for its own process (`isolation.run_in_child`)."""
     argv = ["--c-latency-ms", str(args.c_latency_ms), "--send-threads", str(args.send_threads)]
     argv += ["--intake-nice", str(args.intake_nice), "--victim-producer", args.victim_producer]
-    argv += ["--tenant-keys", args.tenant_keys]
+    argv += ["--tenant-keys", args.tenant_keys, "--archive", args.archive]
     argv += ["--quick"] if args.quick else []
     argv += ["--scale", str(args.scale)] if args.scale is not None else []
     return argv + [part for name, value in args.setting for part in ("--set", f"{name}={value}")]
 
 
 def run_scenarios(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """A and B (Bench) in this process; C here when it runs alone, else in a process of its own after them."""
-    from bench import isolation  # it imports this module
+    """A and B (Bench), then C, then the archive comparison, each on a stack of its own. The first of them runs in
+    this process, the others each in a process of its own (this process's Celery app and caches are bound to the
+    stack of the first)."""
+    from bench import archive, isolation  # they import this module
 
     sizes = isolation.FULL if args.full_size else isolation.QUICK
     options = {
@@ -740,20 +822,31 @@ def run_scenarios(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
         "settings": dict(args.setting),
         "victim_producer": args.victim_producer,
         "tenant_keys": args.tenant_keys,
+        "archive": args.archive,
     }
+    report: dict[str, Any] | None = None
+    probes: list[float] = []
+    bound = False  # this process is some stack's producer: what follows runs in a child
     if any(s in args.scenario for s in "AB"):
         print(
             f"bench: A {args.a_docs} invoices x 10 rows, B {args.b_docs} one-invoice jobs; latency {args.latency_ms} ms"
         )
-        report = Bench(args).run()
-        if "C" in args.scenario:
-            report["isolation"] = isolation.run_in_child(isolation_argv(args), env)
-        return report
-    probes = [cpu_probe_ms()]
-    section = isolation.run(sizes, options)
-    probes.append(cpu_probe_ms())
-    report = make_report(args, [], probes, None)
-    report["isolation"] = section
+        report, bound = Bench(args).run(), True
+    else:
+        probes.append(cpu_probe_ms())
+    sections: dict[str, Any] = {}
+    if "C" in args.scenario:
+        if bound:
+            sections["isolation"] = isolation.run_in_child(isolation_argv(args), env)
+        else:
+            sections["isolation"] = isolation.run(sizes, options)
+        bound = True
+    if "archive" in args.scenario:
+        sections["archive"] = archive.run_in_child(archive.child_argv(args), env) if bound else archive.run(args)
+    if report is None:
+        probes.append(cpu_probe_ms())
+        report = make_report(args, [], probes, None)
+    report.update(sections)
     return report
 
 

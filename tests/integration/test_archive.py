@@ -289,7 +289,9 @@ def test_retention_drops_whole_months_on_postgresql(pg_database: str, monkeypatc
     engine.dispose()
 
 
-def test_a_worker_refuses_to_start_on_an_unmigrated_postgresql_archive(pg_database: str, tmp_path: Path) -> None:
+def test_a_worker_refuses_to_start_on_an_unmigrated_postgresql_archive(
+    pg_database: str, tmp_path: Path, redis_url: str
+) -> None:
     """The schema is checked at worker start: on PostgreSQL the operator migrates; the worker says so and exits."""
     from worker.devstack.stack import LocalStack
 
@@ -299,7 +301,7 @@ def test_a_worker_refuses_to_start_on_an_unmigrated_postgresql_archive(pg_databa
         connection.execute(text(f"CREATE DATABASE {fresh}"))
     try:
         name = f"unmigrated-{uuid.uuid4().hex[:6]}"
-        stack = LocalStack(workdir=tmp_path, redis_url="redis://127.0.0.1:6379/0", extra_env={
+        stack = LocalStack(workdir=tmp_path, redis_url=redis_url, extra_env={
             "ERPSYNC_ARCHIVE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{fresh}",
             "ERPSYNC_QUEUE": name, "ERPSYNC_KEY_PREFIX": name,
         })  # fmt: skip
