@@ -33,7 +33,7 @@ from worker.cli.console import (
     err,
     out,
 )
-from worker.cli.history import add_history_command, archived_results
+from worker.cli.history import add_history_command, archived_results, result_record
 from worker.cli.ops import FLOWER_STATE_SAVE_MS, cmd_flower, cmd_jobs, cmd_metrics, status_overview
 from worker.cli.webhooks import add_webhook_commands
 from worker.errors import ArchiveError, ConfigurationError
@@ -75,17 +75,7 @@ def results_payload(job_id: str) -> dict[str, Any]:
         "job_id": job_id,
         "status": job.get("status"),
         "lane": job.get("lane"),
-        "records": [
-            {
-                "external_id": r.external_id,
-                "status": r.status,
-                "key": r.key,
-                "number": r.number,
-                "error": r.error,
-                "errors": r.errors,
-            }
-            for r in store.records(job_id)
-        ],
+        "records": [result_record(r) for r in store.records(job_id)],
     }
 
 

@@ -17,7 +17,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.table import Table
 from sqlalchemy import Engine
@@ -28,7 +28,7 @@ from worker.archive.history import HistoryRow, history, job, job_records
 from worker.cli.console import EXIT_OK, UserError, err, out
 from worker.settings import Settings, get_settings
 
-__all__ = ["CSV_COLUMNS", "STATUS_CHOICES", "add_history_command", "archived_results", "errors_text"]
+__all__ = ["CSV_COLUMNS", "STATUS_CHOICES", "add_history_command", "archived_results", "errors_text", "result_record"]
 
 STATUS_CHOICES = ("created", "duplicate", "changed", "updated", "failed", "unknown")
 CSV_COLUMNS = ("recorded_at", "tenant", "kind", "job_id", "position", "external_id", "status", "key", "number",
@@ -49,6 +49,27 @@ def _engine(settings: Settings) -> Engine | None:
 # ----- `erpsync results` after Redis's retention
 
 
+class _Outcome(Protocol):
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def key(self) -> int | str | None: ...
+    @property
+    def number(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def errors(self) -> list[dict[str, str]]: ...
+
+
+def result_record(r: _Outcome) -> dict[str, Any]:
+    """A document's outcome as the `results --json` contract has it, from Redis's record or the archive's row."""
+    return {"external_id": r.external_id, "status": r.status, "key": r.key, "number": r.number, "error": r.error,
+            "errors": r.errors}  # fmt: skip
+
+
 def archived_results(job_id: str) -> dict[str, Any] | None:
     """The `results --json` payload of a job from the archive (`"source": "archive"`), or None when the archive is
     off or does not know the job."""
@@ -63,17 +84,7 @@ def archived_results(job_id: str) -> dict[str, Any] | None:
         "job_id": job_id,
         "status": found["status"],
         "lane": found["lane"],
-        "records": [
-            {
-                "external_id": r.external_id,
-                "status": r.status,
-                "key": r.key,
-                "number": r.number,
-                "error": r.error,
-                "errors": r.errors,
-            }
-            for r in job_records(engine, job_id)
-        ],
+        "records": [result_record(r) for r in job_records(engine, job_id)],
         "source": "archive",
     }
 
