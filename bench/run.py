@@ -1,10 +1,11 @@
 """`make bench`: erpsync against a naive worker and against the direct ceiling, in one run, on real processes.
 
-Scenarios (full size; `--quick` runs 3 % of them; `--scenario` picks, by default all four):
+Scenarios (full size; `--quick` runs 3 % of them; `--scenario` picks, by default A, B, C and archive):
   A  end of day: 20,000 invoices x 10 rows submitted as one job;
   B  stream: 10,000 one-invoice jobs submitted by 8 concurrent producers;
   C  tenant isolation (issue 23): a small tenant's latency alone and next to noisy neighbours, on a stack of its own
-     at 100 ms (bench/isolation.py; its own quick sizes). `--scenario C` runs it alone; the report's `isolation`.
+     at 100 ms (bench/isolation.py; its own quick sizes). `--scenario C` runs it alone; the report's `isolation`;
+  archive  the archive's cost (issue 25): A with the archive off and on PostgreSQL (below); the report's `archive`.
 Systems:
   erpsync  the product: intake queue (drain_intake) → coalescing buffer → dispatcher → array POSTs (send_next);
   naive    one Celery task and one POST per document (bench/naive.py), same pool and concurrency;
@@ -25,18 +26,19 @@ the CPU and times a fixed task before and after the run (`cpu_probe_ms`), so tha
 The archive (worker/archive/, ERPSYNC_ARCHIVE_URL) is `off` for A, B and C unless `--archive URL` names one, so
 that their figures stay comparable with the runs before it existed (a LocalStack's own default is an SQLite file).
 With `--archive URL` their archive is migrated (`erpsync archive migrate`) and its archiver runs beside the workers
-(its CPU a part of the run's). The archive's own cost is measured by a comparison of its own:
-  archive  issue 25: scenario A (its size; `--quick` scales it alike) with the archive off and with it on
-     PostgreSQL (a fresh database on `--pg-admin`'s server, migrated, dropped after; the archiver `erpsync archive
-     run` running during the archive-on runs), on a stack of its own (bench/archive.py). Each round runs the two
-     around one direct run, in the other order every other round (off, direct, on; then on, direct, off); both
-     variants' workers are started afresh and warmed up before each of their runs, with the same settings but
-     ERPSYNC_ARCHIVE_URL. Reported: each variant's ratio to the round's direct run and their medians, the drop
-     (off - on) / off, for every archive-on run the time from the job's last Key to the archive's lag reaching 0
-     (the stream's XLEN polled every 0.1 s), the archiver's and PostgreSQL's CPU seconds, Redis's command times,
-     and whether the archive holds exactly one `created` outcome row per created document. Targets: a drop of at
-     most 5 %, the lag at 0 within 5 s of the last Key. Skipped with a note when no PostgreSQL answers (a failure
-     under CI=true). `--scenario archive` runs it alone; after A, B or C it runs in a process of its own.
+(its CPU a part of the run's). The archive's own cost is the comparison `archive` (bench/archive.py), on a stack of
+its own: scenario A at A's size (`--quick`, `--scale` alike) with the archive off and with it on PostgreSQL (a fresh
+database on `--pg-admin`'s server, migrated with `erpsync archive migrate`, dropped after; the archiver `erpsync
+archive run` running during the archive-on runs). Each of the `--rounds` rounds runs the two around one direct run,
+in the other order every other round (off, direct, on; then on, direct, off), so that each variant has its own ratio
+to direct per round; before each of its runs a variant's workers are started afresh with the same settings but
+ERPSYNC_ARCHIVE_URL, and warmed up. Reported (latest.md's "Archive" part, latest.json's `archive`): every round's
+ratios and their medians, the drop (off - on) / off, for every archive-on run the time from the job's last Key to
+the archive's lag at 0 (the stream's XLEN polled every 0.1 s), the archiver's and PostgreSQL's CPU seconds, Redis's
+command times, and whether the archive holds exactly one `created` outcome row per document created. Issue 25's
+targets: a drop of at most 5 %, the lag at 0 within 5 s of the last Key. Skipped with a note when no PostgreSQL
+answers (a failure under CI=true). The first of A/B, C and archive runs in this process, the others each in a
+process of their own (this process's Celery app is bound to its first stack).
 """
 
 from __future__ import annotations
