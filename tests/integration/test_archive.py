@@ -254,7 +254,22 @@ def test_redis_that_loses_its_data_sends_nothing_until_the_index_is_restored(dep
     print(f"\nloss test: {restored.stdout.strip()}")
 
 
-def test_retention_drops_whole_months_on_postgresql(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def empty_pg_database(pg_database: str) -> Iterator[str]:
+    """A database of the test's own (the module's is shared with the deployment's archive)."""
+    name = f"{pg_database}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_retention_drops_whole_months_on_postgresql(empty_pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Monthly partitions: an expired month is dropped as a table, the default partition and the other tables are
     pruned by date, and what is younger than the retention stays."""
     from datetime import UTC, datetime
@@ -263,7 +278,7 @@ def test_retention_drops_whole_months_on_postgresql(pg_database: str, monkeypatc
     from worker.archive.retention import ensure_partitions, prune
     from worker.settings import Settings
 
-    monkeypatch.setenv("ERPSYNC_ARCHIVE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_database}")
+    monkeypatch.setenv("ERPSYNC_ARCHIVE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{empty_pg_database}")
     settings = Settings(archive_retention_days=365)
     migrate(settings)
     engine = engine_for(settings.archive_url)
@@ -290,27 +305,20 @@ def test_retention_drops_whole_months_on_postgresql(pg_database: str, monkeypatc
 
 
 def test_a_worker_refuses_to_start_on_an_unmigrated_postgresql_archive(
-    pg_database: str, tmp_path: Path, redis_url: str
+    empty_pg_database: str, tmp_path: Path, redis_url: str
 ) -> None:
     """The schema is checked at worker start: on PostgreSQL the operator migrates; the worker says so and exits."""
     from worker.devstack.stack import LocalStack
 
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    fresh = f"{pg_database}_empty"
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {fresh}"))
+    name = f"unmigrated-{uuid.uuid4().hex[:6]}"
+    stack = LocalStack(workdir=tmp_path, redis_url=redis_url, extra_env={
+        "ERPSYNC_ARCHIVE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{empty_pg_database}",
+        "ERPSYNC_QUEUE": name, "ERPSYNC_KEY_PREFIX": name,
+    })  # fmt: skip
     try:
-        name = f"unmigrated-{uuid.uuid4().hex[:6]}"
-        stack = LocalStack(workdir=tmp_path, redis_url=redis_url, extra_env={
-            "ERPSYNC_ARCHIVE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{fresh}",
-            "ERPSYNC_QUEUE": name, "ERPSYNC_KEY_PREFIX": name,
-        })  # fmt: skip
         with pytest.raises(RuntimeError, match="exited"):
             stack.start_worker(queues="intake")
         log = (tmp_path / "worker-w1.log").read_text(errors="replace")
         assert "erpsync archive migrate" in log, log[-2000:]
-        stack.stop()
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {fresh} WITH (FORCE)"))
-        admin.dispose()
+        stack.stop()
