@@ -79,13 +79,17 @@ def entry(fields: dict[str, str], at: datetime = T0) -> Entry:
     return Entry(f"{int(at.timestamp() * 1000)}-{next(_seq)}", fields)
 
 
+def docs(job_id: str, *items: Any) -> dict[str, str]:
+    """A `docs` entry of job_id: items are {"p": position, "s": status, "r": record} (or anything malformed)."""
+    return {"e": "docs", "j": job_id, "t": "acme", "g": "softone", "k": KIND, "d": json.dumps(list(items))}
+
+
 def doc(job_id: str, position: int, status: str, xid: str, **record: Any) -> dict[str, str]:
-    body = json.dumps({"external_id": xid, "status": status, **record})
-    return {"e": "doc", "j": job_id, "p": str(position), "s": status, "t": "acme", "g": "softone", "k": KIND, "r": body}
+    return docs(job_id, {"p": position, "s": status, "r": {"external_id": xid, "status": status, **record}})
 
 
 def idx(xid: str, value: str) -> dict[str, str]:
-    return {"e": "idx", "t": "acme", "k": KIND, "x": xid, "v": value}
+    return {"e": "idxs", "d": json.dumps([["acme", KIND, xid, value]])}
 
 
 def dead(dead_id: str, **data: Any) -> dict[str, str]:
@@ -121,7 +125,8 @@ def add_index_row(engine: Engine, deployment: str, xid: str, value: str, at: dat
 
 
 def record_everything(store: ResultsStore) -> None:
-    """One of each: 3 doc entries and a final job (j1), 2 idx, 1 dead letter (stored twice), a rejected job."""
+    """One of each: 2 docs entries (3 outcomes) and a final job (j1), an idxs entry (2 created), 1 dead letter (stored
+    twice), a rejected job."""
     docs = [json.dumps({"ExternalId": f"j1-X{i}"}) for i in range(3)]
     meta = {"job_id": "j1", "tenant": "acme", "kind": KIND, "target": "fortnox"}
     store.create_job(meta, docs, ["j1-X0", "j1-X1", "j1-X2"])
@@ -149,32 +154,35 @@ def record_everything(store: ResultsStore) -> None:
 # ----- the scripts append to the stream
 
 
-def test_recording_outcomes_appends_one_entry_each_with_the_archive_on(r: fakeredis.FakeRedis, on: Settings) -> None:
+def test_recording_outcomes_appends_one_entry_per_call_with_the_archive_on(
+    r: fakeredis.FakeRedis, on: Settings
+) -> None:
     record_everything(ResultsStore(r, on))
     entries = stream(r)
-    assert [e["e"] for e in entries] == ["doc", "doc", "doc", "job", "idx", "idx", "dead", "job"]
+    assert [e["e"] for e in entries] == ["docs", "docs", "job", "idxs", "dead", "job"]
 
-    docs = entries[:3]  # the pending record is not an outcome
-    assert [pick(e, "p", "s") for e in docs] == [("0", "created"), ("1", "failed"), ("2", "created")]
-    assert all(pick(e, "j", "t", "g", "k") == ("j1", "acme", "fortnox", KIND) for e in docs)
-    assert json.loads(docs[0]["r"])["key"] == "7" and json.loads(docs[1]["r"])["error"] == "refused"
+    # one entry per call; the pending record is not an outcome
+    outcomes = json.loads(entries[0]["d"]) + json.loads(entries[1]["d"])
+    assert [(o["p"], o["s"]) for o in outcomes] == [(0, "created"), (1, "failed"), (2, "created")]
+    assert all(pick(e, "j", "t", "g", "k") == ("j1", "acme", "fortnox", KIND) for e in entries[:2])
+    assert outcomes[0]["r"]["key"] == "7" and outcomes[1]["r"]["error"] == "refused"
 
-    final = json.loads(entries[3]["d"])
-    assert entries[3]["j"] == "j1" and entries[3]["at"]
+    final = json.loads(entries[2]["d"])
+    assert entries[2]["j"] == "j1" and entries[2]["at"]
     assert (final["status"], final["n_created"], final["n_failed"], final["n_pending"]) == ("partial", "2", "1", "0")
-    assert final["tenant"] == "acme" and final["finished_at"] == entries[3]["at"]
+    assert final["tenant"] == "acme" and final["finished_at"] == entries[2]["at"]
 
-    assert [(e["t"], e["k"], e["x"], e["v"]) for e in entries[4:6]] == [
-        ("acme", KIND, "R-1", "created|j1#0|4711|N1|fp"),
-        ("acme", KIND, "R-2", "created|j1#1|~ABC||"),
+    assert json.loads(entries[3]["d"]) == [
+        ["acme", KIND, "R-1", "created|j1#0|4711|N1|fp"],
+        ["acme", KIND, "R-2", "created|j1#1|~ABC||"],
     ]
-    assert r.get(f"{PREFIX}:dedup:acme:{KIND}:R-1") == entries[4]["v"]  # the index value, as archived
+    assert r.get(f"{PREFIX}:dedup:acme:{KIND}:R-1") == "created|j1#0|4711|N1|fp"  # the index value, as archived
 
-    letter = json.loads(entries[6]["d"])
-    assert entries[6]["id"] == "d1" and "document" not in letter and letter["reason"] == "refused"
+    letter = json.loads(entries[4]["d"])
+    assert entries[4]["id"] == "d1" and "document" not in letter and letter["reason"] == "refused"
 
-    rejected = json.loads(entries[7]["d"])
-    assert entries[7]["j"] == "jr" and (rejected["status"], rejected["reason"]) == ("rejected", "no documents")
+    rejected = json.loads(entries[5]["d"])
+    assert entries[5]["j"] == "jr" and (rejected["status"], rejected["reason"]) == ("rejected", "no documents")
 
 
 def test_with_the_archive_off_nothing_is_appended(r: fakeredis.FakeRedis) -> None:
@@ -223,7 +231,7 @@ def test_rows_of_makes_each_kind_of_entry_its_row() -> None:
     rows = rows_of(entries, PREFIX)
     assert rows.skipped == [] and len(rows) == 5
     outcome = rows.outcomes[0]
-    assert outcome["event_id"] == entries[0].sort_key and outcome["recorded_at"] == T0
+    assert outcome["event_id"] == f"{entries[0].sort_key}.00000" and outcome["recorded_at"] == T0
     assert pick(outcome, "job_id", "position", "tenant", "target", "kind") == ("j1", 3, "acme", "softone", KIND)
     assert pick(outcome, "external_id", "status", "erp_key", "number") == ("R-1", "created", "4711", "N1")
     assert outcome["batch_id"] == "b1" and outcome["errors"] == [] and outcome["body"] is None
@@ -243,15 +251,15 @@ def test_rows_of_makes_each_kind_of_entry_its_row() -> None:
 @pytest.mark.parametrize(
     "fields",
     [
-        pytest.param({"e": "doc", "j": "j1"}, id="doc-missing-fields"),
-        pytest.param({**doc("j1", 0, "created", "R-1"), "r": "{not json"}, id="doc-bad-json"),
-        pytest.param({**doc("j1", 0, "created", "R-1"), "p": "first"}, id="doc-bad-position"),
-        pytest.param({"e": "idx", "t": "acme"}, id="idx-missing-fields"),
+        pytest.param({"e": "docs", "j": "j1"}, id="docs-missing-fields"),
+        pytest.param({**doc("j1", 0, "created", "R-1"), "d": "[{not json"}, id="docs-bad-json"),
+        pytest.param(docs("j1", {"p": "first", "s": "created", "r": {}}), id="docs-bad-position"),
+        pytest.param({"e": "idxs", "d": json.dumps([["acme", KIND]])}, id="idxs-short-item"),
         pytest.param({"e": "dead", "id": "d1", "d": "{"}, id="dead-bad-json"),
         pytest.param({**job("j1", "failed"), "d": json.dumps({"total": "many"})}, id="job-bad-total"),
         pytest.param({"e": "webhook", "j": "j1"}, id="unknown-kind"),
         pytest.param({"e": "dead", "id": "d1", "d": "[]"}, id="dead-json-list"),
-        pytest.param({**doc("j1", 0, "created", "R-1"), "r": "null"}, id="doc-json-null"),
+        pytest.param(docs("j1", {"p": 0, "s": "created", "r": None}), id="docs-record-null"),
         pytest.param({**job("j1", "failed"), "d": '"done"'}, id="job-json-string"),
     ],
 )
@@ -272,8 +280,8 @@ def test_rows_of_keeps_the_newest_index_and_job_entry_of_a_batch() -> None:
     rows = rows_of(entries, PREFIX)
     assert list(rows.index) == [("acme", KIND, "R-1")]
     newest = rows.index[("acme", KIND, "R-1")]
-    assert pick(newest, "value", "erp_key", "event_id") == ("created|j2#0|2|N2|", 2, entries[2].sort_key)
-    assert pick(rows.jobs["j1"], "status", "event_id") == ("succeeded", entries[3].sort_key)
+    assert pick(newest, "value", "erp_key", "event_id") == ("created|j2#0|2|N2|", 2, f"{entries[2].sort_key}.00000")
+    assert pick(rows.jobs["j1"], "status", "event_id") == ("succeeded", f"{entries[3].sort_key}.00000")
 
 
 @hsettings(max_examples=80, deadline=None, derandomize=True, database=None)
@@ -285,7 +293,7 @@ def test_rows_of_keeps_the_newest_index_and_job_entry_of_a_batch() -> None:
 )
 def test_rows_of_round_trips_a_records_fields(xid: str, status: str, key: int | str | None, number: str | None) -> None:
     record = Record(xid, status, key=key, number=number)
-    fields = {**doc("j1", 0, status, xid), "r": record.to_json()}
+    fields = docs("j1", {"p": 0, "s": status, "r": json.loads(record.to_json())})
     rows = rows_of([entry(fields)], PREFIX)
     assert rows.skipped == []
     row = rows.outcomes[0]
@@ -314,7 +322,7 @@ def test_job_and_index_rows_are_replaced_by_newer_entries_only(engine: Engine) -
     write(engine, rows_of(older, PREFIX))  # read again after a crash: must not undo the newer rows
     assert column(engine, schema.jobs, "status") == ["succeeded"]
     assert column(engine, schema.index, "value") == ["created|j2#0|2||"]
-    assert column(engine, schema.jobs, "event_id") == [newer[0].sort_key]
+    assert column(engine, schema.jobs, "event_id") == [f"{newer[0].sort_key}.00000"]
 
 
 # ----- the index guard
@@ -411,10 +419,10 @@ def test_archiver_moves_the_stream_into_the_tables(r: fakeredis.FakeRedis, on: S
     record_everything(ResultsStore(r, on))
     outbox = Outbox(r, on)
     archiver = Archiver(outbox, engine, on)
-    assert archiver.run_once(block_ms=10) == 8
+    assert archiver.run_once(block_ms=10) == 6
     assert archived(engine) == (3, 2, 2, 1)
     assert r.xlen(STREAM) == 0 and r.xpending(STREAM, ARCHIVER_GROUP)["pending"] == 0
-    assert outbox.state()["lag"] == "0" and outbox.state()["archived"] == "8"
+    assert outbox.state()["lag"] == "0" and outbox.state()["archived"] == "6"
     assert archiver.run_once(block_ms=10) == 0 and archived(engine) == (3, 2, 2, 1)
 
 
@@ -434,9 +442,9 @@ def test_a_failed_write_leaves_the_entries_in_the_stream_for_the_next_run(
     archiver = Archiver(Outbox(r, on), engine, on)
     with pytest.raises(ArchiveError):
         archiver.run_once(block_ms=10)
-    assert r.xlen(STREAM) == 8 and r.xpending(STREAM, ARCHIVER_GROUP)["pending"] == 8
+    assert r.xlen(STREAM) == 6 and r.xpending(STREAM, ARCHIVER_GROUP)["pending"] == 6
     assert archived(engine) == (0, 0, 0, 0)
-    assert archiver.run_once(block_ms=10) == 8  # its own pending entries, read again
+    assert archiver.run_once(block_ms=10) == 6  # its own pending entries, read again
     assert archived(engine) == (3, 2, 2, 1) and r.xlen(STREAM) == 0
 
 
@@ -455,8 +463,8 @@ def test_an_archiver_killed_after_its_commit_writes_nothing_twice(
     archiver = Archiver(outbox, engine, on)
     with pytest.raises(ConnectionError):
         archiver.run_once(block_ms=10)
-    assert archived(engine) == (3, 2, 2, 1) and r.xlen(STREAM) == 8
-    assert archiver.run_once(block_ms=10) == 8
+    assert archived(engine) == (3, 2, 2, 1) and r.xlen(STREAM) == 6
+    assert archiver.run_once(block_ms=10) == 6
     assert archived(engine) == (3, 2, 2, 1) and r.xlen(STREAM) == 0
 
 

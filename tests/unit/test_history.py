@@ -52,16 +52,8 @@ def doc(
     target: str = "softone",
     **record: Any,
 ) -> Entry:
-    fields = {
-        "e": "doc",
-        "j": job_id,
-        "p": str(position),
-        "s": status,
-        "t": tenant,
-        "g": target,
-        "k": kind,
-        "r": json.dumps({"external_id": external_id, "status": status, **record}),
-    }
+    item = {"p": position, "s": status, "r": {"external_id": external_id, "status": status, **record}}
+    fields = {"e": "docs", "j": job_id, "t": tenant, "g": target, "k": kind, "d": json.dumps([item])}
     return Entry(at(moment), fields)
 
 

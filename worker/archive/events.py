@@ -1,7 +1,8 @@
 """Outbox entries (worker/store/outbox.py) turned into the archive's rows: pure, no I/O.
 
-A doc entry becomes an outcome row; an idx entry the deployment's index row; a dead entry a dead-letter row; a
-job entry the job's summary. Within one batch of entries the newest index and job rows win (the database keeps
+A docs entry becomes outcome rows (one per document of the script call that wrote it); an idxs entry the
+deployment's index rows; a dead entry a dead-letter row; a job entry the job's summary. A row's `event_id` is its
+entry's id and its place in the entry. Within one batch of entries the newest index and job rows win (the database keeps
 the newest across batches: worker/archive/writer.py). An entry this code cannot read is skipped with its reason,
 never retried forever: the stream must keep moving.
 """
@@ -64,22 +65,12 @@ def rows_of(entries: list[Entry], deployment: str, *, bodies: bool = False) -> R
 def _add(rows: Rows, entry: Entry, deployment: str, bodies: bool) -> None:
     f = entry.fields
     kind = f["e"]
-    if kind == "doc":
-        _add_outcome(rows, entry, bodies)
-    elif kind == "idx":
-        value = f["v"]
-        parts = value.split("|")
-        erp_key = int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else None
-        rows.index[(f["t"], f["k"], f["x"])] = {
-            "deployment": deployment,
-            "tenant": f["t"],
-            "kind": f["k"],
-            "external_id": f["x"],
-            "value": value,
-            "erp_key": erp_key,
-            "recorded_at": _time(entry),
-            "event_id": entry.sort_key,
-        }
+    if kind == "docs":
+        for n, item in enumerate(json.loads(f["d"])):
+            _add_outcome(rows, entry, n, item, bodies)
+    elif kind == "idxs":
+        for n, (tenant, doc_kind, external_id, value) in enumerate(json.loads(f["d"])):
+            _add_index(rows, entry, n, deployment, str(tenant), str(doc_kind), str(external_id), str(value))
     elif kind == "dead":
         data = json.loads(f["d"])
         rows.dead_letters[f["id"]] = {
@@ -98,21 +89,41 @@ def _add(rows: Rows, entry: Entry, deployment: str, bodies: bool) -> None:
         raise ValueError(f"unknown entry kind {kind!r}")
 
 
-def _add_outcome(rows: Rows, entry: Entry, bodies: bool) -> None:
+def _event_id(entry: Entry, n: int) -> str:
+    """The row's id: its entry's, and its place in the entry (an entry holds a call's worth of rows)."""
+    return f"{entry.sort_key}.{n:05d}"
+
+
+def _add_index(rows: Rows, entry: Entry, n: int, deployment: str, tenant: str, kind: str, xid: str, value: str) -> None:
+    parts = value.split("|")
+    erp_key = int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else None
+    rows.index[(tenant, kind, xid)] = {
+        "deployment": deployment,
+        "tenant": tenant,
+        "kind": kind,
+        "external_id": xid,
+        "value": value,
+        "erp_key": erp_key,
+        "recorded_at": _time(entry),
+        "event_id": _event_id(entry, n),
+    }
+
+
+def _add_outcome(rows: Rows, entry: Entry, n: int, item: dict[str, Any], bodies: bool) -> None:
     f = entry.fields
-    record = json.loads(f["r"])
+    record, status, position = item["r"], str(item["s"]), int(item["p"])
     key = record.get("key")
     rows.outcomes.append(
         {
-            "event_id": entry.sort_key,
+            "event_id": _event_id(entry, n),
             "recorded_at": _time(entry),
             "job_id": f["j"],
-            "position": int(f["p"]),
+            "position": position,
             "tenant": f["t"],
             "target": f.get("g") or "softone",
             "kind": f["k"],
             "external_id": str(record.get("external_id") or ""),
-            "status": f["s"],
+            "status": status,
             "erp_key": None if key is None else str(key),
             "number": record.get("number"),
             "error": record.get("error"),
@@ -121,8 +132,8 @@ def _add_outcome(rows: Rows, entry: Entry, bodies: bool) -> None:
             "body": None,
         }
     )
-    if bodies and f["s"] in ("created", "updated"):
-        rows.bodies_wanted.append((len(rows.outcomes) - 1, f["j"], int(f["p"])))
+    if bodies and status in ("created", "updated"):
+        rows.bodies_wanted.append((len(rows.outcomes) - 1, f["j"], position))
 
 
 def _add_job(rows: Rows, entry: Entry) -> None:
@@ -141,5 +152,5 @@ def _add_job(rows: Rows, entry: Entry) -> None:
         "reason": job.get("reason"),
         "submitted_at": _parse_time(job.get("submitted_at")),
         "finished_at": _parse_time(job.get("finished_at") or f.get("at")),
-        "event_id": entry.sort_key,
+        "event_id": _event_id(entry, 0),
     }

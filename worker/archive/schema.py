@@ -41,7 +41,8 @@ metadata = MetaData()
 outcomes = Table(
     "erpsync_outcomes",
     metadata,
-    Column("event_id", String(24), nullable=False),  # the outbox entry: "<ms, 13 digits>-<seq, 6 digits>"
+    Column("event_id", String(32), nullable=False),  # the outbox entry and the row's place in it:
+    # "<ms, 13 digits>-<seq, 6 digits>.<n, 5 digits>"
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("job_id", Text, nullable=False),
     Column("position", Integer, nullable=False),
@@ -80,7 +81,7 @@ jobs = Table(
     Column("reason", Text),  # a rejected job's reason
     Column("submitted_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    Column("event_id", String(24), nullable=False),  # the summary's outbox entry: a newer one wins
+    Column("event_id", String(32), nullable=False),  # the summary's outbox entry: a newer one wins
 )
 Index("erpsync_jobs_tenant_finished", jobs.c.tenant, jobs.c.finished_at)
 Index("erpsync_jobs_finished_at", jobs.c.finished_at)
@@ -95,7 +96,7 @@ index = Table(
     Column("value", Text, nullable=False),  # "created|owner|key|number|fingerprint", as in Redis
     Column("erp_key", BigInteger),  # SoftOne's integer Key (reconciliation's known Keys); None for text ids
     Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Column("event_id", String(24), nullable=False),
+    Column("event_id", String(32), nullable=False),
     PrimaryKeyConstraint("deployment", "tenant", "kind", "external_id", name="erpsync_index_pkey"),
 )
 

@@ -3,7 +3,8 @@
 Outcomes and dead letters are inserted unless there (their outbox entry's id is their key: a batch written again
 after a crash between commit and acknowledgement changes nothing). Jobs and index entries are upserted, and a row
 is only replaced by a newer entry's (`event_id`): entries read again after a crash, older than what the database
-holds, never undo it. PostgreSQL and SQLite both take `INSERT ... ON CONFLICT`, through their dialects.
+holds, never undo it. PostgreSQL and SQLite both take `INSERT ... ON CONFLICT`; on PostgreSQL the rows reach it by
+COPY (worker/archive/pgcopy.py), on SQLite as executemany through its dialect.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from worker.archive import schema
 from worker.archive.events import Rows
+from worker.archive.pgcopy import copy_rows
 from worker.errors import ArchiveError, ArchiveUnavailable
 
 __all__ = ["write"]
@@ -27,21 +30,28 @@ _CHUNK = 500
 
 def write(engine: Engine, rows: Rows) -> None:
     """Commit `rows` as one transaction, or raise ArchiveError (nothing of them is written then)."""
+    tables: list[tuple[Table, Sequence[dict[str, Any]], list[str], bool]] = [
+        (schema.outcomes, rows.outcomes, ["event_id", "recorded_at"], False),
+        (schema.dead_letters, list(rows.dead_letters.values()), ["dead_id"], False),
+        (schema.jobs, list(rows.jobs.values()), ["job_id"], True),
+        (schema.index, list(rows.index.values()), ["deployment", "tenant", "kind", "external_id"], True),
+    ]
     try:
         with engine.begin() as connection:
-            _insert_new(connection, schema.outcomes, rows.outcomes, ["event_id", "recorded_at"])
-            _insert_new(connection, schema.dead_letters, list(rows.dead_letters.values()), ["dead_id"])
-            _upsert_newer(connection, schema.jobs, list(rows.jobs.values()), ["job_id"])
-            _upsert_newer(
-                connection, schema.index, list(rows.index.values()), ["deployment", "tenant", "kind", "external_id"]
-            )
-    except (OperationalError, InterfaceError) as exc:  # the connection: worth waiting out
-        raise ArchiveUnavailable(f"the archive cannot be reached: {_first_line(exc)}") from None
-    except SQLAlchemyError as exc:
+            for table, table_rows, key, newer_only in tables:
+                if connection.dialect.name == "postgresql":
+                    copy_rows(connection, table, table_rows, key, newer_only=newer_only)
+                elif newer_only:
+                    _upsert_newer(connection, table, table_rows, key)
+                else:
+                    _insert_new(connection, table, table_rows, key)
+    except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise ArchiveUnavailable(f"the archive cannot be reached: {_first_line(exc)}") from None  # worth waiting out
+    except (SQLAlchemyError, psycopg.Error) as exc:
         raise ArchiveError(f"the archive refused a batch: {_first_line(exc)}") from None
 
 
-def _first_line(exc: SQLAlchemyError) -> str:
+def _first_line(exc: Exception) -> str:
     """The driver's message, first line only: the rest may quote the statement's parameters (document content)."""
     original = getattr(exc, "orig", None)
     lines = str(original if original is not None else exc).strip().splitlines()

@@ -13,6 +13,7 @@ from worker.archive import Archiver, IndexState, check_index, check_schema, migr
 from worker.archive.database import shown_url
 from worker.archive.retention import prune
 from worker.celery_app.enqueue import publish
+from worker.celery_app.priority import lower_priority
 from worker.cli.console import EXIT_OK, EXIT_USAGE, out
 from worker.errors import ArchiveUnavailable, UserError
 from worker.observability import logs
@@ -51,6 +52,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     logs.setup(settings)
+    done = lower_priority(args.nice)
+    if done:
+        log.info("CPU priority lowered: %s", ", ".join(done))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -118,6 +122,13 @@ def add_archive_commands(sub: Any) -> None:
     p = commands.add_parser("migrate", help="create or upgrade the archive's schema (run before the workers)")
     p.set_defaults(func=cmd_migrate)
     p = commands.add_parser("run", help="the archiver: move recorded outcomes from Redis into the archive")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="run at this CPU priority (default 10): the archive takes the CPU the workers leave, and catches up "
+        "when a burst ends (0: no change)",
+    )
     p.set_defaults(func=cmd_run)
     p = commands.add_parser(
         "restore-index", help="rebuild the duplicate index in Redis from the archive after Redis lost its data"

@@ -365,7 +365,11 @@ def archive_gauges(data: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
     """The archive's gauges, from `archive()`: its lag in entries and seconds, and whether the index is lost."""
     if not data.get("enabled"):
         return
-    yield GaugeMetricFamily("erpsync_archive_lag_entries", "Outcomes recorded and not archived yet", value=data["lag"])
+    yield GaugeMetricFamily(
+        "erpsync_archive_lag_entries",
+        "Outbox entries (a script call's outcomes each) not archived yet",
+        value=data["lag"],
+    )
     yield GaugeMetricFamily(
         "erpsync_archive_lag_seconds", "Age of the oldest outcome not archived yet", value=data["oldest_seconds"] or 0
     )

@@ -11,10 +11,10 @@ The epoch (`{p}:archive:epoch`) is written when the duplicate index is started (
 from the archive, and has no expiry: if it is missing while the archive knows created documents, Redis has lost
 its data, and intake claims nothing until the index is restored (worker/archive/guard.py).
 
-Entries (field names are short: the stream holds one per outcome until the archiver has them):
+Entries (one per script call: a batch's outcomes are one entry; field names are short):
 
-    e=doc   j=<job> p=<position> s=<status> t=<tenant> g=<target> k=<kind> r=<record JSON>
-    e=idx   t=<tenant> k=<kind> x=<ExternalId> v=<duplicate-index value>
+    e=docs  j=<job> t=<tenant> g=<target> k=<kind> d=[{"p": <position>, "s": <status>, "r": <record>}, ...]
+    e=idxs  d=[[<tenant>, <kind>, <ExternalId>, <duplicate-index value>], ...]
     e=dead  id=<dead-letter id> d=<entry JSON, without the document unless bodies are archived>
     e=job   j=<job> at=<time> d=<the job hash as JSON: its summary and counters>
 """

@@ -43,15 +43,16 @@ end
 -- are): per document only its status is read and its record and status written; the job's counters, metric,
 -- updated_at and status are written once for the run, from what its documents changed. Appends each one's
 -- result to `out` and returns the index after the run. With the archive on, every record set with an outcome
--- (not `pending`) is appended to {p}:archive with its job's tenant, target and kind.
+-- (not `pending`) is appended to {p}:archive, the run's records in one entry (`docs`: a JSON array of
+-- {"p": position, "s": status, "r": record}) with their job's tenant, target and kind: one entry per call rather
+-- than per document keeps the stream's cost to Redis and the archiver small.
 local function set_records_of_job(prefix, argv, i, now, ttl, out, flags)
   local job_id = argv[i]
   local jk = prefix .. ':job:' .. job_id
   local alive = redis.call('EXISTS', jk) == 1
   local delta, entered, changed = {}, {}, false
   local archive = alive and string.find(flags, 'a', 1, true)
-  local where
-  if archive then where = redis.call('HMGET', jk, 'tenant', 'target', 'kind') end
+  local archived = {}
   while i <= #argv and argv[i] == job_id do
     if not alive then
       out[#out + 1] = -1
@@ -63,8 +64,8 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out, flags)
       else
         redis.call('HSET', jk .. ':records', pos, argv[i + 3])
         if archive and status ~= 'pending' then
-          redis.call('XADD', prefix .. ':archive', '*', 'e', 'doc', 'j', job_id, 'p', pos, 's', status,
-            't', where[1] or '', 'g', where[2] or 'softone', 'k', where[3] or '', 'r', argv[i + 3])
+          -- the record is JSON already: it goes in as it is; position and status are a number and a word
+          archived[#archived + 1] = '{"p":' .. tonumber(pos) .. ',"s":"' .. status .. '","r":' .. argv[i + 3] .. '}'
         end
         if old ~= status then
           redis.call('HSET', jk .. ':status', pos, status)
@@ -77,6 +78,11 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out, flags)
       end
     end
     i = i + 4
+  end
+  if #archived > 0 then
+    local where = redis.call('HMGET', jk, 'tenant', 'target', 'kind')
+    redis.call('XADD', prefix .. ':archive', '*', 'e', 'docs', 'j', job_id, 't', where[1] or '',
+      'g', where[2] or 'softone', 'k', where[3] or '', 'd', '[' .. table.concat(archived, ',') .. ']')
   end
   if not changed then return i end
   redis.call('EXPIRE', jk .. ':status', ttl)
