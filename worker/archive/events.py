@@ -9,10 +9,11 @@ never retried forever: the stream must keep moving.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from worker.store.outbox import Entry
 from worker.store.records import DOC_STATUSES
@@ -57,7 +58,12 @@ def rows_of(entries: list[Entry], deployment: str, *, bodies: bool = False) -> R
     for entry in entries:
         try:
             _add(rows, entry, deployment, bodies)
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:  # AttributeError: JSON that is no object
+        except (
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+        ) as exc:  # orjson's error is a ValueError  # AttributeError: JSON that is no object
             rows.skipped.append((entry.id, f"{type(exc).__name__}: {exc}"))
     return rows
 
@@ -66,13 +72,13 @@ def _add(rows: Rows, entry: Entry, deployment: str, bodies: bool) -> None:
     f = entry.fields
     kind = f["e"]
     if kind == "docs":
-        for n, item in enumerate(json.loads(f["d"])):
+        for n, item in enumerate(orjson.loads(f["d"])):
             _add_outcome(rows, entry, n, item, bodies)
     elif kind == "idxs":
-        for n, (tenant, doc_kind, external_id, value) in enumerate(json.loads(f["d"])):
+        for n, (tenant, doc_kind, external_id, value) in enumerate(orjson.loads(f["d"])):
             _add_index(rows, entry, n, deployment, str(tenant), str(doc_kind), str(external_id), str(value))
     elif kind == "dead":
-        data = json.loads(f["d"])
+        data = orjson.loads(f["d"])
         rows.dead_letters[f["id"]] = {
             "dead_id": f["id"],
             "tenant": str(data.get("tenant") or ""),
@@ -138,7 +144,7 @@ def _add_outcome(rows: Rows, entry: Entry, n: int, item: dict[str, Any], bodies:
 
 def _add_job(rows: Rows, entry: Entry) -> None:
     f = entry.fields
-    job = json.loads(f["d"])
+    job = orjson.loads(f["d"])
     rows.jobs[f["j"]] = {
         "job_id": f["j"],
         "tenant": str(job.get("tenant") or ""),
