@@ -35,7 +35,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install         ## scenarios A and B against naive and direct, then C (tenant isolation) (about ten minutes); bench/results/
+bench: install         ## scenarios A and B against naive and direct, then C (tenant isolation) and A with the archive on against off (about twelve minutes); bench/results/
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench
 
