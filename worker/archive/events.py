@@ -72,11 +72,14 @@ def _add(rows: Rows, entry: Entry, deployment: str, bodies: bool) -> None:
     f = entry.fields
     kind = f["e"]
     if kind == "docs":
+        base, at = entry.sort_key, _time(entry)
         for n, item in enumerate(orjson.loads(f["d"])):
-            _add_outcome(rows, entry, n, item, bodies)
+            _add_outcome(rows, entry, _event_id(base, n), at, item, bodies)
     elif kind == "idxs":
+        base, at = entry.sort_key, _time(entry)
         for n, (tenant, doc_kind, external_id, value) in enumerate(orjson.loads(f["d"])):
-            _add_index(rows, entry, n, deployment, str(tenant), str(doc_kind), str(external_id), str(value))
+            where = (str(tenant), str(doc_kind), str(external_id))
+            _add_index(rows, _event_id(base, n), at, deployment, where, str(value))
     elif kind == "dead":
         data = orjson.loads(f["d"])
         rows.dead_letters[f["id"]] = {
@@ -95,12 +98,15 @@ def _add(rows: Rows, entry: Entry, deployment: str, bodies: bool) -> None:
         raise ValueError(f"unknown entry kind {kind!r}")
 
 
-def _event_id(entry: Entry, n: int) -> str:
-    """The row's id: its entry's, and its place in the entry (an entry holds a call's worth of rows)."""
-    return f"{entry.sort_key}.{n:05d}"
+def _event_id(base: str, n: int) -> str:
+    """The row's id: its entry's (`base`, Entry.sort_key), and its place in the entry (an entry holds a call's rows)."""
+    return f"{base}.{n:05d}"
 
 
-def _add_index(rows: Rows, entry: Entry, n: int, deployment: str, tenant: str, kind: str, xid: str, value: str) -> None:
+def _add_index(
+    rows: Rows, event_id: str, at: datetime, deployment: str, where: tuple[str, str, str], value: str
+) -> None:
+    tenant, kind, xid = where
     parts = value.split("|")
     erp_key = int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else None
     rows.index[(tenant, kind, xid)] = {
@@ -110,19 +116,19 @@ def _add_index(rows: Rows, entry: Entry, n: int, deployment: str, tenant: str, k
         "external_id": xid,
         "value": value,
         "erp_key": erp_key,
-        "recorded_at": _time(entry),
-        "event_id": _event_id(entry, n),
+        "recorded_at": at,
+        "event_id": event_id,
     }
 
 
-def _add_outcome(rows: Rows, entry: Entry, n: int, item: dict[str, Any], bodies: bool) -> None:
+def _add_outcome(rows: Rows, entry: Entry, event_id: str, at: datetime, item: dict[str, Any], bodies: bool) -> None:
     f = entry.fields
     record, status, position = item["r"], str(item["s"]), int(item["p"])
     key = record.get("key")
     rows.outcomes.append(
         {
-            "event_id": _event_id(entry, n),
-            "recorded_at": _time(entry),
+            "event_id": event_id,
+            "recorded_at": at,
             "job_id": f["j"],
             "position": position,
             "tenant": f["t"],
@@ -158,5 +164,5 @@ def _add_job(rows: Rows, entry: Entry) -> None:
         "reason": job.get("reason"),
         "submitted_at": _parse_time(job.get("submitted_at")),
         "finished_at": _parse_time(job.get("finished_at") or f.get("at")),
-        "event_id": _event_id(entry, 0),
+        "event_id": _event_id(entry.sort_key, 0),
     }

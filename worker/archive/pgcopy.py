@@ -10,20 +10,23 @@ machine with the workers whose throughput the archive must not take (README, "Be
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg.errors
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
 
 __all__ = ["copy_rows"]
 
 
-def _value(value: Any) -> Any:
-    """What COPY's text format takes: JSON columns (lists, dicts) as their text."""
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+def _json(value: Any) -> str | None:
+    """A JSON column's value as COPY's text format takes it (most outcomes have no errors: `[]` is not encoded)."""
+    if value is None:
+        return None
+    return "[]" if value == [] else orjson.dumps(value).decode()
 
 
 def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str],
@@ -37,7 +40,7 @@ def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any
     assert driver is not None
     try:
         with connection.begin_nested(), driver.cursor() as cursor:
-            _copy(cursor, table.name, columns, rows)
+            _copy(cursor, table.name, table, rows)
         return
     except psycopg.errors.UniqueViolation:
         pass  # some are there already: the idempotent way below
@@ -46,7 +49,7 @@ def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {incoming} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        _copy(cursor, incoming, columns, rows)
+        _copy(cursor, incoming, table, rows)
         names = ", ".join(columns)
         conflict = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {incoming} ON CONFLICT ({', '.join(key)}) "
         if newer_only:
@@ -57,7 +60,14 @@ def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any
         cursor.execute(conflict)
 
 
-def _copy(cursor: psycopg.Cursor[Any], table: str, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def _copy(cursor: psycopg.Cursor[Any], into: str, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """COPY `rows` (dicts of `table`'s columns) into the table `into`: JSON columns encoded, the rest as they are."""
+    columns = [c.name for c in table.columns]
+    values_of = itemgetter(*columns)
+    encoded = [i for i, c in enumerate(table.columns) if isinstance(c.type, JSON)]
+    with cursor.copy(f"COPY {into} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([_value(row[name]) for name in columns])
+            values = list(values_of(row))
+            for i in encoded:
+                values[i] = _json(values[i])
+            copy.write_row(values)
