@@ -322,3 +322,44 @@ def test_a_worker_refuses_to_start_on_an_unmigrated_postgresql_archive(
         assert "erpsync archive migrate" in log, log[-2000:]
     finally:
         stack.stop()
+
+
+def test_postgresql_writes_a_batch_read_again_once_and_keeps_the_newer_summary(
+    empty_pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COPY path meets rows already there (an archiver killed between its commit and its acknowledgement, an
+    index entry rewritten): it falls back to ON CONFLICT, so nothing is doubled and nothing older wins."""
+    from worker.archive.database import engine_for, migrate
+    from worker.archive.events import rows_of
+    from worker.archive.writer import write
+    from worker.settings import Settings
+    from worker.store.outbox import Entry
+
+    monkeypatch.setenv("ERPSYNC_ARCHIVE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{empty_pg_database}")
+    settings = Settings()
+    migrate(settings)
+    engine = engine_for(settings.archive_url)
+    ms = int(time.time() * 1000)
+    record = {"external_id": "X", "status": "created", "key": 5, "errors": [{"field": "a", "reason": "b"}]}
+    outcome = Entry(f"{ms}-1", {"e": "docs", "j": "J", "t": "t", "g": "softone", "k": "customer_invoice",
+                                "d": json.dumps([{"p": 0, "s": "created", "r": record}])})  # fmt: skip
+
+    def job(seq: int, status: str) -> Entry:
+        summary = {"tenant": "t", "kind": "customer_invoice", "status": status, "total": "1", "n_created": "1"}
+        return Entry(f"{ms}-{seq}", {"e": "job", "j": "J", "at": "2026-12-07T00:00:00Z", "d": json.dumps(summary)})
+
+    def index(seq: int, value: str) -> Entry:
+        return Entry(f"{ms}-{seq}", {"e": "idxs", "d": json.dumps([["t", "customer_invoice", "X", value]])})
+
+    write(engine, rows_of([outcome, job(3, "succeeded"), index(5, "created|J#0|5|1|fp")], "p"))
+    write(engine, rows_of([outcome, job(2, "running"), index(4, "created|OLD#0|4|1|fp")], "p"))  # read again
+    with engine.connect() as connection:
+        (errors,) = connection.execute(text("SELECT errors FROM erpsync_outcomes")).all()
+        assert errors[0] == [{"field": "a", "reason": "b"}]
+        assert connection.execute(text("SELECT status FROM erpsync_jobs")).scalar() == "succeeded"
+        assert connection.execute(text("SELECT value FROM erpsync_index")).scalar() == "created|J#0|5|1|fp"
+    write(engine, rows_of([job(9, "partial"), index(8, "created|J2#0|7|2|fp2")], "p"))  # newer: they win
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT status FROM erpsync_jobs")).scalar() == "partial"
+        assert connection.execute(text("SELECT erp_key FROM erpsync_index")).scalar() == 7
+    engine.dispose()
