@@ -166,8 +166,22 @@ def _retry_identity(scope: Scope, path: str, body: bytes) -> str:
     return hashlib.sha256(f"{scope['method']} {path}\n".encode() + body).hexdigest()
 
 
-async def _discard(message: Message) -> None:
-    """A ``send`` that throws the normal response away (after-commit faults replace it)."""
+async def _committed(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Run the request for an after-commit fault: True when the app saved it (a 2xx answer, thrown away for the
+    fault's); else its own answer (a 401 of an expired token, a 400) goes to the client as it is, since nothing was
+    committed for the fault to come after: a real ERP that refused a request does not answer it with a lost reply."""
+    held: list[Message] = []
+
+    async def hold(message: Message) -> None:
+        held.append(message)
+
+    await app(scope, receive, hold)
+    start = next((m for m in held if m["type"] == "http.response.start"), None)
+    if start is not None and 200 <= int(start["status"]) < 300:
+        return True
+    for message in held:
+        await send(message)
+    return False
 
 
 @dataclass(frozen=True)
@@ -309,8 +323,8 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return str(seen.get("status"))
         log.info("fault: %s on %s", rule.kind, call.path)
-        if rule.kind.endswith("_after_commit"):
-            await self.app(scope, receive, _discard)  # documents are saved, answer thrown away
+        if rule.kind.endswith("_after_commit") and not await _committed(self.app, scope, receive, send):
+            return str(seen.get("status"))  # refused, not saved: its own answer went out
         if rule.kind.startswith("status"):
             self._count_injected_429(call, rule.status)
             await _send_fault_status(rule, send)
@@ -359,7 +373,8 @@ class SandboxMiddleware:
             for message in held:
                 await send(message)  # uvicorn ignores these if the client has gone meanwhile
             return str(seen.get("status"))
-        await self.app(scope, receive, _discard)  # *_after_commit: saved, answer thrown away
+        if not await _committed(self.app, scope, receive, send):  # *_after_commit: saved, answer thrown away
+            return str(seen.get("status"))
         if kind == "drop_after_commit":
             await _drop_connection(send)
             return DROP_MARKER

@@ -351,6 +351,15 @@ def test_500_after_commit_saves_then_answers_an_operation_result() -> None:
     assert sb.stats()["faults"]["500_after_commit"] == 1
 
 
+def test_an_after_commit_fault_on_a_request_that_saved_nothing_gives_its_own_answer() -> None:
+    """Nothing was committed (an expired token: 401; the chaos test's orders met one through another request's
+    token_expiry), so there is no answer to lose: the client gets the real one, not a 500 claiming a commit."""
+    sb = Sandbox(app_with({"500_after_commit": 1.0}, seed=1))
+    r = sb.post({**KEYS, "token": "not-a-token"}, doc("refused-1"))
+    assert (r.status_code, r.text) == (401, "Invalid or expired token")
+    assert sb.ledger_count() == 0
+
+
 def test_token_expiry_gives_401_then_a_fresh_login_works() -> None:
     sb = Sandbox(app_with({"token_expiry": 1.0}, seed=1))
     params = sb.auth()  # /Login/Token is never hit
