@@ -8,6 +8,7 @@ except under CI=true, where that is a failure. The archiver reaches it through a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -53,7 +54,13 @@ def pg_database() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true and no PostgreSQL answers at 127.0.0.1:5432")
         pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    name = f"erpsync_it_{uuid.uuid4().hex[:10]}"
+    with _database(f"erpsync_it_{uuid.uuid4().hex[:10]}") as name:
+        yield name
+
+
+@contextlib.contextmanager
+def _database(name: str) -> Iterator[str]:
+    """CREATE DATABASE `name`, dropped on the way out."""
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))
@@ -257,16 +264,8 @@ def test_redis_that_loses_its_data_sends_nothing_until_the_index_is_restored(dep
 @pytest.fixture
 def empty_pg_database(pg_database: str) -> Iterator[str]:
     """A database of the test's own (the module's is shared with the deployment's archive)."""
-    name = f"{pg_database}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    try:
+    with _database(f"{pg_database}_{uuid.uuid4().hex[:6]}") as name:
         yield name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 def test_retention_drops_whole_months_on_postgresql(empty_pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
