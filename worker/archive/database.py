@@ -70,16 +70,18 @@ def engine_for(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, pool_size=4, max_overflow=4)
 
 
-def _config(engine: Engine) -> Config:
+def _config(engine: Engine | None = None) -> Config:
+    """Alembic's configuration: our migrations, run on `engine` (migrations/env.py takes it from here)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine
+    if engine is not None:
+        config.attributes["engine"] = engine
     return config
 
 
 def head_revision() -> str:
     """The schema revision this code writes."""
-    head = ScriptDirectory.from_config(_config(engine_for("sqlite://"))).get_current_head()
+    head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "the archive has no migrations"
     return head
 

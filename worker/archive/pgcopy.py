@@ -1,7 +1,7 @@
 """PostgreSQL's fast path for the writer: a batch's rows go in by COPY, straight into their table inside a
 savepoint. A batch written before (an archiver killed between its commit and its acknowledgement) or an index entry
-that is already there makes that COPY fail on the key; then the rows go by COPY into a temporary table and one
-`INSERT … SELECT … ON CONFLICT` moves them into place, idempotent exactly as the row-by-row inserts are.
+that is already there makes that COPY fail on the key; then nothing of it is kept, and the writer's own
+`INSERT … ON CONFLICT` statements (worker/archive/writer.py) write the rows, idempotent as ever.
 
 Why: an archived outcome costs about a third of the CPU this way, in the archiver (no statement per row to build)
 and in PostgreSQL (one statement per table and batch instead of one execution per row), and both share the
@@ -19,7 +19,7 @@ import psycopg
 import psycopg.errors
 from sqlalchemy import JSON, Connection, Table
 
-__all__ = ["copy_rows"]
+__all__ = ["copy_new_rows"]
 
 
 def _json(value: Any) -> str | None:
@@ -29,43 +29,27 @@ def _json(value: Any) -> str | None:
     return "[]" if value == [] else orjson.dumps(value).decode()
 
 
-def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str],
-              *, newer_only: bool) -> None:  # fmt: skip
-    """Rows into `table` by COPY: new keys inserted; existing ones left (`newer_only` False) or replaced by a row of
-    a newer `event_id` (`newer_only` True). Runs in the connection's transaction."""
+def copy_new_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
+    """COPY `rows` straight into `table` under a savepoint: True when they were all new and are in; False when one of
+    them is there already (nothing of this COPY is kept then, and the caller writes them with ON CONFLICT)."""
     if not rows:
-        return
-    columns = [c.name for c in table.columns]
+        return True
     driver = connection.connection.driver_connection
     assert driver is not None
     try:
         with connection.begin_nested(), driver.cursor() as cursor:
-            _copy(cursor, table.name, table, rows)
-        return
+            _copy(cursor, table, rows)
     except psycopg.errors.UniqueViolation:
-        pass  # some are there already: the idempotent way below
-    incoming = f"erpsync_incoming_{table.name.removeprefix('erpsync_')}"
-    with driver.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {incoming} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        _copy(cursor, incoming, table, rows)
-        names = ", ".join(columns)
-        conflict = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {incoming} ON CONFLICT ({', '.join(key)}) "
-        if newer_only:
-            updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name not in key)
-            conflict += f"DO UPDATE SET {updates} WHERE {table.name}.event_id < EXCLUDED.event_id"
-        else:
-            conflict += "DO NOTHING"
-        cursor.execute(conflict)
+        return False
+    return True
 
 
-def _copy(cursor: psycopg.Cursor[Any], into: str, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """COPY `rows` (dicts of `table`'s columns) into the table `into`: JSON columns encoded, the rest as they are."""
+def _copy(cursor: psycopg.Cursor[Any], table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """COPY `rows` (dicts of `table`'s columns) into it: JSON columns encoded, the rest as they are."""
     columns = [c.name for c in table.columns]
     values_of = itemgetter(*columns)
     encoded = [i for i, c in enumerate(table.columns) if isinstance(c.type, JSON)]
-    with cursor.copy(f"COPY {into} ({', '.join(columns)}) FROM STDIN") as copy:
+    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             values = list(values_of(row))
             for i in encoded:

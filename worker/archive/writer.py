@@ -3,8 +3,9 @@
 Outcomes and dead letters are inserted unless there (their outbox entry's id is their key: a batch written again
 after a crash between commit and acknowledgement changes nothing). Jobs and index entries are upserted, and a row
 is only replaced by a newer entry's (`event_id`): entries read again after a crash, older than what the database
-holds, never undo it. PostgreSQL and SQLite both take `INSERT ... ON CONFLICT`; on PostgreSQL the rows reach it by
-COPY (worker/archive/pgcopy.py), on SQLite as executemany through its dialect.
+holds, never undo it. PostgreSQL and SQLite both take `INSERT ... ON CONFLICT`, through their dialects. On PostgreSQL a
+table's rows first go by COPY (worker/archive/pgcopy.py): when they are all new, that is all; when one is there
+already, these statements write them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from worker.archive import schema
 from worker.archive.events import Rows
-from worker.archive.pgcopy import copy_rows
+from worker.archive.pgcopy import copy_new_rows
 from worker.errors import ArchiveError, ArchiveUnavailable
 
 __all__ = ["write"]
@@ -39,9 +40,9 @@ def write(engine: Engine, rows: Rows) -> None:
     try:
         with engine.begin() as connection:
             for table, table_rows, key, newer_only in tables:
-                if connection.dialect.name == "postgresql":
-                    copy_rows(connection, table, table_rows, key, newer_only=newer_only)
-                elif newer_only:
+                if connection.dialect.name == "postgresql" and copy_new_rows(connection, table, table_rows):
+                    continue  # all new: COPY took them
+                if newer_only:
                     _upsert_newer(connection, table, table_rows, key)
                 else:
                     _insert_new(connection, table, table_rows, key)
