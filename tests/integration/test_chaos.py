@@ -149,9 +149,13 @@ def test_chaos_orders(stack: LocalStack, sandbox: httpx.Client) -> None:
                 assert record["status"] == "failed" and "hittades inte" in record["error"], record
                 assert dead[x]["status"] == "failed"
             continue
-        assert times[x] == 1, f"{x} is {times[x]} times in the ledger: {record}"  # every good order exactly once
-        if record["status"] != "unknown":
-            assert record["status"] == "created" and record["key"] == key_of[x], record
+        if record["status"] == "unknown":
+            # "unknown" says the ERP may have it: at most once. A slow answer that was a refusal (a 401 after
+            # another request's token_expiry, held back past the read timeout) leaves it out of the ledger.
+            assert times[x] <= 1, f"{x} is {times[x]} times in the ledger: {record}"
+            continue
+        assert times[x] == 1, f"{x} is {times[x]} times in the ledger: {record}"  # every created order exactly once
+        assert record["status"] == "created" and record["key"] == key_of[x], record
 
 
 def _store() -> ResultsStore:
