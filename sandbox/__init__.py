@@ -1,6 +1,7 @@
 """A local stand-in for the ERP APIs erpsync uses: SoftOne GO, Fortnox and the invoice service.
 
-One server, one port. It behaves like the documented services, keeps everything in memory, and
+One server, one port. It behaves like the documented services, keeps everything in memory (or, with
+``--state FILE``, in an SQLite file that survives its restart, as a real ERP's data would), and
 adds operator endpoints under ``/_sandbox`` (ledger, stats, fault injection, latency, token
 expiry, Fortnox's rate limit) for integrators and tests. It imports nothing from worker/, tasks/
 or schemas/ on purpose: it is an independent reading of the specs, so a mistake in our models

@@ -1,12 +1,20 @@
 """``python -m sandbox [--host H] [--port P] [--latency-ms N] [--config FILE] [--customers FILE]
-[--faults 429=0.05,503=0.05,... --seed N] [--fortnox-rate-limit N --fortnox-rate-window S] ...``"""
+[--faults 429=0.05,503=0.05,... --seed N] [--fortnox-rate-limit N --fortnox-rate-window S] [--state FILE] ...``"""
 
 from __future__ import annotations
 
 import argparse
 
+from sandbox.persistence import StateFileError
 from sandbox.random_faults import KINDS
 from sandbox.server import build_config, serve_config
+
+STATE_HELP = (
+    "SQLite file in which the sandbox keeps its state across restarts, as a real ERP does: the ledger with each "
+    "document's history, the Key/number/id sequences, SoftOne and Fortnox tokens (refresh tokens spent stay "
+    "spent), webhook receivers; every change is written before its answer. Created if missing. Default: in "
+    "memory, lost when the process ends. Stats, faults and latency are never kept."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=None, help="seed of the random faults (default: chosen and logged)")
     add("--retry-after", type=int, default=None, help="Retry-After seconds of a random 429 (default 1)")
     add("--slow-ms", type=int, default=None, help="how long a random 'slow' holds the answer (default 3000)")
+    add("--state", default=None, metavar="FILE", help=STATE_HELP)
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -84,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as exc:
         parser.error(str(exc))  # exits 2 with the message
-    serve_config(config, host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        serve_config(config, host=args.host, port=args.port, log_level=args.log_level, state_file=args.state)
+    except StateFileError as exc:  # raised before anything is served
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,6 +33,7 @@ from sandbox.auth import authenticate, company_for_keys, query_params, unauthori
 from sandbox.config import SandboxConfig
 from sandbox.jsonbody import parse_json
 from sandbox.middleware import SandboxMiddleware
+from sandbox.persistence import SaveBeforeAnswer, StateFile
 from sandbox.responses import info_message, invoice_view, operation_result
 from sandbox.rules import ERROR_INVALID_BODY, ERROR_VALIDATION, validate_document
 from sandbox.search import parse_criteria, select
@@ -139,18 +141,35 @@ def erp_routes() -> list[Route]:
     return routes
 
 
-def create_app(config: SandboxConfig | None = None, *, clock: Callable[[], float] | None = None) -> Starlette:
-    """A fresh sandbox app with its own in-memory state (``app.state.sandbox``).
+def create_app(
+    config: SandboxConfig | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    state_file: str | Path | None = None,
+) -> Starlette:
+    """A fresh sandbox app with its own state (``app.state.sandbox``): in memory, or kept in ``state_file``
+    (sandbox.persistence: loaded from it, every change saved to it before the answer; ``app.state.state_file``,
+    to be closed when the app is done). StateFileError (a ValueError, one line) if it cannot be used.
 
     ``clock`` (epoch seconds) replaces ``time.time`` for token expiry, for tests.
     """
     config = config or SandboxConfig()
     state = SandboxState(config) if clock is None else SandboxState(config, clock)
+    receivers = webhooks.Receivers()  # erpsync's job webhooks' receivers (sandbox.webhooks)
+    middleware = [Middleware(SandboxMiddleware, state=state)]
+    kept: StateFile | None = None
+    if state_file is not None:
+        kept = StateFile.open(state_file)
+        try:
+            kept.load(state, receivers)
+        except ValueError:
+            kept.close()
+            raise
+        # Inside SandboxMiddleware: a change is saved before a fault there can throw the answer away.
+        middleware.append(Middleware(SaveBeforeAnswer, state=state, receivers=receivers, state_file=kept))
     apis = erp_routes() + fortnox.routes() + fortnox_actions.routes() + invoice_service.routes()
-    app = Starlette(
-        routes=apis + control.routes() + webhooks.routes(),
-        middleware=[Middleware(SandboxMiddleware, state=state)],
-    )
+    app = Starlette(routes=apis + control.routes() + webhooks.routes(), middleware=middleware)
     app.state.sandbox = state
-    app.state.webhooks = webhooks.Receivers()  # erpsync's job webhooks' receivers (sandbox.webhooks)
+    app.state.webhooks = receivers
+    app.state.state_file = kept
     return app

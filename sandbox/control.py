@@ -23,6 +23,10 @@
   SoftOne tokens and Fortnox access tokens (Fortnox refresh tokens stay valid)
 * ``GET|POST /_sandbox/fortnox/ratelimit`` -> ``{"limit", "window_seconds"}`` of Fortnox's rate
   limit per access token (POST sets either or both; it applies at once)
+* ``POST /_sandbox/fortnox/authorize`` ``{"client_id"}`` -> ``{"refresh_token"}``: the account's user
+  authorises the integration again, as Fortnox's authorization-code flow ends (consent, then the code
+  exchanged at the token endpoint): a new single-use refresh token for that client, which the token
+  endpoint takes like any other. Refresh tokens issued before stay as they are (spent or not).
 """
 
 from __future__ import annotations
@@ -152,6 +156,22 @@ async def fortnox_rate_limit(request: Request) -> Response:
     return JSONResponse(limiter.as_json())
 
 
+async def fortnox_authorize(request: Request) -> Response:
+    state = _state(request)
+    try:
+        body = await _json_body(request)
+    except ValueError as exc:
+        return _error(str(exc))
+    if not isinstance(body, dict) or set(body) != {"client_id"}:
+        return _error('expected {"client_id": "..."}')
+    account = state.config.fortnox_accounts.get(str(body["client_id"]))
+    if account is None:
+        return _error(f"no Fortnox account with client_id {body['client_id']!r}")
+    return JSONResponse(
+        {"refresh_token": state.fortnox.issue_refresh_token(account)}, headers={"Cache-Control": "no-store"}
+    )
+
+
 def routes() -> list[Route]:
     return [
         Route("/_sandbox/health", health, methods=["GET"]),
@@ -162,4 +182,5 @@ def routes() -> list[Route]:
         Route("/_sandbox/latency", latency, methods=["GET", "POST"]),
         Route("/_sandbox/tokens/expire", expire_tokens, methods=["POST"]),
         Route("/_sandbox/fortnox/ratelimit", fortnox_rate_limit, methods=["GET", "POST"]),
+        Route("/_sandbox/fortnox/authorize", fortnox_authorize, methods=["POST"]),
     ]

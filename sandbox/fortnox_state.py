@@ -22,6 +22,10 @@ method without ``await`` is atomic relative to other requests.
 * Row ids (the rows' ``RowId``) come from one counter of the sandbox that never goes back.
 * An invoice an order's ``createinvoice`` made remembers the order's DeliveryState here (the
   invoice schema has no such field; ``warehouseready`` needs it to be "delivery").
+* With a state file (sandbox.persistence), access and refresh tokens (spent ones too) and the
+  counters are noted in the journal as they change, and saved: a restarted sandbox knows them, as
+  Fortnox would. The configured first refresh token is then valid once per state file, not per
+  process. The rate limit's windows and the tokens' use counts are the process's own.
 """
 
 from __future__ import annotations
@@ -30,13 +34,21 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from sandbox.config import FortnoxAccount, SandboxConfig
+from sandbox.journal import FORTNOX_REFRESH_TOKENS, FORTNOX_TOKENS, Journal, Sequences
 
 if TYPE_CHECKING:
     from sandbox.state import Kind, LedgerEntry
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    """A refresh token's owner, and whether it was used up (kept to tell reuse from a token never issued)."""
+
+    client_id: str
+    spent: bool
 
 
 @dataclass(frozen=True)
@@ -94,24 +106,34 @@ class RefreshTokenError(Exception):
 
 
 class FortnoxState:
-    """Tokens, rate limiter, numbering and indexes of every configured Fortnox account."""
+    """Tokens, rate limiter, numbering and indexes of every configured Fortnox account.
 
-    def __init__(self, config: SandboxConfig, clock: Callable[[], float]) -> None:
+    ``sequences`` and ``journal``: the sandbox's (sandbox.state), so that they are saved with it; a state of
+    its own otherwise."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: Callable[[], float],
+        sequences: Sequences | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.journal = journal or Journal()
+        # "fortnox.token_label", "fortnox.row_id", "fortnox.number:<client_id>:<kind>"
+        self.sequences = sequences or Sequences(self.journal)
         self.tokens: dict[str, AccessToken] = {}
         self.token_uses: dict[str, int] = {}
-        self._labels = count(1)
         # refresh token -> client_id, while it can still be used; spent ones are kept to recognise reuse
         self.refresh_tokens: dict[str, str] = {
             a.refresh_token: a.client_id for a in config.fortnox_accounts.values() if a.refresh_token
         }
         self.spent_refresh_tokens: dict[str, str] = {}
         self.limiter = RateLimiter(config.fortnox_rate_limit, config.fortnox_rate_window_seconds)
-        self._counters: dict[tuple[str, str], count[int]] = {}
         self._by_number: dict[tuple[str, str], dict[str, LedgerEntry]] = {}
         self._by_reference: dict[tuple[str, str], dict[str, list[LedgerEntry]]] = {}
-        self._row_ids = count(1)
+        self._clients: dict[int, str] = {}  # ledger seq -> the client_id of the account the document is in
         # (client_id, invoice number) -> the DeliveryState of the order the invoice was made from
         self.delivery_states: dict[tuple[str, str], str] = {}
 
@@ -127,15 +149,17 @@ class FortnoxState:
         token = AccessToken(
             value=secrets.token_urlsafe(32),
             client_id=account.client_id,
-            label=f"{account.client_id}#{next(self._labels)}",
+            label=f"{account.client_id}#{self.sequences.next('fortnox.token_label', 1)}",
             expires_at=self.clock() + self.config.fortnox_token_ttl_seconds,
         )
         self.tokens[token.value] = token
+        self.journal.put(FORTNOX_TOKENS, token.value, token)
         return token
 
     def issue_refresh_token(self, account: FortnoxAccount) -> str:
         value = secrets.token_urlsafe(32)
         self.refresh_tokens[value] = account.client_id
+        self.journal.put(FORTNOX_REFRESH_TOKENS, value, RefreshToken(account.client_id, spent=False))
         return value
 
     def spend_refresh_token(self, account: FortnoxAccount, value: str) -> None:
@@ -146,6 +170,15 @@ class FortnoxState:
             raise RefreshTokenError("Invalid refresh token")
         del self.refresh_tokens[value]
         self.spent_refresh_tokens[value] = account.client_id
+        self.journal.put(FORTNOX_REFRESH_TOKENS, value, RefreshToken(account.client_id, spent=True))
+
+    def restore_refresh_token(self, value: str, token: RefreshToken) -> None:
+        """A refresh token a state file kept (a spent one stays spent, even the configured first one)."""
+        if token.spent:
+            self.refresh_tokens.pop(value, None)
+            self.spent_refresh_tokens[value] = token.client_id
+        else:
+            self.refresh_tokens[value] = token.client_id
 
     def valid_token(self, value: str) -> AccessToken | None:
         """The unexpired access token ``value`` (no side effects; an expired one is forgotten)."""
@@ -174,6 +207,7 @@ class FortnoxState:
         token = self.tokens.pop(value, None)
         if token is not None:
             self.limiter.forget(token.label)
+            self.journal.delete(FORTNOX_TOKENS, value)
         return token is not None
 
     def expire_tokens(self) -> int:
@@ -189,14 +223,14 @@ class FortnoxState:
 
     def next_number(self, client_id: str, kind: Kind) -> str:
         """The next free number the account would assign to a ``kind`` (1, 2, ...; never reused)."""
-        counter = self._counters.setdefault((client_id, kind), count(1))
         while True:
-            number = str(next(counter))
+            number = str(self.sequences.next(f"fortnox.number:{client_id}:{kind}", 1))
             if not self.number_taken(client_id, kind, number):
                 return number
 
     def index(self, client_id: str, entry: LedgerEntry, reference: str | None) -> None:
         """Make a saved document findable by its number and its ExternalInvoiceReference1."""
+        self._clients[entry.seq] = client_id
         self._by_number.setdefault((client_id, entry.kind), {})[entry.number] = entry
         if reference is not None:
             self._by_reference.setdefault((client_id, entry.kind), {}).setdefault(reference, []).append(entry)
@@ -222,7 +256,7 @@ class FortnoxState:
 
     def next_row_id(self) -> int:
         """A new ``RowId`` (never reused)."""
-        return next(self._row_ids)
+        return self.sequences.next("fortnox.row_id", 1)
 
     def find(self, client_id: str, kind: Kind, number: str) -> LedgerEntry | None:
         return self._by_number.get((client_id, kind), {}).get(number)
@@ -234,8 +268,28 @@ class FortnoxState:
             return list(self._by_reference.get((client_id, kind), {}).get(reference, []))
         return list(self._by_number.get((client_id, kind), {}).values())
 
+    def client_of(self, entry: LedgerEntry) -> str | None:
+        """The client_id of the account a document was saved in (None: not a Fortnox document)."""
+        return self._clients.get(entry.seq)
+
+    def indexed(self, entry: LedgerEntry) -> bool:
+        """Whether the document can be found by its number (False once an article is deleted)."""
+        client_id = self.client_of(entry)
+        return client_id is not None and self.find(client_id, entry.kind, entry.number) is entry
+
+    def restore(self, client_id: str, entry: LedgerEntry, indexed: bool, delivery_state: str | None) -> None:
+        """A document a state file kept: indexed as when it was saved (invoices and orders by their
+        ExternalInvoiceReference1 too), with the DeliveryState an invoice made from an order keeps."""
+        self._clients[entry.seq] = client_id
+        if not indexed:
+            return
+        self.index(client_id, entry, entry.external_id if entry.kind in ("customer_invoice", "order") else None)
+        if delivery_state is not None:
+            self.delivery_states[(client_id, entry.number)] = delivery_state
+
     def clear_documents(self) -> None:
         """Forget the indexes (the ledger was reset); the counters keep going."""
         self._by_number.clear()
         self._by_reference.clear()
+        self._clients.clear()
         self.delivery_states.clear()

@@ -2,7 +2,8 @@
 :func:`background_server` (a thread, for tests that need a real socket, e.g. drop faults).
 
 One process, asyncio, uvicorn's own access log disabled: the sandbox logs one line per
-request itself, with API keys and tokens masked (sandbox.middleware).
+request itself, with API keys and tokens masked (sandbox.middleware). Its state is in memory, or
+kept in an SQLite file across restarts with ``state_file`` (``--state FILE``, sandbox.persistence).
 """
 
 from __future__ import annotations
@@ -150,9 +151,11 @@ def serve(
     fortnox_token_ttl_seconds: int | None = None,
     fortnox_rate_limit: int | None = None,
     fortnox_rate_window: float | None = None,
+    state_file: str | Path | None = None,
 ) -> None:
     """Serve the sandbox until interrupted. ``None`` means "as in the config" (default 0 / 3600 s,
-    no random faults, every all-digit customer number known, Fortnox: 25 requests per 5 s).
+    no random faults, every all-digit customer number known, Fortnox: 25 requests per 5 s, the state
+    in memory; ``state_file``: kept in that SQLite file across restarts).
 
     Raises ValueError, before anything is started, if a file or value is invalid."""
     config = build_config(
@@ -169,7 +172,7 @@ def serve(
         fortnox_rate_limit=fortnox_rate_limit,
         fortnox_rate_window=fortnox_rate_window,
     )
-    serve_config(config, host, port, log_level)
+    serve_config(config, host, port, log_level, state_file=state_file)
 
 
 def _describe_faults(profile: FaultProfile | None) -> str:
@@ -182,14 +185,34 @@ def _describe_faults(profile: FaultProfile | None) -> str:
     )
 
 
-def serve_config(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8765, log_level: str = "info") -> None:
-    """Serve a ready config until interrupted (see :func:`build_config`)."""
-    app = create_app(config)
+def serve_config(
+    config: SandboxConfig,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    log_level: str = "info",
+    *,
+    state_file: str | Path | None = None,
+) -> None:
+    """Serve a ready config until interrupted (see :func:`build_config`), its state kept in ``state_file`` if
+    given. ValueError, before anything is started, if the state file cannot be used."""
+    serve_app(create_app(config, state_file=state_file), host, port, log_level)
+
+
+def _describe_state(app: Starlette) -> str:
+    kept = app.state.state_file
+    if kept is None:
+        return "state in memory, lost on exit"
+    return f"state kept in {kept.path} ({len(app.state.sandbox.ledger)} documents in the ledger)"
+
+
+def serve_app(app: Starlette, host: str = "127.0.0.1", port: int = 8765, log_level: str = "info") -> None:
+    """Serve an app of :func:`sandbox.create_app` until interrupted; its state file (if any) is closed after."""
+    config: SandboxConfig = app.state.sandbox.config
     server = uvicorn.Server(_uvicorn_config(app, host, port, log_level, log_config=_log_config(log_level)))
     logging.getLogger("sandbox").info(
         "sandbox ERP (SoftOne GO, Fortnox, invoice service) on http://%s:%d (SoftOne companies: %s; "
         "Fortnox accounts: %s; invoice-service clients: %s; latency %d ms +%d; token ttl %d s; "
-        "Fortnox token ttl %d s, rate limit %d per %g s; %s)",
+        "Fortnox token ttl %d s, rate limit %d per %g s; %s; %s)",
         host,
         port,
         ", ".join(f"{c.company_id} {c.name}" for c in config.companies.values()),
@@ -202,8 +225,13 @@ def serve_config(config: SandboxConfig, host: str = "127.0.0.1", port: int = 876
         config.fortnox_rate_limit,
         config.fortnox_rate_window_seconds,
         _describe_faults(app.state.sandbox.random_faults.profile),
+        _describe_state(app),
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        if app.state.state_file is not None:
+            app.state.state_file.close()
 
 
 @contextmanager

@@ -8,6 +8,12 @@ requests never interleave their documents.
 The ledger holds the documents of every API, each marked with its ``target`` ("softone",
 "fortnox", "invoiceservice"); Fortnox's tokens, rate limit and numbering live in
 sandbox.fortnox_state (``SandboxState.fortnox``).
+
+What a real ERP keeps across a restart - the ledger with each document's history, the counters of
+Keys, numbers and ids (sandbox.journal.Sequences), SoftOne's and Fortnox's tokens - is noted in
+``SandboxState.journal`` as it changes, for sandbox.persistence to save when a state file keeps it
+(``--state FILE``). The rest is this process's: stats, fault rules and random faults, latency, the
+Retry-After records, the rate limit's windows and how often each token was used.
 """
 
 from __future__ import annotations
@@ -17,12 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import count
 from typing import Any, Literal
 
 from sandbox.config import Company, SandboxConfig
 from sandbox.faults import FaultStore
 from sandbox.fortnox_state import FortnoxState
+from sandbox.journal import SOFTONE_TOKENS, Journal, Sequences
 from sandbox.random_faults import KINDS as RANDOM_FAULT_KINDS
 from sandbox.random_faults import RandomFaults
 
@@ -66,6 +72,9 @@ class LedgerEntry:
     "operation": "create" | "update" | "credit" | "bookkeep" | ..., "request_id": ...}`` plus
     details (``"from"`` / ``"from_kind"`` on a document an action created, ``"to"`` on the
     document that created it). Without one given, it starts with the "create" event.
+
+    ``seq`` is the entry's place in the ledger (given by :meth:`SandboxState.add`); ``journal`` the journal
+    that :meth:`record` tells of a change (None: the state is not saved).
     """
 
     key: int | str
@@ -81,6 +90,8 @@ class LedgerEntry:
     document: dict[str, Any]
     target: Target = "softone"
     history: list[dict[str, Any]] = field(default_factory=list)
+    seq: int = 0
+    journal: Journal | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -89,6 +100,8 @@ class LedgerEntry:
     def record(self, operation: str, at: float, request_id: str, **details: str) -> None:
         """Append one event to the history (``details``: e.g. ``to="7"``)."""
         self.history.append({"at": iso_utc(at), "operation": operation, "request_id": request_id, **details})
+        if self.journal is not None:
+            self.journal.entry(self)  # every change of a saved document ends with an event in its history
 
     def summary(self, full: bool = False, history: bool = False) -> dict[str, Any]:
         """The ``/_sandbox/ledger`` representation (``full``: with the document, ``history``: with the history)."""
@@ -215,15 +228,16 @@ class SandboxState:
         # "<caller>:<request digest>" -> epoch time before which a 429's Retry-After told that request to wait
         self.retry_not_before: dict[str, float] = {}
         self.token_uses: dict[str, int] = {}
-        # Keys are global (all companies, both kinds) and survive reset: never reused.
-        self._keys = count(config.first_key)
-        # Numbers are per company and also survive reset, so a number is never seen twice.
-        self._order_numbers: dict[int, count[int]] = {}
-        self._invoice_numbers: dict[int, count[int]] = {}
-        self.fortnox = FortnoxState(config, clock)
+        self.journal = Journal()  # enabled by sandbox.persistence when a state file keeps the state
+        # Keys are global (all companies, both kinds) and survive reset: never reused. Numbers are per
+        # company and also survive reset, so a number is never seen twice (self.sequences: "softone.key",
+        # "softone.order_number:<company id>", "softone.invoice_number:<company id>").
+        self.sequences = Sequences(self.journal)
+        self.next_seq = 1  # the ledger place of the next document
+        self.fortnox = FortnoxState(config, clock, self.sequences, self.journal)
         # The invoice service's ids ("I.<n>", rows "IR.<n>") continue from the spec's example response.
-        self.invoice_service_ids = count(111225694)
-        self.invoice_service_row_ids = count(321035638)
+        self.invoice_service_ids = self.sequences.counter("invoiceservice.id", 111225694)
+        self.invoice_service_row_ids = self.sequences.counter("invoiceservice.row_id", 321035638)
 
     # -- tokens ------------------------------------------------------------------------------
     def issue_token(self, company: Company) -> Token:
@@ -231,6 +245,7 @@ class SandboxState:
         ttl = self.config.token_ttl_seconds
         token = Token(secrets.token_urlsafe(32), company.company_api_key, now, now + ttl)
         self.tokens[token.value] = token
+        self.journal.put(SOFTONE_TOKENS, token.value, token)
         self.stats.tokens_issued += 1
         return token
 
@@ -244,7 +259,7 @@ class SandboxState:
         if token is None:
             return False
         if self.clock() >= token.expires_at:
-            del self.tokens[value]
+            self.expire_token(value)
             return False
         if token.company_api_key != company.company_api_key:
             return False
@@ -253,13 +268,17 @@ class SandboxState:
 
     def expire_token(self, value: str) -> bool:
         """Forget one token (the random ``token_expiry`` fault); True if it was known."""
-        return self.tokens.pop(value, None) is not None
+        known = self.tokens.pop(value, None) is not None
+        if known:
+            self.journal.delete(SOFTONE_TOKENS, value)
+        return known
 
     def expire_tokens(self) -> int:
         """Forget every issued token, SoftOne's and Fortnox's access tokens (clients then get 401 and
         must log in / renew again)."""
         n = len(self.tokens)
         self.tokens.clear()
+        self.journal.clear(SOFTONE_TOKENS)
         return n + self.fortnox.expire_tokens()
 
     # -- Retry-After bookkeeping --------------------------------------------------------------
@@ -288,16 +307,17 @@ class SandboxState:
     # -- documents ---------------------------------------------------------------------------
     def create(self, kind: Kind, company: Company, document: dict[str, Any], request_id: str) -> LedgerEntry:
         """Save one (already validated) document. Synchronous on purpose, see module docstring."""
-        counters = self._order_numbers if kind == "order" else self._invoice_numbers
-        first = self.config.first_order_number if kind == "order" else self.config.first_invoice_number
-        numbers = counters.setdefault(company.company_id, count(first))
+        if kind == "order":
+            numbering, first = "softone.order_number", self.config.first_order_number
+        else:
+            numbering, first = "softone.invoice_number", self.config.first_invoice_number
         customer_nr = document["CustomerNr"]
         external_id = document.get("ExternalId")
         entry = LedgerEntry(
-            key=next(self._keys),
+            key=self.sequences.next("softone.key", self.config.first_key),
             kind=kind,
             company_id=company.company_id,
-            number=str(next(numbers)),
+            number=str(self.sequences.next(f"{numbering}:{company.company_id}", first)),
             customer_nr=customer_nr,
             customer_name=self.config.customers.get(customer_nr, ""),
             invoice_date=document["InvoiceDate"],
@@ -311,8 +331,12 @@ class SandboxState:
 
     def add(self, entry: LedgerEntry) -> None:
         """Record a saved document of any API in the ledger."""
+        entry.seq, self.next_seq = self.next_seq, self.next_seq + 1
         self.ledger.append(entry)
         self.stats.documents_created += 1
+        if self.journal.enabled:
+            entry.journal = self.journal
+            self.journal.entry(entry)
 
     def reset(self) -> None:
         """Clear ledger, stats, fault rules and Retry-After records; re-arm the start-up random
@@ -320,6 +344,7 @@ class SandboxState:
         Keys/numbers keep increasing, tokens stay valid (refresh tokens too), the rate limit's
         windows keep running."""
         self.ledger.clear()
+        self.journal.clear_ledger()
         self.fortnox.clear_documents()
         in_flight = self.stats.in_flight
         self.stats = Stats(in_flight=in_flight, max_in_flight=in_flight)

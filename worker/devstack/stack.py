@@ -158,10 +158,12 @@ class LocalStack:
     redis_url: str | None = None
     latency_ms: int = 0
     concurrency: int = 4
-    pool: str = "prefork"  # celery worker --pool: prefork or threads (see README, "Concurrency")
+    pool: str = "prefork"  # celery worker --pool: prefork or threads (docs/architecture.md, "Concurrency")
     sandbox_config: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     sandbox_args: Sequence[str] = ()  # more `python -m sandbox` options (e.g. --fortnox-rate-limit)
+    # The sandbox keeps its state in `sandbox_state_file` (--state, as under the Procfile): a restart keeps the ledger.
+    keep_sandbox_state: bool = False
     embedded: EmbeddedRedis | None = None
     sandbox: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -172,6 +174,10 @@ class LocalStack:
     @property
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def sandbox_state_file(self) -> Path:
+        return self.workdir / "sandbox-state.sqlite3"
 
     @property
     def env(self) -> dict[str, str]:
@@ -196,6 +202,8 @@ class LocalStack:
         cmd = [sys.executable, "-m", "sandbox", "--port", str(self.sandbox_port), "--latency-ms", str(self.latency_ms)]
         if self.sandbox_config:
             cmd += ["--config", str(self.sandbox_config)]
+        if self.keep_sandbox_state:
+            cmd += ["--state", str(self.sandbox_state_file)]
         cmd += list(self.sandbox_args)
         log = open(self.workdir / "sandbox.log", "ab")  # noqa: SIM115 - closed with the process
         self.sandbox = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -373,6 +381,7 @@ class StackOptions(TypedDict, total=False):
     sandbox_config: Path | None
     extra_env: Mapping[str, str]
     sandbox_args: Sequence[str]
+    keep_sandbox_state: bool
 
 
 @contextlib.contextmanager
