@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from schemas import DocumentKind
 from worker.connectors.invoice_service import InvoiceServiceConnector
-from worker.errors import AmbiguousError, AuthenticationFailed, RequestRejected, ServiceUnavailable
+from worker.errors import AmbiguousError, AuthorizationRefused, RequestRejected, ServiceUnavailable
 from worker.settings import Settings, TenantConfig
 
 TOKEN = "inv-service-SECRET-token-5"
@@ -49,11 +49,24 @@ def test_validation_errors_name_their_fields() -> None:
         connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
 
 
-def test_401_is_authentication_failed_without_the_token() -> None:
+def test_401_refuses_the_authorisation_without_the_token() -> None:
+    """A static token answered 401 will be refused again: the pipeline pauses the tenant (AuthorizationRefused)."""
     _, connector = post(httpx.Response(401))
-    with pytest.raises(AuthenticationFailed) as info:
+    with pytest.raises(AuthorizationRefused) as info:
         connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
-    assert TOKEN not in str(info.value)
+    assert TOKEN not in str(info.value) and "reauth" in str(info.value) and "401" in info.value.reason
+
+
+def test_a_token_given_by_reauth_is_sent_until_the_tenants_file_changes() -> None:
+    seen, connector = post(httpx.Response(201, json={"id": "I.1", "invoiceNumber": "1"}))
+    connector.tokens.replace({"api_token": "inv-service-NEW-token-6"}, {"api_token": TOKEN}, 1.0)
+    connector.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b1")
+    assert seen[-1].headers["Authorization"] == "Bearer inv-service-NEW-token-6"
+    edited = TenantConfig(name="acme", target="invoiceservice", base_url="http://inv.test/",
+                          api_token=SecretStr("inv-service-EDITED-token-7"))  # fmt: skip
+    again = InvoiceServiceConnector(edited, connector.settings, connector.client, connector.tokens.r)
+    again.post_documents(DocumentKind.CUSTOMER_INVOICE, BODY, "b2")
+    assert seen[-1].headers["Authorization"] == "Bearer inv-service-EDITED-token-7"  # the file is newer: it wins
 
 
 def test_unreadable_success_is_ambiguous_and_503_transient() -> None:

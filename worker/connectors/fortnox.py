@@ -6,12 +6,18 @@ Authentication. Access tokens live an hour and are cached in Redis for every wor
 - authorization-code tenants (`refresh_token` in the tenants file): a refresh token is SINGLE-USE, and its
   successor comes back with the new access token. One worker renews, under a Redis lock, and stores the new
   pair in one transaction before anyone uses it; the others wait for the lock and then find it. The current
-  refresh token lives in Redis (worker/store/tokens.py, no expiry); the tenants file's one is used
-  only until the first renewal. If a renewal's answer is lost after Fortnox spent the old refresh token,
-  nothing can renew any more: the error says an operator must authorise the integration again.
+  refresh token lives in Redis (worker/store/tokens.py, no expiry) with the fingerprint of the tenants file's
+  one it superseded: Redis's is used until the tenants file holds another refresh token (an operator edited it:
+  the file's is newer) — the precedence in worker/store/tokens.py's docstring. `erpsync tenants reauth` stores a
+  new one the same way. If a renewal's answer is lost after Fortnox spent the old refresh token, nothing can
+  renew any more: the error says an operator must authorise the integration again.
 - service accounts (`tenant_id`): the client-credentials grant, asked again (under the same lock) when the
-  token is due.
+  token is due. Its client secret follows the same precedence (a reauth may replace it).
 A 401 on a call drops the cached token (unless another worker replaced it already) and renews once.
+
+A refusal of the authorisation itself — the token endpoint refusing the refresh token or the client credentials,
+a lost renewal answer (the refresh token may be spent), a 401 with a token issued moments ago — is
+AuthorizationRefused: the pipeline pauses the tenant (worker/pipeline/retry.py) rather than failing its documents.
 
 Rate limit: Fortnox allows 25 requests per access token in any sliding 5 s and answers 429 beyond it;
 every request (POSTs and look-ups) takes a turn from the tenant's shared limiter first (worker/store/ratelimit.py).
@@ -36,9 +42,10 @@ from schemas.fortnox import parse_error
 from worker.connectors.base import Connector, Created, LookupRequest, single_document
 from worker.connectors.http import classify_exception, classify_status
 from worker.connectors.reconcile import Settlement
-from worker.errors import AmbiguousError, AuthenticationFailed, ConnectFailed, PermanentError, RequestRejected
+from worker.errors import AmbiguousError, AuthorizationRefused, ConnectFailed, PermanentError, RequestRejected
 from worker.redaction import redact_url, secrets_filter
 from worker.store.errors import StoreUnavailable
+from worker.store.tokens import REFRESH_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -73,38 +80,43 @@ class FortnoxConnector(Connector):
     def _renew(self) -> str:
         """Ask the OAuth server for a new access token and store it (with its refresh token) for everyone.
         Called with the renewal lock held."""
+        file_refresh = self.tenant.refresh_token.get_secret_value() if self.tenant.refresh_token else None
+        secret = self.tokens.credential("client_secret", self._secret) or self._secret
+        secrets_filter().add_secret(secret)
         if self.tenant.tenant_id is not None:
             form = {"grant_type": "client_credentials"}
             headers = {"TenantId": self.tenant.tenant_id}
             refresh = None
         else:
-            assert self.tenant.refresh_token is not None
-            refresh = self.tokens.refresh_token() or self.tenant.refresh_token.get_secret_value()
+            refresh = self.tokens.credential(REFRESH_TOKEN, file_refresh) or file_refresh or ""
             secrets_filter().add_secret(refresh)
             form = {"grant_type": "refresh_token", "refresh_token": refresh}
             headers = {}
         # No take_turn(): the OAuth server is not the API whose requests Fortnox limits per token.
         try:
             response = self.client.post(
-                self.auth_url, data=form, headers=headers, auth=(self.tenant.client_id or "", self._secret)
+                self.auth_url, data=form, headers=headers, auth=(self.tenant.client_id or "", secret)
             )
         except httpx.HTTPError as exc:
             error = classify_exception(exc, self.auth_url)
             if isinstance(error, AmbiguousError) and refresh is not None:
-                raise AuthenticationFailed(
+                raise AuthorizationRefused(
                     f"the answer to tenant {self.tenant.name!r}'s token renewal was lost; if Fortnox spent the "
-                    "refresh token, an operator must authorise the integration again (see README, Fortnox)"
+                    "refresh token, an operator must authorise the integration again (`erpsync tenants reauth`); "
+                    "if not, `erpsync tenants resume` goes on with it",
+                    reason="token renewal answer lost (refresh token maybe spent)",
                 ) from None
             if isinstance(error, AmbiguousError):
                 error = ConnectFailed(str(error))  # a client-credentials grant creates nothing: ask again
             raise error from None
         if response.status_code in (400, 401):
             reason = _oauth_error(response)
-            raise AuthenticationFailed(
-                f"Fortnox refused tenant {self.tenant.name!r}'s "
-                f"{'refresh token' if refresh else 'client credentials'} ({response.status_code} {reason}); "
-                "an operator must authorise the integration again",
+            what = "refresh token" if refresh is not None else "client credentials"
+            raise AuthorizationRefused(
+                f"Fortnox refused tenant {self.tenant.name!r}'s {what} ({response.status_code} {reason}); "
+                "an operator must authorise the integration again (`erpsync tenants reauth`)",
                 status=response.status_code,
+                reason=f"Fortnox refused the {what} ({response.status_code} {reason})"[:200],
             )
         refused = classify_status(response)
         if refused is not None:
@@ -121,7 +133,7 @@ class FortnoxConnector(Connector):
         if new_refresh:
             secrets_filter().add_secret(str(new_refresh))
         # With its new refresh token in one transaction (refresh tokens live 45 days; used before that).
-        self.tokens.save(access, ttl, refresh=str(new_refresh) if new_refresh else None)
+        self.tokens.save(access, ttl, refresh=str(new_refresh) if new_refresh else None, file_refresh=file_refresh)
         log.info(
             "fortnox token renewed", extra={"tenant": self.tenant.name, "grant": form["grant_type"], "token_ttl_s": ttl}
         )
@@ -163,10 +175,11 @@ class FortnoxConnector(Connector):
                 self.invalidate(token)
                 if attempt == 1:
                     continue
-                raise AuthenticationFailed(
+                raise AuthorizationRefused(
                     f"{method} {redact_url(url)} answered 401 with a fresh token: tenant {self.tenant.name!r}'s "
                     "authorisation is refused",
                     status=401,
+                    reason="Fortnox answered 401 with a fresh access token",
                 )
             return response
         raise AssertionError("unreachable")

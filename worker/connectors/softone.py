@@ -5,6 +5,11 @@ the query string. The token comes from `/Login/Token`; the specs do not document
 with the two API keys in the query string (as every other call takes them) and read the token from a
 JSON answer: an object with `Token` (also `token`/`access_token`), or a bare JSON string. Tokens are
 cached in Redis, shared by all workers, until shortly before they expire; a 401 renews it once.
+
+The API keys are the tenants file's, unless `erpsync tenants reauth` stored newer ones in Redis (the precedence in
+worker/store/tokens.py's docstring); they are read once per connector, as its first call needs them. Keys the login
+refuses (401), or a 401 with a token issued moments ago, are AuthorizationRefused: the pipeline pauses the tenant
+(worker/pipeline/retry.py) rather than failing its documents.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from worker.connectors.http import classify_exception, classify_status
 from worker.connectors.reconcile import Settlement, lookalike_key, reconcile, settle
 from worker.errors import (
     AmbiguousError,
-    AuthenticationFailed,
+    AuthorizationRefused,
     BatchRejected,
     ConnectFailed,
     PermanentError,
@@ -49,14 +54,23 @@ class SoftOneConnector(Connector):
     def setup(self) -> None:
         tenant = self.tenant
         assert tenant.company_api_key is not None and tenant.connect_api_key is not None  # TenantConfig checks
-        self._company_key = tenant.company_api_key.get_secret_value()
-        self._connect_key = tenant.connect_api_key.get_secret_value()
-        secrets_filter().add_secret(self._company_key)
-        secrets_filter().add_secret(self._connect_key)
+        self._file_keys = {
+            "company_api_key": tenant.company_api_key.get_secret_value(),
+            "connect_api_key": tenant.connect_api_key.get_secret_value(),
+        }
+        for value in self._file_keys.values():
+            secrets_filter().add_secret(value)
+        self._keys: dict[str, str] | None = None  # the keys in use: the file's or Redis's, read on first use
 
     # ----- authentication
     def _key_params(self) -> dict[str, str]:
-        return {"companyApiKey": self._company_key, "connectApiKey": self._connect_key}
+        """The API keys as query parameters. StoreUnavailable when Redis cannot say which keys are current."""
+        if self._keys is None:
+            keys = {name: self.tokens.credential(name, value) or value for name, value in self._file_keys.items()}
+            for value in keys.values():
+                secrets_filter().add_secret(value)
+            self._keys = keys
+        return {"companyApiKey": self._keys["company_api_key"], "connectApiKey": self._keys["connect_api_key"]}
 
     def token(self) -> str:
         """A valid token: the shared cached one, or a new one (one worker logs in, the others wait)."""
@@ -69,8 +83,9 @@ class SoftOneConnector(Connector):
 
     def _login(self) -> tuple[str, int]:
         url = self.base_url + self.settings.softone_token_path
+        params = self._key_params()
         try:
-            response = self.client.post(url, params=self._key_params())
+            response = self.client.post(url, params=params)
         except httpx.HTTPError as exc:
             error = classify_exception(exc, url)
             # A login creates nothing: one that may have happened is simply repeated later.
@@ -78,7 +93,12 @@ class SoftOneConnector(Connector):
                 error = ConnectFailed(str(error))
             raise error from None
         if response.status_code == 401:
-            raise AuthenticationFailed(f"{url} refused tenant {self.tenant.name!r}'s API keys (401)", status=401)
+            raise AuthorizationRefused(
+                f"{url} refused tenant {self.tenant.name!r}'s API keys (401); an operator must give valid ones "
+                "(`erpsync tenants reauth`)",
+                status=401,
+                reason="SoftOne refused the API keys (401)",
+            )
         refused = classify_status(response)
         if refused is not None:
             raise refused
@@ -101,9 +121,10 @@ class SoftOneConnector(Connector):
                 # First the shared token; after a 401 one we log in for ourselves, so that the renewed
                 # token's first use is this very request (not another worker's, which could spend it).
                 token = self.token() if fresh is None else fresh[0]
+                keys = self._key_params()
             except StoreUnavailable as exc:
                 raise ConnectFailed(f"token cache unavailable ({exc.kind}); nothing was sent") from None
-            params = {**self._key_params(), "token": token, "importId": "0", "specialFunctionalities": ""}
+            params = {**keys, "token": token, "importId": "0", "specialFunctionalities": ""}
             self.take_turn()
             started = time.perf_counter()
             try:
@@ -128,10 +149,11 @@ class SoftOneConnector(Connector):
                 if attempt == 1:
                     fresh = self._login()
                     continue
-                raise AuthenticationFailed(
+                raise AuthorizationRefused(
                     f"POST {redact_url(url)} answered 401 with a fresh token: tenant {self.tenant.name!r}'s "
                     "credentials are refused",
                     status=401,
+                    reason="SoftOne answered 401 with a fresh token",
                 )
             if fresh is not None:
                 with contextlib.suppress(StoreUnavailable):  # share it now that it works; never fail the POST
@@ -171,7 +193,7 @@ class SoftOneConnector(Connector):
         it rejects the array part-way (it saves those before the rejected one, and returns no Keys): an array of
         50 would leave up to 50 orders `unknown`, or resent into duplicates. One order per request makes a lost
         answer cost that one order (`unknown`) and a rejection fail that one order with the ERP's message, for
-        50 times the requests (measured: README, "Outcomes")."""
+        50 times the requests (measured: docs/guarantees.md, "Failures")."""
         return settings.batch_max_docs if kind is DocumentKind.CUSTOMER_INVOICE else 1
 
     def post_documents(self, kind: DocumentKind, body: bytes, request_id: str | None = None) -> list[Created]:
@@ -194,7 +216,7 @@ class SoftOneConnector(Connector):
 
     @classmethod
     def no_update(cls, kind: DocumentKind) -> str:
-        # The SoftOne GO specs (../shared/specs/softone-go-*) document creating invoices and orders, nothing else.
+        # SoftOne GO's public API documentation covers creating invoices and orders, nothing else.
         what = (
             "credit the invoice in SoftOne GO" if kind is DocumentKind.CUSTOMER_INVOICE else "change it in SoftOne GO"
         )

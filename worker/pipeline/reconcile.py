@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from schemas import DocumentKind
 from worker.connectors import Created, LookupRequest
-from worker.errors import AmbiguousError, ConnectFailed, ErpSyncError, TransientError, WaitingForRetryAfter
+from worker.errors import (
+    AmbiguousError,
+    AuthorizationRefused,
+    ConnectFailed,
+    ErpSyncError,
+    TransientError,
+    WaitingForRetryAfter,
+)
 from worker.pipeline import runtime
 from worker.pipeline.queue import Enqueue
 from worker.pipeline.record import UNKNOWN_HINT, StoredBatch, end_all, end_batch
-from worker.pipeline.retry import retry_later, unreachable
+from worker.pipeline.retry import refused, retry_later, unreachable
 from worker.settings import get_settings
 from worker.store.errors import REDIS_ERRORS
 from worker.store.records import BatchOutcome
@@ -58,6 +66,7 @@ def keep_lease(store: ResultsStore, batch: StoredBatch, lease_seconds: float) ->
 def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: int) -> dict[str, Any]:
     """Ask the ERP what it saved of this batch and settle every document (see module docstring)."""
     settings = get_settings()
+    started_at = time.time()
     rejected = batch.data.get("reconcile_reason") == "rejected"
     erp_error = batch.data.get("reconcile_error", "")
     request = LookupRequest(
@@ -85,6 +94,8 @@ def reconcile(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt
         if attempt >= settings.retry_max_attempts:
             return _could_not_ask(enqueue, store, batch, exc)
         raise retry_later(store, batch, attempt, exc, "reconcile") from None
+    except AuthorizationRefused as exc:  # the tenant is paused; the look-up waits for it (worker/pipeline/retry.py)
+        raise refused(store, batch, attempt, exc, "reconcile", started_at=started_at) from None
     except ErpSyncError as exc:
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "lookup failed", "error": str(exc)})
         return _could_not_ask(enqueue, store, batch, exc)

@@ -6,6 +6,10 @@
 - An ERP that cannot be reached (ConnectFailed) received nothing: waiting for it is not an attempt, and the
   backoff grows with the batch's consecutive waits for as long as the outage lasts.
 - A turn that sent nothing (a tenant's Retry-After pause, no rate-limit turn soon enough) gives its attempt back.
+- An authorisation the ERP refuses (AuthorizationRefused: a spent Fortnox refresh token, refused keys, a 401 after
+  renewal) created nothing and will be refused again until an operator authorises again: the tenant is paused
+  (worker/store/tenants.py), the batch gives its attempt back and waits in its lane with the tenant's backlog, which
+  the dispatcher holds while the pause lasts; no document fails (`refused`).
 
 Each is raised as RetryLater (worker/errors.py), with what the batch waits for (outage, retry, pause, reconcile:
 what `erpsync status` shows); the dispatcher delays the batch by it (worker/pipeline/dispatch.py).
@@ -19,14 +23,15 @@ import time
 from typing import Any
 
 from worker.backoff import backoff_seconds
-from worker.errors import ConnectFailed, RetryLater, TransientError, WaitingForRetryAfter
+from worker.errors import AuthorizationRefused, ConnectFailed, RetryLater, TransientError, WaitingForRetryAfter
 from worker.observability import metrics
 from worker.pipeline.record import StoredBatch, log_outcome, recorder_for
 from worker.settings import get_settings
 from worker.store.records import BatchState
 from worker.store.results import ResultsStore
+from worker.store.tenants import TenantControls
 
-__all__ = ["not_sent", "reconcile_later", "retry_later", "unreachable"]
+__all__ = ["not_sent", "reconcile_later", "refused", "retry_later", "unreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +116,29 @@ def unreachable(store: ResultsStore, batch: StoredBatch, attempt: int, exc: Conn
     )
     recorder_for(store).retry(batch.target, metrics.retry_reason(exc))
     return RetryLater(delay, reason="outage")
+
+
+def refused(
+    store: ResultsStore, batch: StoredBatch, attempt: int, exc: AuthorizationRefused, phase: str, *, started_at: float
+) -> RetryLater:
+    """The ERP refused the tenant's authorisation (see the module docstring): pause the tenant by `auth` with the
+    error's short reason (unless an operator gave new credentials after this attempt started at `started_at`, epoch
+    s), give the attempt back and put the batch back in its lane at once: the dispatcher holds it there while the
+    tenant is paused, shown as what it waits for (`paused`)."""
+    settings = get_settings()
+    recorded = TenantControls(store.r, settings.key_prefix).refused(batch.tenant, exc.reason, started_at=started_at)
+    store.log_attempt(
+        batch.id,
+        {"attempt": attempt, "outcome": "auth refused", "phase": phase, "status": exc.status, "error": str(exc)},
+    )
+    log_outcome(
+        batch,
+        "paused",
+        logging.WARNING,
+        phase=phase,
+        reason="auth",
+        error_type=type(exc).__name__,
+        http_status=exc.status,
+        tenant_paused=recorded,
+    )
+    return not_sent(store, batch, phase, countdown=0.0, reason=metrics.retry_reason(exc), waits_for="paused")

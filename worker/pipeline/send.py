@@ -30,6 +30,10 @@ outcomes `unknown` dead letters at once.
 Before the POST the batch holds the content signatures of its documents where its ERP finds documents by content
 (worker/pipeline/lookalikes.py): look-alikes in flight elsewhere are split off into a batch of their own.
 
+An authorisation the ERP refuses (AuthorizationRefused: a spent Fortnox refresh token, refused keys, a 401 after
+renewal) pauses the tenant instead of failing the batch: the batch gives its attempt back and waits in its lane until
+an operator authorises again (`erpsync tenants reauth`) or resumes the tenant (worker/pipeline/retry.py, `refused`).
+
 An ERP that cannot be reached (connection refused, connect timeout, the body not sent whole: ConnectFailed)
 received nothing. Waiting for it is not an attempt: the batch comes back with a backoff that grows with the
 waits (up to ERPSYNC_RETRY_BACKOFF_CAP) for as long as the outage lasts, so an outage gives up no document;
@@ -59,6 +63,7 @@ from worker.connectors import Connector, Created
 from worker.connectors.base import turn_taken
 from worker.errors import (
     AmbiguousError,
+    AuthorizationRefused,
     BatchRejected,
     ConfigurationError,
     ConnectFailed,
@@ -87,7 +92,7 @@ from worker.pipeline.record import (
     log_outcome,
     recorder_for,
 )
-from worker.pipeline.retry import reconcile_later, retry_later, unreachable
+from worker.pipeline.retry import reconcile_later, refused, retry_later, unreachable
 from worker.pipeline.tickets import slot_freed
 from worker.settings import get_settings
 from worker.store.dispatch import Grant, Settle
@@ -344,7 +349,7 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
     answered (or the request failed): the cap counts requests in flight, and recording the outcome is ours."""
     settings = get_settings()
     kind = DocumentKind(batch.kind)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     try:
         connector = runtime.connector(batch.tenant)
         # From here on the request may be out: a worker dying now leaves the batch to be reconciled, not resent.
@@ -397,6 +402,8 @@ def _send(enqueue: Enqueue, store: ResultsStore, batch: StoredBatch, attempt: in
             error_type=error_type,
             http_status=status,
         ) from None
+    except AuthorizationRefused as exc:  # nothing was created: the tenant waits for an operator, its documents too
+        raise refused(store, batch, attempt, exc, "send", started_at=started_at) from None
     except (PermanentError, ConfigurationError) as exc:
         status = exc.status if isinstance(exc, PermanentError) else None
         store.log_attempt(batch.id, {"attempt": attempt, "outcome": "permanent", "status": status, "error": str(exc)})

@@ -5,7 +5,8 @@ to send sits in a list of its tenant (a lane: `interactive` first, `bulk` after 
 dispatcher for *the next batch that may go now* (`take`): the ready tenant with the lowest virtual time is
 chosen (round robin, each batch moving the tenant on by 1/weight: a tenant with a weight of 2 sends twice as
 often); a tenant that may not send now — paused by its ERP (Retry-After), at its cap of requests in flight,
-before its next rate-limit turn — is *parked* until it may, and the next tenant is looked at. Batches that must
+before its next rate-limit turn, paused by an operator or because its ERP refused its authorisation
+(worker/store/tenants.py) — is *parked* until it may, and the next tenant is looked at. Batches that must
 come back later (a retry's backoff, the reconcile delay, an outage's wait) are *delayed* until their time, then
 join their lane again. Nobody sleeps: work that must wait is a member of a sorted set.
 
@@ -52,7 +53,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple, cast
 
@@ -84,6 +85,9 @@ SCAN_TENANTS = 64
 #: Buffer flushes a sender claims at once, and how long a claim holds before another sender may flush the buffer.
 FLUSHES_PER_CLAIM = 20
 FLUSH_CLAIM_S = 30.0
+#: How long a paused tenant (worker/store/tenants.py) stays parked before `take` looks at it again; `wake` brings a
+#: resumed one back at once.
+PAUSED_RECHECK_S = 60.0
 #: How far ahead a rate-limit turn is taken for a batch handed out (its sender waits that long at most before the
 #: request): the turns keep their pace whatever waking a ticket costs, and no sender waits longer than this.
 TURN_AHEAD_S = 0.1
@@ -100,6 +104,7 @@ class Waiting(StrEnum):
     RATE = "rate"  # its next rate-limit turn is later
     SLOT = "slot"  # its cap of requests in flight is reached
     PAUSE = "pause"  # its ERP asked for a pause (Retry-After)
+    PAUSED = "paused"  # paused: by an operator, or its ERP refused its authorisation (worker/store/tenants.py)
 
 
 class Settle(StrEnum):
@@ -174,11 +179,13 @@ class TenantBacklog:
 @dataclass(frozen=True, slots=True)
 class Delayed:
     """A tenant's batches that come back later (`erpsync status`): how many, the first one's time, and what they
-    wait for (outage, retry, pause, reconcile, lease: worker/pipeline/retry.py) with how many each."""
+    wait for (outage, retry, pause, reconcile, lease, paused: worker/pipeline/retry.py) with how many each; and the
+    documents they hold."""
 
     batches: int
     next_due: float
     reasons: dict[str, int]
+    documents: int = field(default=0, compare=False)
 
 
 class Dispatcher:
@@ -230,6 +237,7 @@ class Dispatcher:
                 SCAN_TENANTS,
                 round(TURN_AHEAD_S * 1e6),
                 uuid.uuid4().hex[:12],
+                repr(PAUSED_RECHECK_S),
             ]
         )
         values = [as_text(v) if isinstance(v, bytes) else v for v in cast(list[object], raw)]
@@ -368,17 +376,25 @@ class Dispatcher:
         )
         pipe = self.r.pipeline(transaction=False)
         for batch_id, _ in due:
-            pipe.hmget(self.keys.batch(as_text(batch_id)), "tenant", "delayed_for")
+            pipe.hmget(self.keys.batch(as_text(batch_id)), "tenant", "delayed_for", "size")
         out: dict[str, Delayed] = {}
-        for (_, when), (tenant, reason) in zip(due, pipe.execute(), strict=True):
+        for (_, when), (tenant, reason, size) in zip(due, pipe.execute(), strict=True):
             if tenant is None:
                 continue
             name, why = as_text(tenant), as_text(reason or "retry") or "retry"
             seen = out.get(name) or Delayed(0, when, {})
             out[name] = Delayed(
-                seen.batches + 1, min(seen.next_due, when), {**seen.reasons, why: seen.reasons.get(why, 0) + 1}
+                seen.batches + 1,
+                min(seen.next_due, when),
+                {**seen.reasons, why: seen.reasons.get(why, 0) + 1},
+                seen.documents + int(as_text(size or "0") or 0),
             )
         return out
+
+    def wake(self, tenant: str) -> bool:
+        """A parked tenant is looked at by the next `take` (a paused tenant resumed: it goes on at once rather than
+        when its recheck comes). True when it was parked."""
+        return bool(self.r.zadd(self.keys.dispatch_parked, {tenant: time.time()}, xx=True, ch=True))
 
     def _fields(self, batch_ids: list[str], name: str) -> dict[str, str]:
         """One field of each of these batches (those that have it)."""

@@ -1,9 +1,11 @@
 -- The dispatcher's `take` (worker/store/dispatch.py, Dispatcher.take): the next batch a sender may send now.
 -- ARGV: prefix, now (epoch s), lease (s), ticket id ('' for none), ticket lease (s), interactive streak, tenants to
--- look at at most, how far ahead a rate-limit turn may be taken (µs), a unique suffix for the grant's token.
+-- look at at most, how far ahead a rate-limit turn may be taken (µs), a unique suffix for the grant's token, how long
+-- a paused tenant stays parked before it is looked at again (s; `Dispatcher.wake` brings a resumed one back sooner).
 -- First what is due: batches of senders that stopped renewing their lease go back to the front of their lane,
 -- delayed batches whose time has come join their lane, and parked tenants whose wait is over are ready again. Then
--- the ready tenant with the lowest virtual time is looked at: paused by its ERP (Retry-After), at its cap of
+-- the ready tenant with the lowest virtual time is looked at: paused (by an operator, or its ERP refused its
+-- authorisation: `{p}:tenant:{t}`'s `paused_by`), paused by its ERP (Retry-After), at its cap of
 -- requests in flight, or more than `ahead` before its next rate-limit turn, it is parked till then (a slot given
 -- back wakes it sooner: dispatch_settle); else its batch goes (its interactive lane first, a bulk batch after
 -- `streak` interactive ones while bulk waits), with an in-flight slot and its rate turn taken for it (the turn
@@ -72,7 +74,11 @@ for _ = 1, tonumber(ARGV[7]) do
     local rk = p .. ':rate:' .. (target or 'softone') .. ':' .. t
     local why, till, holder, turn_at = nil, 0, '', now_us
     local pause = tonumber(redis.call('GET', p .. ':pause:' .. t) or '0')
-    if pause > now then why, till = 'pause', pause end
+    if redis.call('HEXISTS', p .. ':tenant:' .. t, 'paused_by') == 1 then
+      why, till = 'paused', now + tonumber(ARGV[10])  -- paused (worker/store/tenants.py): looked at again then
+    elseif pause > now then
+      why, till = 'pause', pause
+    end
     if not why and cap > 0 then
       redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
       if redis.call('ZCARD', inflight) >= cap then
