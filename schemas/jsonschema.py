@@ -1,9 +1,10 @@
 """The job message of the raw-Redis producer contract, and the JSON Schema file generated from it.
 
 A producer in any language enqueues a job by pushing one JSON object onto a Redis list
-(`LPUSH erpsync:submit '{...}'`; README, "Producing from any language"). `JobMessage` says exactly what
+(`LPUSH erpsync:submit '{...}'`; docs/reference.md, "Producing from any language"). `JobMessage` says exactly what
 that object may hold. It is derived from `JobEnvelope`, field by field, so the two cannot drift apart:
-a field added to the envelope fails here until it is described (or declared to be set by the worker).
+a field added to the envelope fails here until it is described (or declared to be set by the worker). One field
+is the message's own (`MESSAGE_ONLY`): `source_error`, how a producer says that its source broke part-way.
 
     python -m schemas.jsonschema            # rewrite schemas/job-envelope.schema.json from the model
     python -m schemas.jsonschema --check    # exit 1 if the committed file differs (a unit test does this)
@@ -70,6 +71,46 @@ if _unaccounted:  # a new envelope field must be placed in the producer contract
     raise RuntimeError(f"JobEnvelope fields without a place in the job message: {sorted(_unaccounted)}")
 
 
+#: The longest `source_error.reason` a message may carry (worker/store/jobs.py keeps as much in the job).
+SOURCE_ERROR_REASON_MAX = 500
+
+
+class SourceError(BaseModel):
+    """Where and why the producer's source broke before its end."""
+
+    model_config = ConfigDict(extra="forbid", title="SourceError")
+
+    line: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description="The line of the source (a file's line, counted from 1) where it broke; null when not known.",
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=SOURCE_ERROR_REASON_MAX,
+        description="What is wrong there, for people (e.g. `not valid JSON`). Never a document's content: it is "
+        "stored in the job and shown wherever the job is.",
+    )
+
+
+#: Fields of a message that are not the envelope's: (type, field) as pydantic's create_model takes them.
+MESSAGE_ONLY: dict[str, Any] = {
+    "source_error": (
+        SourceError | None,
+        Field(
+            default=None,
+            description=(
+                "Set when the producer's source broke part-way (a file cut short, a bad line): `documents` are those "
+                "read before it. The job is stored and processed as any, and finishes with status `incomplete` "
+                "whatever their outcomes (the counts say what became of each); its hash keeps `source_error` (the "
+                "reason) and `source_error_line`. Leave it out (or null) when the documents are the whole source."
+            ),
+        ),
+    ),
+}
+
+
 def _message_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, info in JobEnvelope.model_fields.items():
@@ -82,7 +123,7 @@ def _message_fields() -> dict[str, Any]:
         described = copy.copy(info)  # same type, constraints (patterns, lengths) and default as the envelope's
         described.description = DESCRIPTIONS[name]
         fields[name] = (info.annotation, described)
-    return fields
+    return {**fields, **MESSAGE_ONLY}
 
 
 JobMessage: type[BaseModel] = create_model(

@@ -392,7 +392,8 @@ def test_results_fall_back_to_the_archive_once_redis_has_expired_the_job(
     code, out, err = run(capsys, "results", "j1", "--json")
     assert code == 0 and err == ""
     payload = json.loads(out)
-    assert set(payload) == {"job_id", "status", "lane", "records", "source"}
+    assert set(payload) == {"job_id", "status", "lane", "records", "source", "source_error"}
+    assert payload["source_error"] is None  # its source was read whole
     assert (payload["job_id"], payload["status"], payload["lane"], payload["source"]) == (
         "j1",
         "succeeded",

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import io
 import json
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from schemas import DocumentKind
 from schemas.types import AMOUNT_ERROR
 from schemas.validation import DocumentError, validate_document
+from worker.errors import SourceError
 from worker.producer.ingest import CSV_COLUMNS, Source, normalise_number, open_source
 from worker.producer.submit import SubmitError, read_documents
 
@@ -855,3 +857,85 @@ def test_csv_memory_holds_one_receipt_plus_the_receipt_ids(tmp_path: Path, gener
     assert source.rows_read == 40_000 and count > 8000
     # What remains is the set of receipt ids seen (~100 bytes each), for counting split receipts.
     assert peak < 150 * count, f"peak {peak} bytes for {count} receipts in a {source.size}-byte file"
+
+
+# ----- a file that breaks part-way: SourceError with the line and reason, the documents before it whole
+
+
+def read_until_broken(path: Path) -> tuple[list[Any], SourceError]:
+    """The documents a source yields before it raises, and what it raises."""
+    docs: list[Any] = []
+    documents = open_source(path).documents()
+    with pytest.raises(SourceError) as info:
+        for doc in documents:
+            docs.append(doc)
+    return docs, info.value
+
+
+@pytest.mark.parametrize("name", ["cut.jsonl", "cut.json"])
+def test_jsonl_broken_part_way_names_line_and_reason_after_every_document_before(tmp_path: Path, name: str) -> None:
+    lines = [json.dumps({"ExternalId": f"R-{n}"}) for n in range(1, 11)]
+    lines[6] = '{"ExternalId": "R-7", "CustomerNr": '  # line 7 of 10: cut short
+    docs, error = read_until_broken(write(tmp_path, name, "\n".join(lines) + "\n"))
+    assert [d["ExternalId"] for d in docs] == [f"R-{n}" for n in range(1, 7)]
+    assert (error.line, error.reason) == (7, "not valid JSON (Expecting value)")
+    assert str(error) == f"{tmp_path / name}, line 7: not valid JSON (Expecting value)"
+
+
+def test_jsonl_bytes_that_are_not_utf8_break_the_file_at_their_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "latin1.jsonl", jsonl(DOC_A).encode() + '{"Text": "café"}\n'.encode("latin-1"))
+    docs, error = read_until_broken(path)
+    assert docs == [DOC_A] and (error.line, error.reason) == (2, "not UTF-8 text")
+
+
+def test_a_read_error_part_way_is_a_source_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "share.jsonl", jsonl(DOC_A, DOC_A, DOC_A))
+
+    class Failing(io.BytesIO):
+        def __iter__(self) -> Iterator[bytes]:
+            yield from self.getvalue().splitlines(keepends=True)[:2]
+            raise OSError(5, "Input/output error")
+
+    source = open_source(path)
+    monkeypatch.setattr("worker.producer.ingest._open", lambda path, mode, **kw: Failing(path.read_bytes()))
+    docs = []
+    with pytest.raises(SourceError) as info:
+        docs.extend(source.documents())
+    assert docs == [DOC_A, DOC_A]
+    assert info.value.line is None and info.value.reason == "cannot read on after line 2 (Input/output error)"
+
+
+def test_csv_broken_quoting_keeps_the_finished_receipts_and_leaves_out_the_open_one(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "R1,1,2026-11-20,A,T,1,2,,25",
+        "R2,1,2026-11-20,A,T,1,2,,25",
+        "R2,1,2026-11-20,B,U,1,2,,25",
+        'R2,1,"2026-11-20,A',  # line 5: an unclosed quote; R2 may have had more rows
+    )
+    docs, error = read_until_broken(path)
+    assert [d["ExternalId"] for d in docs] == ["R1"]
+    assert error.line == 5 and error.reason.startswith("not valid CSV (")
+    assert error.reason.endswith("; receipt R2, open at that line, is left out (its rows may go on)")
+    assert str(error).startswith(f"{path}, line 5: not valid CSV")
+
+
+def test_csv_an_empty_receipt_id_part_way_is_where_the_file_breaks(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "R1,1,2026-11-20,A,T,1,2,,25", "R2,1,2026-11-20,A,T,1,2,,25", ",1,2026-11-20,B,U,1,2,,25")
+    docs, error = read_until_broken(path)
+    assert [d["ExternalId"] for d in docs] == ["R1"]
+    assert error.line == 4 and error.reason.startswith("the receipt_id is empty")
+    assert "receipt R2, open at that line, is left out" in error.reason
+
+
+def test_csv_a_bad_first_row_breaks_the_file_with_nothing_left_out(tmp_path: Path) -> None:
+    docs, error = read_until_broken(csv_file(tmp_path, ",1,2026-11-20,B,U,1,2,,25"))
+    assert docs == [] and error.line == 2 and "left out" not in error.reason
+
+
+def test_csv_not_utf8_part_way_is_a_source_error_saying_after_which_line(tmp_path: Path) -> None:
+    good = "".join(f"R{n},1,2026-11-20,A,Bulle,1,2,,25\n" for n in range(1000))
+    path = write(tmp_path, "later.csv", f"{CSV_HEAD}\n{good}R-x,1,2026-11-20,A,Räka,1,2,,25\n".encode("latin-1"))
+    docs, error = read_until_broken(path)
+    assert docs and [d["ExternalId"] for d in docs] == [f"R{n}" for n in range(len(docs))]
+    assert error.line is None and re.fullmatch(r"not UTF-8 text \(an invalid byte after line \d+\); .*", error.reason)

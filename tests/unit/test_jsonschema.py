@@ -11,12 +11,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.envelope import JOB_ID_PATTERN, TENANT_PATTERN, DocumentKind, JobEnvelope, Lane, Target
-from schemas.jsonschema import SCHEMA_ID, SCHEMA_PATH, JobMessage, json_schema, main, render
+from schemas.jsonschema import MESSAGE_ONLY, SCHEMA_ID, SCHEMA_PATH, JobMessage, json_schema, main, render
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
@@ -40,7 +41,8 @@ def test_the_schema_states_the_contract() -> None:
     assert SCHEMA["$id"] == SCHEMA_ID and SCHEMA["title"] and "LPUSH" in SCHEMA["description"]
     assert SCHEMA["type"] == "object" and SCHEMA["additionalProperties"] is False
     assert SCHEMA["required"] == ["job_id", "tenant", "kind", "documents"]
-    assert set(SCHEMA["properties"]) == set(JobEnvelope.model_fields) - {"submitted_at"}
+    assert set(SCHEMA["properties"]) == set(JobEnvelope.model_fields) - {"submitted_at"} | {"source_error"}
+    assert set(MESSAGE_ONLY) == {"source_error"}
     props = SCHEMA["properties"]
     assert props["job_id"]["pattern"] == JOB_ID_PATTERN and props["tenant"]["pattern"] == TENANT_PATTERN
     assert SCHEMA["$defs"]["Target"]["enum"] == [t.value for t in Target]
@@ -59,7 +61,7 @@ def test_the_schema_states_the_contract() -> None:
 
 
 #: The JSON types the schema names, as Python's json module parses them.
-TYPES = {"object": dict, "array": list, "string": str, "null": type(None)}
+TYPES = {"object": dict, "array": list, "string": str, "null": type(None), "integer": int}
 
 
 def schema_accepts(value: Any, schema: dict[str, Any] = SCHEMA) -> bool:
@@ -75,6 +77,8 @@ def schema_accepts(value: Any, schema: dict[str, Any] = SCHEMA) -> bool:
         return False
     if isinstance(value, str):
         return string_accepts(value, schema)
+    if type(value) is int:
+        return value >= schema.get("minimum", value)
     if isinstance(value, list):
         return array_accepts(value, schema)
     if isinstance(value, dict) and "properties" in schema:
@@ -86,7 +90,7 @@ def string_accepts(value: str, schema: dict[str, Any]) -> bool:
     # ECMA-262 `$` does not match before a final newline, as Python's does
     if "pattern" in schema and not re.search(schema["pattern"].replace("$", r"\Z"), value):
         return False
-    return len(value) <= schema.get("maxLength", len(value))
+    return schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value))
 
 
 def array_accepts(value: list[Any], schema: dict[str, Any]) -> bool:
@@ -163,5 +167,44 @@ def test_a_message_the_schema_accepts_makes_an_envelope() -> None:
     message = {"job_id": "j-1", "tenant": "demo", "kind": "order", "documents": [{}], "target": None}
     assert schema_accepts(message) and model_accepts(message)
     parsed: Any = JobMessage.model_validate(message)
-    envelope = JobEnvelope(**{**parsed.model_dump(), "target": parsed.target or Target.SOFTONE})
+    fields = parsed.model_dump(exclude=set(MESSAGE_ONLY))
+    envelope = JobEnvelope(**{**fields, "target": parsed.target or Target.SOFTONE})
     assert envelope.job_id == "j-1" and envelope.kind is DocumentKind.ORDER
+
+
+# ----- source_error: how a producer says its source broke part-way (the job is stored, and ends `incomplete`)
+
+SOURCE_ERRORS_ACCEPTED = [
+    None,
+    {"reason": "not valid JSON"},
+    {"line": 1501, "reason": "x"},
+    {"line": None, "reason": "r"},
+]
+SOURCE_ERRORS_REFUSED = [
+    {},  # a reason is required
+    {"line": 3},
+    {"reason": ""},
+    {"reason": "r" * 501},
+    {"line": 0, "reason": "r"},
+    {"line": "7", "reason": "r"},  # a number, not text
+    {"line": True, "reason": "r"},
+    {"line": 1.5, "reason": "r"},
+    {"reason": "r", "position": 9},  # no other field
+    "line 7: not valid JSON",
+]
+
+
+@pytest.mark.parametrize("value", SOURCE_ERRORS_ACCEPTED)
+def test_a_source_error_the_schema_describes_is_accepted(value: Any) -> None:
+    message = {"job_id": "j-1", "tenant": "demo", "kind": "order", "documents": [{}], "source_error": value}
+    assert model_accepts(message) and schema_accepts(message)
+    described = SCHEMA["$defs"]["SourceError"]
+    assert SCHEMA["properties"]["source_error"]["anyOf"] == [{"$ref": "#/$defs/SourceError"}, {"type": "null"}]
+    assert described["required"] == ["reason"] and described["additionalProperties"] is False
+    assert described["properties"]["reason"]["maxLength"] == 500 and described["properties"]["reason"]["minLength"] == 1
+
+
+@pytest.mark.parametrize("value", SOURCE_ERRORS_REFUSED)
+def test_a_source_error_outside_the_schema_is_refused(value: Any) -> None:
+    message = {"job_id": "j-1", "tenant": "demo", "kind": "order", "documents": [{}], "source_error": value}
+    assert not model_accepts(message) and not schema_accepts(message)

@@ -35,6 +35,7 @@ from worker.errors import ConfigurationError
 from worker.producer.submissions import ACCEPTED, GONE, REJECTED, Outcome, accept
 from worker.settings import DEMO_COMPANY_API_KEY, Settings
 from worker.store.intake import IntakeQueue
+from worker.store.records import CREATED, Record
 from worker.store.results import ResultsStore
 from worker.store.submissions import NewJob, Rejection, SubmissionQueue
 
@@ -117,7 +118,8 @@ def assert_settled(env: Env, submission_id: str, outcome: Outcome) -> None:
         assert outcome.job_id is not None
         job = env.store.job(outcome.job_id)
         assert job is not None and job["submission"] == submission_id
-        assert job["status"] in ("queued", "failed")  # failed: every document refused (a credential in it)
+        # failed: every document refused (a credential in it); incomplete: that, and its source broke (source_error)
+        assert job["status"] in ("queued", "failed", "incomplete")
         assert int(job["total"]) == sum(outcome.chunks) > 0
     else:
         entries = [e for e in env.store.rejections(1000) if e["id"] == submission_id]
@@ -177,6 +179,56 @@ def test_a_valid_message_becomes_a_job_stored_as_submit_stores_one(monkeypatch: 
     assert "raw-1" in env.client.smembers(f"{env.p}:open_jobs")
     assert "raw-1" in env.client.zrange(f"{env.p}:jobs", 0, -1)
     assert raw["ttl"]
+
+
+def test_a_message_whose_source_broke_is_stored_as_submit_stores_a_broken_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.producer.submit
+    from worker.errors import JobIncomplete, SourceError
+    from worker.producer.submit import submit
+
+    env = Env()
+    docs = [{"ExternalId": f"R-{i}", "CustomerNr": "1001"} for i in range(13)]
+
+    def broken() -> Any:
+        yield from copy.deepcopy(docs)
+        raise SourceError("x.jsonl, line 14: not valid JSON", reason="not valid JSON", line=14)
+
+    monkeypatch.setattr(worker.producer.submit, "get_redis", lambda settings=None: env.client)
+    monkeypatch.setattr(worker.producer.submit, "request_intake", lambda enqueue, n, job_id=None: None)
+    with pytest.raises(JobIncomplete):
+        submit(broken(), tenant="demo", kind="customer_invoice", source="pos", job_id="py-1", settings=env.settings)
+    env.clear_intake()
+
+    said = {"line": 14, "reason": "not valid JSON"}
+    outcome = env.submit(message(job_id="raw-1", source="pos", documents=docs, source_error=said))
+    assert outcome.status == ACCEPTED and outcome.chunks == (10, 3)
+    py, raw = env.job_keys("py-1"), env.job_keys("raw-1")
+    volatile = {"job_id", "submitted_at", "created_at", "updated_at", "received_at", "submission"}
+    assert {k: v for k, v in raw["job"].items() if k not in volatile} == {
+        k: v for k, v in py["job"].items() if k not in volatile
+    }
+    assert (raw["job"]["source_error"], raw["job"]["source_error_line"]) == ("not valid JSON", "14")
+    assert raw["job"]["status"] == "queued"  # it finishes `incomplete` once its 13 documents have their outcomes
+    env.store.set_records([("raw-1", i, Record(f"R-{i}", CREATED, key=10 + i)) for i in range(13)])
+    job = env.store.job("raw-1")
+    assert job is not None and job["status"] == "incomplete" and job["n_created"] == "13"
+
+
+def test_a_source_error_without_a_line_and_every_document_refused_is_incomplete_at_once() -> None:
+    env = Env()
+    docs = [{"ExternalId": "R-1", "Text": f"key {DEMO_COMPANY_API_KEY}"}]
+    outcome = env.submit(message(documents=docs, source_error={"reason": "the export stopped"}))
+    job = env.store.job(outcome.job_id or "")
+    assert job is not None and job["status"] == "incomplete" and job["n_failed"] == "1"
+    assert job["source_error"] == "the export stopped" and "source_error_line" not in job
+
+
+@pytest.mark.parametrize(
+    "said", [{"line": 0, "reason": "r"}, {"reason": ""}, {"line": "3", "reason": "r"}, {"line": 3}, "broke"]
+)
+def test_a_malformed_source_error_rejects_the_message(said: Any) -> None:
+    outcome = Env().submit(message(source_error=said))
+    assert outcome.status == REJECTED and outcome.reason is not None and outcome.reason.startswith("source_error")
 
 
 def test_target_may_be_given_when_it_is_the_tenants() -> None:

@@ -187,7 +187,15 @@ def test_a_rejected_jobs_payload_says_why_and_a_job_gone_keeps_the_events_fields
     assert data["reason"].startswith("not JSON") and "abc" not in data["reason"] and len(data["reason"]) == 500
     gone = payloads.job_payload("j3", "acme", "succeeded", "t2", None)
     assert (gone["job_id"], gone["status"], gone["finished_at"], gone["total"]) == ("j3", "succeeded", "t2", 0)
-    assert "reason" not in gone
+    assert "reason" not in gone and "source_error" not in gone
+
+
+def test_an_incomplete_jobs_payload_says_where_its_source_broke() -> None:
+    job = {"tenant": "acme", "status": "incomplete", "source_error_line": "1501", "source_error": "not valid JSON"}
+    data = payloads.job_payload("j4", "acme", "incomplete", "t1", job)
+    assert data["source_error"] == {"line": 1501, "reason": "not valid JSON"}
+    unknown_line = payloads.job_payload("j5", "acme", "incomplete", "t1", {"source_error": "stopped part-way"})
+    assert unknown_line["source_error"] == {"line": None, "reason": "stopped part-way"}
 
 
 # ----- the store
@@ -464,7 +472,8 @@ def test_status_and_metrics_show_the_webhooks(
         assert hooks["tenants"] == [{"tenant": "acme", "due": 0, "failing": 0, "given_up": 1},
                                     {"tenant": "globex", "due": 1, "failing": 0, "given_up": 0}]  # fmt: skip
         assert cli.main(["status"]) == 0
-        assert "webhooks: 1 due, 0 failing, 1 given up (acme: 0 failing, 1 given up" in capsys.readouterr().out
+        # One line at 80 columns; the tenants' share is in --json and `erpsync webhooks list`.
+        assert "webhooks: 1 due, 0 failing, 1 given up, 1 job event waiting" in capsys.readouterr().out
         assert cli.main(["webhooks", "list"]) == 0
         assert "HTTP 500" in capsys.readouterr().out
         assert cli.main(["webhooks", "list", "--limit", "0"]) == 2

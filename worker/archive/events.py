@@ -161,8 +161,16 @@ def _add_job(rows: Rows, entry: Entry) -> None:
         "status": str(job.get("status") or ""),
         "total": int(job.get("total") or 0),
         "counts": {status: int(job.get(f"n_{status}") or 0) for status in _COUNTED},
-        "reason": job.get("reason"),
+        "reason": job.get("reason") or _source_error(job),
         "submitted_at": _parse_time(job.get("submitted_at")),
         "finished_at": _parse_time(job.get("finished_at") or f.get("at")),
         "event_id": _event_id(entry.sort_key, 0),
     }
+
+
+def _source_error(job: dict[str, Any]) -> str | None:
+    """An `incomplete` job's reason in the archive: where its source broke and why (worker/store/jobs.py)."""
+    if not job.get("source_error"):
+        return None
+    line = job.get("source_error_line")
+    return f"the source broke{f' at line {line}' if line else ''}: {job['source_error']}"

@@ -86,6 +86,8 @@ def archived_results(job_id: str) -> dict[str, Any] | None:
         "lane": found["lane"],
         "records": [result_record(r) for r in job_records(engine, job_id)],
         "source": "archive",
+        # An `incomplete` job's reason, as archived: "the source broke at line N: ..." (worker/archive/events.py).
+        "source_error": found["reason"] if found["status"] == "incomplete" else None,
     }
 
 

@@ -17,6 +17,12 @@ is read in flat memory. The counters on the `Source` (rows, documents, bytes) fe
 UTF-8 only (a BOM is allowed). Whatever makes the file as a whole unreadable raises `SubmitError` naming
 the file and line; a bad value inside one document (an unparseable number, a missing customer number) is
 left for the worker's per-document validation to report, with its field path.
+
+A file that breaks part-way (a JSONL line that is not JSON, broken CSV quoting, a row without its receipt id,
+bytes that are not UTF-8) raises `SourceError` from `documents()` at that point, with the line and the reason: the
+documents yielded before it are whole, and `submit()` keeps them in an `incomplete` job. A CSV receipt still open
+at the bad line is not yielded (its rows may go on after it), and the reason says so. A JSON file read whole never
+breaks part-way: it is valid JSON, or refused by `open_source` before anything is read.
 """
 
 from __future__ import annotations
@@ -24,12 +30,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from worker.errors import SubmitError
+from worker.errors import SourceError, SubmitError
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader  # what csv.reader() returns (typeshed's name)
@@ -111,8 +117,9 @@ class Source:
     def documents(self) -> Iterator[Any]:
         """The documents, one at a time; may be called once.
 
-        Raises SubmitError while iterating when the file turns out to be unreadable further on (a bad JSONL
-        line, broken CSV quoting): the documents yielded until then are only part of the file.
+        Raises SourceError (a SubmitError with `line` and `reason`) while iterating when the file turns out to be
+        unreadable further on (a bad JSONL line, broken CSV quoting): the documents yielded until then are whole,
+        but only part of the file.
         """
         if self._started:
             raise RuntimeError(f"documents() of {self.path} was already called; open the source again")
@@ -137,20 +144,20 @@ class Source:
     def _jsonl_documents(self) -> Iterator[Any]:
         with _open(self.path, "rb") as file:
             # Binary lines end at b"\n" only; a UTF-8 sequence never contains that byte.
-            for lineno, raw in enumerate(file, start=1):
+            for lineno, raw in _numbered(file, self.path):
                 self.bytes_read += len(raw)
                 if lineno == 1:
                     raw = raw.removeprefix(_BOM)
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise SubmitError(f"{self.path}, line {lineno}: not UTF-8 text") from None
+                    raise _broken(self.path, lineno, "not UTF-8 text") from None
                 if not line.strip():
                     continue
                 try:
                     doc = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise SubmitError(f"{self.path}, line {lineno}: not valid JSON ({exc.msg})") from None
+                    raise _broken(self.path, lineno, f"not valid JSON ({exc.msg})") from None
                 self.rows_read += 1
                 self.documents_read += 1
                 yield doc
@@ -166,30 +173,48 @@ class Source:
             # 64-bit hashes among them is a one-in-10^9 chance, and would only cost a wrong warning).
             seen: set[int] = set()
             current: dict[str, Any] | None = None
-            for lineno, cells in rows:
-                receipt = self._cell(cells, "receipt_id")
-                if not receipt:
-                    # Not left to validation: without its receipt id a row belongs to no invoice, and an invoice
-                    # without one would get an id derived from the job, so submitting the file again would
-                    # book it twice. The export is broken; it must be fixed at the till system.
-                    raise SubmitError(
-                        f"{self.path}, line {lineno}: the receipt_id is empty; every row must name the receipt "
-                        "it belongs to (it is the invoice's ExternalId)"
-                    )
-                if current is None or receipt != current["ExternalId"]:
-                    if current is not None:
-                        yield self._done(current, file)
-                    if hash(receipt) in seen:
-                        self.split_receipts += 1
-                        if len(self.split_receipt_ids) < 10:
-                            self.split_receipt_ids.append(receipt)
-                    seen.add(hash(receipt))
-                    current = self._invoice(receipt, cells)
-                rows_of = current["InvoiceRows"]
-                rows_of.append(self._invoice_row(cells, len(rows_of) + 1))
+            try:
+                for lineno, cells in rows:
+                    current = yield from self._csv_row(file, seen, current, lineno, cells)
+            except SourceError as exc:
+                if current is None:
+                    raise
+                # The receipt being read may have more rows after the bad line: sent without them, it would be a
+                # wrong invoice that the file, once fixed, could not correct (its ExternalId would be taken).
+                left_out = f"; receipt {current['ExternalId']}, open at that line, is left out (its rows may go on)"
+                raise SourceError(f"{exc}{left_out}", reason=f"{exc.reason}{left_out}", line=exc.line) from None
             if current is not None:
                 yield self._done(current, file)
             self.bytes_read = self.size
+
+    def _csv_row(
+        self, file: IO[str], seen: set[int], current: dict[str, Any] | None, lineno: int, cells: list[str]
+    ) -> Generator[dict[str, Any], None, dict[str, Any]]:
+        """Add a data row to its receipt's invoice, first yielding the invoice before it when the row starts a new
+        one; returns the invoice being read."""
+        receipt = self._cell(cells, "receipt_id")
+        if not receipt:
+            # Not left to validation: without its receipt id a row belongs to no invoice, and an invoice
+            # without one would get an id derived from the job, so submitting the file again would
+            # book it twice. The export is broken; it must be fixed at the till system.
+            raise _broken(
+                self.path,
+                lineno,
+                "the receipt_id is empty; every row must name the receipt it belongs to (it is the "
+                "invoice's ExternalId)",
+            )
+        if current is None or receipt != current["ExternalId"]:
+            if current is not None:
+                yield self._done(current, file)
+            if hash(receipt) in seen:
+                self.split_receipts += 1
+                if len(self.split_receipt_ids) < 10:
+                    self.split_receipt_ids.append(receipt)
+            seen.add(hash(receipt))
+            current = self._invoice(receipt, cells)
+        rows_of = current["InvoiceRows"]
+        rows_of.append(self._invoice_row(cells, len(rows_of) + 1))
+        return current
 
     def _csv_rows(self, reader: CsvReader, header_line: int) -> Iterator[tuple[int, list[str]]]:
         """(line number, cells) of each data row; blank rows skipped, decoding and quoting errors raised."""
@@ -199,9 +224,12 @@ class Source:
             except StopIteration:
                 return
             except UnicodeDecodeError:
-                raise SubmitError(_not_utf8(self.path, header_line + reader.line_num)) from None
+                reason = _not_utf8_reason(header_line + reader.line_num)
+                raise SourceError(f"{self.path} is {reason}", reason=reason) from None
             except csv.Error as exc:
-                raise SubmitError(f"{self.path}, line {header_line + reader.line_num}: not valid CSV ({exc})") from None
+                raise _broken(self.path, header_line + reader.line_num, f"not valid CSV ({exc})") from None
+            except OSError as exc:
+                raise _unreadable(self.path, header_line + reader.line_num, exc) from None
             if not any(cell.strip() for cell in cells):
                 continue
             self.rows_read += 1
@@ -318,12 +346,42 @@ def _open(path: Path, mode: str, **kwargs: Any) -> IO[Any]:
 
 
 def _not_utf8(path: Path, after_line: int) -> str:
+    return f"{path} is {_not_utf8_reason(after_line)}"
+
+
+def _not_utf8_reason(after_line: int) -> str:
     # The text layer decodes ahead in chunks: the bad byte is somewhere after the last line read.
     where = f"after line {after_line}" if after_line else "near the start"
     return (
-        f"{path} is not UTF-8 text (an invalid byte {where}); "
+        f"not UTF-8 text (an invalid byte {where}); "
         "an export in Windows-1252 or Latin-1 must be converted to UTF-8 first"
     )
+
+
+def _broken(path: Path, lineno: int, reason: str) -> SourceError:
+    """The file breaks at `lineno`: the message names the file and line, `reason` says what is wrong there."""
+    return SourceError(f"{path}, line {lineno}: {reason}", reason=reason, line=lineno)
+
+
+def _unreadable(path: Path, after_line: int, exc: OSError) -> SourceError:
+    """Reading stopped with an error of the file system or device (a disk error, a file on a share that went)."""
+    reason = f"cannot read on after line {after_line} ({exc.strerror or type(exc).__name__})"
+    return SourceError(f"{path}: {reason}", reason=reason)
+
+
+def _numbered(file: IO[bytes], path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a binary file, a read error raised as the SourceError it is."""
+    lineno = 0
+    lines = iter(file)
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except OSError as exc:
+            raise _unreadable(path, lineno, exc) from None
+        lineno += 1
+        yield lineno, raw
 
 
 def _position(file: IO[str], fallback: int) -> int:

@@ -1,10 +1,15 @@
 """Producing from any language: a job is one JSON message pushed onto a Redis list; here messages become jobs.
 
-The contract (README, "Producing from any language"; schema: schemas/job-envelope.schema.json):
+The contract (docs/reference.md, "Producing from any language"; schema: schemas/job-envelope.schema.json):
 
     LPUSH {p}:submit '{"job_id": "...", "tenant": "...", "kind": "customer_invoice", "documents": [...]}'
     HGETALL {p}:job:{job_id}            status and counts; `rejected` with a `reason` if the message was refused
     HGETALL {p}:job:{job_id}:records    position -> each document's outcome (its Key, or errors by field path)
+
+A producer whose own source broke part-way (a file cut short, a bad line) sends the documents it read before,
+with `"source_error": {"line": 1501, "reason": "not valid JSON"}` (line optional): the job is stored and processed
+as any, and finishes `incomplete` whatever its documents' outcomes, its hash holding `source_error` and
+`source_error_line`. Final statuses: succeeded, partial, failed, incomplete, rejected.
 
 How a message travels. A listener thread in every worker that consumes the intake queue (a Celery bootstep)
 takes the oldest message with one Lua call that moves it to a key of its own (`held`), and sends the task
@@ -48,7 +53,7 @@ from worker.pipeline.queue import Enqueue
 from worker.producer.submit import CREDENTIAL_IN_DOCUMENT, CredentialScan, encoded_chunks
 from worker.settings import Settings, get_settings
 from worker.store.client import RedisClient, get_redis
-from worker.store.jobs import JobChunk
+from worker.store.jobs import JobChunk, SourceBreak
 from worker.store.records import FAILED, Record, RecordUpdate
 from worker.store.submissions import HEAD_BYTES, NewJob, Rejection, SubmissionQueue
 
@@ -114,6 +119,7 @@ class _Verdict:
     envelope: JobEnvelope | None = None
     chunks: list[tuple[list[str], list[str], list[int]]] = field(default_factory=list)
     lane: Lane = Lane.BULK
+    broke: SourceBreak | None = None  # the message's `source_error`: the job will be `incomplete`
 
 
 class _Rejected(Exception):
@@ -216,7 +222,9 @@ def _check(raw: bytes, settings: Settings, known: dict[str, str]) -> _Verdict:
     scan = CredentialScan(settings)  # a document holding one of our credentials is refused alone, stored masked
     chunks = list(encoded_chunks(message.documents, envelope.job_id, settings.intake_chunk_docs, doc_type, scan))
     lane = envelope.priority or Lane.for_size(len(message.documents), settings.interactive_max_documents)
-    return _Verdict(known, envelope=envelope, chunks=chunks, lane=lane)
+    said = message.source_error  # the producer's source broke part-way: the job is kept, and `incomplete`
+    broke = None if said is None else SourceBreak(said.reason, said.line)
+    return _Verdict(known, envelope=envelope, chunks=chunks, lane=lane, broke=broke)
 
 
 def _settle(queue: SubmissionQueue, submission_id: str, verdict: _Verdict, size: int, sha256: str) -> Outcome:
@@ -255,6 +263,7 @@ def _job(submission_id: str, verdict: _Verdict) -> NewJob:
         "source": envelope.source or "",
         "submitted_at": envelope.submitted_at.isoformat(),
         "submission": submission_id,
+        **(verdict.broke.fields() if verdict.broke is not None else {}),
     }
     start, chunks = 0, []
     for external_ids, encoded, refused in verdict.chunks:

@@ -5,6 +5,7 @@ Every job goes through here (the CLI, the benchmark, dead-letter replay), so the
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import time
@@ -19,9 +20,9 @@ from pydantic_core import to_json
 
 from schemas import DocumentKind, JobEnvelope, Lane, Operation, Target
 from schemas.envelope import derived_external_id
-from schemas.targets import DocumentType, document_type, job_document_type
+from schemas.targets import TARGET_NAMES, DocumentType, document_type, job_document_type, kind_refusal
 from worker.celery_app.enqueue import publish
-from worker.errors import ConfigurationError, SubmitError
+from worker.errors import ConfigurationError, JobIncomplete, SourceError, SubmitError
 from worker.pipeline.intake import request_intake
 from worker.pipeline.queue import Enqueue
 from worker.producer.ingest import open_source
@@ -29,7 +30,7 @@ from worker.redaction import MASK
 from worker.settings import Settings, get_settings
 from worker.store.client import get_redis
 from worker.store.intake import IntakeQueue
-from worker.store.jobs import JobChunk, JobRef, store_chunk
+from worker.store.jobs import JobChunk, JobRef, SourceBreak, close_job, store_chunk
 from worker.store.records import FAILED, JOB_FINAL, Record, RecordUpdate
 from worker.store.results import ResultsStore
 
@@ -115,9 +116,13 @@ def submit(
     with other content as an update, where its ERP takes updates (schemas.Operation). `enqueue` publishes the intake
     tasks (the Celery app's broker by default).
 
-    Raises SubmitError when the job as a whole is bad (unknown tenant, no documents, too many). If the
-    source fails part-way (an unreadable file), the job keeps the documents stored so far, is closed, and
-    the SubmitError says so.
+    Raises SubmitError when the job as a whole is bad (unknown tenant, no documents). If the source breaks
+    part-way (it raises: a SourceError names the line and reason; any other error is named by its type only), or
+    holds more than ERPSYNC_MAX_JOB_DOCUMENTS documents, every document read before is stored, the job is closed
+    `incomplete` with the line and the reason in its hash (`source_error_line`, `source_error`), and JobIncomplete
+    (a SubmitError with the job id, the documents stored, the line and the reason) is raised once it is: those
+    documents are processed and reported like any job's. A source that breaks before its first document leaves
+    no job: the SourceError is raised as it is.
     """
     settings = settings or get_settings()
     job_id = job_id or new_job_id()
@@ -125,6 +130,8 @@ def submit(
     config = settings.tenant(tenant)  # unknown tenant: refuse now, not later in the worker
     if target is not None and str(target) != config.target.value:
         raise SubmitError(f"invalid job: tenant {tenant!r} is configured for {config.target.value}, not {target}")
+    if (refusal := kind_refusal(config.target, kind)) is not None:
+        raise SubmitError(f"tenant {tenant!r} is at {TARGET_NAMES[config.target]}, which {refusal}")
     try:
         envelope = JobEnvelope(
             # Documents are validated one by one in the worker; here only the job's own fields are checked.
@@ -140,14 +147,17 @@ def submit(
     except (ValidationError, ValueError) as exc:
         raise SubmitError(f"invalid job: {_short(exc)}") from None
     doc_type = job_document_type(envelope.target, envelope.kind, envelope.operation)
-    chunks = encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type, CredentialScan(settings))
+    broke: list[Exception] = []  # what stopped the source, if it did not end
+    chunks = _until_broken(
+        encoded_chunks(documents, job_id, settings.intake_chunk_docs, doc_type, CredentialScan(settings)), broke
+    )
     first = next(chunks, None)  # read before storing anything: an empty source leaves no job behind
     if first is None:
-        raise SubmitError("the job has no documents")
+        raise _nothing_read(broke)
     lane, read = choose_lane(envelope.priority, first, chunks, settings)
 
     client = get_redis(settings)
-    store, intake = ResultsStore(client, settings), IntakeQueue(client, settings)
+    store = ResultsStore(client, settings)
     store.open_job(
         {
             "job_id": job_id,
@@ -161,30 +171,94 @@ def submit(
         }
     )
     job = JobRef(job_id, envelope.tenant, lane)
-    stored = 0
+    stored = _store_all(itertools.chain(read, chunks), store, job, settings, enqueue, on_progress, broke)
+    if not broke:
+        store.close_job(job_id)
+        return job_id
+    why = _source_break(broke[0])
+    close_job(store, job_id, why)
+    raise JobIncomplete(job_id, stored, why.reason, why.line)
+
+
+def _store_all(
+    chunks: Iterator[Chunk],
+    store: ResultsStore,
+    job: JobRef,
+    settings: Settings,
+    enqueue: Enqueue,
+    on_progress: Callable[[int], None] | None,
+    broke: list[Exception],
+) -> int:
+    """Store the job's chunks as they are read and queue them for intake; returns the number of documents stored.
+    Above ERPSYNC_MAX_JOB_DOCUMENTS the rest is not read, and `broke` says why."""
+    intake, job_id, stored = IntakeQueue(store.r, settings), job.job_id, 0
     try:
-        for external_ids, encoded, refused in itertools.chain(read, chunks):
-            if stored + len(encoded) > settings.max_job_documents:
-                raise SubmitError(
-                    f"more than {settings.max_job_documents} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): "
-                    "split the file"
-                )
-            failed = [
-                RecordUpdate(job_id, stored + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
-                for i in refused
-            ]
-            store_chunk(store, intake, job, JobChunk(stored, external_ids, encoded, failed))
-            request_intake(enqueue, len(encoded), job_id=job_id)
-            stored += len(encoded)
-            if on_progress:
-                on_progress(len(encoded))
+        for external_ids, encoded, refused in chunks:
+            room = settings.max_job_documents - stored
+            if len(encoded) > room:  # the job keeps the first ERPSYNC_MAX_JOB_DOCUMENTS documents, and says so
+                external_ids, encoded = external_ids[:room], encoded[:room]
+                refused = [i for i in refused if i < room]
+                broke.insert(0, _TooMany(settings.max_job_documents))  # the first cut, if the source broke after
+            if encoded:
+                failed = [
+                    RecordUpdate(job_id, stored + i, Record(external_ids[i], FAILED, error=CREDENTIAL_IN_DOCUMENT))
+                    for i in refused
+                ]
+                store_chunk(store, intake, job, JobChunk(stored, external_ids, encoded, failed))
+                request_intake(enqueue, len(encoded), job_id=job_id)
+                stored += len(encoded)
+                if on_progress:
+                    on_progress(len(encoded))
+            if broke:
+                break
     except BaseException as exc:
-        store.close_job(job_id)  # what was stored is processed and reported; the job can finish
-        if isinstance(exc, SubmitError | OSError):
-            raise SubmitError(f"{exc}; job {job_id} was closed with the {stored} documents stored before") from None
+        # Stopped while storing (Redis went, Ctrl-C): what was stored is processed and reported, and the job says
+        # it is not the whole source. A Redis that is gone cannot be told (the job stays `receiving`, ResultsStore):
+        # the error that stopped us is the one to raise.
+        with contextlib.suppress(Exception):
+            close_job(store, job_id, SourceBreak(f"submitting stopped part-way ({type(exc).__name__})"))
         raise
-    store.close_job(job_id)
-    return job_id
+    return stored
+
+
+def _nothing_read(broke: list[Exception]) -> SubmitError:
+    """The error of a source that gave no document: empty, or broken before its first one (nothing to keep: no
+    job is made)."""
+    if not broke:
+        return SubmitError("the job has no documents")
+    if isinstance(broke[0], SubmitError):
+        return broke[0]
+    return SubmitError(f"{_source_break(broke[0]).reason}; no document was read, so no job was created")
+
+
+class _TooMany(Exception):
+    """The source has more documents than a job may hold (ERPSYNC_MAX_JOB_DOCUMENTS)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"more than {limit} documents in one job (ERPSYNC_MAX_JOB_DOCUMENTS): the rest of the file was not read; "
+            "split the file"
+        )
+
+
+def _until_broken(chunks: Iterator[Chunk], broke: list[Exception]) -> Iterator[Chunk]:
+    """`chunks` until they end or the source raises; what it raised is appended to `broke`."""
+    try:
+        yield from chunks
+    except Exception as exc:  # whatever stops the source: the job keeps what came before it
+        broke.append(exc)
+
+
+def _source_break(exc: Exception) -> SourceBreak:
+    """Where and why a source stopped, for the job: a SourceError's line and reason; our own limit's message; of
+    anything else its type only (its message may quote a document or a credential)."""
+    if isinstance(exc, SourceError):
+        return SourceBreak(exc.reason, exc.line)
+    if isinstance(exc, _TooMany):
+        return SourceBreak(str(exc))
+    if isinstance(exc, OSError):
+        return SourceBreak(f"the source could not be read on ({exc.strerror or type(exc).__name__})")
+    return SourceBreak(f"the source of the documents raised {type(exc).__name__}")
 
 
 Chunk = tuple[list[str], list[str], list[int]]
@@ -218,22 +292,30 @@ def encoded_chunks(
 ) -> Iterator[Chunk]:
     """(ExternalIds, JSON texts, offsets of refused documents) of `size` documents at a time; each document is
     encoded as soon as it is read, so no more than one document is held as Python objects (flat memory for any
-    file). A document holding a credential is refused, its text masked."""
+    file). A document holding a credential is refused, its text masked. When `documents` raises part-way, the
+    documents read before are yielded (a last, shorter chunk) before the error is raised."""
     external_ids: list[str] = []
     encoded: list[str] = []
     refused: list[int] = []
-    for position, doc in enumerate(documents):
-        external_ids.append(_external_id_of(doc, job_id, position, doc_type))
-        text = encode_document(doc)
-        masked = scan.mask(text)
-        if masked is not None:
-            refused.append(len(encoded))
-            text = masked
-            external_ids[-1] = scan.mask(external_ids[-1]) or external_ids[-1]
-        encoded.append(text)
-        if len(encoded) == size:
+    try:
+        for position, doc in enumerate(documents):
+            external_id = _external_id_of(doc, job_id, position, doc_type)
+            text = encode_document(doc)
+            masked = scan.mask(text)
+            if masked is not None:
+                refused.append(len(encoded))
+                text = masked
+                external_id = scan.mask(external_id) or external_id
+            external_ids.append(external_id)
+            encoded.append(text)
+            if len(encoded) == size:
+                yield external_ids, encoded, refused
+                external_ids, encoded, refused = [], [], []
+    except Exception:
+        # The source broke part-way: the documents read before it are whole, and are yielded before its error.
+        if encoded:
             yield external_ids, encoded, refused
-            external_ids, encoded, refused = [], [], []
+        raise
     if encoded:
         yield external_ids, encoded, refused
 
@@ -249,7 +331,10 @@ def encode_document(doc: Any) -> str:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        return "; ".join(
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False, include_input=False)
+        )
     return str(exc)
 
 

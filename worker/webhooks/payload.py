@@ -6,7 +6,9 @@ credential — serialized compactly and stably (sorted keys, no spaces), so that
      "lane":"bulk","operation":"create","status":"succeeded","submitted_at":"2026-11-20T23:16:07.101Z",
      "target":"softone","tenant":"acme","total":50}
 
-`status` and `finished_at` are the event's (the job as it finished), `reason` is there for a rejected job only.
+`status` and `finished_at` are the event's (the job as it finished), `reason` is there for a rejected job only, and
+`source_error` (`{"line": 1501, "reason": "not valid JSON (Expecting value)"}`, line null when unknown) for an
+`incomplete` one: its source broke part-way and the job holds the documents read before that line.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ def job_payload(job_id: str, tenant: str, status: str, at: str, job: Mapping[str
     )
     if payload["status"] == "rejected":
         payload["reason"] = redact(job.get("reason") or "")[:REASON_MAX_CHARS] or None
+    if payload["status"] == "incomplete":
+        line = job.get("source_error_line")
+        payload["source_error"] = {
+            "line": _int(line) if line else None,
+            "reason": redact(job.get("source_error") or "")[:REASON_MAX_CHARS] or None,
+        }
     return payload
 
 
