@@ -98,9 +98,24 @@ def test_status_screen_highlights_the_stalled_job(
     line = next(line for line in out.splitlines() if "stuck-job" in line)
     # 300 s old when made; the screen is drawn after the workers' broadcast (up to 1 s), so a second may pass
     assert "STALLED" in line and re.search(r"5m0\ds", line), line
-    assert "1 stalled" in out and "1 open job(s)" in out and "none answering" in out and "rejected" not in out
+    assert "1 stalled" in out and "1 open job," in out and "workers: NONE answering" in out and "rejected" not in out
     r.lpush(f"{PREFIX}:rejected", json.dumps({"at": "2026-11-21T03:00:00Z", "job_id": "j9", "reason": "not JSON"}))
     assert "producer messages rejected: 1 (newest: 2026-11-21T03:00:00Z, job j9: not JSON)" in run(capsys, "status")[1]
+
+
+def test_status_screen_fits_the_terminal_it_is_drawn_on(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`erpsync status` at 80x24 with more open jobs than fit: at most 24 lines of at most 80 cells, and the jobs
+    left out are counted in the section's title (tests/unit/test_status_terminal.py has the layout's own checks)."""
+    monkeypatch.setattr(cli_ops, "out", Console(width=80, height=24))
+    for i in range(30):
+        make_job(r, f"job-{i:02d}", tenant=f"tenant-{i % 7}", age=300 - i)
+    code, out, _ = run(capsys, "status")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) <= 24 and max(len(line) for line in lines) <= 80, out
+    assert any(line.startswith("open jobs: ") and " of 30, oldest first" in line for line in lines), out
+    assert "job-00" in out and "tenant-0" in out
 
 
 def test_status_with_a_job_id_still_shows_that_job(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,7 +172,7 @@ def test_jobs_table(
     monkeypatch.setattr(cli_ops, "out", Console(width=200))
     make_job(r, "listed-job", tenant="acme", n=3)
     code, out, _ = run(capsys, "jobs", "--tenant", "acme")
-    assert code == 0 and "1 jobs, newest first (tenant acme)" in out
+    assert code == 0 and "1 job, newest first (tenant acme)" in out
     assert "listed-job" in out and "3: 3 pending" in out
 
 

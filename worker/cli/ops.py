@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from rich.columns import Columns
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from worker.cli.console import EXIT_OK, UserError, err, out
+from worker.cli.console import EXIT_OK, UserError, err, out, plural
 from worker.settings import Settings, get_settings
 from worker.store import client as redis_client  # get_redis through its module: tests replace it there
 from worker.store.client import RedisClient
@@ -34,8 +33,6 @@ from worker.store.errors import OUTAGE_ERRORS, REDIS_ERRORS
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-
-OVERVIEW_ROWS = 30  # open jobs on the status screen (--json has them all)
 
 
 def _client_and_settings() -> tuple[RedisClient, Settings]:
@@ -62,141 +59,12 @@ def _table(title: str, *columns: str) -> Table:
     return table
 
 
-def render_overview(data: dict[str, Any]) -> Group:
-    """One screen: queues and waiting input, workers, open jobs (stalled ones in red), failures, dead letters."""
-    parts: list[RenderableType] = [
-        _headline(data),
-        Columns([_waiting_table(data), _workers_table(data)]),
-        _tenants_table(data["tenants"]),
-        _open_jobs(data["open_jobs"], data["open_jobs_total"]),
-    ]
-    if data["recent_failures"]:
-        parts.append(_failures_table(data["recent_failures"]))
-    parts.append(_dead_letters(data["dead_letters"]))
-    rejected = data["rejected_messages"]
-    if rejected["count"]:
-        newest = rejected["newest"][0]
-        parts.append(Text(f"producer messages rejected: {rejected['count']} (newest: {newest.get('at')}, job "
-                          f"{newest.get('job_id')}: {newest.get('reason')})", style="red"))  # fmt: skip
-    parts.append(_webhooks_line(data["webhooks"]))
-    if data["archive"]["enabled"]:
-        parts.append(_archive_line(data["archive"]))
-    return Group(*parts)
+def render_overview(data: dict[str, Any], width: int | None = None, height: int | None = None) -> RenderableType:
+    """The overview fitted to the screen (worker/cli/screen.py): `out`'s size unless given."""
+    from worker.cli.screen import render_overview as render  # imported on use (module docstring)
 
-
-def _archive_line(archive: dict[str, Any]) -> Text:
-    """The archive: its lag, the archiver's last error; in red, a lost duplicate index and what to do."""
-    if archive["index"] == "lost":
-        return Text(f"DUPLICATE INDEX LOST: {archive['reason']}; intake claims nothing until then", style="bold red")
-    text = f"archive: {archive['lag']} outcome(s) not archived yet"
-    if archive["oldest_seconds"] is not None:
-        text += f", the oldest {_age(archive['oldest_seconds'])} old"
-    if archive["error"]:
-        text += f"; last error: {archive['error']}"
-    return Text(text, style="red" if archive["error"] or (archive["oldest_seconds"] or 0) > 60 else "")
-
-
-def _webhooks_line(hooks: dict[str, Any]) -> Text:
-    """Job webhooks: deliveries due, failing (after a failed attempt) and given up, the tenants failing named; job
-    events no sender has taken (`erpsync webhooks run` not running?). Red when something fails."""
-    text = f"webhooks: {hooks['due']} due, {hooks['failing']} failing, {hooks['given_up']} given up"
-    troubled = [t for t in hooks["tenants"] if t["failing"] or t["given_up"]]
-    if troubled:
-        text += " (" + ", ".join(f"{t['tenant']}: {t['failing']} failing, {t['given_up']} given up"
-                                 for t in troubled[:5]) + "; see erpsync webhooks list)"  # fmt: skip
-    if hooks["events_waiting"]:
-        text += f"; {hooks['events_waiting']} job events waiting for a sender"
-    return Text(text, style="red" if hooks["failing"] or hooks["given_up"] else "")
-
-
-def _headline(data: dict[str, Any]) -> Text:
-    stalled = f"[bold red]{data['stalled_jobs']} stalled[/]" if data["stalled_jobs"] else "0 stalled"
-    return Text.from_markup(
-        f"[bold]erpsync[/] (prefix {data['key_prefix']}) at {data['generated_at']}: {data['open_jobs_total']} "
-        f"open job(s), {stalled} (no progress for {data['stall_seconds']}s), oldest pending document "
-        f"{_age(data['oldest_pending_seconds'])} old"
-    )
-
-
-def _waiting_table(data: dict[str, Any]) -> Table:
-    """What waits: the Celery queues, the intake queue, raw producers' messages, the buffers that hold documents."""
-    table = _table("waiting", "where", "count")
-    for q in data["queues"]:
-        table.add_row(f"celery queue {q['queue']}", str(q["messages"]))
-    table.add_row("intake items (job chunks)", str(data["intake_items"]))
-    table.add_row("raw producer messages", f"{data['submissions_waiting']} (+{data['submissions_held']} held)")
-    for b in data["buffers"]:
-        if b["documents"]:
-            table.add_row(f"buffer {b['tenant']}/{b['kind']}", f"{b['documents']} documents")
-    return table
-
-
-def _tenants_table(tenants: list[dict[str, Any]]) -> RenderableType:
-    """Tenants with work waiting (OVERVIEW_ROWS of them, the longest-waiting first): documents per lane
-    (interactive/bulk) waiting for intake, in the coalescing buffer and queued to send, batches coming back later,
-    what the tenant waits for and the age of its oldest batch ready to send."""
-    if not tenants:
-        return Text("tenants: none waiting")
-    shown = tenants[:OVERVIEW_ROWS]
-    table = _table(f"tenants waiting ({len(shown)} of {len(tenants)}; documents interactive/bulk)",
-                   "tenant", "intake", "buffer", "queued", "later", "waits for", "oldest")  # fmt: skip
-    for t in shown:
-        waits = t["waiting_for"] or ""
-        if waits and t["waiting_seconds"] is not None:
-            waits += f" {t['waiting_seconds']:.1f}s"
-        if t["holder"]:
-            waits += f" ({t['holder']['sender'] or t['holder']['batch_id']})"
-        intake, queued = t["intake_documents"], t["queued_documents"]
-        table.add_row(t["tenant"], f"{intake['interactive']}/{intake['bulk']}", str(t["buffered_documents"]),
-                      f"{queued['interactive']}/{queued['bulk']}", str(t["delayed_batches"] or ""), waits,
-                      _age(t["oldest_ready_seconds"]))  # fmt: skip
-    return table
-
-
-def _workers_table(data: dict[str, Any]) -> Table:
-    """The workers serving our queues; in red when none answers."""
-    table = _table("workers", "worker", "queues")
-    for w in data["workers"]:
-        table.add_row(w["name"], ", ".join(w["queues"]))
-    if not data["workers"]:
-        why = f" ({data['workers_error']})" if data["workers_error"] else ""
-        table.add_row(Text("none answering" + why, style="bold red"), ", ".join(q["queue"] for q in data["queues"]))
-    if data["other_workers"]:
-        table.caption = f"{data['other_workers']} more on this broker serve other queues"
-    return table
-
-
-def _open_jobs(jobs: list[dict[str, Any]], total: int) -> RenderableType:
-    """The oldest open jobs (OVERVIEW_ROWS of them), stalled ones in red."""
-    shown = jobs[:OVERVIEW_ROWS]
-    if not shown:
-        return Text("open jobs: none")
-    table = _table(f"open jobs, oldest first ({len(shown)} of {total})",
-                   "job", "tenant", "kind", "status", "done", "age", "idle", "")  # fmt: skip
-    for j in shown:
-        table.add_row(j["job_id"], j["tenant"], j["kind"], j["status"], f"{j['total'] - j['pending']}/{j['total']}",
-                      _age(j["age_seconds"]), _age(j["idle_seconds"]), "STALLED" if j["stalled"] else "",
-                      style="bold red" if j["stalled"] else None)  # fmt: skip
-    return table
-
-
-def _failures_table(failures: list[dict[str, Any]]) -> Table:
-    table = _table("recent failures", "job", "tenant", "#", "ExternalId", "status", "reason")
-    for f in failures:
-        table.add_row(f["job_id"], f["tenant"] or "", "" if f["position"] is None else str(f["position"]),
-                      f["external_id"] or "", f["status"], (f["reason"] or "")[:160])  # fmt: skip
-    return table
-
-
-def _dead_letters(dead: dict[str, Any]) -> RenderableType:
-    """The dead letters' count, with the newest ones when there are any."""
-    if not dead["newest"]:
-        return Text(f"dead letters: {dead['count']}")
-    table = _table(f"dead letters: {dead['count']} (newest; see erpsync dead list)",
-                   "id", "status", "tenant", "ExternalId", "reason")  # fmt: skip
-    for d in dead["newest"]:
-        table.add_row(d["id"], d["status"], d["tenant"], d["external_id"] or "", (d["reason"] or "")[:160])
-    return table
+    size = out.size
+    return render(data, width or size.width, height or size.height)
 
 
 def status_overview(args: argparse.Namespace) -> int:
@@ -233,11 +101,15 @@ def _watch_json(data: dict[str, Any], read: Callable[[], dict[str, Any]], interv
 
 def _watch_screen(data: dict[str, Any], read: Callable[[], dict[str, Any]], interval: float) -> NoReturn:
     """`status --watch`: the screen redrawn in place; while Redis is unreachable it says so, and goes on watching."""
-    with Live(render_overview(data), console=out, auto_refresh=False, screen=False) as live:
+
+    def draw(data: dict[str, Any]) -> RenderableType:  # a line short of the terminal: the cursor's line stays free
+        return render_overview(data, out.size.width, max(1, out.size.height - 1))
+
+    with Live(draw(data), console=out, auto_refresh=False, screen=False) as live:
         while True:
             time.sleep(interval)
             try:
-                live.update(render_overview(read()), refresh=True)
+                live.update(draw(read()), refresh=True)
             except OUTAGE_ERRORS as exc:
                 live.update(
                     Text(f"{time.strftime('%H:%M:%S')} Redis unreachable: {exc}", style="bold red"), refresh=True
@@ -260,7 +132,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return EXIT_OK
     filters = ", ".join(f"{k} {v}" for k, v in (("tenant", args.tenant), ("since", args.since),
                                                  ("status", args.status)) if v)  # fmt: skip
-    title = f"{len(found['jobs'])} jobs, newest first" + (f" ({filters})" if filters else "")
+    title = f"{plural(len(found['jobs']), 'job')}, newest first" + (f" ({filters})" if filters else "")
     table = _table(title, "job", "tenant", "kind", "status", "documents", "submitted", "took")
     for j in found["jobs"]:
         status = j["status"] + (" (stalled)" if j["stalled"] else "")
@@ -424,7 +296,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
     if not _is_loopback(args.address):
         err.print(
             f"[yellow]warning:[/] Flower on {args.address}: its /metrics and /healthcheck answer without "
-            "authentication; keep it on loopback behind a TLS proxy (README, Flower)"
+            "authentication; keep it on loopback behind a TLS proxy (docs/operations.md, Flower)"
         )
     _enable_task_events()
     cmd = flower_command(args)

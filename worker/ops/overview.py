@@ -17,6 +17,13 @@ and, per tenant with work (`tenants`), the intake queue's and the dispatcher's b
 A job is *stalled* when it is not finished, still has documents to settle, and none of its documents has
 changed state for `stall_seconds`: its `updated_at` (set by the results store's Lua script on every status
 change) or, before any change, when it was created, received or started.
+
+Per tenant (`tenant_status`, one row for each configured tenant and each with work): its backlog, its rate —
+documents settled per second over the last minute, from the throughput buckets the same Lua script writes
+(worker/store/counters.py, `throughput`) — the ETA at that rate, and why it does not move (a `Stall`: paused by an
+operator or a refused authorisation, the ERP's Retry-After, its rate limit, its cap of requests in flight, an
+outage, reconciliation, no worker, a lost duplicate index). Open jobs carry their own rate and ETA. Failures are
+counted for the last hour and before it (`failure_counts`), and dead letters as kept and still open.
 """
 
 from __future__ import annotations
@@ -25,24 +32,29 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.store.client import RedisClient
+from worker.store.counters import Throughput, throughput
 from worker.store.dispatch import LANES, Dispatcher
 from worker.store.errors import REDIS_ERRORS
 from worker.store.intake import IntakeQueue
 from worker.store.outbox import Outbox
 from worker.store.records import DOC_STATUSES, JOB_FINAL
+from worker.store.results import ResultsStore
+from worker.store.tenants import TenantControls
 from worker.store.views import OperatorView
 from worker.store.webhooks import WebhookStore
 
 # Finished jobs: the results store's final statuses, and `rejected` (a producer message refused as a whole).
 FINAL_STATUSES = frozenset(JOB_FINAL) | {"rejected"}
-JOB_STATUSES = ("receiving", "queued", "running", "succeeded", "partial", "failed", "rejected")
+JOB_STATUSES = ("receiving", "queued", "running", "succeeded", "partial", "failed", "incomplete", "rejected")
 
 OPEN_JOBS_READ = 5000  # open jobs read in detail (the oldest ones: they are the ones that stall)
 JOBS_SCAN_LIMIT = 20_000  # `jobs` looks at most this many of the newest jobs to fill its filtered page
@@ -126,9 +138,9 @@ def tenants(
     """Every tenant with work waiting, the longest-waiting first: documents per lane waiting for intake, in the
     buffer, queued to send; batches coming back later; what the tenant waits for (`rate`: its next rate-limit turn,
     `slot`: its cap of requests in flight, with the holder and until when, `pause`: its ERP's Retry-After, or what
-    its delayed batches wait for: `outage`, `retry`, `reconcile`, `lease`), and the age of its oldest batch ready
-    to send. A tenant with nothing waiting is not listed (and keeps no key). `buffers`: `buffer_depths`, read
-    already by the caller."""
+    its delayed batches wait for: `outage`, `retry`, `reconcile`, `lease`; `paused: <reason>` while the tenant is
+    paused, worker/store/tenants.py), and the age of its oldest batch ready to send. A tenant with nothing waiting
+    is not listed (and keeps no key). `buffers`: `buffer_depths`, read already by the caller."""
     now = time.time() if now is None else now
     dispatcher = Dispatcher(client, settings)
     rows: dict[str, dict[str, Any]] = {}
@@ -138,8 +150,8 @@ def tenants(
             "tenant": tenant, "intake_documents": dict.fromkeys((lane.value for lane in LANES), 0),
             "buffered_documents": 0, "queued_documents": dict.fromkeys((lane.value for lane in LANES), 0),
             "queued_batches": 0,
-            "delayed_batches": 0, "waiting_for": None, "waiting_seconds": None, "holder": None,
-            "oldest_ready_seconds": None,
+            "delayed_batches": 0, "delayed_documents": 0, "waiting_for": None, "waiting_seconds": None,
+            "holder": None, "oldest_ready_seconds": None,
         })  # fmt: skip
 
     for b in IntakeQueue(client, settings).backlog():
@@ -161,11 +173,124 @@ def tenants(
                 entry["holder"] = {"batch_id": t.holder, "sender": t.holder_sender}
     for tenant, delayed in dispatcher.delayed_by_tenant().items():
         entry = row(tenant)
-        entry["delayed_batches"] = delayed.batches
+        entry["delayed_batches"], entry["delayed_documents"] = delayed.batches, delayed.documents
         if entry["waiting_for"] is None and not entry["queued_batches"]:
             entry["waiting_for"] = max(delayed.reasons, key=lambda r: delayed.reasons[r])
             entry["waiting_seconds"] = round(max(0.0, delayed.next_due - now), 2)
+    for tenant, state in TenantControls(client, settings.key_prefix).states(rows).items():
+        if state.paused:  # its backlog waits for a resume or a reauth (worker/ops/tenants.py)
+            rows[tenant].update(waiting_for=f"paused: {state.reason or state.paused_by}", waiting_seconds=None)
     return sorted(rows.values(), key=lambda e: (-(e["oldest_ready_seconds"] or 0.0), e["tenant"]))
+
+
+class Stall(StrEnum):
+    """Why a tenant's documents are not moving (`tenant_status`), the most telling reason first."""
+
+    PAUSED = "paused"  # paused by an operator, or because its ERP refused its authorisation (worker/ops/tenants.py)
+    INDEX_LOST = "index lost"  # Redis lost the duplicate index: intake claims nothing until it is restored
+    NO_WORKER = "no worker"  # no worker serving our queues answered
+    OUTAGE = "outage"  # its ERP could not be reached: its batches wait for the next try
+    RETRY_AFTER = "retry-after"  # its ERP asked for a pause (a 429's Retry-After)
+    RATE_LIMIT = "rate limit"  # it waits for its next rate-limit turn
+    SLOTS = "slots"  # its cap of requests in flight is reached
+    RECONCILE = "reconcile"  # its batches wait to look up what the ERP holds before sending again
+    RETRY = "retry"  # its batches wait for a retry's backoff
+    LEASE = "lease"  # a batch waits for a sender's lease to run out
+    STALLED = "stalled"  # documents waiting, none settled for ERPSYNC_STALL_SECONDS, and no reason known
+
+
+#: What the dispatcher says a tenant or its delayed batches wait for (worker/store/dispatch.py, pipeline/retry.py).
+_WAITING_STALL = {
+    "paused": Stall.PAUSED,
+    "pause": Stall.RETRY_AFTER,
+    "rate": Stall.RATE_LIMIT,
+    "slot": Stall.SLOTS,
+    "outage": Stall.OUTAGE,
+    "connection": Stall.OUTAGE,
+    "reconcile": Stall.RECONCILE,
+    "retry": Stall.RETRY,
+    "lease": Stall.LEASE,
+    "sender_lost": Stall.LEASE,
+}
+
+
+def tenant_status(
+    waiting: list[dict[str, Any]],
+    jobs: list[dict[str, Any]],
+    rates: Throughput,
+    states: list[dict[str, Any]],
+    *,
+    no_worker: bool = False,
+    index_lost: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per tenant (configured in `states`, the rows of worker/ops/tenants.py `list_tenants`, or with work
+    waiting or open jobs): its `backlog` (documents not settled yet: its open jobs' pending documents, or what waits
+    in the intake queue, buffer and send queue if that is more), `rate` (documents settled per second over the last
+    minute), `eta_seconds` at that rate, and why it does not move (`stall`, a Stall, with `stall_seconds` until the
+    wait ends when known and `stall_detail`); `stalled` when it has a backlog and settled nothing in the last
+    minute. Those with a backlog first (the largest first), then the paused ones, then the idle ones."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(tenant: str) -> dict[str, Any]:
+        return rows.setdefault(tenant, {
+            "tenant": tenant, "state": None, "paused_by": None, "backlog": 0, "waiting_documents": 0,
+            "open_jobs": 0, "stalled_jobs": 0, "rate": 0.0, "eta_seconds": None, "stall": None,
+            "stall_seconds": None, "stall_detail": None, "stalled": False,
+        })  # fmt: skip
+
+    for state in states:
+        entry = row(state["name"])
+        entry.update(state=state.get("state"), paused_by=state.get("paused_by"))
+        if state.get("state") == "paused":
+            entry.update(stall=Stall.PAUSED.value, stall_detail=state.get("reason"))
+    pending: dict[str, int] = {}
+    for job in jobs:
+        tenant = job.get("tenant") or ""
+        entry = row(tenant)
+        entry["open_jobs"] += 1
+        entry["stalled_jobs"] += int(bool(job.get("stalled")))
+        pending[tenant] = pending.get(tenant, 0) + int(job.get("pending") or 0)
+    for w in waiting:
+        entry = row(w["tenant"])
+        entry["waiting_documents"] = (
+            sum(w["intake_documents"].values()) + w["buffered_documents"] + sum(w["queued_documents"].values())
+        )
+        stall = _WAITING_STALL.get(w["waiting_for"] or "")
+        if stall is not None and entry["stall"] is None:
+            entry.update(stall=stall.value, stall_seconds=None if stall == Stall.PAUSED else w["waiting_seconds"])
+            if stall == Stall.SLOTS and w.get("holder"):
+                entry["stall_detail"] = f"held by {w['holder']['sender'] or w['holder']['batch_id']}"
+    for tenant, entry in rows.items():
+        _finish_tenant(entry, pending.get(tenant, 0), rates.tenants.get(tenant, 0.0), no_worker, index_lost)
+    return sorted(rows.values(), key=lambda e: (-e["backlog"], e["stall"] != Stall.PAUSED, e["tenant"]))
+
+
+def _finish_tenant(entry: dict[str, Any], pending: int, rate: float, no_worker: bool, index_lost: bool) -> None:
+    """A `tenant_status` row's backlog, rate, ETA, and its stall when the whole pipeline is stopped for it."""
+    entry["backlog"] = max(pending, entry["waiting_documents"])
+    entry["rate"] = rate
+    if entry["backlog"] and rate > 0:
+        entry["eta_seconds"] = round(entry["backlog"] / rate, 1)
+    if not entry["backlog"] or entry["stall"] == Stall.PAUSED:
+        return
+    if index_lost:
+        entry.update(stall=Stall.INDEX_LOST.value, stall_seconds=None)
+    elif no_worker:
+        entry.update(stall=Stall.NO_WORKER.value, stall_seconds=None)
+    elif entry["stall"] is None and rate == 0 and entry["stalled_jobs"]:
+        entry["stall"] = Stall.STALLED.value
+    entry["stalled"] = rate == 0 and entry["stall"] is not None
+
+
+def with_rates(jobs: list[dict[str, Any]], rates: Throughput) -> list[dict[str, Any]]:
+    """Open jobs with `percent` settled, `rate` (documents settled per second over the last minute) and
+    `eta_seconds` at that rate (None while nothing settles)."""
+    for job in jobs:
+        settled = max(0, job["total"] - job["pending"])
+        job["percent"] = round(100.0 * settled / job["total"], 1) if job["total"] else 0.0
+        job["rate"] = rates.jobs.get(job["job_id"] or "", 0.0)
+        job["eta_seconds"] = round(job["pending"] / job["rate"], 1) if job["rate"] > 0 and job["pending"] else None
+    return jobs
 
 
 # ----- jobs
@@ -323,12 +448,35 @@ def recent_failures(
     return out
 
 
-def dead_letters(client: RedisClient, settings: Settings, *, newest: int = 5) -> dict[str, Any]:
-    """How many dead letters there are, and the newest few (without their documents)."""
-    from worker.ops.deadletters import summary
+def failure_counts(
+    client: RedisClient, settings: Settings, *, now: float, window: float = 3600.0, jobs: int = 200
+) -> dict[str, Any]:
+    """Documents that failed or ended unknown (and rejected jobs) in the `jobs` newest jobs: `last_hour` those of
+    jobs that changed within `window` seconds, `older` those of jobs that did not. A job's failures are dated by its
+    last change (its `updated_at`): two job fields each, not a read of every failed record."""
+    view = _view(client, settings)
+    ids = view.newest_job_ids(jobs)
+    recent = older = 0
+    for job in view.jobs(ids):
+        if job is None:
+            continue
+        bad = 1 if job.get("status") == "rejected" else int(job.get("n_failed") or 0) + int(job.get("n_unknown") or 0)
+        changed = epoch_of(job.get("updated_at") or job.get("finished_at") or job.get("created_at"))
+        if changed is not None and changed >= now - window:
+            recent += bad
+        else:
+            older += bad
+    return {"window_seconds": window, "last_hour": recent, "older": older, "jobs_scanned": len(ids)}
 
-    count, entries = _view(client, settings).dead_letters(newest)
-    return {"count": count, "newest": [summary(e) for e in entries]}
+
+def dead_letters(client: RedisClient, settings: Settings, *, newest: int = 5) -> dict[str, Any]:
+    """How many dead letters are kept (`count`) and open (`open`: neither replayed nor resolved), and the newest few
+    open ones (without their documents; worker/ops/deadletters.py)."""
+    from worker.ops.deadletters import newest_open, summary
+
+    store = ResultsStore(client, settings)
+    count, still_open = store.dead_letter_counts()
+    return {"count": count, "open": still_open, "newest": [summary(e) for e in newest_open(store, newest)]}
 
 
 def rejected_messages(client: RedisClient, settings: Settings, *, newest: int = 3) -> dict[str, Any]:
@@ -442,6 +590,8 @@ def overview(
     now = time.time() if now is None else now
     jobs = open_jobs(client, settings, now=now)
     buffers = buffer_depths(client, settings)
+    rates = throughput(client, settings.key_prefix, now)
+    waiting = tenants(client, settings, buffers, now)
     data: dict[str, Any] = {
         "generated_at": iso(now),
         "key_prefix": settings.key_prefix,
@@ -449,13 +599,15 @@ def overview(
         "queues": queue_depths(client, settings),
         **waiting_input(client, settings),
         "buffers": buffers,
-        "tenants": tenants(client, settings, buffers, now),
+        "tenants": waiting,
         "send_tickets": Dispatcher(client, settings).live_tickets(),
         "open_jobs_total": jobs["total"],
-        "open_jobs": jobs["jobs"],
+        "open_jobs": with_rates(jobs["jobs"], rates),
         "stalled_jobs": sum(1 for j in jobs["jobs"] if j["stalled"]),
         "oldest_pending_seconds": oldest_pending_seconds(jobs["jobs"]),
+        "rate_window_seconds": round(rates.window_seconds, 1),
         "recent_failures": recent_failures(client, settings),
+        "failures": failure_counts(client, settings, now=now),
         "dead_letters": dead_letters(client, settings),
         "rejected_messages": rejected_messages(client, settings),
         "webhooks": webhooks(client, settings, now),
@@ -464,7 +616,34 @@ def overview(
     # Redis first: when it is down, the command fails at once with its one-line error, before a broadcast.
     found = workers(settings) if with_workers else {"workers": [], "other_workers": 0, "error": "not asked"}
     data.update(workers=found["workers"], other_workers=found["other_workers"], workers_error=found["error"])
+    names = {w["tenant"] for w in waiting} | {j["tenant"] for j in jobs["jobs"] if j["tenant"]}
+    data["tenant_status"] = tenant_status(
+        waiting,
+        jobs["jobs"],
+        rates,
+        tenant_states(client, settings, names),
+        no_worker=with_workers and not found["workers"],
+        index_lost=data["archive"].get("index") == "lost",
+    )
     return data
+
+
+def tenant_states(client: RedisClient, settings: Settings, seen: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every configured tenant and each of `seen`, `active` or `paused` (by `operator` or `auth`, with the reason),
+    as the tenant controls keep it (worker/store/tenants.py): the state fields of worker/ops/tenants.py's
+    `list_tenants`, read from the store itself (one round trip). A tenants file that cannot be read leaves the
+    configured ones out: the status screen still shows the rest."""
+    try:
+        configured = set(settings.tenants())
+    except ConfigurationError:
+        configured = set()
+    names = sorted(configured | set(seen))
+    rows = []
+    for name, state in TenantControls(client, settings.key_prefix).states(names).items():
+        rows.append({"name": name, "state": "paused" if state.paused else "active",
+                     "paused_by": state.paused_by.value if state.paused_by else None, "reason": state.reason,
+                     "since": state.since, "auth": state.auth.value})  # fmt: skip
+    return rows
 
 
 class OverviewCollector(Collector):
@@ -528,8 +707,10 @@ class OverviewCollector(Collector):
             "Age of the oldest open job with documents still pending (0: none)",
             value=oldest_pending_seconds(jobs["jobs"]) or 0.0,
         )
+        kept, still_open = ResultsStore(self.r, self.s).dead_letter_counts()
+        yield GaugeMetricFamily("erpsync_dead_letters", "Dead letters kept", value=kept)
         yield GaugeMetricFamily(
-            "erpsync_dead_letters", "Dead letters kept", value=_view(self.r, self.s).dead_letter_count()
+            "erpsync_dead_letters_open", "Dead letters neither replayed nor resolved", value=still_open
         )
         yield from webhook_gauges(webhooks(self.r, self.s, now))
         yield from archive_gauges(archive(self.r, self.s))

@@ -39,6 +39,9 @@ layout) are not ours: worker/store/views.py only counts them for operators.
     dead letters (worker/store/results.py)
     {p}:dead                            hash    dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index                      zset    dead-letter ids by time
+    {p}:dead:state                      hash    dead-letter id -> its state (replayed, resolved: flat JSON); none = open
+    {p}:dead:open                       hash    duplicate-index key -> JSON array of the unresolved dead letters'
+                                                ids for that document (mark_created.lua resolves them)
     the dispatcher: batches waiting to be sent, per tenant and lane (worker/store/dispatch.py)
     {p}:dispatch:ready                  zset    tenants with batches queued that may send now, by virtual time
     {p}:dispatch:parked                 zset    tenants with batches queued that may not send yet, by when they may
@@ -55,10 +58,17 @@ layout) are not ours: worker/store/views.py only counts them for operators.
     {p}:rate:{target}:{tenant}          string  the tenant's next free rate-limit turn (µs, Redis's clock)
     {p}:token:{tenant}                  string  the tenant's shared ERP access token
     {p}:token:{tenant}:lock             string  held by the one worker renewing it (a redis-py lock)
+    {p}:token:{tenant}:credentials      hash    credentials given by `erpsync tenants reauth` (field -> value) and,
+                                                per credential held in Redis, `file:{field}` -> the fingerprint of
+                                                the tenants file's value it superseded (worker/store/tokens.py)
     {p}:fortnox:refresh:{tenant}        string  the Fortnox refresh token (rotates on every use)
     {p}:pause:{tenant}                  string  a Retry-After pause after a 429, until it expires
+    tenant controls (worker/store/tenants.py)
+    {p}:tenant:{tenant}                 hash    paused_by (auth|operator), reason, since; auth (ok|refused), auth_at,
+                                                credentials_at (the last reauth); no expiry
     metrics (worker/store/counters.py)
     {p}:metrics:{metric}                hash    Prometheus counters and histogram buckets
+    {p}:throughput:{bucket}             hash    documents settled in a 10-second bucket: "t|tenant", "j|job" -> n
     the outbox: what leaves Redis for the archive and the webhooks (worker/store/outbox.py)
     {p}:archive                         stream  every outcome, duplicate-index entry, dead letter and final job
                                                 (written by the scripts that record them); group `archiver`
@@ -192,6 +202,14 @@ class Keys:
     def dead_index(self) -> str:
         return f"{self.prefix}:dead:index"
 
+    @property
+    def dead_state(self) -> str:
+        return f"{self.prefix}:dead:state"
+
+    @property
+    def dead_open(self) -> str:
+        return f"{self.prefix}:dead:open"
+
     # ----- the dispatcher
     @property
     def dispatch_ready(self) -> str:
@@ -250,9 +268,22 @@ class Keys:
     def pause(self, tenant: str) -> str:
         return f"{self.prefix}:pause:{tenant}"
 
+    def credentials(self, tenant: str) -> str:
+        """Live credentials, so in the token family with the access token (never in the results store's keys)."""
+        return f"{self.prefix}:token:{tenant}:credentials"
+
+    # ----- tenant controls
+    def tenant(self, tenant: str) -> str:
+        """A tenant's state (paused, auth health); lua/dispatch_take.lua spells it too."""
+        return f"{self.prefix}:tenant:{tenant}"
+
     # ----- metrics
     def metric(self, name: str) -> str:
         return f"{self.prefix}:metrics:{name}"
+
+    def throughput(self, bucket: int) -> str:
+        """Documents settled in one bucket of time (worker/store/counters.py, THROUGHPUT_BUCKET_SECONDS)."""
+        return f"{self.prefix}:throughput:{bucket}"
 
     # ----- the outbox: the archive and webhooks
     @property

@@ -4,7 +4,7 @@ These are the values that cross from the store to the pipeline, the producer and
 modules write and read them (worker/store/results.py), nobody else builds their Redis form.
 
     document:  pending ──▶ created | failed | duplicate | unknown      (created and duplicate are final)
-    job:       receiving ──▶ queued ──▶ running ──▶ succeeded | partial | failed;   or rejected at once
+    job:       receiving ──▶ queued ──▶ running ──▶ succeeded | partial | failed | incomplete;   or rejected at once
     batch:     queued | waiting ──acquire──▶ sending ──▶ done           (worker/pipeline/send.py)
     claim:     mine | claimed (by another document) | created (with its Key)
 """
@@ -79,7 +79,7 @@ DOC_STATUSES = tuple(DocStatus)
 
 
 class JobStatus(StrEnum):
-    """A job's status; the last four are final."""
+    """A job's status; the last five are final."""
 
     RECEIVING = "receiving"  # the producer is still storing its documents
     QUEUED = "queued"
@@ -88,9 +88,12 @@ class JobStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     REJECTED = "rejected"  # the job message itself was refused (worker/producer/submissions.py): no documents
+    # Its source broke part-way (fields `source_error`, `source_error_line`: worker/store/jobs.py): every document
+    # read before it has its outcome, in the counts; whatever those are, the job is not the whole source.
+    INCOMPLETE = "incomplete"
 
 
-JOB_FINAL = (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.REJECTED)
+JOB_FINAL = (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.INCOMPLETE)
 
 
 class BatchState(StrEnum):
@@ -148,6 +151,14 @@ class LeaseState(StrEnum):
     MOVED = "moved"  # no longer `sending` (its holder finished it meanwhile): acquire it the usual way
     DONE = "done"
     MISSING = "missing"  # expired from Redis, or never stored
+
+
+class DeadLetterState(StrEnum):
+    """Where a dead letter stands (its state in {p}:dead:state, worker/store/lua/dead_letter_functions.lua)."""
+
+    OPEN = "open"  # nobody acted on it yet: no state stored
+    REPLAYED = "replayed"  # submitted again as a new job (`replay_job`); that job carries the document on
+    RESOLVED = "resolved"  # its document was created (by the replay or a later submission): `resolved_key`
 
 
 class ClaimState(StrEnum):
@@ -332,4 +343,7 @@ def job_summary(job: dict[str, str]) -> dict[str, Any]:
         "finished_at": job.get("finished_at"),
         "updated_at": job.get("updated_at"),
         "reason": job.get("reason") or None,
+        # An `incomplete` job's source broke here (worker/store/jobs.py): the line (None when unknown) and why.
+        "source_error_line": int(job["source_error_line"]) if job.get("source_error_line") else None,
+        "source_error": job.get("source_error") or None,
     }

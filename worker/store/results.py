@@ -24,6 +24,8 @@ Keys (prefix `erpsync` by default; all but the duplicate index expire after `res
     {p}:lookalike:{tenant}:{kind} hash content signature -> the batch holding it (worker/store/lookalikes.py)
     {p}:dead                    hash   dead-letter id -> entry (document, reason, attempts); no expiry
     {p}:dead:index              zset   dead-letter ids by time
+    {p}:dead:state              hash   dead-letter id -> state (replayed / resolved, replay job, Key); none = open
+    {p}:dead:open               hash   duplicate-index key -> the ids of that document's unresolved dead letters
     {p}:metrics:{metric}        hash   Prometheus counters written by the scripts here (worker/store/counters.py)
 
 Every key is spelled by worker/store/keys.py; the scripts (worker/store/lua/) build a job's keys from the prefix.
@@ -93,6 +95,8 @@ class ResultsStore:
         self._claim_all = load_script(client, "claim_all")
         self._close_job = load_script(client, "close_job")
         self._store_dead_letter = load_script(client, "store_dead_letter")
+        self._dead_replay = load_script(client, "dead_replay")
+        self._dead_drop = load_script(client, "dead_drop")
         self._count_batch = load_script(client, "count_batch")
         self._mark_running = load_script(client, "mark_running")
         self._release_lookalikes = load_script(client, "lookalike_release")
@@ -309,15 +313,20 @@ class ResultsStore:
         queue_script(
             pipe,
             self._store_dead_letter,
-            keys=[self.keys.dead, self.keys.dead_index, self.keys.metric(DOCUMENTS_METRIC)],
+            keys=[self.keys.dead, self.keys.dead_index, self.keys.metric(DOCUMENTS_METRIC), self.keys.dead_open],
             args=[
                 entry["id"],
                 json.dumps(entry, ensure_ascii=False),
                 time.time(),
                 labels_field(labels),
                 *self._archived_dead_letter(entry),
+                self._dead_letter_document(entry),
             ],
         )
+
+    def _dead_letter_document(self, entry: dict[str, Any]) -> str:
+        """The duplicate-index key of a dead letter's document: where its creation is recorded (mark_created.lua)."""
+        return self.keys.dedup(str(entry.get("tenant", "")), str(entry.get("kind", "")), str(entry.get("external_id")))
 
     def _archived_dead_letter(self, entry: dict[str, Any]) -> tuple[str, str]:
         """The archive stream and what it keeps of a dead letter: all but the document, unless bodies are kept."""
@@ -327,11 +336,53 @@ class ResultsStore:
         return self.keys.archive, json.dumps(kept, ensure_ascii=False)
 
     def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter's entry as stored (oldest first); their states: `dead_letter_states`."""
         ids = cast(list[str], self.r.zrange(self.keys.dead_index, 0, -1))
         if not ids:
             return []
         values = cast(list[str | None], self.r.hmget(self.keys.dead, ids))
         return [json.loads(v) for v in values if v]
+
+    def dead_letter_states(self, dead_ids: Sequence[str]) -> list[dict[str, str | None]]:
+        """Each dead letter's state as the scripts keep it ({} for one still open: never replayed nor resolved)."""
+        if not dead_ids:
+            return []
+        values = cast(list[str | None], self.r.hmget(self.keys.dead_state, list(dead_ids)))
+        return [json.loads(v) if v else {} for v in values]
+
+    def dead_letter_counts(self) -> tuple[int, int]:
+        """(dead letters kept, those still open), in one round trip: a state is recorded by a replay or a resolution
+        only."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(self.keys.dead_index)
+        pipe.hlen(self.keys.dead_state)
+        kept, closed = pipe.execute()
+        return int(kept), max(0, int(kept) - int(closed))
+
+    def newest_dead_letter_ids(self, limit: int) -> list[str]:
+        """The ids of the newest `limit` dead letters, newest first."""
+        return cast(list[str], self.r.zrevrange(self.keys.dead_index, 0, limit - 1)) if limit > 0 else []
+
+    def dead_letters_by_id(self, dead_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """These dead letters' entries (None for one that is gone), one round trip."""
+        if not dead_ids:
+            return []
+        values = cast(list[str | None], self.r.hmget(self.keys.dead, list(dead_ids)))
+        return [json.loads(v) if v else None for v in values]
+
+    def first_records(self, job_ids: Sequence[str]) -> list[Record | None]:
+        """The record of each job's first document (a replay's one document), None where the job is gone."""
+        if not job_ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job_records(job_id), "0")
+        return [Record.from_json(raw) if raw else None for raw in pipe.execute()]
+
+    def record_replay(self, dead_id: str, job_id: str) -> bool:
+        """The dead letter was submitted again as `job_id`: `replayed`, its outcome pending (a resolved one stays
+        resolved); False if it is gone."""
+        return bool(self._dead_replay(keys=[self.keys.dead, self.keys.dead_state], args=[dead_id, job_id, now_iso()]))
 
     def dead_letter(self, dead_id: str) -> dict[str, Any] | None:
         value = cast(str | None, self.r.hget(self.keys.dead, dead_id))
@@ -341,10 +392,11 @@ class ResultsStore:
         self.r.hset(self.keys.dead, entry["id"], json.dumps(entry, ensure_ascii=False))
 
     def drop_dead_letter(self, dead_id: str) -> bool:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hdel(self.keys.dead, dead_id)
-        pipe.zrem(self.keys.dead_index, dead_id)
-        return bool(pipe.execute()[0])
+        """Forget a dead letter, its state and its place among its document's open ones; False if there was none."""
+        entry = self.dead_letter(dead_id)
+        document = self._dead_letter_document(entry) if entry is not None else ""
+        keys = [self.keys.dead, self.keys.dead_index, self.keys.dead_state, self.keys.dead_open]
+        return bool(self._dead_drop(keys=keys, args=[dead_id, document]))
 
     # ----- batches
     def queue_records(self, pipe: Pipeline, updates: Sequence[tuple[str, int, Record]]) -> None:
@@ -455,6 +507,7 @@ class ResultsStore:
         self.queue_records(pipe, updates)
         for start in range(0, len(created), 500):
             args: list[Arg] = [self.s.dedup_ttl_seconds, keys.archive if self.s.archive_enabled else ""]
+            args += [keys.dead, keys.dead_state, keys.dead_open, now_iso()]  # its dead letters are resolved
             for tenant, kind, external_id, owner, key, number, fingerprint in created[start : start + 500]:
                 value = f"created|{owner}|{key if isinstance(key, int) else '~' + key}|{number or ''}|{fingerprint}"
                 # Known Keys (SoftOne's integers, for its content matching) are kept in a zset scored by Key;

@@ -28,6 +28,9 @@ local function finish_if_done(prefix, jk, now, job_id, flags)
            + tonumber(redis.call('HGET', jk, 'n_updated') or '0')
   local status = 'partial'
   if ok == total then status = 'succeeded' elseif ok == 0 then status = 'failed' end
+  -- A job whose source broke part-way (`source_error`, worker/store/jobs.py) is `incomplete` whatever its
+  -- documents' outcomes: it does not hold the whole source. Its counters still say what became of each document.
+  if redis.call('HEXISTS', jk, 'source_error') == 1 then status = 'incomplete' end
   redis.call('HSET', jk, 'status', status, 'finished_at', now)
   redis.call('SREM', prefix .. ':open_jobs', job_id)
   if flags ~= '' then archive_job(prefix, flags, jk, job_id, now) end
@@ -92,11 +95,21 @@ local function set_records_of_job(prefix, argv, i, now, ttl, out, flags)
   -- erpsync_documents_total (worker/observability/metrics.py): counted here, where a status really changes, so that a
   -- redelivered message never counts twice; pcall: a metric never aborts the script.
   local meta = redis.call('HMGET', jk, 'tenant', 'target', 'kind')
+  local settled = 0
   for status, n in pairs(entered) do
     if status ~= 'pending' then
       redis.pcall('HINCRBY', prefix .. ':metrics:erpsync_documents_total',
         (meta[1] or '') .. '|' .. (meta[2] or 'softone') .. '|' .. (meta[3] or '') .. '|' .. status, n)
+      settled = settled + n
     end
+  end
+  -- Throughput (worker/store/counters.py, `throughput`): documents settled per 10-second bucket of Redis's clock, per
+  -- tenant and per job, kept two minutes: `erpsync status` reads the last minute's rate and ETA from it.
+  if settled > 0 then
+    local bucket = prefix .. ':throughput:' .. math.floor(tonumber(redis.call('TIME')[1]) / 10)
+    redis.pcall('HINCRBY', bucket, 't|' .. (meta[1] or ''), settled)
+    redis.pcall('HINCRBY', bucket, 'j|' .. job_id, settled)
+    redis.pcall('EXPIRE', bucket, 130)
   end
   redis.call('HSET', jk, 'updated_at', now)
   local current = redis.call('HGET', jk, 'status')
