@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint format sandbox worker bench bench-quick profile soak clean
+.PHONY: install demo test unit integration lint format up sandbox worker bench bench-quick profile soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ profile: install       ## CPU per stage of the hot path (submit, intake, flush, 
 SOAK_MINUTES ?= 30
 soak: install          ## mixed load, random faults and worker kills for SOAK_MINUTES (30), then the audit; bench/results/
 	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES)
+
+.PHONY: screenshots
+screenshots: install   ## the console's screenshots in docs/images/, taken by its browser test (needs /usr/bin/chromium)
+	ERPSYNC_SCREENSHOTS=docs/images $(BIN)/pytest -q -ra tests/integration/test_console_browser.py
+
+# honcho runs every process with this PATH: the venv's celery and erpsync, whether or not the venv is activated.
+# flower and console refuse to start without their logins (FLOWER_BASIC_AUTH, ERPSYNC_CONSOLE_AUTH; honcho reads
+# a .env file), and honcho stops every process when one ends: set them, or name the processes in PROCS.
+PROCS ?=
+up: install            ## the Procfile's processes under honcho (all, or PROCS="worker sender sandbox"); Ctrl-C stops them
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start $(PROCS)
 
 sandbox: install       ## the sandbox ERP on 127.0.0.1:8765
 	$(BIN)/erpsync sandbox

@@ -9,7 +9,7 @@ the job that created it, offers having no id field of ours)::
 The job's `kind` is the kind of the addressed document. Bookkeep: the spec has one undescribed section where bookkeep
 and cancel stand in Fortnox's path order (sandbox/fortnox_actions.py); bookkeep is taken as documented there. Which
 actions each (target, kind) takes, and the kind of
-the document an action creates (Fortnox spec, ../shared/specs/fortnox-alpha-beta-api.txt):
+the document an action creates (Fortnox's API documentation, https://api.fortnox.se/apidocs):
 
 | target  | kind             | Action           | does                                           | creates          |
 |---------|------------------|------------------|------------------------------------------------|------------------|

@@ -1,6 +1,6 @@
 """Fortnox models: invoices, orders, offers and articles as producers send them, and Fortnox's error answer.
 
-Source: `../shared/specs/fortnox-alpha-beta-api.txt`, payload schemas `fortnox_InvoicePayloadV2`,
+Source: Fortnox's API documentation (https://api.fortnox.se/apidocs), payload schemas `fortnox_InvoicePayloadV2`,
 `fortnox_OrderPayloadV2`, `fortnox_OfferPayloadV2` and `fortnox_ArticleV2`. Each model is the object *inside*
 Fortnox's wrapper: the producer sends the fields of `{"Invoice": {...}}`, the connector wraps them under
 `wrapper`. Python field names are Fortnox's own PascalCase wire names (an alias only for "@url"-style names).
@@ -117,7 +117,7 @@ def _parse_date(value: Any) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
+        raise ValueError("must be a calendar date (YYYY-MM-DD): a month 01-12 and a day that month has") from None
 
 
 FortnoxDate = Annotated[

@@ -1,6 +1,6 @@
 """SoftOne GO models: invoice/order documents, their rows, the operation result and the invoice Filter.
 
-Field names follow the spec tables (`../shared/specs/softone-go-*.txt`) with the OCR errors corrected:
+Field names follow the tables of SoftOne GO's public API documentation, with its misspellings corrected:
 `Invoiceld`→`InvoiceId`, `CustomerInvoiceHeadIOld`→`CustomerInvoiceHeadId`, `ActorCompanyld`→`ActorCompanyId`,
 `Batchld`→`BatchId`, `PriceListTypeld`→`PriceListTypeId`, `PaymentConditionld`→`PaymentConditionId`,
 `DeliveryConditionld`→`DeliveryConditionId`, `CustomerInvoiceRowIOld`→`CustomerInvoiceRowId`.
@@ -113,11 +113,11 @@ def _check_row(
 
 
 def _check_row_numbers(row_nrs: Iterable[int]) -> None:
-    seen: set[int] = set()
-    for row_nr in row_nrs:
-        if row_nr in seen:
-            raise ValueError(f"RowNr {row_nr} appears more than once in InvoiceRows")
-        seen.add(row_nr)
+    seen: dict[int, int] = {}
+    for index, row_nr in enumerate(row_nrs):
+        if row_nr in seen:  # rows by position: the RowNr is a value of the document, not quoted
+            raise ValueError(f"InvoiceRows[{index}] has the same RowNr as InvoiceRows[{seen[row_nr]}]")
+        seen[row_nr] = index
 
 
 class _DocumentHead(BaseModel):

@@ -76,15 +76,45 @@ def job_document_type(target: Target | str, kind: DocumentKind | str, operation:
     return ACTION_TYPE if operation == "act" else document_type(target, kind)
 
 
+#: What people call each target, in messages.
+TARGET_NAMES: dict[Target, str] = {
+    Target.SOFTONE: "SoftOne GO",
+    Target.FORTNOX: "Fortnox",
+    Target.INVOICE_SERVICE: "the invoice service",
+}
+
+
+def _and(words: list[str], last: str = "and") -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return f"{', '.join(words[:-1])} {last} {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def kind_refusal(target: Target | str, kind: DocumentKind | str) -> str | None:
+    """Why `target` does not take `kind`, to follow the target's name (TARGET_NAMES): "takes customer_invoice and
+    order; article is for Fortnox". None when it does take it, or when either is no target or kind at all (the envelope
+    says so then)."""
+    try:
+        target, kind = Target(target), DocumentKind(kind)
+    except ValueError:
+        return None
+    takes = [k.value for t, k in DOCUMENT_TYPES if t is target]
+    if kind.value in takes:
+        return None
+    others = [TARGET_NAMES[t] for t, k in DOCUMENT_TYPES if k is kind]
+    elsewhere = f"{kind.value} is for {_and(others, 'or')}" if others else f"no target takes {kind.value}"
+    return f"takes {_and(takes)}; {elsewhere}"
+
+
 def check_supported(target: Target | str, kind: DocumentKind | str) -> None:
     """ValueError naming what the target does take, if it does not take `kind` (or is no target at all)."""
     try:
         target = Target(target)
     except ValueError:
         raise ValueError(f"unknown target {target!r}: one of {', '.join(t.value for t in Target)}") from None
-    takes = [k for t, k in DOCUMENT_TYPES if t is target]
-    if kind not in takes:
-        raise ValueError(f"target {target.value} does not take {kind}: it takes {', '.join(takes)}")
+    if (refusal := kind_refusal(target, kind)) is not None:
+        raise ValueError(f"target {target.value} does not take {kind}: {TARGET_NAMES[target]} {refusal}")
+    if kind not in [k for t, k in DOCUMENT_TYPES if t is target]:  # no kind at all
+        raise ValueError(f"target {target.value} does not take {kind!r}: it is no document kind")
 
 
 def document_type(target: Target | str, kind: DocumentKind | str) -> DocumentType:

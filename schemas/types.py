@@ -33,7 +33,7 @@ def _parse_date_or_datetime(value: Any) -> date | datetime:
             return date.fromisoformat(text)
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
+        raise ValueError("is not a valid date (YYYY-MM-DD) or ISO 8601 date-time") from None
 
 
 def _date_to_wire(value: date | datetime) -> str:

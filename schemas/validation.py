@@ -66,15 +66,42 @@ def _raw_path(loc: tuple[int | str, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(loc))
 
 
+#: Values shorter than this are not looked for in a reason: they are more often words of the reason itself ("SEK").
+ECHO_MIN_LENGTH = 6
+#: The text that replaces a value found in a reason.
+ECHO_MASK = "…"
+
+
 def _reason(error: Mapping[str, Any]) -> str:
+    """The rule a value broke, never the value: our own messages name none (schemas/*.py), and as a last defence
+    any text of the input (pydantic's messages may quote a part of it) found in the message is cut out."""
     msg = str(error["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if error["type"] == "missing":
-        msg = "is mandatory and missing"
-    elif error["type"] == "extra_forbidden":
-        msg = "is not a field of this document (misspelt?)"
+        return "is mandatory and missing"
+    if error["type"] == "extra_forbidden":
+        return "is not a field of this document (misspelt?)"
+    for text in sorted(_texts(error.get("input")), key=len, reverse=True):
+        msg = msg.replace(text, ECHO_MASK)
     return msg
+
+
+def _texts(value: Any) -> set[str]:
+    """The texts of a value (its scalars, at any depth) that could be recognised in a message."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif item is not None and not isinstance(item, bool):
+            text = str(item).strip()
+            if len(text) >= ECHO_MIN_LENGTH:
+                found.add(text)
+    return found
 
 
 def validate_document(
@@ -157,7 +184,7 @@ def _document_error(exc: ValidationError) -> DocumentError:
     return DocumentError(
         tuple(
             FieldError(_path(tuple(err["loc"])), _reason(err))
-            for err in exc.errors(include_url=False, include_input=False)
+            for err in exc.errors(include_url=False, include_context=False)
         )
     )
 

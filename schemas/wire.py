@@ -7,7 +7,7 @@ holds only the keys a document has, validated by the same field types (their con
 validators included; integers and integer enums by stricter equivalents without a Python call, `_in_rust`) and the
 model's field validators; the model's whole-document rules, which read attributes, are given to it as one
 function over the dict (`check`). It validates a ten-row invoice and encodes it in about
-40 % of the model's time (README, "Benchmark").
+40 % of the model's time (docs/benchmarks.md).
 
 It is a fast path, not a second authority: `validate_document_json` tries it first and asks the model about any
 document it refuses, so the errors reported are always the model's. It therefore must never accept a document

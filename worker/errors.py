@@ -4,6 +4,8 @@
     ├── ConfigurationError          our own setup is wrong (unknown tenant, bad tenants file)
     ├── UserError                   a command's input or options are wrong: one line and an exit code
     │   └── SubmitError             a file or job cannot be submitted as a whole (also a ValueError)
+    │       ├── SourceError         a source broke part-way (its line and reason): what was read before stays
+    │       └── JobIncomplete       a job was stored `incomplete`: its source broke after some documents
     ├── RetryLater                  a pipeline step's work must come back later (its task adapter maps it
     │                               to a Celery retry); carries the countdown and what Flower may show
     ├── LeaseLost                   this attempt no longer holds its batch: another worker took it over
@@ -26,6 +28,10 @@
     └── PermanentError              the same request will fail again → no retry
         ├── RequestRejected         400, 403, 404, 422 and other 4xx
         ├── AuthenticationFailed    401 even with a freshly issued token
+        │   └── AuthorizationRefused    the ERP refuses the tenant's authorisation (a spent Fortnox refresh
+        │                               token, refused client credentials or API keys, a 401 after renewal):
+        │                               nothing was created; the tenant is paused until `erpsync tenants
+        │                               reauth` (or resume), its documents wait and keep their attempts
         └── BatchRejected           200 with `Success: false` (SoftOne saved the documents before the
                                     rejected one: the batch is partly committed)
 
@@ -58,6 +64,28 @@ class UserError(ErpSyncError):
 
 class SubmitError(UserError, ValueError):
     """A file or a job that cannot be submitted as a whole (unreadable, unknown tenant, no documents)."""
+
+
+class SourceError(SubmitError):
+    """A source of documents that broke part-way (a bad JSONL line, broken CSV quoting, a read error): `line` is the
+    file's line where it broke (None when unknown), `reason` what is wrong there, without the path. The documents read
+    before it are whole: `submit()` keeps them in an `incomplete` job (worker/producer/submit.py)."""
+
+    def __init__(self, message: str, *, reason: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = secrets_filter().scrub(reason)
+        self.line = line
+
+
+class JobIncomplete(SubmitError):
+    """A job stored with status `incomplete`: its source broke (`line`, None when unknown, and `reason`) after
+    `stored` documents, which the job keeps and processes; `job_id` is the job's."""
+
+    def __init__(self, job_id: str, stored: int, reason: str, line: int | None = None) -> None:
+        where = f"line {line}: " if line is not None else ""
+        documents = "1 document" if stored == 1 else f"{stored} documents"
+        super().__init__(f"{where}{reason}; the job keeps the {documents} read before it")
+        self.job_id, self.stored, self.reason, self.line = job_id, stored, reason, line
 
 
 class RetryLater(ErpSyncError):
@@ -167,6 +195,18 @@ class RequestRejected(PermanentError):
 
 class AuthenticationFailed(PermanentError):
     """401 with a token issued moments ago: the tenant's keys are wrong or revoked."""
+
+
+class AuthorizationRefused(AuthenticationFailed):
+    """The ERP refuses the tenant's authorisation itself (worker/store/tenants.py): its token endpoint refused the
+    refresh token or the client credentials, or its API keys, or a call answered 401 with a token issued moments
+    ago. No document can go until an operator authorises again, so the pipeline pauses the tenant instead of failing
+    its documents (worker/pipeline/retry.py, `refused`). `reason` is the short form operators see as what the tenant
+    waits for ("paused: <reason>")."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message, status=status)
+        self.reason = secrets_filter().scrub(reason) if reason else "authorisation refused"
 
 
 class BatchRejected(PermanentError):

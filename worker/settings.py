@@ -6,6 +6,7 @@ from job messages, so a producer cannot point a job at another tenant's keys or 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ class TenantConfig(BaseModel):
     api_token: SecretStr | None = None
 
     # Job webhooks (worker/webhooks/): when one of the tenant's jobs reaches a final status, its summary is POSTed
-    # here, signed with HMAC-SHA256 under the secret (README, "Job webhooks"). Both or neither.
+    # here, signed with HMAC-SHA256 under the secret (docs/operations.md, "Job webhooks"). Both or neither.
     webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     webhook_secret: SecretStr | None = None
 
@@ -247,7 +248,7 @@ class Settings(BaseSettings):
     redis_ssl_certfile: Path | None = None
     redis_ssl_keyfile: Path | None = None
 
-    # The producer contract for any language (README, "Producing from any language"): limits on one job
+    # The producer contract for any language (docs/reference.md, "Producing from any language"): limits on one job
     # message written to Redis, and how often an idle intake worker looks for one.
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Rows (of any list field) in one document; a document beyond it fails on its own, the job goes on.
@@ -272,7 +273,7 @@ class Settings(BaseSettings):
     archive_retention_days: int = Field(default=7 * 366, ge=0)
     # Events the archiver writes in one transaction at most.
     archive_batch_events: int = Field(default=2000, ge=1, le=50_000)
-    # Rebuild a lost duplicate index from the archive without an operator (README, "When Redis loses data").
+    # Rebuild a lost duplicate index from the archive without an operator (docs/operations.md, "When Redis loses data").
     archive_auto_restore: bool = False
     # Job webhooks (worker/webhooks/): one POST's timeout, and attempts before a delivery is given up.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -359,8 +360,9 @@ class Settings(BaseSettings):
         }[Target(target)]
 
     def secret_values(self) -> list[str]:
-        """Every credential this deployment holds: the tenants' keys, secrets and tokens, the Redis password and
-        Flower's basic-auth passwords (FLOWER_BASIC_AUTH, `user:pass[,user:pass]`), longest first.
+        """Every credential this deployment holds: the tenants' keys, secrets and tokens, the Redis and archive
+        passwords, Flower's and the web console's passwords (FLOWER_BASIC_AUTH, ERPSYNC_CONSOLE_AUTH and
+        ERPSYNC_CONSOLE_READONLY_AUTH, `user:pass[,user:pass]`) and ERPSYNC_CONSOLE_SECRET, longest first.
 
         What must never appear in a log line, a result, a task's arguments, or a document we store (see
         worker/producer/submit.py). Values shorter than SECRET_MIN_LENGTH are left out: masking "demo" everywhere would
@@ -383,17 +385,36 @@ class Settings(BaseSettings):
             archive_password = None
         if archive_password:
             values.append(unquote(archive_password))
-        for pair in os.environ.get("FLOWER_BASIC_AUTH", "").split(","):
-            _, colon, flower_password = pair.partition(":")
-            if colon and flower_password:
-                values.append(flower_password)
+        # Flower's and the web console's accounts (`user:pass[,user:pass]`), and the console's session key.
+        for variable in ("FLOWER_BASIC_AUTH", "ERPSYNC_CONSOLE_AUTH", "ERPSYNC_CONSOLE_READONLY_AUTH"):
+            for pair in os.environ.get(variable, "").split(","):
+                _, colon, account_password = pair.partition(":")
+                if colon and account_password:
+                    values.append(account_password)
+        if os.environ.get("ERPSYNC_CONSOLE_SECRET"):
+            values.append(os.environ["ERPSYNC_CONSOLE_SECRET"])
         return sorted({v for v in values if len(v) >= SECRET_MIN_LENGTH}, key=len, reverse=True)
 
     def tenant(self, name: str) -> TenantConfig:
         tenants = self.tenants()
         if name not in tenants:
-            raise ConfigurationError(f"unknown tenant {name!r}: configure it in ERPSYNC_TENANTS_FILE")
+            raise ConfigurationError(unknown_tenant_message(name, sorted(tenants)))
         return tenants[name]
+
+
+SHOWN_TENANTS = 12  # an unknown tenant's error names this many of the configured ones (`erpsync tenants`: all)
+
+
+def unknown_tenant_message(name: str, configured: list[str]) -> str:
+    """`unknown tenant 'acem' (did you mean 'acme'?); configured: acme, beta (ERPSYNC_TENANTS_FILE)`."""
+    if not configured:
+        return f"unknown tenant {name!r}: no tenant is configured (ERPSYNC_TENANTS_FILE, ERPSYNC_DEMO_TENANT)"
+    close = difflib.get_close_matches(name, configured, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = ", ".join(configured[:SHOWN_TENANTS]) + (
+        f" and {len(configured) - SHOWN_TENANTS} more" if len(configured) > SHOWN_TENANTS else ""
+    )
+    return f"unknown tenant {name!r}{hint}; configured: {shown} (ERPSYNC_TENANTS_FILE)"
 
 
 def _read_tenants_file(path: Path, base_urls: dict[str, str]) -> dict[str, TenantConfig]:

@@ -15,11 +15,16 @@ from worker.store.results import ResultsStore
 
 REDIS_PASSWORD = "redis-pw-4b8e1d"
 FLOWER_PASSWORD = "flower-pw-9a7c3f"
+CONSOLE_PASSWORDS = ("console-admin-pw-1e5d", "console-viewer-pw-77c2")
+CONSOLE_SECRET = "s" * 16 + "console-session-key"
 
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("FLOWER_BASIC_AUTH", f"ops:{FLOWER_PASSWORD},viewer:short")
+    monkeypatch.setenv("ERPSYNC_CONSOLE_AUTH", f"admin:{CONSOLE_PASSWORDS[0]}")
+    monkeypatch.setenv("ERPSYNC_CONSOLE_READONLY_AUTH", f"viewer:{CONSOLE_PASSWORDS[1]}")
+    monkeypatch.setenv("ERPSYNC_CONSOLE_SECRET", CONSOLE_SECRET)
     return Settings(redis_url=f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0", key_prefix="cred-test")
 
 
@@ -28,6 +33,7 @@ def test_the_secret_values_are_every_configured_credential(settings: Settings) -
     for expected in (DEMO_CONNECT_API_KEY, "demo-fortnox-secret", "demo-invoice-service-token"):
         assert expected in values
     assert REDIS_PASSWORD in values and FLOWER_PASSWORD in values
+    assert set(CONSOLE_PASSWORDS) <= set(values) and CONSOLE_SECRET in values  # the web console's accounts and key
     assert "short" not in values  # below the minimum length: masking it would garble innocent text
     assert "demo-fortnox-client" not in values  # a client id names an account, it is not a secret
     assert values == sorted(values, key=len, reverse=True)

@@ -14,7 +14,7 @@ from worker.archive.database import shown_url
 from worker.archive.retention import prune
 from worker.celery_app.enqueue import publish
 from worker.celery_app.priority import lower_priority
-from worker.cli.console import EXIT_OK, EXIT_USAGE, out
+from worker.cli.console import EXIT_OK, EXIT_USAGE, out, plural
 from worker.errors import ArchiveUnavailable, UserError
 from worker.observability import logs
 from worker.ops.overview import archive
@@ -82,7 +82,7 @@ def cmd_restore_index(args: argparse.Namespace) -> int:
         )
     written = restore_index(outbox, engine, settings)
     request_intake(publish, settings.intake_chunk_docs)  # what waited for the index is claimed now
-    out.print(f"duplicate index restored from the archive: {written} entries; intake goes on")
+    out.print(f"duplicate index restored from the archive: {plural(written, 'entry', 'entries')}; intake goes on")
     return EXIT_OK
 
 
@@ -108,7 +108,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
         return EXIT_OK
-    out.print(f"archive {data['url']} (schema {data['schema']}): lag {data['lag']} entries"
+    out.print(f"archive {data['url']} (schema {data['schema']}): lag {plural(int(data['lag']), 'entry', 'entries')}"
               + (f", oldest {data['oldest_seconds']:.1f}s" if data["oldest_seconds"] is not None else "")
               + f"; duplicate index {data['index']}")  # fmt: skip
     if data["error"]:

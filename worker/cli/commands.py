@@ -2,8 +2,8 @@
 demo; the pipeline-wide views (status without a job id, jobs, metrics) and Flower are in worker/cli/ops.py.
 
 Exit codes (worker/cli/console.py): 0 every document created (or already there), or a listing shown; 1 some
-document not created; 2 usage or configuration error; 3 timed out waiting. User errors are one line on
-stderr, never a traceback.
+document not created; 2 usage or configuration error; 3 timed out waiting; 4 the job is incomplete (its file
+broke part-way). User errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from schemas.envelope import DocumentKind, Lane, Target
 from worker.cli.archive import add_archive_commands
 from worker.cli.console import (
+    EXIT_INCOMPLETE,
     EXIT_NOT_ALL_CREATED,
     EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     FINISHED,
@@ -32,11 +35,14 @@ from worker.cli.console import (
     UserError,
     err,
     out,
+    plural,
 )
 from worker.cli.history import add_history_command, archived_results, result_record
 from worker.cli.ops import FLOWER_STATE_SAVE_MS, cmd_flower, cmd_jobs, cmd_metrics, status_overview
+from worker.cli.tenants import add_tenants_commands
+from worker.cli.web import add_console_command
 from worker.cli.webhooks import add_webhook_commands
-from worker.errors import ArchiveError, ConfigurationError
+from worker.errors import ArchiveError, ConfigurationError, JobIncomplete
 from worker.producer.ingest import open_source
 from worker.redaction import redact_url
 from worker.settings import get_settings
@@ -71,10 +77,14 @@ def results_payload(job_id: str) -> dict[str, Any]:
             archive = " or the archive" if get_settings().archive_enabled else " (the archive is off)"
             raise UserError(f"no job {job_id!r} in the results store{archive} (wrong id, or older than the retention)")
         return archived
+    summary = job_summary(job)
     return {
         "job_id": job_id,
         "status": job.get("status"),
         "lane": job.get("lane"),
+        # An `incomplete` job's source broke at this line (None when unknown) for this reason; None otherwise.
+        "source_error_line": summary["source_error_line"],
+        "source_error": summary["source_error"],
         "records": [result_record(r) for r in store.records(job_id)],
     }
 
@@ -82,6 +92,8 @@ def results_payload(job_id: str) -> dict[str, Any]:
 def _exit_code(job: dict[str, str]) -> int:
     if job.get("status") == "succeeded":
         return EXIT_OK
+    if job.get("status") == "incomplete":  # before the documents' outcomes: the file itself was not whole
+        return EXIT_INCOMPLETE
     if job.get("status") in ("partial", "failed", "rejected"):
         return EXIT_NOT_ALL_CREATED
     return EXIT_TIMEOUT
@@ -91,12 +103,20 @@ def _print_summary(job: dict[str, str], *, show_keys: int = 10) -> None:
     summary = job_summary(job)
     counts = summary["counts"]
     out.print(
-        f"job [bold]{summary['job_id']}[/] [bold]{summary['status']}[/]: {summary['total']} documents "
+        f"job [bold]{summary['job_id']}[/] [bold]{summary['status']}[/]: "
+        f"{plural(int(summary['total']), 'document')} "
         f"({summary['kind']}, tenant {summary['tenant']}) — created {counts['created']}, duplicate "
         f"{counts['duplicate']}, "
         + "".join(f"{status} {counts[status]}, " for status in ("updated", "changed") if counts[status])
         + f"failed {counts['failed']}, unknown {counts['unknown']}, pending {counts['pending']}"
     )
+    if summary["source_error"]:
+        line = summary["source_error_line"]
+        where = f"at line {line}" if line is not None else "part-way"
+        out.print(
+            f"  [bold]incomplete[/]: the source broke {where}: {escape(summary['source_error'])}; the job holds "
+            f"the {plural(int(summary['total']), 'document')} read before it"
+        )
     records = _store().records(summary["job_id"])
     keyed = [r for r in records if r.key is not None][:show_keys]
     if keyed:
@@ -120,6 +140,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     # command, a bad setting is main()'s one-line error rather than a traceback.
     from worker.producer.submit import submit, wait_for
 
+    # A file that breaks part-way still makes a job, of the documents read before the bad line: `incomplete`, which
+    # is said on stderr at once and by the exit code (EXIT_INCOMPLETE), with --wait once those are processed.
+    incomplete: JobIncomplete | None = None
     settings = get_settings()
     source = open_source(Path(args.file), args.format)
     header = source.header
@@ -140,18 +163,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
         def advance(_: int) -> None:
             progress.update(task, completed=source.bytes_read, rows=source.rows_read, docs=source.documents_read)
 
-        job_id = submit(
-            source.documents(),
-            kind=kind,
-            tenant=tenant,
-            target=args.target or header.get("target"),
-            source=header.get("source") or Path(args.file).name,
-            job_id=header.get("job_id"),
-            priority=args.priority or header.get("priority"),
-            operation="upsert" if args.upsert else header.get("operation") or "create",
-            on_progress=advance,
-        )
-    count = source.documents_read
+        try:
+            job_id = submit(
+                source.documents(),
+                kind=kind,
+                tenant=tenant,
+                target=args.target or header.get("target"),
+                source=header.get("source") or Path(args.file).name,
+                job_id=header.get("job_id"),
+                priority=args.priority or header.get("priority"),
+                operation="upsert" if args.upsert else header.get("operation") or "create",
+                on_progress=advance,
+            )
+        except JobIncomplete as exc:
+            incomplete, job_id = exc, exc.job_id
+    count = source.documents_read if incomplete is None else incomplete.stored
     if source.split_receipts:
         examples = ", ".join(source.split_receipt_ids[:3])
         err.print(
@@ -159,14 +185,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
             f"{examples}); each later part is a document of its own and fails as a repeated ExternalId. "
             "Sort the export by receipt id."
         )
+    if incomplete is not None:
+        err.print(f"[red]error:[/] {escape(str(incomplete))}")
     if not args.wait:
         if args.json:
-            print(json.dumps({"job_id": job_id, "status": "queued", "documents": count, "rows": source.rows_read}))
+            submitted: dict[str, Any] = {
+                "job_id": job_id,
+                "status": "queued",
+                "documents": count,
+                "rows": source.rows_read,
+            }
+            if incomplete is not None:  # the job will end `incomplete`, whatever its documents' outcomes
+                submitted |= {"source_error_line": incomplete.line, "source_error": incomplete.reason}
+            print(json.dumps(submitted, ensure_ascii=False))
         else:
-            out.print(f"submitted job [bold]{job_id}[/] ({count} documents, {kind}, tenant {tenant})")
-        return EXIT_OK
+            out.print(f"submitted job [bold]{job_id}[/] ({plural(count, 'document')}, {kind}, tenant {tenant})")
+        return EXIT_OK if incomplete is None else EXIT_INCOMPLETE
     if not args.json:
-        err.print(f"submitted job {job_id} ({count} documents); waiting…")
+        err.print(f"submitted job {job_id} ({plural(count, 'document')}); waiting…")
     job = wait_for(job_id, timeout=args.timeout, settings=settings)
     if args.json:
         print(json.dumps(results_payload(job_id), ensure_ascii=False))
@@ -211,6 +247,11 @@ def cmd_results(args: argparse.Namespace) -> int:
                 str(i), r["external_id"], r["status"], str(r["key"] or ""), r["number"] or "", r["error"] or ""
             )
         out.print(table)
+        if payload.get("source_error"):  # an `incomplete` job: where its source broke; the rows are what it holds
+            line = payload.get("source_error_line")
+            where = f"at line {line}" if line else "part-way"
+            out.print(f"incomplete: the source broke {where}: {escape(payload['source_error'])}; the job holds the "
+                      f"{plural(len(payload['records']), 'document')} read before it")  # fmt: skip
     status = payload["status"] or ""
     return _exit_code({"status": status}) if status in FINISHED else EXIT_OK
 
@@ -221,7 +262,8 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
     store = _store()
     if args.action == "list":
-        _print_dead_letters([deadletters.summary(e) for e in store.dead_letters()], as_json=args.json)
+        found = deadletters.entries(store, include_closed=args.all)
+        _print_dead_letters([deadletters.summary(e) for e in found], as_json=args.json, every=args.all)
         return EXIT_OK
     targets = _dead_letter_targets(store, args)
     if args.action == "show":
@@ -237,30 +279,50 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def _dead_letter_targets(store: ResultsStore, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """What `dead show|drop|replay` acts on: the entry named by its id or, for `replay --all`, every entry not
-    replayed yet."""
+    """What `dead show|drop|replay` acts on, with its state (worker/ops/deadletters.py): the entry named by its id
+    or, for `replay --all`, every open one (neither replayed nor resolved). A resolved one is not replayed."""
+    from worker.ops import deadletters  # imported on use (cmd_dead)
+
     if args.action == "replay" and args.all:
-        return [e for e in store.dead_letters() if not e.get("replays")]
+        return deadletters.entries(store)
     if not args.id:
         raise UserError(f"erpsync dead {args.action} needs a dead-letter id" + (" or --all" if args.action ==
                         "replay" else ""))  # fmt: skip
-    entry = store.dead_letter(args.id)
+    entry = deadletters.lookup(store, args.id)
     if entry is None:
-        raise UserError(f"no dead letter {args.id!r} (see: erpsync dead list)")
+        raise UserError(f"no dead letter {args.id!r} (see: erpsync dead list --all)")
+    if args.action == "replay" and entry["state"] == "resolved":
+        raise UserError(f"dead letter {args.id} is resolved (Key {entry['resolved_key'] or '-'}, created by job "
+                        f"{entry['resolved_by'] or '-'}): nothing to replay")  # fmt: skip
     return [entry]
 
 
-def _print_dead_letters(entries: list[dict[str, Any]], *, as_json: bool) -> None:
-    """`dead list`: the entries' summaries (worker/ops/deadletters.py), as a table or JSON."""
+def _print_dead_letters(entries: list[dict[str, Any]], *, as_json: bool, every: bool = False) -> None:
+    """`dead list`: the entries' summaries (worker/ops/deadletters.py) with their state, the job that replayed each
+    and the Key of a resolved one, as a table or JSON."""
     if as_json:
         print(json.dumps({"count": len(entries), "dead_letters": entries}, ensure_ascii=False))
         return
-    table = Table("id", "status", "tenant", "kind", "ExternalId", "replays", "reason",
-                  title=f"{len(entries)} dead letters")  # fmt: skip
+    from worker.cli.screen import Col, fitted, kind  # imported on use: the overview's modules come with it
+
+    title = plural(len(entries), "dead letter") + ("" if every else " open (every one: --all)")
+    cols = [Col("id", last_resort=True), Col("state"), Col("status"), Col("tenant", shrink=True), Col("kind"),
+            Col("ExternalId", shrink=True), Col("replay", last_resort=True), Col("Key"),
+            Col("reason", shrink=True)]  # fmt: skip
+    rows = []
     for e in entries:
-        table.add_row(e["id"], e["status"], e["tenant"], e["kind"], e["external_id"], str(e["replays"]),
-                      (e["reason"] or "")[:120])  # fmt: skip
-    out.print(table)
+        replay = e["replay_job"] or ""
+        if replay and e["replay_outcome"] not in (None, "created"):
+            replay += f" ({e['replay_outcome']})"
+        rows.append([e["id"], e["state"], e["status"], e["tenant"], kind(e["kind"]), e["external_id"], replay,
+                     e["resolved_key"] or "", e["reason"] or ""])  # fmt: skip
+    out.print(title, style="bold", overflow="ellipsis", no_wrap=True)
+    table = fitted(cols, rows, out.size.width)
+    if table is None:  # narrower than the ids: one entry a line
+        for row in rows:
+            out.print(" ".join(cell for cell in row if cell), overflow="ellipsis", no_wrap=True)
+    else:
+        out.print(table)
 
 
 def _print_replayed(jobs: list[dict[str, str]], *, as_json: bool) -> None:
@@ -293,6 +355,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         fortnox_token_ttl_seconds=args.fortnox_token_ttl_seconds,
         fortnox_rate_limit=args.fortnox_rate_limit,
         fortnox_rate_window=args.fortnox_rate_window,
+        state_file=args.state,  # a state file that cannot be used -> "error: sandbox state ...", exit 2
     )
     return EXIT_OK
 
@@ -398,7 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dead", help="dead letters: list, show, replay, drop")
     p.add_argument("action", choices=["list", "show", "replay", "drop"])
     p.add_argument("id", nargs="?", help="dead-letter id (job_id#position)")
-    p.add_argument("--all", action="store_true", help="replay: every dead letter not replayed yet")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="list: every dead letter, replayed and resolved ones too (default: the open ones); "
+        "replay: every open one (neither replayed nor resolved)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dead)
 
@@ -425,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the random faults (default: chosen and logged)")
     p.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds of a random 429 (default 1)")
     p.add_argument("--slow-ms", type=int, default=None, help="how long a random 'slow' holds the answer (default 3000)")
+    p.add_argument(
+        "--state",
+        metavar="FILE",
+        help="SQLite file keeping the sandbox's state across restarts, as a real ERP would: ledger with history, "
+        "Key/number sequences, SoftOne and Fortnox tokens, webhook receivers; each change written before its "
+        "answer; created if missing (default: in memory, lost on exit; the Procfile uses "
+        "$ERPSYNC_SANDBOX_STATE or erpsync-sandbox.sqlite3)",
+    )
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("demo", help="run the end-to-end demo (embedded Redis, sandbox, worker)")
@@ -434,8 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     add_archive_commands(sub)
+    add_tenants_commands(sub)
     add_history_command(sub)
     add_webhook_commands(sub)
+    add_console_command(sub)
     return parser
 
 
@@ -457,6 +535,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except BrokenPipeError:  # stdout's reader went away (`erpsync jobs --json | head`); Redis's are redis errors
+        # Quietly, like `yes | head`: stdout now goes nowhere, so that the interpreter's last flush at exit cannot
+        # raise again; 141 (EXIT_OUTPUT_CLOSED) tells a `set -o pipefail` script that the output was cut.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no file (main() called in-process): nothing left to flush
+            pass
+        finally:
+            os.close(devnull)
+        return EXIT_OUTPUT_CLOSED
     return EXIT_USAGE
 
 

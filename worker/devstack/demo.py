@@ -1,6 +1,7 @@
 """`erpsync demo` / `make demo`: the main job end to end on real processes, then an audit.
 
-Starts Redis (embedded unless ERPSYNC_REDIS_URL is set), the sandbox, a worker and the archiver; submits the POS
+Starts Redis (embedded unless ERPSYNC_REDIS_URL is set), the sandbox (its state in an SQLite file of the run's
+workdir, as under the Procfile), a worker and the archiver; submits the POS
 end-of-day example with `erpsync submit --wait`; checks every document against the sandbox ledger
 (created once, with the Key we recorded); submits the same file again to show it creates nothing new; shows what
 the archive (an SQLite file, ERPSYNC_ARCHIVE_URL to choose another) kept of both jobs, and one document's history;
@@ -29,7 +30,6 @@ def run_demo(path: Path, *, latency_ms: int = 30, concurrency: int = 4) -> int:
     if not path.exists():
         console.print(f"[red]error:[/] {path} not found (run from the repository root)")
         return 2
-    count = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     redis_url = os.environ.get("ERPSYNC_REDIS_URL") or None
     console.rule("erpsync demo")
     console.print(
@@ -40,6 +40,7 @@ def run_demo(path: Path, *, latency_ms: int = 30, concurrency: int = 4) -> int:
         redis_url=redis_url,
         latency_ms=latency_ms,
         concurrency=concurrency,
+        keep_sandbox_state=True,  # as under the Procfile: the sandbox keeps its ledger in the run's workdir
         extra_env={
             "ERPSYNC_QUEUE": f"erpsync-demo-{os.getpid()}",
             "ERPSYNC_KEY_PREFIX": f"erpsync-demo-{os.getpid()}",
@@ -51,7 +52,7 @@ def run_demo(path: Path, *, latency_ms: int = 30, concurrency: int = 4) -> int:
         },
     ) as stack:
         stack.start_archiver()
-        console.print(f"sandbox at {stack.sandbox_url}, worker started; submitting {count} invoices from {path}")
+        console.print(f"sandbox at {stack.sandbox_url}, worker started; submitting {path}")
         started = time.monotonic()
         first = stack.erpsync("submit", str(path), "--wait", "--json", "--timeout", "600")
         elapsed = time.monotonic() - started
@@ -118,8 +119,8 @@ def _show_archive(stack: LocalStack, first: Mapping[str, Any], again: Mapping[st
         rows = json.loads(listed.stdout) if listed.returncode == 0 and listed.stdout.strip() else []
         counts.append(Counter(str(r["status"]) for r in rows))
     console.print(
-        f"\nArchive {state.get('url', '?')}: lag {state.get('lag', '?')} entries; first job {dict(counts[0])}, "
-        f"second job {dict(counts[1])}"
+        f"\nArchive {state.get('url', '?')}: {state.get('lag', '?')} not archived yet; "
+        f"first job {dict(counts[0])}, second job {dict(counts[1])}"
     )
     example = str(first["records"][0]["external_id"])
     history = stack.erpsync("history", "--external-id", example, "--csv")

@@ -315,8 +315,8 @@ def _repeated(external_id: str, other: int) -> Record:
     return Record(
         external_id,
         DocStatus.FAILED,
-        error=f"ExternalId {external_id!r} is also used by document {other} of this job; each document needs "
-        "its own ExternalId",
+        # The record names its ExternalId; the error does not repeat it (errors quote no value of a document).
+        error=f"its ExternalId is also used by document {other} of this job; each document needs its own ExternalId",
     )
 
 
