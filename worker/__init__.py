@@ -15,7 +15,9 @@ holds them to it):
     producer/             submit(), file readers, raw-Redis job messages
     webhooks/             signed job webhooks, sent by their own process
     tasks/                (beside worker/) thin Celery task adapters of the pipeline's steps
-    ops/, devstack/, cli/ status and dead letters; the local stack and demo; the `erpsync` command
+    ops/                  status, tenants (pause, resume, reauth) and dead letters, for every front end
+    console/              the web console (`erpsync console`): ops/ in a browser, with its own login
+    devstack/, cli/       the local stack and demo; the `erpsync` command
 
 `celery -A worker worker` finds the Celery app here. It is created on first access, so that importing a part of
 this package (the CLI, the producer) does not read settings before it can report their errors clearly.

@@ -28,6 +28,7 @@ LAYERS: list[list[str]] = [
     ["worker.webhooks"],  # signed job webhooks, sent by a process of their own
     ["tasks"],  # thin task adapters
     ["worker.ops"],
+    ["worker.console"],  # the web console: pages over worker.ops, worker.store and worker.archive
     ["worker.devstack"],
     ["worker.cli"],
     ["worker"],  # the public surface
