@@ -388,7 +388,7 @@ class Isolation:
         return sent
 
     def submit_victim(self, doc: dict[str, Any], job_id: str) -> str:
-        if self.options["victim_producer"] == "raw":  # the producer contract for any language (README)
+        if self.options["victim_producer"] == "raw":  # the producer contract for any language (docs/reference.md)
             message = {
                 "job_id": job_id,
                 "tenant": VICTIM,

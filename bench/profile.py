@@ -7,7 +7,7 @@ The figures are CPU seconds of this process (time.process_time), so the waits on
 not in them, then the CPU the stage cost the Redis server (its INFO) and the sandbox process. `--stage intake`
 adds cProfile's top functions for that stage and its Redis commands; `--repeat N` runs it all N times and
 prints the median per stage, to compare two versions of the code on a noisy machine. It is how the hot path
-was profiled for issue 4 (README, "Benchmark"); `make bench` measures the whole system.
+was profiled for issue 4 (docs/benchmarks.md); `make bench` measures the whole system.
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def cpu_probe_ms(repeat: int = 5) -> float:
     """Milliseconds of a fixed CPU-only task, the best of `repeat`: a stdlib JSON round trip of one ten-row invoice,
     1,000 times. The same work on every machine and every version of erpsync, so that runs on different machines can
     be told apart by how much a CPU-second does there; that moves erpsync, which is bound by CPU, far more than
-    direct, which mostly waits on the sandbox's latency (README "Benchmark")."""
+    direct, which mostly waits on the sandbox's latency (docs/benchmarks.md)."""
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()

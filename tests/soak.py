@@ -14,7 +14,7 @@ refuse connections, `celery worker` processes) runs under three threads of troub
 - workers: SIGKILLs of a random worker at random times, SIGTERMs (warm shutdown), and workers started with a
   random failpoint (worker/failpoints.py) that kills them at an exact line; each dead worker is replaced;
 - Redis, rarely: restarted (SHUTDOWN, or SIGKILL of redis-server) and back from its AOF after 0.5-3 s. It
-  runs with `appendfsync always`, as production should (README, "Guarantees").
+  runs with `appendfsync always`, as production should (docs/guarantees.md).
 
 Then the trouble stops, the run settles (a fresh worker recovers what the dead ones held, the messages they
 held are redelivered as after the visibility timeout) and every document of every job is audited against the

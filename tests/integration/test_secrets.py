@@ -3,7 +3,7 @@ producers (Python and raw Redis), leaves none of them in the workers' logs, Flow
 store, and no document content in the logs or Flower either.
 
 "The results store" is every key under the session's prefix except the two credential caches, which hold
-live tokens by design (`{p}:token:*`, `{p}:fortnox:refresh:*`; README, "Security").
+live tokens by design (`{p}:token:*`, `{p}:fortnox:refresh:*`; docs/operations.md, "Security").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ that is already there makes that COPY fail on the key; then nothing of it is kep
 
 Why: an archived outcome costs about a third of the CPU this way, in the archiver (no statement per row to build)
 and in PostgreSQL (one statement per table and batch instead of one execution per row), and both share the
-machine with the workers whose throughput the archive must not take (README, "Benchmark", the archive).
+machine with the workers whose throughput the archive must not take (docs/benchmarks.md, the archive's cost).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ excludes, and the epoch is written last: intake claims again only once the whole
 
 What the archive cannot give back: entries recorded in the last moments before Redis lost its data and not yet
 archived (the outbox stream was lost with them; `erpsync status` shows the archive's lag, normally under a
-second). A SoftOne invoice among them is still found by reconciliation's look-up; for the README's table of what
-each fault costs, see "When Redis loses data".
+second). A SoftOne invoice among them is still found by reconciliation's look-up; for the table of what
+each fault costs, see docs/operations.md, "When Redis loses data".
 """
 
 from __future__ import annotations

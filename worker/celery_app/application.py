@@ -66,7 +66,7 @@ app.conf.update(
     ],
     task_routes={name.value: {"queue": settings.send_queue_name} for name in SEND_TASKS},
     # Task events cost a sender about a quarter of its CPU per batch (measured: 7.8-10.4 ms per batch without,
-    # 11.8-12.9 ms with; README, "Benchmark"), so workers start without them and Flower turns them on
+    # 11.8-12.9 ms with; docs/benchmarks.md), so workers start without them and Flower turns them on
     # while it runs (`erpsync flower` at once, Flower itself every 5 s for workers started later: Celery's
     # enable_events broadcast). `celery worker -E` keeps them on for good. No task-sent events: a queue's depth
     # is in `erpsync status` and the metrics, and every publish would pay for one.

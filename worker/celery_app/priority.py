@@ -4,7 +4,8 @@ Intake is throughput work: validating and batching a big end-of-day file keeps e
 holds one of its tenant's in-flight slots while its thread waits for a core to read the ERP's answer and record it,
 so while intake runs at the same priority the slots sit idle, sends fall behind and the ERP's capacity is wasted:
 in scenario A on 2 cores, requests took ~70 ms instead of ~50 ms while intake ran, and half the batches were still
-waiting when intake ended (README, "Concurrency"). At a lower priority, intake takes the CPU the sends leave.
+waiting when intake ended (docs/architecture.md, "Concurrency"). At a lower priority, intake takes the CPU the
+sends leave.
 
 `lower_priority(n)` sets the process's nice value to at least `n`; the prefork pool's children, forked after it,
 inherit it. On Linux with autogroup scheduling (kernel.sched_autogroup_enabled), the scheduler shares the CPU

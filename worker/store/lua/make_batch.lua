@@ -4,7 +4,7 @@
 -- none of them was assigned before: returns {'stored', n}; {'taken', i, ...} (0-based indexes of those assigned
 -- already: nothing written; make_batch tries again without them); {'exists'} (made by an earlier run).
 -- The caller encodes members, ids and body: building a 60 KB body in Lua cost Redis about 0.4 ms per batch, its
--- busiest script in scenario A (README, "Benchmark"), where Python joins the same strings in a few microseconds.
+-- busiest script in scenario A (docs/benchmarks.md), where Python joins the same strings in a few microseconds.
 -- include: store_batch
 local bk = ARGV[1] .. ':batch:' .. ARGV[2]
 if redis.call('EXISTS', bk) == 1 then return {'exists'} end
