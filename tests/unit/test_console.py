@@ -28,6 +28,7 @@ from worker.console.data import Console, RateTracker, progress
 from worker.errors import UserError
 from worker.settings import Settings
 from worker.store import counters
+from worker.store.jobs import SourceBreak, close_job
 from worker.store.keys import Keys
 from worker.store.records import CREATED, FAILED, Record
 from worker.store.results import ResultsStore
@@ -286,6 +287,19 @@ def test_jobs_and_a_job_page_show_progress_and_documents_without_bodies(
     assert data["settled"] == 2 and data["total"] == 4 and data["percent"] == 50.0 and data["counts"]["failed"] == 1
     assert BODY_MARKER not in json.dumps(data)
     assert client.get("/jobs/nope").status_code == 404
+
+
+def test_an_incomplete_jobs_page_says_where_its_source_broke(client: TestClient, store: ResultsStore) -> None:
+    store.open_job({"job_id": "job-i", "tenant": "demo", "target": "softone", "kind": "customer_invoice",
+                    "source": "t", "submitted_at": datetime.now(UTC).isoformat()})  # fmt: skip
+    store.append_documents("job-i", 0, [json.dumps({"ExternalId": "job-i-0"})], ["job-i-0"])
+    close_job(store, "job-i", SourceBreak("not valid JSON (Expecting value)", 7))
+    login(client)
+    page = client.get("/jobs/job-i")
+    assert page.status_code == 200 and "incomplete: the source broke" in page.text and "at line 7" in page.text
+    assert "not valid JSON (Expecting value)" in page.text
+    api = client.get("/api/jobs/job-i").json()
+    assert (api["source_error_line"], api["source_error"]) == (7, "not valid JSON (Expecting value)")
 
 
 def test_documents_are_paginated(client: TestClient, store: ResultsStore) -> None:

@@ -319,6 +319,9 @@ def job_entry(job: dict[str, Any], stall_seconds: float, now: float, score: floa
         "pending": counts["pending"],
         "counts": counts,
         "reason": job.get("reason") or None,
+        # An `incomplete` job: where its source broke and why (worker/store/jobs.py); the job holds what was read.
+        "source_error": job.get("source_error") or None,
+        "source_error_line": int(job["source_error_line"]) if job.get("source_error_line") else None,
         "submitted_at": job.get("submitted_at") or (iso(created) if created else None),
         "finished_at": job.get("finished_at") if final else None,
         "last_progress_at": iso(last) if last is not None and not final else None,

@@ -36,6 +36,8 @@ JOB_FIELDS = (
     "source",
     "total",
     "reason",
+    "source_error",  # an `incomplete` job's (worker/store/jobs.py)
+    "source_error_line",
     *(f"n_{s}" for s in DOC_STATUSES),
     "created_at",
     "submitted_at",
