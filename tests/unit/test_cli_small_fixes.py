@@ -350,13 +350,16 @@ def test_one_job_is_one_job(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixtur
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_up_runs_honcho_from_the_venv_with_its_bin_first_on_path() -> None:
+    # Not as a sub-make of `make test` (CI), which would print its directory around the commands.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", "up", "PROCS=worker sandbox"],
+        ["make", "--no-print-directory", "-n", "up", "PROCS=worker sandbox"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env=env,
     )
     line = done.stdout.strip().splitlines()[-1]
     assert line == f'PATH="{ROOT}/.venv/bin:$PATH" .venv/bin/honcho start worker sandbox'
