@@ -34,6 +34,7 @@ from schemas.validation import (
     validate_document,
     validate_document_json,
 )
+from tests.unit.cli_run import fake_redis_behind_cli, run
 from tests.unit.test_schemas_fortnox import SALES, SPEC_ARTICLE, realistic
 from worker.cli import commands as cli
 from worker.cli.console import EXIT_OUTPUT_CLOSED, EXIT_USAGE, plural
@@ -55,15 +56,7 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
-    client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr("worker.store.client.get_redis", lambda settings=None: client)
-    return client
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return fake_redis_behind_cli(monkeypatch)
 
 
 def make_jobs(client: fakeredis.FakeRedis, n: int) -> None:

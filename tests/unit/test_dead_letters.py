@@ -12,7 +12,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from worker.cli import commands as cli
+from tests.unit.cli_run import fake_redis_behind_cli, run
 from worker.ops import deadletters, overview
 from worker.settings import Settings, get_settings
 from worker.store.records import CREATED, DUPLICATE, FAILED, CreatedClaim, Record
@@ -38,9 +38,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
-    client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr("worker.store.client.get_redis", lambda settings=None: client)
-    return client
+    return fake_redis_behind_cli(monkeypatch)
 
 
 @pytest.fixture
@@ -215,12 +213,6 @@ def test_the_overview_counts_open_dead_letters_and_shows_the_newest_open_ones(
     assert (found["count"], found["open"]) == (4, 2)
     assert [d["id"] for d in found["newest"]] == [ids[1], ids[0]]
     assert all("document" not in d and d["state"] == "open" for d in found["newest"])
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_dead_list_shows_open_ones_by_default_and_every_one_with_all(

@@ -18,11 +18,11 @@ import fakeredis
 import pytest
 from sqlalchemy import Engine
 
+from tests.unit.cli_run import fake_redis_behind_cli, run
 from worker.archive.database import engine_for, migrate, ready_engine
 from worker.archive.events import rows_of
 from worker.archive.history import history, job, job_records
 from worker.archive.writer import write
-from worker.cli import commands as cli
 from worker.cli.history import CSV_COLUMNS
 from worker.settings import get_settings
 from worker.store.outbox import Entry
@@ -174,15 +174,7 @@ def archive(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
 
 @pytest.fixture
 def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
-    client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr("worker.store.client.get_redis", lambda settings=None: client)
-    return client
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return fake_redis_behind_cli(monkeypatch)
 
 
 def one_line_error(code: int, out: str, err: str) -> str:
