@@ -418,7 +418,7 @@ def test_an_admin_pauses_and_resumes_a_tenant(client: TestClient, store: Results
     (demo,) = [t for t in client.get("/api/tenants").json()["tenants"] if t["name"] == "demo"]
     assert demo["state"] == "active" and published == [publish]
     unknown = client.post("/tenants/nobody/pause", data={"csrf": token}, headers={"Origin": ORIGIN})
-    assert unknown.status_code == 303 and "configured tenants: demo" in client.get("/tenants").text
+    assert unknown.status_code == 303 and "configured: demo" in client.get("/tenants").text
 
 
 def test_reauthorising_stores_credentials_without_showing_them(

@@ -27,7 +27,7 @@ from worker.ops.overview import tenants as waiting_tenants
 from worker.pipeline.queue import Enqueue
 from worker.pipeline.tickets import offer_tickets
 from worker.redaction import secrets_filter
-from worker.settings import SECRET_MIN_LENGTH, Settings, TenantConfig
+from worker.settings import SECRET_MIN_LENGTH, Settings, TenantConfig, unknown_tenant_message
 from worker.store.client import RedisClient
 from worker.store.dispatch import LANES, Dispatcher
 from worker.store.errors import StoreUnavailable
@@ -59,9 +59,8 @@ def credential_fields(tenant: TenantConfig) -> tuple[str, ...]:
 
 def _tenant(settings: Settings, name: str) -> TenantConfig:
     tenants = settings.tenants()
-    if name not in tenants:
-        known = ", ".join(sorted(tenants)) or "none"
-        raise UserError(f"unknown tenant {name!r}; configured tenants: {known}")
+    if name not in tenants:  # the same one line as everywhere else: a near match, the configured ones
+        raise UserError(unknown_tenant_message(name, sorted(tenants)))
     return tenants[name]
 
 
