@@ -147,6 +147,31 @@ def test_status_watch_json_prints_a_line_per_refresh_and_ctrl_c_ends_it(
     assert code == 2 and "--watch" in err
 
 
+def test_status_watch_into_a_pipe_prints_each_refresh_after_the_last(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a terminal (a pipe, `| tee`): nothing can be redrawn in place, so every refresh is printed whole, and an
+    outage is a line of its own; a reader that goes away then ends it (exit 141, test_cli_small_fixes)."""
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:  # Redis goes away
+            monkeypatch.setattr(r, "execute_command", gone)
+            monkeypatch.setattr(r, "pipeline", gone)
+        if len(sleeps) == 3:
+            raise KeyboardInterrupt
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(cli_ops.time, "sleep", sleep)
+    monkeypatch.setattr(cli_ops, "out", Console(width=80, height=24, force_terminal=False, color_system=None))
+    code, out, _ = run(capsys, "status", "--watch", "0.5")
+    assert code == 0 and sleeps == [0.5, 0.5, 0.5]
+    assert out.count(f"erpsync {PREFIX} ") == 2 and "Redis unreachable" in out
+
+
 def test_jobs_json_filters(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
     make_job(r, "old", tenant="acme", age=7200)
     make_job(r, "new", tenant="demo", n=1)

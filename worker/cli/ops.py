@@ -100,11 +100,23 @@ def _watch_json(data: dict[str, Any], read: Callable[[], dict[str, Any]], interv
 
 
 def _watch_screen(data: dict[str, Any], read: Callable[[], dict[str, Any]], interval: float) -> NoReturn:
-    """`status --watch`: the screen redrawn in place; while Redis is unreachable it says so, and goes on watching."""
+    """`status --watch`: the screen redrawn in place; while Redis is unreachable it says so, and goes on watching.
+    Into a pipe or a file (not a terminal, where nothing can be redrawn) each refresh is printed after the last, so
+    that `erpsync status --watch | tee` shows them and a reader that goes away ends it (exit 141)."""
 
     def draw(data: dict[str, Any]) -> RenderableType:  # a line short of the terminal: the cursor's line stays free
         return render_overview(data, out.size.width, max(1, out.size.height - 1))
 
+    if not out.is_terminal:
+        screen = draw(data)
+        while True:
+            out.print(screen)
+            out.print()
+            time.sleep(interval)
+            try:
+                screen = draw(read())
+            except OUTAGE_ERRORS as exc:
+                screen = Text(f"{time.strftime('%H:%M:%S')} Redis unreachable: {exc}", style="bold red")
     with Live(draw(data), console=out, auto_refresh=False, screen=False) as live:
         while True:
             time.sleep(interval)
