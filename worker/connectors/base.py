@@ -134,6 +134,14 @@ class Connector:
                 return cached
             return renew()
 
+    def credential(self, field: str, file_value: str) -> str:
+        """The credential `field` to use: Redis's (an operator's `erpsync tenants reauth`, or a renewal's successor)
+        while the tenants file still holds `file_value`, the value it superseded; else the file's (the precedence in
+        worker/store/tokens.py). Masked in logs from here on. StoreUnavailable when Redis cannot say which."""
+        value = self.tokens.credential(field, file_value) or file_value
+        secrets_filter().add_secret(value)
+        return value
+
     def invalidate(self, token: str) -> None:
         """Forget `token` unless another worker has already replaced it."""
         self.tokens.forget(token)

@@ -81,15 +81,14 @@ class FortnoxConnector(Connector):
         """Ask the OAuth server for a new access token and store it (with its refresh token) for everyone.
         Called with the renewal lock held."""
         file_refresh = self.tenant.refresh_token.get_secret_value() if self.tenant.refresh_token else None
-        secret = self.tokens.credential("client_secret", self._secret) or self._secret
-        secrets_filter().add_secret(secret)
+        secret = self.credential("client_secret", self._secret)
         if self.tenant.tenant_id is not None:
             form = {"grant_type": "client_credentials"}
             headers = {"TenantId": self.tenant.tenant_id}
             refresh = None
         else:
-            refresh = self.tokens.credential(REFRESH_TOKEN, file_refresh) or file_refresh or ""
-            secrets_filter().add_secret(refresh)
+            assert file_refresh is not None  # TenantConfig: a tenant without tenant_id has a refresh token
+            refresh = self.credential(REFRESH_TOKEN, file_refresh)
             form = {"grant_type": "refresh_token", "refresh_token": refresh}
             headers = {}
         # No take_turn(): the OAuth server is not the API whose requests Fortnox limits per token.

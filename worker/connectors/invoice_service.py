@@ -42,8 +42,7 @@ class InvoiceServiceConnector(Connector):
     def _api_token(self) -> str:
         """The API token to send. StoreUnavailable when Redis cannot say which one is current."""
         if self._token is None:
-            self._token = self.tokens.credential("api_token", self._file_token) or self._file_token
-            secrets_filter().add_secret(self._token)
+            self._token = self.credential("api_token", self._file_token)
         return self._token
 
     def post_documents(self, kind: DocumentKind, body: bytes, request_id: str | None = None) -> list[Created]:

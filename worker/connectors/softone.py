@@ -66,10 +66,7 @@ class SoftOneConnector(Connector):
     def _key_params(self) -> dict[str, str]:
         """The API keys as query parameters. StoreUnavailable when Redis cannot say which keys are current."""
         if self._keys is None:
-            keys = {name: self.tokens.credential(name, value) or value for name, value in self._file_keys.items()}
-            for value in keys.values():
-                secrets_filter().add_secret(value)
-            self._keys = keys
+            self._keys = {name: self.credential(name, value) for name, value in self._file_keys.items()}
         return {"companyApiKey": self._keys["company_api_key"], "connectApiKey": self._keys["connect_api_key"]}
 
     def token(self) -> str:
