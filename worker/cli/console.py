@@ -10,6 +10,8 @@ what the shell reports for `yes | head`), quietly. User errors are one line on s
 
 from __future__ import annotations
 
+import ipaddress
+
 from rich.console import Console
 
 from worker.errors import UserError
@@ -25,6 +27,7 @@ __all__ = [
     "JOB_STATUS_CHOICES",
     "UserError",
     "err",
+    "is_loopback",
     "out",
     "plural",
 ]
@@ -40,6 +43,17 @@ FINISHED = ("succeeded", "partial", "failed", "incomplete", "rejected")
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 document`, `2 documents`, `0 documents`; `many` where adding an s is wrong (`entries`)."""
     return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a server listening on `address` (`--host`, `--address`) is reached from this machine only: the
+    servers warn otherwise (Flower, the console: put a TLS proxy in front)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class _Console(Console):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from worker.cli.console import EXIT_OK, UserError, err, out, plural
+from worker.cli.console import EXIT_OK, UserError, err, is_loopback, out, plural
 from worker.settings import Settings, get_settings
 from worker.store import client as redis_client  # get_redis through its module: tests replace it there
 from worker.store.client import RedisClient
@@ -274,15 +273,6 @@ def flower_command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def _is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def _enable_task_events() -> None:
     """Turn on the running workers' task events now (they start without: worker/celery_app/application.py), so that
     Flower sees the very next task; Flower itself repeats this every 5 s for workers started after it."""
@@ -305,7 +295,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
         raise UserError(f"--db {args.db}: directory {db_dir} does not exist")
     if args.state_save_interval_ms < 0:
         raise UserError("--state-save-interval-ms must be 0 (save on exit only) or more")
-    if not _is_loopback(args.address):
+    if not is_loopback(args.address):
         err.print(
             f"[yellow]warning:[/] Flower on {args.address}: its /metrics and /healthcheck answer without "
             "authentication; keep it on loopback behind a TLS proxy (docs/operations.md, Flower)"

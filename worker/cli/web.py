@@ -11,13 +11,12 @@ after a restart, and several console processes behind one proxy need the same se
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import secrets
 import socket
 from typing import Any
 
-from worker.cli.console import EXIT_OK, UserError, err
+from worker.cli.console import EXIT_OK, UserError, err, is_loopback
 from worker.settings import get_settings
 from worker.store import client as redis_client  # get_redis through its module: tests replace it there
 
@@ -26,15 +25,6 @@ __all__ = ["DEFAULT_PORT", "SECRET_ENV", "add_console_command", "cmd_console"]
 DEFAULT_PORT = 8808
 SECRET_ENV = "ERPSYNC_CONSOLE_SECRET"
 MIN_SECRET_LENGTH = 32
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_address(host: str, port: int) -> None:
@@ -66,7 +56,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     settings = get_settings()
     client = redis_client.get_redis(settings)
     client.ping()  # Redis unreachable: main()'s one-line error and exit 2, before serving empty pages
-    if not _loopback(args.host):
+    if not is_loopback(args.host):
         err.print(
             f"[yellow]warning:[/] the console listens on {args.host}, not only on loopback: put a TLS proxy in front "
             "and use --secure-cookie"
