@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from worker.celery_app.enqueue import publish
 from worker.cli.commands import main
 from worker.console.app import COOKIE, create_app
 from worker.console.auth import Accounts, LoginLimiter, accounts_from_env, same_origin
-from worker.console.data import Console, RateTracker, progress
+from worker.console.data import Console, progress
 from worker.errors import UserError
 from worker.settings import Settings
 from worker.store import counters
@@ -348,16 +349,16 @@ def test_dead_letters_list_and_show(client: TestClient, store: ResultsStore) -> 
     assert token
 
 
-def test_rates_are_documents_settled_per_second(r: fakeredis.FakeRedis, settings: Settings) -> None:
-    now = [100.0]
-    tracker = RateTracker(clock=lambda: now[0])
-    key = Keys(settings.key_prefix).metric(counters.DOCUMENTS_METRIC)
-    r.hset(key, mapping={"demo|softone|customer_invoice|created": 10, "demo|softone|customer_invoice|dead": 3})
-    assert tracker.rates(r, settings) is None  # one sample: no rate yet
-    now[0] += 10
-    r.hincrby(key, "demo|softone|customer_invoice|created", 40)
-    r.hincrby(key, "demo|softone|customer_invoice|dead", 50)  # dead letters are not outcomes of their own
-    assert tracker.rates(r, settings) == {"demo": 4.0}
+def test_a_tenants_rate_is_the_documents_it_settled_per_second_over_the_last_minute(
+    r: fakeredis.FakeRedis, settings: Settings
+) -> None:
+    """The rate `erpsync status` shows (worker/store/counters.py, `throughput`): from the buckets the workers write,
+    so a console started a moment ago shows it too."""
+    bucket = int(time.time() // counters.THROUGHPUT_BUCKET_SECONDS) - 5  # 50 to 60 seconds ago
+    r.hset(Keys(settings.key_prefix).throughput(bucket), mapping={"t|demo": 600, "j|job-r": 600})
+    rows = {row["name"]: row for row in Console(r, settings).tenants()["tenants"]}
+    assert 10.0 < rows["demo"]["rate"] <= 12.0  # 600 documents over 50 to 60 seconds
+    assert all(row["rate"] == 0.0 for name, row in rows.items() if name != "demo")
 
 
 def test_every_response_carries_the_security_headers(client: TestClient, store: ResultsStore) -> None:

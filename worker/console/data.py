@@ -2,16 +2,15 @@
 
 Every number comes from worker/ops (overview, tenants, deadletters), worker/store's read views and the archive's
 history (worker/archive/history.py); this module only joins them per page and adds what a page derives from them
-(a job's throughput and ETA from its counts and age, a tenant's rate from its outcome counters sampled over the
-last minute). Nothing here writes, and no document body is read except a dead letter's on its own page.
+(a job's throughput and ETA from its counts and age). A tenant's rate is the one `erpsync status` shows: documents
+settled per second over the last minute, from the throughput counters the workers keep (worker/store/counters.py).
+Nothing here writes, and no document body is read except a dead letter's on its own page.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,50 +29,10 @@ from worker.store.records import DOC_STATUSES
 from worker.store.results import ResultsStore
 from worker.store.views import OperatorView
 
-__all__ = ["PAGE_SIZES", "Console", "RateTracker"]
+__all__ = ["PAGE_SIZES", "Console"]
 
 PAGE_SIZES = (50, 100, 200)
-RATE_WINDOW = 60.0  # a tenant's rate: documents settled over (up to) the last minute the console watched
-RATE_MIN_SPAN = 2.0  # no rate from samples closer than this
 SEARCH_LIMIT = 50  # archive rows per search
-SETTLED_STATUSES = frozenset(s.value for s in DOC_STATUSES if s.value != "pending")
-
-
-class RateTracker:
-    """Documents settled per second, per tenant, from the store's outcome counters (erpsync_documents_total),
-    sampled whenever a page asks (at most every RATE_MIN_SPAN seconds) and kept for RATE_WINDOW."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._samples: deque[tuple[float, dict[str, float]]] = deque()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def totals(client: RedisClient, settings: Settings) -> dict[str, float]:
-        """Outcomes recorded so far per tenant (a counter field is `tenant|target|kind|status`)."""
-        (documents,) = counters.read(client, settings.key_prefix, [counters.DOCUMENTS_METRIC])
-        out: dict[str, float] = {}
-        for labels, count in documents.items():
-            parts = labels.split(counters.SEP)
-            if len(parts) == 4 and parts[3] in SETTLED_STATUSES:
-                out[parts[0]] = out.get(parts[0], 0.0) + count
-        return out
-
-    def rates(self, client: RedisClient, settings: Settings) -> dict[str, float] | None:
-        """Documents settled per second per tenant (tenants without any: absent); None until two samples at least
-        RATE_MIN_SPAN apart were taken."""
-        now = self._clock()
-        with self._lock:
-            if not self._samples or now - self._samples[-1][0] >= RATE_MIN_SPAN:
-                self._samples.append((now, self.totals(client, settings)))
-            while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW:
-                self._samples.popleft()
-            first_at, first = self._samples[0]
-            last_at, last = self._samples[-1]
-        span = last_at - first_at
-        if span < RATE_MIN_SPAN:
-            return None
-        return {tenant: round(max(0.0, count - first.get(tenant, 0.0)) / span, 2) for tenant, count in last.items()}
 
 
 def progress(entry: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +61,6 @@ class Console:
         self.client = client
         self.settings = settings
         self.view = OperatorView(client, settings.key_prefix)
-        self.rates = RateTracker()
         self._store: ResultsStore | None = None
         self._engine: Engine | None = None
         self._lock = threading.Lock()
@@ -137,19 +95,18 @@ class Console:
         batch ready to send, and its rate; plus tenants with work waiting that are not configured any more."""
         buffers = overview.buffer_depths(self.client, self.settings)
         waiting = {row["tenant"]: row for row in overview.tenants(self.client, self.settings, buffers)}
-        rates = self.rates.rates(self.client, self.settings)
+        rates = counters.throughput(self.client, self.settings.key_prefix, time.time()).tenants
         rows = []
         for tenant in tenant_ops.list_tenants(self.client, self.settings):
-            rate = None if rates is None else rates.get(tenant["name"], 0.0)
-            rows.append(self._tenant_row(tenant, waiting.pop(tenant["name"], None), rate))
+            rows.append(self._tenant_row(tenant, waiting.pop(tenant["name"], None), rates.get(tenant["name"], 0.0)))
         for name, row in sorted(waiting.items()):
             unknown = {"name": name, "target": None, "state": "unknown", "paused_by": None, "reason": None,
                        "since": None, "auth": "unknown", "backlog": None, "reauth": []}  # fmt: skip
-            rows.append(self._tenant_row(unknown, row, None if rates is None else rates.get(name, 0.0)))
+            rows.append(self._tenant_row(unknown, row, rates.get(name, 0.0)))
         return {"generated_at": overview.iso(time.time()), "tenants": rows}
 
     @staticmethod
-    def _tenant_row(tenant: dict[str, Any], waiting: dict[str, Any] | None, rate: float | None) -> dict[str, Any]:
+    def _tenant_row(tenant: dict[str, Any], waiting: dict[str, Any] | None, rate: float) -> dict[str, Any]:
         """A tenant of worker/ops/tenants.py with what it waits for (the overview) and its rate."""
         lanes = dict(tenant.get("backlog_lanes") or {"interactive": 0, "bulk": 0})
         row = {**tenant, "rate": rate, "lanes": lanes, "later": tenant.get("backlog_later") or 0, "waiting_for": None,
